@@ -1,0 +1,70 @@
+# tickgate - plain Makefile; dependencies found with pkg-config.
+#   make run    install missing Debian packages, build, start with defaults
+#   make test   install missing packages, build, run unit + integration tests
+#   make asan   the same tests against an AddressSanitizer+UBSan build
+PKG_CONFIG ?= pkg-config
+PYTHON     ?= /usr/bin/python3
+BUILD      ?= build
+CC         ?= cc
+PKGS       := libuv jansson libcrypto inih
+OPT        ?= -O2 -g
+CFLAGS     += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+              -Isrc -MMD -MP -pthread -DTG_WEB_DIR='"$(CURDIR)/web"' \
+              $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+LDLIBS     += $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lhttp_parser -pthread -lm
+ifdef SAN
+CFLAGS     += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS    += -fsanitize=address,undefined
+endif
+
+LIB_SRC    := $(filter-out src/main.c,$(wildcard src/*/*.c))
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC   := $(wildcard tests/unit/*/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:%.c=$(BUILD)/%)
+
+.PHONY: all run test unit integration asan deps deps-test clean
+all: $(BUILD)/tickgate
+
+deps:
+	@sh scripts/deps.sh
+deps-test:
+	@sh scripts/deps.sh test
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/tickgate: $(BUILD)/src/main.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# Unit tests may #include the .c under test to reach its statics, so each
+# links against the library objects minus the one it includes.
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka) $< -o $@ \
+	  $(filter-out $(patsubst %,$(BUILD)/%.o,$(basename $(shell sed -n 's/^#include "\.\.\/\.\.\/\.\.\/\(src\/.*\.c\)"/\1/p' $<))),$(LIB_OBJ)) \
+	  $(LDFLAGS) $(LDLIBS) $(shell $(PKG_CONFIG) --libs cmocka)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	./$(BUILD)/tickgate
+
+unit: $(UNIT_BIN)
+	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+
+integration: $(BUILD)/tickgate
+	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+test: deps-test
+	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory integration
+
+asan: deps-test
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT="-O1 -g" all unit
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT="-O1 -g" integration
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

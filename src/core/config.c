@@ -1,0 +1,371 @@
+/* config.c - the settings table and its four layers; see config.h. */
+#include "core/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#ifndef TG_VERSION
+#define TG_VERSION "0.1.0"
+#endif
+#ifndef TG_WEB_DIR
+#define TG_WEB_DIR "web"
+#endif
+
+extern char **environ;
+
+enum ktype { K_STR, K_INT, K_LONG, K_BOOL, K_ENUM, K_PATH };
+
+struct key {
+    const char *section;
+    const char *name;
+    enum ktype type;
+    size_t off;          /* offset of the field in struct config */
+    const char *def;     /* default, parsed like any other value */
+    long min, max;       /* integer bounds */
+    const char *choices; /* K_ENUM: "a|b|c", index stored as int */
+    const char *help;
+};
+
+#define F(f) offsetof(struct config, f)
+
+static const struct key KEYS[] = {
+    {"server", "listen", K_STR, F(server.listen), "127.0.0.1:8080", 0, 0, NULL,
+     "HOST:PORT to listen on; port 0 picks a free port (printed at start)"},
+    {"server", "workers", K_INT, F(server.workers), "0", 0, 256, NULL,
+     "worker threads, each with its own event loop; 0 = one per core"},
+    {"server", "ws_path", K_PATH, F(server.ws_path), "/ws", 0, 0, NULL,
+     "path of the JSON WebSocket endpoint"},
+    {"server", "echo_path", K_PATH, F(server.echo_path), "", 0, 0, NULL,
+     "path of a plain RFC 6455 echo endpoint for conformance tests; empty = off"},
+    {"server", "static_dir", K_STR, F(server.static_dir), TG_WEB_DIR, 0, 0, NULL,
+     "directory the demo page at / is served from"},
+    {"server", "allowed_origins", K_STR, F(server.allowed_origins), "", 0, 0, NULL,
+     "comma-separated Origins allowed to upgrade (403 otherwise); empty = any"},
+    {"server", "handshake_timeout_ms", K_INT, F(server.handshake_timeout_ms), "5000", 100, 600000, NULL,
+     "a request (and a WebSocket handshake) must complete within this, or the socket is closed"},
+    {"server", "shutdown_grace_ms", K_INT, F(server.shutdown_grace_ms), "5000", 0, 600000, NULL,
+     "on SIGTERM/SIGINT, longest wait for clients to close before exiting"},
+    {"server", "max_http_body_bytes", K_LONG, F(server.max_http_body_bytes), "1048576", 0, 1L << 30, NULL,
+     "largest HTTP request body; larger gets 413"},
+    {"limits", "max_connections", K_LONG, F(limits.max_connections), "100000", 1, 100000000, NULL,
+     "connections (HTTP and WebSocket) this node holds at once; beyond: 503"},
+    {"limits", "max_message_bytes", K_LONG, F(limits.max_message_bytes), "65536", 125, 64L << 20, NULL,
+     "largest client message after reassembly of fragments; beyond: close 1009"},
+};
+
+#define NKEYS (sizeof(KEYS) / sizeof(KEYS[0]))
+
+static const struct key *find_key(const char *section, const char *name) {
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(KEYS[i].section, section) == 0 && strcmp(KEYS[i].name, name) == 0)
+            return &KEYS[i];
+    return NULL;
+}
+
+static bool section_known(const char *section, size_t len) {
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strlen(KEYS[i].section) == len && strncmp(KEYS[i].section, section, len) == 0)
+            return true;
+    return false;
+}
+
+static bool parse_long(const char *v, long *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end != '\0')
+        return false;
+    *out = x;
+    return true;
+}
+
+/* Sets key k from text v. origin names the layer for messages. */
+static int set_value(struct config *cfg, const struct key *k, const char *v, const char *origin, FILE *err) {
+    char *field = (char *)cfg + k->off;
+    long x;
+    switch (k->type) {
+    case K_PATH:
+        if (v[0] != '\0' && v[0] != '/') {
+            fprintf(err, "tickgate: %s.%s (%s): '%s' must be empty or start with '/'\n", k->section, k->name, origin, v);
+            return -1;
+        }
+        /* fall through */
+    case K_STR: {
+        char *copy = strdup(v);
+        if (!copy)
+            return -1;
+        free(*(char **)field);
+        *(char **)field = copy;
+        return 0;
+    }
+    case K_INT:
+    case K_LONG:
+        if (!parse_long(v, &x) || x < k->min || x > k->max) {
+            fprintf(err, "tickgate: %s.%s (%s): '%s' is not an integer in %ld..%ld\n", k->section, k->name, origin, v,
+                    k->min, k->max);
+            return -1;
+        }
+        if (k->type == K_INT)
+            *(int *)field = (int)x;
+        else
+            *(long *)field = x;
+        return 0;
+    case K_BOOL:
+        if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
+            *(bool *)field = true;
+        else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no") || !strcasecmp(v, "off"))
+            *(bool *)field = false;
+        else {
+            fprintf(err, "tickgate: %s.%s (%s): '%s' is not a boolean (true/false)\n", k->section, k->name, origin, v);
+            return -1;
+        }
+        return 0;
+    case K_ENUM: {
+        int idx = 0;
+        const char *c = k->choices;
+        size_t vl = strlen(v);
+        while (*c) {
+            const char *bar = strchr(c, '|');
+            size_t cl = bar ? (size_t)(bar - c) : strlen(c);
+            if (cl == vl && strncmp(c, v, vl) == 0) {
+                *(int *)field = idx;
+                return 0;
+            }
+            idx++;
+            c += cl + (bar ? 1 : 0);
+        }
+        fprintf(err, "tickgate: %s.%s (%s): '%s' is not one of %s\n", k->section, k->name, origin, v, k->choices);
+        return -1;
+    }
+    }
+    return -1;
+}
+
+struct file_ctx {
+    struct config *cfg;
+    FILE *err;
+    const char *path;
+    int failed;
+};
+
+static int on_ini(void *user, const char *section, const char *name, const char *value) {
+    struct file_ctx *fc = user;
+    if (fc->failed)
+        return 0;
+    const struct key *k = find_key(section, name);
+    char origin[512];
+    snprintf(origin, sizeof(origin), "file %s", fc->path);
+    if (!k) {
+        fprintf(fc->err, "tickgate: unknown key %s.%s in %s\n", section, name, fc->path);
+        fc->failed = 1;
+        return 0;
+    }
+    if (set_value(fc->cfg, k, value, origin, fc->err) < 0) {
+        fc->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static void env_name(const struct key *k, char *out, size_t n) {
+    snprintf(out, n, "TICKGATE_%s_%s", k->section, k->name);
+    for (char *p = out; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+}
+
+/* Rejects TICKGATE_<SECTION>_* variables that name no key, so a typo in a
+ * deployment's environment is an error instead of a silent default. */
+static int check_env_unknown(FILE *err) {
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "TICKGATE_", 9) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        size_t nl = eq ? (size_t)(eq - *e) : strlen(*e);
+        bool known = false;
+        for (size_t i = 0; i < NKEYS && !known; i++) {
+            char name[128];
+            env_name(&KEYS[i], name, sizeof(name));
+            known = strlen(name) == nl && strncmp(name, *e, nl) == 0;
+        }
+        if (known)
+            continue;
+        const char *sec = *e + 9;
+        const char *us = memchr(sec, '_', nl - 9);
+        if (!us)
+            continue;
+        char lower[64];
+        size_t sl = (size_t)(us - sec);
+        if (sl >= sizeof(lower))
+            continue;
+        for (size_t i = 0; i < sl; i++)
+            lower[i] = (char)(sec[i] >= 'A' && sec[i] <= 'Z' ? sec[i] - 'A' + 'a' : sec[i]);
+        if (section_known(lower, sl)) {
+            fprintf(err, "tickgate: unknown setting %.*s in the environment\n", (int)nl, *e);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void config_print_help(FILE *out) {
+    fprintf(out,
+            "usage: tickgate [--config FILE] [--SECTION.KEY=VALUE ...]\n"
+            "       tickgate --help | --version\n\n"
+            "Every key can be set in the INI file (section [SECTION], KEY = VALUE),\n"
+            "as environment variable TICKGATE_SECTION_KEY, or as --SECTION.KEY=VALUE;\n"
+            "command line beats environment beats file beats default.\n\n");
+    const char *sec = "";
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &KEYS[i];
+        if (strcmp(sec, k->section) != 0) {
+            fprintf(out, "[%s]\n", k->section);
+            sec = k->section;
+        }
+        fprintf(out, "  %s.%s (default: %s%s%s)\n      %s%s%s\n", k->section, k->name, k->def[0] ? "" : "\"",
+                k->def, k->def[0] ? "" : "\"", k->help, k->choices ? "; one of " : "", k->choices ? k->choices : "");
+    }
+}
+
+void config_free(struct config *cfg) {
+    for (size_t i = 0; i < NKEYS; i++)
+        if (KEYS[i].type == K_STR || KEYS[i].type == K_PATH) {
+            char **f = (char **)((char *)cfg + KEYS[i].off);
+            free(*f);
+            *f = NULL;
+        }
+}
+
+/* Applies one "--section.key=value" argument. */
+static int apply_flag(struct config *cfg, const char *arg, FILE *err) {
+    const char *kv = arg + 2;
+    const char *eq = strchr(kv, '=');
+    const char *dot = strchr(kv, '.');
+    if (!eq || !dot || dot > eq) {
+        fprintf(err, "tickgate: bad argument '%s' (expected --section.key=value; see --help)\n", arg);
+        return -1;
+    }
+    char section[64], name[64];
+    size_t sl = (size_t)(dot - kv), nl = (size_t)(eq - dot - 1);
+    if (sl >= sizeof(section) || nl >= sizeof(name)) {
+        fprintf(err, "tickgate: unknown key in '%s'\n", arg);
+        return -1;
+    }
+    memcpy(section, kv, sl);
+    section[sl] = '\0';
+    memcpy(name, dot + 1, nl);
+    name[nl] = '\0';
+    const struct key *k = find_key(section, name);
+    if (!k) {
+        fprintf(err, "tickgate: unknown key %s.%s on the command line (see --help)\n", section, name);
+        return -1;
+    }
+    return set_value(cfg, k, eq + 1, "command line", err);
+}
+
+int config_load(struct config *cfg, int argc, char **argv, FILE *err) {
+    const char *file = NULL;
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NKEYS; i++)
+        if (set_value(cfg, &KEYS[i], KEYS[i].def, "default", err) < 0)
+            goto fail;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            config_print_help(stdout);
+            config_free(cfg);
+            return 1;
+        }
+        if (!strcmp(argv[i], "--version")) {
+            printf("tickgate %s\n", TG_VERSION);
+            config_free(cfg);
+            return 1;
+        }
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) {
+                fprintf(err, "tickgate: --config needs a file name\n");
+                goto fail;
+            }
+            file = argv[++i];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            file = argv[i] + 9;
+        } else if (strncmp(argv[i], "--", 2) != 0) {
+            fprintf(err, "tickgate: unexpected argument '%s' (see --help)\n", argv[i]);
+            goto fail;
+        }
+    }
+    if (file) {
+        struct file_ctx fc = {cfg, err, file, 0};
+        int rc = ini_parse(file, on_ini, &fc);
+        if (rc < 0) {
+            fprintf(err, "tickgate: cannot read config file %s\n", file);
+            goto fail;
+        }
+        if (fc.failed)
+            goto fail;
+        if (rc > 0) {
+            fprintf(err, "tickgate: %s:%d: syntax error\n", file, rc);
+            goto fail;
+        }
+    }
+    if (check_env_unknown(err) < 0)
+        goto fail;
+    for (size_t i = 0; i < NKEYS; i++) {
+        char name[128];
+        env_name(&KEYS[i], name, sizeof(name));
+        const char *v = getenv(name);
+        if (v && set_value(cfg, &KEYS[i], v, "environment", err) < 0)
+            goto fail;
+    }
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--config")) {
+            i++;
+            continue;
+        }
+        if (!strncmp(argv[i], "--config=", 9))
+            continue;
+        if (apply_flag(cfg, argv[i], err) < 0)
+            goto fail;
+    }
+    char host[256];
+    int port;
+    if (config_split_listen(cfg->server.listen, host, sizeof(host), &port) < 0) {
+        fprintf(err, "tickgate: server.listen: '%s' is not HOST:PORT with a port in 0..65535\n", cfg->server.listen);
+        goto fail;
+    }
+    if (cfg->server.echo_path[0] && strcmp(cfg->server.echo_path, cfg->server.ws_path) == 0) {
+        fprintf(err, "tickgate: server.echo_path: must differ from server.ws_path\n");
+        goto fail;
+    }
+    return 0;
+fail:
+    config_free(cfg);
+    return -1;
+}
+
+int config_split_listen(const char *listen, char *host, size_t hostlen, int *port) {
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen)
+        return -1;
+    const char *hs = listen, *he = colon;
+    if (*hs == '[') {
+        if (he[-1] != ']')
+            return -1;
+        hs++;
+        he--;
+    }
+    size_t hl = (size_t)(he - hs);
+    if (hl == 0 || hl >= hostlen)
+        return -1;
+    long p;
+    if (!parse_long(colon + 1, &p) || p < 0 || p > 65535)
+        return -1;
+    memcpy(host, hs, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}

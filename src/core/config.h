@@ -1,0 +1,50 @@
+/* config.h - every setting of tickgate: defaults, INI file, environment and
+ * command line (PROTOCOL.md section 10).
+ *
+ * One table lists each key once with its type, bounds, default and meaning;
+ * --help prints it, and every layer (default < file < environment < flag) is
+ * parsed by the same code, so a value is checked the same way wherever it
+ * comes from. The struct is filled once at start-up and read-only after: the
+ * worker threads may read it without locks. */
+#ifndef TG_CONFIG_H
+#define TG_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+enum slow_consumer_policy { SLOW_CONFLATE = 0, SLOW_DISCONNECT = 1 };
+
+struct config {
+    struct {
+        char *listen;               /* "HOST:PORT", port 0 = any free port */
+        int workers;                /* worker threads; 0 = one per core */
+        char *ws_path;              /* JSON WebSocket endpoint */
+        char *echo_path;            /* echo endpoint, "" = off */
+        char *static_dir;           /* demo page files */
+        char *allowed_origins;      /* comma list; "" = any Origin */
+        int handshake_timeout_ms;   /* a request must complete within this */
+        int shutdown_grace_ms;      /* SIGTERM to exit, at most */
+        long max_http_body_bytes;   /* request bodies above this: 413 */
+    } server;
+    struct {
+        long max_connections;       /* global cap: 503 beyond */
+        long max_message_bytes;     /* reassembled message cap: 1009 beyond */
+    } limits;
+};
+
+/* Parses argv (after any subcommand) into cfg. Returns 0 on success,
+ * 1 when --help or --version was printed (the caller exits 0), and -1 after
+ * printing a message naming the bad key or value to err. */
+int config_load(struct config *cfg, int argc, char **argv, FILE *err);
+
+/* Releases the strings cfg owns. */
+void config_free(struct config *cfg);
+
+/* Prints every key with its default and meaning. */
+void config_print_help(FILE *out);
+
+/* Splits "host:port" / "[v6]:port". Returns 0 or -1. host gets at most
+ * hostlen-1 characters. */
+int config_split_listen(const char *listen, char *host, size_t hostlen, int *port);
+
+#endif

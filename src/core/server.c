@@ -1,0 +1,191 @@
+/* server.c - process start-up, signals and orderly shutdown; see server.h. */
+#include "core/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+bool server_ws_reserve(struct server *srv) {
+    long n = atomic_fetch_add(&srv->ws_connections, 1);
+    if (n >= srv->cfg.limits.max_connections) {
+        atomic_fetch_sub(&srv->ws_connections, 1);
+        return false;
+    }
+    return true;
+}
+
+void server_ws_release(struct server *srv) { atomic_fetch_sub(&srv->ws_connections, 1); }
+
+/* Creates a socket bound to addr; reuseport lets every worker bind one. */
+static int bind_socket(const struct sockaddr *addr, socklen_t alen, bool reuseport) {
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (bind(fd, addr, alen) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+/* Resolves the listen address and binds one SO_REUSEPORT socket per
+ * worker. A first plain bind proves the port is not taken by anyone (a
+ * second tickgate included) and picks the port when 0 was asked for. */
+static int bind_all(struct server *srv, int *fds) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(srv->host, NULL, &hints, &res);
+    if (rc != 0) {
+        fprintf(stderr, "tickgate: server.listen: cannot resolve '%s': %s\n", srv->host, gai_strerror(rc));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t alen = (socklen_t)res->ai_addrlen;
+    memcpy(&ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    in_port_t *pp = ss.ss_family == AF_INET6 ? &((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : &((struct sockaddr_in *)&ss)->sin_port;
+    *pp = htons((uint16_t)srv->port);
+    int probe = bind_socket((struct sockaddr *)&ss, alen, false);
+    if (probe < 0) {
+        fprintf(stderr, "tickgate: server.listen: cannot bind %s:%d: %s\n", srv->host, srv->port, strerror(-probe));
+        return -1;
+    }
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof(bound);
+    getsockname(probe, (struct sockaddr *)&bound, &bl);
+    srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    close(probe);
+    *pp = htons((uint16_t)srv->port);
+    for (int i = 0; i < srv->nworkers; i++) {
+        fds[i] = bind_socket((struct sockaddr *)&ss, alen, true);
+        if (fds[i] < 0) {
+            fprintf(stderr, "tickgate: server.listen: cannot bind %s:%d: %s\n", srv->host, srv->port,
+                    strerror(-fds[i]));
+            while (i-- > 0)
+                close(fds[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void on_grace(uv_timer_t *h) {
+    struct server *srv = h->data;
+    log_warn("shutdown grace expired; closing remaining connections");
+    for (int i = 0; i < srv->nworkers; i++)
+        worker_post(&srv->workers[i], WM_FORCE_CLOSE, NULL, 0);
+}
+
+static void begin_shutdown(struct server *srv) {
+    if (atomic_exchange(&srv->shutting_down, true))
+        return;
+    log_info("shutting down");
+    for (int i = 0; i < srv->nworkers; i++)
+        worker_post(&srv->workers[i], WM_SHUTDOWN, NULL, 0);
+    /* Force a little before the grace ends so the exit itself fits in it. */
+    uint64_t grace = (uint64_t)srv->cfg.server.shutdown_grace_ms;
+    uv_timer_start(&srv->grace_timer, on_grace, grace > 300 ? grace - 300 : grace / 2, 0);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    struct server *srv = h->data;
+    if (atomic_load(&srv->shutting_down) && signum == SIGINT) {
+        on_grace(&srv->grace_timer); /* second Ctrl-C: don't wait */
+        return;
+    }
+    begin_shutdown(srv);
+}
+
+static void on_worker_done(uv_async_t *h) {
+    struct server *srv = h->data;
+    if (atomic_load(&srv->workers_running) > 0)
+        return;
+    uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->grace_timer, NULL);
+    uv_close((uv_handle_t *)&srv->worker_done, NULL);
+}
+
+static int cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)n;
+}
+
+int server_run(struct server *srv) {
+    int rc = 1;
+    signal(SIGPIPE, SIG_IGN);
+    if (config_split_listen(srv->cfg.server.listen, srv->host, sizeof(srv->host), &srv->port) < 0)
+        return 1;
+    srv->nworkers = srv->cfg.server.workers ? srv->cfg.server.workers : cpu_count();
+    srv->started_ms = (uint64_t)time(NULL) * 1000;
+    int *fds = calloc((size_t)srv->nworkers, sizeof(int));
+    srv->workers = calloc((size_t)srv->nworkers, sizeof(struct worker));
+    if (!fds || !srv->workers) {
+        fprintf(stderr, "tickgate: out of memory\n");
+        goto out_free;
+    }
+    if (bind_all(srv, fds) < 0)
+        goto out_free;
+    uv_loop_init(&srv->loop);
+    uv_async_init(&srv->loop, &srv->worker_done, on_worker_done);
+    srv->worker_done.data = srv;
+    uv_timer_init(&srv->loop, &srv->grace_timer);
+    srv->grace_timer.data = srv;
+    uv_signal_init(&srv->loop, &srv->sigterm);
+    uv_signal_init(&srv->loop, &srv->sigint);
+    srv->sigterm.data = srv->sigint.data = srv;
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    int started = 0;
+    for (; started < srv->nworkers; started++) {
+        int e = worker_start(&srv->workers[started], srv, started, fds[started]);
+        if (e < 0) {
+            fprintf(stderr, "tickgate: cannot start worker %d: %s\n", started, strerror(-e));
+            for (int j = started; j < srv->nworkers; j++)
+                close(fds[j]);
+            break;
+        }
+    }
+    if (started == srv->nworkers) {
+        const char *fmt = strchr(srv->host, ':') ? "tickgate listening on [%s]:%d\n" : "tickgate listening on %s:%d\n";
+        printf(fmt, srv->host, srv->port);
+        fflush(stdout);
+        log_info("%d worker(s); ws %s%s%s", srv->nworkers, srv->cfg.server.ws_path,
+                 srv->cfg.server.echo_path[0] ? ", echo " : "", srv->cfg.server.echo_path);
+        rc = 0;
+    } else {
+        rc = 1;
+        begin_shutdown(srv);
+    }
+    uv_run(&srv->loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < started; i++)
+        worker_join(&srv->workers[i]);
+    uv_loop_close(&srv->loop);
+    if (rc == 0)
+        log_info("stopped");
+out_free:
+    free(fds);
+    free(srv->workers);
+    srv->workers = NULL;
+    return rc;
+}

@@ -1,0 +1,43 @@
+/* server.h - the process: configuration, workers, signals, shutdown.
+ *
+ * The main thread owns the server: it binds the listening sockets, starts
+ * the workers, and runs its own loop for signals and process-wide timers.
+ * Workers read the server's read-only fields freely; the few mutable
+ * process-wide figures are atomics with one writer rule each. */
+#ifndef TG_SERVER_H
+#define TG_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/config.h"
+#include "core/worker.h"
+
+struct server {
+    struct config cfg;             /* read-only after start */
+    int nworkers;
+    struct worker *workers;        /* nworkers, owned by the main thread */
+    uv_loop_t loop;                /* main thread's loop */
+    uv_signal_t sigterm, sigint;
+    uv_timer_t grace_timer;
+    uv_async_t worker_done;        /* a worker's loop ended */
+    atomic_int workers_running;
+    atomic_bool shutting_down;     /* set once by the main thread */
+    atomic_long ws_connections;    /* WebSocket connections on this node */
+    char host[256];
+    int port;                      /* actual port (after port 0) */
+    uint64_t started_ms;           /* wall clock at start */
+};
+
+/* Binds, starts workers, prints the listening line and runs until shutdown
+ * completes. Returns the process exit code. */
+int server_run(struct server *srv);
+
+/* Reserves one WebSocket connection slot against limits.max_connections.
+ * False when the node is full. */
+bool server_ws_reserve(struct server *srv);
+void server_ws_release(struct server *srv);
+
+#endif

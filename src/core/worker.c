@@ -1,0 +1,183 @@
+/* worker.c - a worker thread and its loop; see worker.h. */
+#include "core/worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/server.h"
+#include "net/conn.h"
+#include "ws/session.h"
+
+#define TIMER_MS 100
+
+static void flush_dirty(struct worker *w) {
+    struct conn *c = w->dirty;
+    w->dirty = NULL;
+    while (c) {
+        struct conn *next = c->dirty_next;
+        c->dirty = false;
+        c->dirty_next = NULL;
+        conn_flush(c);
+        c = next;
+    }
+}
+
+static void on_prepare(uv_prepare_t *h) { flush_dirty(h->data); }
+static void on_check(uv_check_t *h) { flush_dirty(h->data); }
+
+static void close_handles(struct worker *w) {
+    if (w->stopped)
+        return;
+    w->stopped = true;
+    if (w->listening) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->listening = false;
+    }
+    uv_close((uv_handle_t *)&w->timer, NULL);
+    uv_close((uv_handle_t *)&w->flush_prepare, NULL);
+    uv_close((uv_handle_t *)&w->flush_check, NULL);
+    mailbox_close(&w->inbox, NULL);
+}
+
+void worker_conn_released(struct worker *w) {
+    if (w->shutting_down && w->nconns == 0)
+        close_handles(w);
+}
+
+/* Stop accepting and start the close handshake with every client. */
+static void begin_shutdown(struct worker *w) {
+    if (w->shutting_down)
+        return;
+    w->shutting_down = true;
+    if (w->listening) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->listening = false;
+    }
+    for (struct conn *c = w->conns; c; c = c->next) {
+        if (c->phase == PHASE_WS)
+            ws_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+        else if (!c->writing && c->out.count == 0)
+            conn_close(c);
+        else
+            c->close_after_flush = true;
+    }
+    worker_conn_released(w);
+}
+
+static void force_close(struct worker *w) {
+    begin_shutdown(w);
+    for (struct conn *c = w->conns; c; c = c->next)
+        conn_close(c);
+}
+
+static void on_timer(uv_timer_t *h) {
+    struct worker *w = h->data;
+    uint64_t now = uv_now(&w->loop);
+    atomic_store_explicit(&w->heartbeat_ms, uv_hrtime() / 1000000, memory_order_relaxed);
+    /* Fallback for a shutdown mail that could not be posted. */
+    if (atomic_load(&w->srv->shutting_down) && !w->shutting_down)
+        begin_shutdown(w);
+    for (struct conn *c = w->timed, *next; c; c = next) {
+        next = c->tnext;
+        if (c->deadline <= now)
+            conn_close(c); /* slow request, or no reply to our close frame */
+    }
+}
+
+static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
+    struct worker *w = data;
+    switch (m->type) {
+    case WM_SHUTDOWN:
+        begin_shutdown(w);
+        break;
+    case WM_FORCE_CLOSE:
+        force_close(w);
+        break;
+    default:
+        log_error("worker %d: unknown mail %d", w->id, m->type);
+    }
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+    struct worker *w = listener->data;
+    if (status < 0) {
+        log_warn("worker %d: accept: %s", w->id, uv_strerror(status));
+        return;
+    }
+    if (w->shutting_down)
+        return;
+    int rc = conn_accept(w, listener);
+    if (rc < 0)
+        log_warn("worker %d: accept failed: %s", w->id, strerror(-rc));
+}
+
+static void worker_main(void *arg) {
+    struct worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    atomic_fetch_sub(&w->srv->workers_running, 1);
+    uv_async_send(&w->srv->worker_done);
+}
+
+int worker_start(struct worker *w, struct server *srv, int id, int fd) {
+    int rc;
+    w->id = id;
+    w->srv = srv;
+    w->listen_fd = fd;
+    w->rbuf = malloc(WORKER_READ_BUF);
+    if (!w->rbuf)
+        return -ENOMEM;
+    if ((rc = uv_loop_init(&w->loop)) != 0)
+        goto out_buf;
+    if ((rc = mailbox_init(&w->inbox, &w->loop, 65536, on_mail, w)) != 0)
+        goto out_loop;
+    uv_timer_init(&w->loop, &w->timer);
+    w->timer.data = w;
+    uv_prepare_init(&w->loop, &w->flush_prepare);
+    w->flush_prepare.data = w;
+    uv_check_init(&w->loop, &w->flush_check);
+    w->flush_check.data = w;
+    uv_tcp_init(&w->loop, &w->listener);
+    w->listener.data = w;
+    w->listening = true;
+    if ((rc = uv_tcp_open(&w->listener, fd)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection)) != 0) {
+        log_error("worker %d: listen: %s", id, uv_strerror(rc));
+        goto out_handles;
+    }
+    uv_timer_start(&w->timer, on_timer, TIMER_MS, TIMER_MS);
+    uv_prepare_start(&w->flush_prepare, on_prepare);
+    uv_check_start(&w->flush_check, on_check);
+    atomic_store(&w->heartbeat_ms, uv_hrtime() / 1000000);
+    atomic_fetch_add(&srv->workers_running, 1);
+    if ((rc = uv_thread_create(&w->thread, worker_main, w)) != 0) {
+        atomic_fetch_sub(&srv->workers_running, 1);
+        goto out_handles;
+    }
+    return 0;
+out_handles:
+    close_handles(w);
+    uv_run(&w->loop, UV_RUN_DEFAULT); /* let the close callbacks run */
+    mailbox_destroy(&w->inbox);
+out_loop:
+    uv_loop_close(&w->loop);
+out_buf:
+    free(w->rbuf);
+    w->rbuf = NULL;
+    return rc < 0 ? rc : -EIO;
+}
+
+int worker_post(struct worker *w, int type, void *ptr, uint64_t a) {
+    struct mail m = {.type = type, .ptr = ptr, .a = a, .b = 0};
+    return mailbox_post(&w->inbox, &m);
+}
+
+void worker_join(struct worker *w) {
+    uv_thread_join(&w->thread);
+    mailbox_destroy(&w->inbox);
+    free(w->rbuf);
+    w->rbuf = NULL;
+}

@@ -1,0 +1,309 @@
+/* conn.c - connection lifecycle, reads and batched writes; see conn.h. */
+#include "net/conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/server.h"
+#include "core/worker.h"
+#include "net/http.h"
+#include "net/router.h"
+#include "ws/session.h"
+
+#define MAX_IOV 64
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+    struct conn *c = h->data;
+    struct worker *w = c->w;
+    /* One buffer per worker: a read callback consumes it completely before
+     * the next read on any socket of this loop. */
+    buf->base = (char *)w->rbuf;
+    buf->len = WORKER_READ_BUF;
+}
+
+/* The single release path: unlinks c from every worker structure and frees
+ * everything it owns. Runs only as the uv_close callback. */
+static void on_closed(uv_handle_t *h) {
+    struct conn *c = h->data;
+    struct worker *w = c->w;
+    ws_session_release(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    conn_set_deadline(c, 0);
+    if (c->dirty) {
+        struct conn **pp = &w->dirty;
+        while (*pp && *pp != c)
+            pp = &(*pp)->dirty_next;
+        if (*pp)
+            *pp = c->dirty_next;
+    }
+    http_req_free(c->http);
+    outq_clear(&c->out);
+    free(c->msg);
+    if (c->counted) {
+        server_ws_release(w->srv);
+        atomic_fetch_sub_explicit(&w->stats.ws_open, 1, memory_order_relaxed);
+    }
+    free(c);
+    worker_conn_released(w);
+}
+
+void conn_set_deadline(struct conn *c, uint64_t ms) {
+    struct worker *w = c->w;
+    bool linked = c->deadline != 0;
+    c->deadline = ms;
+    if (ms && !linked) {
+        c->tprev = NULL;
+        c->tnext = w->timed;
+        if (w->timed)
+            w->timed->tprev = c;
+        w->timed = c;
+    } else if (!ms && linked) {
+        if (c->tprev)
+            c->tprev->tnext = c->tnext;
+        else
+            w->timed = c->tnext;
+        if (c->tnext)
+            c->tnext->tprev = c->tprev;
+        c->tprev = c->tnext = NULL;
+    }
+}
+
+void conn_close(struct conn *c) {
+    if (c->closing)
+        return;
+    c->closing = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void conn_ip_str(const struct conn *c, char *out, size_t len) {
+    if (!inet_ntop(c->family, c->ip, out, (socklen_t)len))
+        snprintf(out, len, "?");
+}
+
+static void mark_dirty(struct conn *c) {
+    if (c->dirty)
+        return;
+    c->dirty = true;
+    c->dirty_next = c->w->dirty;
+    c->w->dirty = c;
+}
+
+void conn_send(struct conn *c, struct outbuf *b) {
+    if (c->closing || (c->close_sent && !c->close_after_flush && c->phase == PHASE_WS && b->kind == OB_TICK)) {
+        outbuf_unref(b);
+        return;
+    }
+    if (outq_push(&c->out, b) < 0) {
+        log_warn("conn %llu: out of memory queueing output; closing", (unsigned long long)c->id);
+        conn_close(c);
+        return;
+    }
+    mark_dirty(c);
+}
+
+static void on_write(uv_write_t *req, int status);
+
+/* Hands every queued byte to the socket: first as a non-blocking writev
+ * (most writes finish here), the rest as one uv_write whose completion
+ * flushes again. The blocks stay referenced by the queue until written. */
+void conn_flush(struct conn *c) {
+    if (c->closing || c->writing)
+        return;
+    while (c->out.count > 0) {
+        uv_buf_t iov[MAX_IOV];
+        unsigned n = 0;
+        size_t total = 0;
+        for (uint32_t i = 0; i < c->out.count && n < MAX_IOV; i++, n++) {
+            struct outq_item *it = outq_at(&c->out, i);
+            iov[n] = uv_buf_init((char *)it->b->p + it->off, it->b->len - it->off);
+            total += iov[n].len;
+        }
+        int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
+        if (r == UV_EAGAIN || r == UV_ENOSYS)
+            r = 0;
+        if (r < 0) {
+            conn_close(c);
+            return;
+        }
+        atomic_fetch_add_explicit(&c->w->stats.bytes_sent, (uint64_t)r, memory_order_relaxed);
+        outq_consume(&c->out, (size_t)r);
+        if ((size_t)r < total) {
+            /* The socket is full: let libuv finish the rest (up to MAX_IOV
+             * blocks) and come back in on_write. */
+            n = 0;
+            size_t inflight = 0;
+            for (uint32_t i = 0; i < c->out.count && n < MAX_IOV; i++, n++) {
+                struct outq_item *it = outq_at(&c->out, i);
+                iov[n] = uv_buf_init((char *)it->b->p + it->off, it->b->len - it->off);
+                inflight += iov[n].len;
+            }
+            c->inflight = (uint32_t)inflight;
+            c->wreq.data = c;
+            if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, iov, n, on_write) != 0) {
+                conn_close(c);
+                return;
+            }
+            c->writing = true;
+            return;
+        }
+    }
+    if (c->close_after_flush)
+        conn_close(c);
+    else if (c->shutdown_after_flush)
+        ws_session_shutdown_write(c);
+}
+
+static void on_write(uv_write_t *req, int status) {
+    struct conn *c = req->data;
+    c->writing = false;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    /* uv_write completes only when all its buffers are written. */
+    atomic_fetch_add_explicit(&c->w->stats.bytes_sent, c->inflight, memory_order_relaxed);
+    outq_consume(&c->out, c->inflight);
+    c->inflight = 0;
+    ws_session_on_drain(c);
+    conn_flush(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    struct conn *c = s->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        /* EOF or error: nothing more can arrive, so nothing can be answered. */
+        conn_close(c);
+        return;
+    }
+    uint8_t *data = (uint8_t *)buf->base;
+    size_t len = (size_t)nread;
+    while (len > 0 && !c->closing && c->phase == PHASE_HTTP) {
+        if (c->close_after_flush)
+            return; /* answered with Connection: close; ignore the rest */
+        size_t used = 0;
+        enum http_status_rc rc = http_req_feed(c->http, (const char *)data, len, &used);
+        if (rc == HTTP_NEED_MORE)
+            return;
+        if (rc == HTTP_ERROR) {
+            int st = c->http->error_status;
+            const char *code = st == 431 ? "headers_too_large" : st == 413 ? "body_too_large" : "bad_request";
+            conn_http_error(c, st, code, http_reason(st), NULL, false);
+            return;
+        }
+        data += used;
+        len -= used;
+        atomic_fetch_add_explicit(&c->w->stats.http_requests, 1, memory_order_relaxed);
+        router_dispatch(c);
+        if (c->phase == PHASE_HTTP && !c->closing && !c->close_after_flush) {
+            http_req_reset(c->http);
+            conn_set_deadline(c, worker_now(c->w) + (uint64_t)c->w->srv->cfg.server.handshake_timeout_ms);
+        }
+    }
+    if (len > 0 && !c->closing && c->phase == PHASE_WS)
+        ws_session_feed(c, data, len);
+}
+
+int conn_accept(struct worker *w, uv_stream_t *listener) {
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->w = w;
+    if (uv_tcp_init(&w->loop, &c->tcp) != 0) {
+        free(c);
+        return -EIO;
+    }
+    c->tcp.data = c;
+    /* From here on the one release path is conn_close -> on_closed. */
+    c->id = ((uint64_t)w->id << 48) | ++w->next_id;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return -EIO;
+    }
+    atomic_fetch_add_explicit(&w->stats.accepted, 1, memory_order_relaxed);
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            memcpy(c->ip, &a->sin_addr, 4);
+            c->port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            memcpy(c->ip, &a->sin6_addr, 16);
+            c->port = ntohs(a->sin6_port);
+        }
+        c->family = (uint8_t)ss.ss_family;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->http = http_req_new((size_t)w->srv->cfg.server.max_http_body_bytes);
+    if (!c->http) {
+        conn_close(c);
+        return -ENOMEM;
+    }
+    conn_set_deadline(c, worker_now(w) + (uint64_t)w->srv->cfg.server.handshake_timeout_ms);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        conn_close(c);
+        return -EIO;
+    }
+    return 0;
+}
+
+void conn_http_respond(struct conn *c, int status, const char *ctype, const char *body, size_t len,
+                       const char *headers, bool keep_alive) {
+    if (c->closing)
+        return;
+    char head[1024];
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                      "Cache-Control: no-store\r\n%s%s\r\n",
+                      status, http_reason(status), ctype, len, headers ? headers : "",
+                      keep_alive ? "" : "Connection: close\r\n");
+    if (hl < 0 || (size_t)hl >= sizeof(head)) {
+        conn_close(c);
+        return;
+    }
+    bool head_only = c->http && http_req_is_head(c->http);
+    size_t blen = head_only ? 0 : len;
+    struct outbuf *b = outbuf_new((size_t)hl + blen);
+    if (!b) {
+        conn_close(c);
+        return;
+    }
+    memcpy(outbuf_payload(b), head, (size_t)hl);
+    if (blen)
+        memcpy(outbuf_payload(b) + hl, body, blen);
+    outbuf_seal_raw(b, (size_t)hl + blen);
+    conn_send(c, b);
+    if (!keep_alive) {
+        c->close_after_flush = true;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+}
+
+void conn_http_error(struct conn *c, int status, const char *code, const char *msg, const char *headers,
+                     bool keep_alive) {
+    char body[512];
+    /* code and msg are fixed strings of ours, never client input. */
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", code, msg);
+    conn_http_respond(c, status, "application/json", body, (size_t)n, headers, keep_alive);
+}

@@ -1,0 +1,105 @@
+/* conn.h - one client connection: the single source of truth about it.
+ *
+ * Everything the gateway knows about a client lives in this struct, owned
+ * by the worker that accepted it: socket, HTTP request in progress,
+ * WebSocket parser and message buffer, output queue and (later) identity
+ * and subscriptions. Nothing else keeps a second registry of connections.
+ *
+ * Lifetime: conn_close() starts the end whatever the cause (peer close,
+ * error, timeout, shutdown, half-finished handshake); the memory and every
+ * link to it are released in exactly one place, the uv_close callback, never
+ * inside the callback that decided to close. */
+#ifndef TG_CONN_H
+#define TG_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "net/outbuf.h"
+#include "ws/frame.h"
+#include "ws/utf8.h"
+
+struct worker;
+struct http_req;
+
+enum conn_phase {
+    PHASE_HTTP = 0,   /* reading requests */
+    PHASE_WS,         /* upgraded */
+};
+
+enum ws_endpoint {
+    EP_JSON = 0,      /* server.ws_path: the gateway protocol */
+    EP_ECHO,          /* server.echo_path: plain echo */
+};
+
+struct conn {
+    uv_tcp_t tcp;                  /* tcp.data = this; first member */
+    uv_write_t wreq;               /* the one write in flight (writing) */
+    struct worker *w;              /* owner; never changes */
+    struct conn *prev, *next;      /* worker's list of all connections */
+    struct conn *dirty_next;       /* worker's flush list (if dirty) */
+    struct conn *tprev, *tnext;    /* worker's deadline list (if deadline) */
+    uint64_t id;                   /* unique on this node */
+    uint64_t deadline;             /* loop ms; 0 = none (HTTP phase, close wait) */
+    uint8_t phase;                 /* enum conn_phase */
+    uint8_t endpoint;              /* enum ws_endpoint, PHASE_WS only */
+    bool closing;                  /* uv_close called; skip everything */
+    bool dirty;                    /* on the worker's flush list */
+    bool writing;                  /* wreq in flight */
+    bool close_after_flush;        /* close the socket once outq is empty */
+    bool close_sent;               /* our close frame is queued */
+    bool counted;                  /* counted in server-wide WS connections */
+    bool close_rcvd;               /* the peer's close frame arrived */
+    bool discard;                  /* failed: ignore further input */
+    bool shutdown_after_flush;     /* send FIN once outq is empty */
+    uint8_t ip[16];                /* peer address (v4 in the first 4 bytes) */
+    uint8_t family;                /* AF_INET or AF_INET6 */
+    uint16_t port;                 /* peer port */
+    struct http_req *http;         /* PHASE_HTTP only */
+    struct outq out;               /* bytes waiting for the socket */
+    uint32_t inflight;             /* bytes at the front of out owned by wreq */
+    /* WebSocket receive state (PHASE_WS) */
+    struct ws_parser parser;
+    struct utf8_state utf8;        /* validation of the text message in progress */
+    uint8_t msg_op;                /* opcode of the data message in progress; 0 = none */
+    uint8_t ctrl_len;
+    uint8_t *msg;                  /* reassembly buffer of a fragmented message */
+    uint8_t *direct;               /* whole message still in the read buffer */
+    uint64_t last_rx;              /* loop ms of the last frame received */
+    uint32_t msg_len, msg_cap;
+    uint8_t ctrl[125];             /* payload of the control frame in progress */
+};
+
+/* Takes a freshly accepted socket into a new connection. 0 or -errno. */
+int conn_accept(struct worker *w, uv_stream_t *listener);
+
+/* Starts closing c; safe to call repeatedly and from any callback. */
+void conn_close(struct conn *c);
+
+/* Queues b (taking over the reference) and schedules a flush. After close
+ * has started the block is just dropped. */
+void conn_send(struct conn *c, struct outbuf *b);
+
+/* Writes every queued block that the socket takes now; called by the
+ * worker once per loop turn for each dirty connection. */
+void conn_flush(struct conn *c);
+
+/* Sets (ms > 0: loop time) or clears (0) the connection's deadline; the
+ * worker closes it when the deadline passes. */
+void conn_set_deadline(struct conn *c, uint64_t ms);
+
+/* Formats the peer address. */
+void conn_ip_str(const struct conn *c, char *out, size_t len);
+
+/* Sends a complete HTTP response. headers: extra "Name: value\r\n" lines
+ * or NULL. keep_alive false closes the socket after it is written. */
+void conn_http_respond(struct conn *c, int status, const char *ctype, const char *body, size_t len,
+                       const char *headers, bool keep_alive);
+
+/* Responds with {"error": code, "message": msg}. */
+void conn_http_error(struct conn *c, int status, const char *code, const char *msg, const char *headers,
+                     bool keep_alive);
+
+#endif

@@ -1,0 +1,285 @@
+/* http.c - HTTP/1.1 request parsing with http-parser; see http.h. */
+#include "net/http.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static int append_head(struct http_req *r, const char *at, size_t len) {
+    if ((size_t)r->head_len + len > HTTP_MAX_HEAD) {
+        r->error_status = 431;
+        return -1;
+    }
+    if (r->head_len + len > r->head_cap) {
+        uint32_t ncap = r->head_cap ? r->head_cap : 512;
+        while (ncap < r->head_len + len)
+            ncap *= 2;
+        if (ncap > HTTP_MAX_HEAD)
+            ncap = HTTP_MAX_HEAD;
+        char *n = realloc(r->head, ncap);
+        if (!n) {
+            r->error_status = 503;
+            return -1;
+        }
+        r->head = n;
+        r->head_cap = ncap;
+    }
+    memcpy(r->head + r->head_len, at, len);
+    r->head_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+    struct http_req *r = p->data;
+    if (r->url_len == 0)
+        r->url = r->head_len;
+    if (append_head(r, at, len) < 0)
+        return -1;
+    r->url_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_field(http_parser *p, const char *at, size_t len) {
+    struct http_req *r = p->data;
+    if (r->in_value || r->nhdrs == 0) {
+        if (r->nhdrs == HTTP_MAX_HEADERS) {
+            r->error_status = 431;
+            return -1;
+        }
+        struct http_header *h = &r->hdrs[r->nhdrs++];
+        h->name = r->head_len;
+        h->name_len = 0;
+        h->value = r->head_len;
+        h->value_len = 0;
+        r->in_value = false;
+    }
+    if (append_head(r, at, len) < 0)
+        return -1;
+    r->hdrs[r->nhdrs - 1].name_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_value(http_parser *p, const char *at, size_t len) {
+    struct http_req *r = p->data;
+    if (r->nhdrs == 0)
+        return -1;
+    struct http_header *h = &r->hdrs[r->nhdrs - 1];
+    if (!r->in_value) {
+        h->value = r->head_len;
+        h->value_len = 0;
+        r->in_value = true;
+    }
+    if (append_head(r, at, len) < 0)
+        return -1;
+    h->value_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p) {
+    struct http_req *r = p->data;
+    /* Content-Length announced beyond the limit: refuse before reading it. */
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->max_body) {
+        r->error_status = 413;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+    struct http_req *r = p->data;
+    if (r->body_len + len > r->max_body) {
+        r->error_status = 413;
+        return -1;
+    }
+    if (r->body_len + len > r->body_cap) {
+        size_t ncap = r->body_cap ? r->body_cap : 1024;
+        while (ncap < r->body_len + len)
+            ncap *= 2;
+        char *n = realloc(r->body, ncap + 1);
+        if (!n) {
+            r->error_status = 503;
+            return -1;
+        }
+        r->body = n;
+        r->body_cap = ncap;
+    }
+    memcpy(r->body + r->body_len, at, len);
+    r->body_len += len;
+    r->body[r->body_len] = '\0';
+    return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+    struct http_req *r = p->data;
+    r->complete = true;
+    http_parser_pause(p, 1); /* one request at a time: the caller answers first */
+    return 0;
+}
+
+static const http_parser_settings SETTINGS = {
+    .on_url = on_url,
+    .on_header_field = on_field,
+    .on_header_value = on_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+struct http_req *http_req_new(size_t max_body) {
+    struct http_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->max_body = max_body;
+    http_parser_init(&r->parser, HTTP_REQUEST);
+    r->parser.data = r;
+    return r;
+}
+
+void http_req_free(struct http_req *r) {
+    if (!r)
+        return;
+    free(r->head);
+    free(r->body);
+    free(r);
+}
+
+void http_req_reset(struct http_req *r) {
+    r->head_len = 0;
+    r->url = r->url_len = 0;
+    r->nhdrs = 0;
+    r->in_value = false;
+    r->complete = false;
+    r->error_status = 0;
+    r->body_len = 0;
+    r->path[0] = r->query[0] = '\0';
+    http_parser_pause(&r->parser, 0);
+    http_parser_init(&r->parser, HTTP_REQUEST);
+    r->parser.data = r;
+}
+
+/* Splits the URL into path and query once the request is complete. */
+static int split_url(struct http_req *r) {
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    const char *url = r->head + r->url;
+    if (http_parser_parse_url(url, r->url_len, 0, &u) != 0)
+        return -1;
+    if (!(u.field_set & (1 << UF_PATH)))
+        return -1;
+    uint16_t po = u.field_data[UF_PATH].off, pl = u.field_data[UF_PATH].len;
+    if (pl >= sizeof(r->path)) {
+        r->error_status = 414;
+        return -1;
+    }
+    memcpy(r->path, url + po, pl);
+    r->path[pl] = '\0';
+    if (u.field_set & (1 << UF_QUERY)) {
+        uint16_t qo = u.field_data[UF_QUERY].off, ql = u.field_data[UF_QUERY].len;
+        if (ql >= sizeof(r->query)) {
+            r->error_status = 414;
+            return -1;
+        }
+        memcpy(r->query, url + qo, ql);
+        r->query[ql] = '\0';
+    }
+    return 0;
+}
+
+enum http_status_rc http_req_feed(struct http_req *r, const char *data, size_t len, size_t *used) {
+    size_t n = http_parser_execute(&r->parser, &SETTINGS, data, len);
+    *used = n;
+    enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
+    if (r->complete) {
+        if (split_url(r) < 0) {
+            if (!r->error_status)
+                r->error_status = 400;
+            return HTTP_ERROR;
+        }
+        /* A paused parser reports the byte it stopped on as consumed. */
+        return HTTP_COMPLETE;
+    }
+    if (e != HPE_OK) {
+        if (!r->error_status)
+            r->error_status = (e == HPE_HEADER_OVERFLOW) ? 431 : 400;
+        return HTTP_ERROR;
+    }
+    if (r->parser.upgrade) /* upgrade without message completion cannot happen for GET */
+        return HTTP_COMPLETE;
+    return HTTP_NEED_MORE;
+}
+
+const char *http_req_header(const struct http_req *r, const char *name, size_t *len) {
+    size_t nl = strlen(name);
+    for (uint16_t i = 0; i < r->nhdrs; i++) {
+        const struct http_header *h = &r->hdrs[i];
+        if (h->name_len == nl && strncasecmp(r->head + h->name, name, nl) == 0) {
+            /* trim surrounding whitespace */
+            const char *v = r->head + h->value;
+            size_t vl = h->value_len;
+            while (vl && (*v == ' ' || *v == '\t')) {
+                v++;
+                vl--;
+            }
+            while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+                vl--;
+            if (len)
+                *len = vl;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+bool http_req_query(const struct http_req *r, const char *name, char *out, size_t outlen) {
+    size_t nl = strlen(name);
+    const char *q = r->query;
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t seg = amp ? (size_t)(amp - q) : strlen(q);
+        if (seg > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
+            size_t o = 0;
+            for (size_t i = nl + 1; i < seg && o + 1 < outlen; i++) {
+                char c = q[i];
+                if (c == '+')
+                    c = ' ';
+                else if (c == '%' && i + 2 < seg && hexval(q[i + 1]) >= 0 && hexval(q[i + 2]) >= 0) {
+                    c = (char)(hexval(q[i + 1]) * 16 + hexval(q[i + 2]));
+                    i += 2;
+                }
+                out[o++] = c;
+            }
+            out[o] = '\0';
+            return true;
+        }
+        q += seg + (amp ? 1 : 0);
+    }
+    return false;
+}
+
+const char *http_reason(int status) {
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}

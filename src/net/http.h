@@ -1,0 +1,78 @@
+/* http.h - one HTTP/1.1 request at a time, parsed by http-parser.
+ *
+ * Bytes arrive in reads of any size into a buffer the worker reuses, so the
+ * request line and headers are copied into the request's own head buffer
+ * (at most HTTP_MAX_HEAD bytes: 431 beyond) and the body into its own
+ * (at most server.max_http_body_bytes: 413 beyond). A request lives only
+ * while its connection speaks HTTP; an upgraded connection frees it. */
+#ifndef TG_HTTP_H
+#define TG_HTTP_H
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HTTP_MAX_HEAD 16384
+#define HTTP_MAX_HEADERS 100
+
+struct http_header {
+    uint32_t name, name_len;  /* offsets into head */
+    uint32_t value, value_len;
+};
+
+enum http_status_rc {
+    HTTP_NEED_MORE = 0,  /* everything consumed, request not complete */
+    HTTP_COMPLETE = 1,   /* a request is complete; unconsumed bytes remain the caller's */
+    HTTP_ERROR = -1,     /* malformed or over a limit: answer req->error_status and close */
+};
+
+struct http_req {
+    http_parser parser;
+    char *head;                 /* URL and header bytes (NUL-free, offsets) */
+    uint32_t head_len, head_cap;
+    uint32_t url, url_len;
+    struct http_header hdrs[HTTP_MAX_HEADERS];
+    uint16_t nhdrs;
+    bool in_value;              /* last callback was a header value */
+    bool complete;
+    int error_status;           /* 400, 413 or 431 when HTTP_ERROR */
+    char *body;
+    size_t body_len, body_cap;
+    size_t max_body;
+    /* filled at completion */
+    char path[1024];            /* decoded-free path, NUL-terminated */
+    char query[2048];           /* raw query string, NUL-terminated */
+};
+
+/* Allocates a request parser. NULL on allocation failure. */
+struct http_req *http_req_new(size_t max_body);
+void http_req_free(struct http_req *r);
+
+/* Prepares r for the next request on a keep-alive connection. */
+void http_req_reset(struct http_req *r);
+
+/* Feeds bytes; *used gets the bytes consumed. */
+enum http_status_rc http_req_feed(struct http_req *r, const char *data, size_t len, size_t *used);
+
+/* The value of the first header named name (case-insensitive), or NULL;
+ * *len gets its length. The pointer is valid until reset/free. */
+const char *http_req_header(const struct http_req *r, const char *name, size_t *len);
+
+/* Copies the value of query parameter name (URL-decoded) into out. Returns
+ * true when present. */
+bool http_req_query(const struct http_req *r, const char *name, char *out, size_t outlen);
+
+static inline const char *http_req_method(const struct http_req *r) {
+    return http_method_str((enum http_method)r->parser.method);
+}
+static inline bool http_req_is_get(const struct http_req *r) { return r->parser.method == HTTP_GET; }
+static inline bool http_req_is_head(const struct http_req *r) { return r->parser.method == HTTP_HEAD; }
+static inline bool http_req_is_post(const struct http_req *r) { return r->parser.method == HTTP_POST; }
+static inline bool http_req_keep_alive(const struct http_req *r) { return http_should_keep_alive(&r->parser) != 0; }
+static inline bool http_req_is_upgrade(const struct http_req *r) { return r->parser.upgrade != 0; }
+
+/* Reason phrase for a status code. */
+const char *http_reason(int status);
+
+#endif

@@ -1,0 +1,303 @@
+/* session.c - RFC 6455 over a connection; see session.h. */
+#include "ws/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+#include "core/protocol.h"
+#include "core/server.h"
+#include "core/worker.h"
+#include "net/conn.h"
+#include "net/http.h"
+#include "ws/frame.h"
+#include "ws/handshake.h"
+#include "ws/utf8.h"
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    free(req);
+}
+
+int ws_handshake_check(struct conn *c, char accept[WS_ACCEPT_LEN]) {
+    struct http_req *r = c->http;
+    size_t ul = 0, cl = 0, kl = 0, vl = 0;
+    const char *up = http_req_header(r, "Upgrade", &ul);
+    const char *cn = http_req_header(r, "Connection", &cl);
+    const char *key = http_req_header(r, "Sec-WebSocket-Key", &kl);
+    const char *ver = http_req_header(r, "Sec-WebSocket-Version", &vl);
+    if (!up || !http_header_has_token(up, ul, "websocket") || !cn || !http_header_has_token(cn, cl, "upgrade")) {
+        conn_http_error(c, 400, "bad_upgrade", "expected a WebSocket upgrade (Upgrade: websocket)", NULL, false);
+        return 400;
+    }
+    if (!ver || vl != 2 || strncmp(ver, "13", 2) != 0) {
+        conn_http_error(c, 400, "bad_version", "Sec-WebSocket-Version must be 13", "Sec-WebSocket-Version: 13\r\n",
+                        false);
+        return 400;
+    }
+    if (!key || !ws_key_valid(key, kl)) {
+        conn_http_error(c, 400, "bad_key", "Sec-WebSocket-Key must be base64 of 16 bytes", NULL, false);
+        return 400;
+    }
+    if (r->parser.http_major != 1 || r->parser.http_minor < 1) {
+        conn_http_error(c, 400, "bad_upgrade", "WebSocket needs HTTP/1.1", NULL, false);
+        return 400;
+    }
+    ws_accept_key(key, kl, accept);
+    if (!accept[0]) {
+        conn_http_error(c, 503, "unavailable", "out of memory", NULL, false);
+        return 503;
+    }
+    return 0;
+}
+
+void ws_session_upgrade(struct conn *c, int ep, const char *accept) {
+    char resp[256];
+    int n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n\r\n",
+                     accept);
+    struct outbuf *b = outbuf_new((size_t)n);
+    if (!b) {
+        conn_close(c);
+        return;
+    }
+    memcpy(outbuf_payload(b), resp, (size_t)n);
+    outbuf_seal_raw(b, (size_t)n);
+    conn_send(c, b);
+    http_req_free(c->http);
+    c->http = NULL;
+    c->phase = PHASE_WS;
+    c->endpoint = (uint8_t)ep;
+    conn_set_deadline(c, 0);
+    ws_parser_init(&c->parser, true);
+    atomic_fetch_add_explicit(&c->w->stats.ws_open, 1, memory_order_relaxed);
+    if (ep == EP_JSON)
+        protocol_on_open(c);
+}
+
+void ws_send(struct conn *c, unsigned opcode, const void *data, size_t len) {
+    if (c->closing || c->close_sent)
+        return;
+    struct outbuf *b = outbuf_new(len);
+    if (!b) {
+        conn_close(c);
+        return;
+    }
+    if (len)
+        memcpy(outbuf_payload(b), data, len);
+    outbuf_seal_ws(b, opcode, len);
+    conn_send(c, b);
+}
+
+static void send_close_frame(struct conn *c, unsigned code, const char *reason) {
+    uint8_t p[125];
+    size_t rl = reason ? strlen(reason) : 0;
+    if (rl > 123)
+        rl = 123;
+    p[0] = (uint8_t)(code >> 8);
+    p[1] = (uint8_t)code;
+    if (rl)
+        memcpy(p + 2, reason, rl);
+    ws_send(c, WS_OP_CLOSE, p, 2 + rl);
+    c->close_sent = true;
+}
+
+void ws_close(struct conn *c, unsigned code, const char *reason) {
+    if (c->closing || c->close_sent)
+        return;
+    protocol_on_close(c, code);
+    send_close_frame(c, code, reason);
+    conn_set_deadline(c, worker_now(c->w) + WS_CLOSE_WAIT_MS);
+}
+
+/* Fails the connection (RFC 6455 7.1.7): the input can no longer be
+ * trusted, so after the close frame we send FIN, ignore the rest and close
+ * on the peer's EOF or the close-wait deadline. */
+static void ws_fail(struct conn *c, unsigned code, const char *reason) {
+    if (!c->close_sent) {
+        protocol_on_close(c, code);
+        send_close_frame(c, code, reason);
+    }
+    c->discard = true;
+    c->shutdown_after_flush = true;
+    conn_set_deadline(c, worker_now(c->w) + WS_CLOSE_WAIT_MS);
+    conn_flush(c);
+}
+
+static void deliver(struct conn *c, uint8_t op, uint8_t *data, size_t len) {
+    if (c->close_sent)
+        return; /* data after our close frame is discarded */
+    if (c->endpoint == EP_ECHO)
+        ws_send(c, op, data, len);
+    else
+        protocol_on_message(c, (char *)data, len);
+}
+
+static void handle_control(struct conn *c, uint8_t op) {
+    switch (op) {
+    case WS_OP_PING:
+        ws_send(c, WS_OP_PONG, c->ctrl, c->ctrl_len);
+        return;
+    case WS_OP_PONG:
+        return; /* activity only */
+    case WS_OP_CLOSE: {
+        unsigned code = WS_CLOSE_NORMAL;
+        if (c->ctrl_len == 1) {
+            ws_fail(c, WS_CLOSE_PROTOCOL, "close payload of 1 byte");
+            return;
+        }
+        if (c->ctrl_len >= 2) {
+            code = ((unsigned)c->ctrl[0] << 8) | c->ctrl[1];
+            if (!ws_close_code_valid(code)) {
+                ws_fail(c, WS_CLOSE_PROTOCOL, "invalid close code");
+                return;
+            }
+            if (!utf8_valid(c->ctrl + 2, c->ctrl_len - 2u)) {
+                ws_fail(c, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in close reason");
+                return;
+            }
+        }
+        c->close_rcvd = true;
+        if (!c->close_sent) {
+            protocol_on_close(c, code);
+            send_close_frame(c, code, NULL);
+        }
+        /* Handshake complete: the server closes TCP first (RFC 6455 7.1.1). */
+        c->close_after_flush = true;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        conn_flush(c);
+        return;
+    }
+    }
+}
+
+void ws_session_feed(struct conn *c, uint8_t *data, size_t len) {
+    long max = c->w->srv->cfg.limits.max_message_bytes;
+    if (c->discard)
+        return;
+    for (;;) {
+        if (c->closing || c->discard || c->close_rcvd)
+            return;
+        struct ws_frame_event ev;
+        ssize_t n = ws_parse(&c->parser, data, len, &ev);
+        if (n < 0) {
+            ws_fail(c, (unsigned)-n, "protocol error");
+            return;
+        }
+        data += n;
+        len -= (size_t)n;
+        switch (ev.type) {
+        case WS_EV_NONE:
+            return;
+        case WS_EV_HEADER:
+            c->last_rx = worker_now(c->w);
+            if (ws_op_is_control(ev.opcode)) {
+                c->ctrl_len = 0;
+                break;
+            }
+            if (ev.opcode == WS_OP_CONT) {
+                if (!c->msg_op) {
+                    ws_fail(c, WS_CLOSE_PROTOCOL, "continuation without a message");
+                    return;
+                }
+            } else {
+                if (c->msg_op) {
+                    ws_fail(c, WS_CLOSE_PROTOCOL, "new message inside a fragmented one");
+                    return;
+                }
+                if (ev.opcode == WS_OP_BINARY && c->endpoint == EP_JSON) {
+                    ws_fail(c, WS_CLOSE_UNSUPPORTED, "binary frames are not supported");
+                    return;
+                }
+                c->msg_op = ev.opcode;
+                c->msg_len = 0;
+                c->direct = NULL;
+                utf8_init(&c->utf8);
+            }
+            if ((uint64_t)c->msg_len + ev.length > (uint64_t)max) {
+                ws_fail(c, WS_CLOSE_TOO_BIG, "message too big");
+                return;
+            }
+            break;
+        case WS_EV_PAYLOAD:
+            if (ws_op_is_control(ev.opcode)) {
+                memcpy(c->ctrl + c->ctrl_len, ev.data, ev.len);
+                c->ctrl_len = (uint8_t)(c->ctrl_len + ev.len);
+                break;
+            }
+            if (c->msg_op == WS_OP_TEXT && !utf8_feed(&c->utf8, ev.data, ev.len)) {
+                ws_fail(c, WS_CLOSE_INVALID_DATA, "invalid UTF-8");
+                return;
+            }
+            if (ev.fin && ev.opcode != WS_OP_CONT && ev.len == ev.length) {
+                /* A whole unfragmented message in this read: no copy. */
+                c->direct = ev.data;
+                c->msg_len = (uint32_t)ev.len;
+                break;
+            }
+            if (c->msg_len + ev.len > c->msg_cap) {
+                uint32_t ncap = c->msg_cap ? c->msg_cap : 256;
+                while (ncap < c->msg_len + ev.len)
+                    ncap *= 2;
+                uint8_t *nb = realloc(c->msg, ncap);
+                if (!nb) {
+                    ws_fail(c, WS_CLOSE_INTERNAL, "out of memory");
+                    return;
+                }
+                c->msg = nb;
+                c->msg_cap = ncap;
+            }
+            memcpy(c->msg + c->msg_len, ev.data, ev.len);
+            c->msg_len += (uint32_t)ev.len;
+            break;
+        case WS_EV_FRAME_END:
+            if (ws_op_is_control(ev.opcode)) {
+                handle_control(c, ev.opcode);
+                break;
+            }
+            if (!ev.fin)
+                break;
+            if (c->msg_op == WS_OP_TEXT && !utf8_complete(&c->utf8)) {
+                ws_fail(c, WS_CLOSE_INVALID_DATA, "invalid UTF-8");
+                return;
+            }
+            {
+                uint8_t op = c->msg_op;
+                uint8_t *m = c->direct ? c->direct : c->msg;
+                size_t ml = c->msg_len;
+                c->msg_op = 0;
+                c->msg_len = 0;
+                c->direct = NULL;
+                deliver(c, op, m ? m : (uint8_t *)"", ml);
+                /* Fragmented messages are rare: an idle client holds no buffer. */
+                free(c->msg);
+                c->msg = NULL;
+                c->msg_cap = 0;
+            }
+            break;
+        }
+    }
+}
+
+static void do_shutdown(struct conn *c) {
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(req);
+        conn_close(c);
+    }
+}
+
+void ws_session_on_drain(struct conn *c) {
+    (void)c;
+}
+
+void ws_session_shutdown_write(struct conn *c) {
+    c->shutdown_after_flush = false;
+    do_shutdown(c);
+}
+
+void ws_session_release(struct conn *c) {
+    if (c->phase == PHASE_WS && c->endpoint == EP_JSON)
+        protocol_on_release(c);
+}
