@@ -1,16 +1,102 @@
-/* main.c - the tickgate command: the gateway, and its helper subcommands. */
+/* main.c - the tickgate command: the gateway, and its helper subcommands
+ * `hash-key` (the stored form of an API key) and `token` (mint a JWT with
+ * the configured secret, for development and tests). */
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "auth/auth.h"
+#include "auth/jwt.h"
 #include "core/config.h"
 #include "core/server.h"
 
+static int cmd_hash_key(int argc, char **argv) {
+    if (argc != 1) {
+        fprintf(stderr, "usage: tickgate hash-key KEY\n");
+        return 2;
+    }
+    char out[72];
+    auth_hash_key(argv[0], strlen(argv[0]), out);
+    printf("%s\n", out);
+    return 0;
+}
+
+static int cmd_token(int argc, char **argv) {
+    const char *sub = NULL, *role = NULL;
+    long ttl = 3600;
+    char **rest = calloc((size_t)argc + 1, sizeof(char *));
+    int nrest = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--sub") && i + 1 < argc)
+            sub = argv[++i];
+        else if (!strcmp(argv[i], "--role") && i + 1 < argc)
+            role = argv[++i];
+        else if (!strcmp(argv[i], "--ttl") && i + 1 < argc)
+            ttl = strtol(argv[++i], NULL, 10);
+        else
+            rest[nrest++] = argv[i]; /* configuration flags: the secret */
+    }
+    struct config cfg;
+    struct auth a;
+    int rc = 2;
+    if (!sub || ttl <= 0 || (role && (role_from_name(role) < 0 || role_from_name(role) == ROLE_ANONYMOUS))) {
+        fprintf(stderr, "usage: tickgate token --sub USER [--role ROLE] [--ttl SECONDS] [--auth.jwt_secret=...]\n"
+                        "roles: super_admin admin analyst trader viewer publisher\n");
+        free(rest);
+        return 2;
+    }
+    if (config_load(&cfg, nrest, rest, stderr) != 0) {
+        free(rest);
+        return 2;
+    }
+    if (auth_init(&a, &cfg, stderr) < 0)
+        goto out_cfg;
+    if (!a.jwt.secret_len) {
+        fprintf(stderr, "tickgate token: no secret configured (auth.jwt_secret or auth.jwt_secret_file)\n");
+        goto out_auth;
+    }
+    time_t now = time(NULL);
+    json_t *p = json_pack("{s:s, s:I, s:I}", "sub", sub, "iat", (json_int_t)now, "exp", (json_int_t)(now + ttl));
+    if (role)
+        json_object_set_new(p, "role", json_string(role));
+    if (cfg.auth.jwt_issuer[0])
+        json_object_set_new(p, "iss", json_string(cfg.auth.jwt_issuer));
+    if (cfg.auth.jwt_audience[0])
+        json_object_set_new(p, "aud", json_string(cfg.auth.jwt_audience));
+    char *payload = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    char *tok = payload ? jwt_sign_hs256(a.jwt.secret, a.jwt.secret_len, payload) : NULL;
+    free(payload);
+    if (tok) {
+        printf("%s\n", tok);
+        free(tok);
+        rc = 0;
+    }
+out_auth:
+    auth_free(&a);
+out_cfg:
+    config_free(&cfg);
+    free(rest);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     static struct server srv;
+    if (argc >= 2 && !strcmp(argv[1], "hash-key"))
+        return cmd_hash_key(argc - 2, argv + 2);
+    if (argc >= 2 && !strcmp(argv[1], "token"))
+        return cmd_token(argc - 2, argv + 2);
     int rc = config_load(&srv.cfg, argc - 1, argv + 1, stderr);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
+    if (server_init(&srv) < 0) {
+        config_free(&srv.cfg);
+        return 2;
+    }
     rc = server_run(&srv);
+    server_free(&srv);
     config_free(&srv.cfg);
     return rc;
 }

@@ -18,7 +18,7 @@
 
 extern char **environ;
 
-enum ktype { K_STR, K_INT, K_LONG, K_BOOL, K_ENUM, K_PATH };
+enum ktype { K_STR, K_INT, K_LONG, K_BOOL, K_ENUM, K_PATH, K_SECRET };
 
 struct key {
     const char *section;
@@ -52,10 +52,57 @@ static const struct key KEYS[] = {
      "on SIGTERM/SIGINT, longest wait for clients to close before exiting"},
     {"server", "max_http_body_bytes", K_LONG, F(server.max_http_body_bytes), "1048576", 0, 1L << 30, NULL,
      "largest HTTP request body; larger gets 413"},
+    {"auth", "jwt_secret", K_SECRET, F(auth.jwt_secret), "", 0, 0, NULL,
+     "HS256 shared secret (at least 32 bytes); empty = JWTs refused unless jwt_secret_file is set"},
+    {"auth", "jwt_secret_file", K_STR, F(auth.jwt_secret_file), "", 0, 0, NULL,
+     "file whose content (trailing newline trimmed) is the HS256 secret"},
+    {"auth", "jwt_algorithms", K_STR, F(auth.jwt_algorithms), "HS256", 0, 0, NULL,
+     "accepted JWT algorithms, comma-separated; alg none is never accepted"},
+    {"auth", "jwt_issuer", K_STR, F(auth.jwt_issuer), "", 0, 0, NULL, "required iss claim when set"},
+    {"auth", "jwt_audience", K_STR, F(auth.jwt_audience), "", 0, 0, NULL, "required aud claim when set"},
+    {"auth", "jwt_leeway_s", K_INT, F(auth.jwt_leeway_s), "30", 0, 3600, NULL,
+     "clock leeway in seconds for exp, nbf and iat"},
+    {"auth", "users_file", K_STR, F(auth.users_file), "", 0, 0, NULL,
+     "users JSON (roles, active flag, SHA-256 API keys), reloaded on SIGHUP; empty = none"},
+    {"auth", "allow_anonymous", K_BOOL, F(auth.allow_anonymous), "true", 0, 0, NULL,
+     "accept connections without credentials as role anonymous"},
     {"limits", "max_connections", K_LONG, F(limits.max_connections), "100000", 1, 100000000, NULL,
-     "connections (HTTP and WebSocket) this node holds at once; beyond: 503"},
+     "WebSocket connections this node holds at once; beyond: 503"},
     {"limits", "max_message_bytes", K_LONG, F(limits.max_message_bytes), "65536", 125, 64L << 20, NULL,
      "largest client message after reassembly of fragments; beyond: close 1009"},
+    {"limits", "max_subscriptions_per_client", K_INT, F(limits.max_subscriptions_per_client), "100", 1, 100000, NULL,
+     "symbols one client may watch (roles other than viewer and anonymous)"},
+    {"limits", "viewer_max_symbols", K_INT, F(limits.viewer_max_symbols), "10", 0, 100000, NULL,
+     "symbols a viewer may watch"},
+    {"limits", "anonymous_max_symbols", K_INT, F(limits.anonymous_max_symbols), "3", 0, 100000, NULL,
+     "symbols an anonymous client may watch"},
+    {"limits", "max_messages_per_minute", K_INT, F(limits.max_messages_per_minute), "60", 1, 100000000, NULL,
+     "client messages per minute (token bucket, burst = this); beyond: error rate_limited"},
+    {"limits", "max_outbound_bytes", K_LONG, F(limits.max_outbound_bytes), "1048576", 4096, 1L << 30, NULL,
+     "bytes queued for one client before the slow-consumer policy applies"},
+    {"limits", "slow_consumer", K_ENUM, F(limits.slow_consumer), "conflate", 0, 0, "conflate|disconnect",
+     "over max_outbound_bytes: keep only the newest update per symbol, or close 1013"},
+    {"limits", "heartbeat_interval_s", K_INT, F(limits.heartbeat_interval_s), "30", 1, 86400, NULL,
+     "seconds between server pings"},
+    {"limits", "heartbeat_timeout_s", K_INT, F(limits.heartbeat_timeout_s), "90", 1, 86400, NULL,
+     "a client silent this long is closed with 4000"},
+    {"limits", "sweep_interval_s", K_INT, F(limits.sweep_interval_s), "5", 1, 3600, NULL,
+     "seconds between sweeper runs (heartbeat timeouts, pings)"},
+    {"feed", "simulator", K_BOOL, F(feed.simulator), "true", 0, 0, NULL,
+     "run the built-in seeded random-walk price simulator"},
+    {"feed", "sim_ticks_per_s", K_INT, F(feed.sim_ticks_per_s), "50", 1, 1000000, NULL,
+     "simulator ticks per second in total, spread over the symbols someone watches"},
+    {"feed", "sim_seed", K_LONG, F(feed.sim_seed), "42", 0, 0x7fffffffL, NULL, "simulator seed"},
+    {"feed", "symbols_file", K_STR, F(feed.symbols_file), "", 0, 0, NULL,
+     "symbol universe, one SYMBOL or SYMBOL,start_price a line; empty = about 100 built-in tickers"},
+    {"roles", "super_admin", K_STR, F(roles.super_admin), "all", 0, 0, NULL, "actions of role super_admin"},
+    {"roles", "admin", K_STR, F(roles.admin), "base,admin_broadcast", 0, 0, NULL, "actions of role admin"},
+    {"roles", "analyst", K_STR, F(roles.analyst), "base,analysis", 0, 0, NULL, "actions of role analyst"},
+    {"roles", "trader", K_STR, F(roles.trader), "base,portfolio,trade", 0, 0, NULL, "actions of role trader"},
+    {"roles", "viewer", K_STR, F(roles.viewer), "base,data", 0, 0, NULL, "actions of role viewer"},
+    {"roles", "publisher", K_STR, F(roles.publisher), "heartbeat,publish", 0, 0, NULL, "actions of role publisher"},
+    {"roles", "anonymous", K_STR, F(roles.anonymous), "heartbeat,authenticate,subscribe,unsubscribe,set_options", 0,
+     0, NULL, "actions of role anonymous (base = heartbeat,authenticate,subscribe,unsubscribe,set_options)"},
 };
 
 #define NKEYS (sizeof(KEYS) / sizeof(KEYS[0]))
@@ -95,6 +142,7 @@ static int set_value(struct config *cfg, const struct key *k, const char *v, con
             return -1;
         }
         /* fall through */
+    case K_SECRET:
     case K_STR: {
         char *copy = strdup(v);
         if (!copy)
@@ -234,7 +282,7 @@ void config_print_help(FILE *out) {
 
 void config_free(struct config *cfg) {
     for (size_t i = 0; i < NKEYS; i++)
-        if (KEYS[i].type == K_STR || KEYS[i].type == K_PATH) {
+        if (KEYS[i].type == K_STR || KEYS[i].type == K_PATH || KEYS[i].type == K_SECRET) {
             char **f = (char **)((char *)cfg + KEYS[i].off);
             free(*f);
             *f = NULL;
@@ -246,14 +294,16 @@ static int apply_flag(struct config *cfg, const char *arg, FILE *err) {
     const char *kv = arg + 2;
     const char *eq = strchr(kv, '=');
     const char *dot = strchr(kv, '.');
+    /* Messages show the key part only: the value may be a secret. */
+    int keylen = eq ? (int)(eq - arg) : (int)strlen(arg);
     if (!eq || !dot || dot > eq) {
-        fprintf(err, "tickgate: bad argument '%s' (expected --section.key=value; see --help)\n", arg);
+        fprintf(err, "tickgate: bad argument '%.*s' (expected --section.key=value; see --help)\n", keylen, arg);
         return -1;
     }
     char section[64], name[64];
     size_t sl = (size_t)(dot - kv), nl = (size_t)(eq - dot - 1);
     if (sl >= sizeof(section) || nl >= sizeof(name)) {
-        fprintf(err, "tickgate: unknown key in '%s'\n", arg);
+        fprintf(err, "tickgate: unknown key in '%.*s'\n", keylen, arg);
         return -1;
     }
     memcpy(section, kv, sl);

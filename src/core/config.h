@@ -27,9 +27,37 @@ struct config {
         long max_http_body_bytes;   /* request bodies above this: 413 */
     } server;
     struct {
+        char *jwt_secret;           /* HS256 key; never logged */
+        char *jwt_secret_file;      /* file holding the HS256 key */
+        char *jwt_algorithms;       /* accepted algs, comma list */
+        char *jwt_issuer;           /* required iss when set */
+        char *jwt_audience;         /* required aud when set */
+        int jwt_leeway_s;           /* clock leeway for exp/nbf/iat */
+        char *users_file;           /* users JSON; "" = none */
+        bool allow_anonymous;       /* no credentials: anonymous role */
+    } auth;
+    struct {
         long max_connections;       /* global cap: 503 beyond */
         long max_message_bytes;     /* reassembled message cap: 1009 beyond */
+        int max_subscriptions_per_client;
+        int viewer_max_symbols;
+        int anonymous_max_symbols;
+        int max_messages_per_minute;  /* token bucket, burst = this */
+        long max_outbound_bytes;    /* per-connection queue cap */
+        int slow_consumer;          /* enum slow_consumer_policy */
+        int heartbeat_interval_s;   /* server ping period */
+        int heartbeat_timeout_s;    /* silence before close 4000 */
+        int sweep_interval_s;       /* sweeper period */
     } limits;
+    struct {
+        bool simulator;             /* built-in random-walk feed */
+        int sim_ticks_per_s;        /* ticks per second in total */
+        long sim_seed;              /* seed: same seed, same walk */
+        char *symbols_file;         /* "" = built-in universe */
+    } feed;
+    struct {
+        char *super_admin, *admin, *analyst, *trader, *viewer, *publisher, *anonymous;
+    } roles;
 };
 
 /* Parses argv (after any subcommand) into cfg. Returns 0 on success,

@@ -1,23 +1,30 @@
-/* protocol.c - the gateway's JSON protocol; see protocol.h. */
+/* protocol.c - the gateway's JSON protocol; see protocol.h.
+ *
+ * Every message goes through the same gate in the same order: parse, id,
+ * type, rate limit, permission; only then its handler. Replies echo the
+ * request's id. Nothing here logs message contents (they may hold tokens). */
 #include "core/protocol.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
+#include <time.h>
 
+#include "auth/auth.h"
 #include "core/server.h"
 #include "core/worker.h"
+#include "feed/publish.h"
 #include "net/conn.h"
+#include "pubsub/hub.h"
+#include "pubsub/subs.h"
 #include "ws/frame.h"
 #include "ws/session.h"
 
-static uint64_t wall_ms(void) {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
+#define SUBSCRIBE_MAX_SYMBOLS 100
+#define EXPIRY_WARNING_S 60
+
+static void count(_Atomic uint64_t *c) { atomic_fetch_add_explicit(c, 1, memory_order_relaxed); }
 
 /* Sends o as one text frame and drops the reference. */
 static void send_json(struct conn *c, json_t *o) {
@@ -27,66 +34,323 @@ static void send_json(struct conn *c, json_t *o) {
         ws_close(c, WS_CLOSE_INTERNAL, "internal error");
         return;
     }
+    count(&c->w->stats.messages_sent);
     ws_send(c, WS_OP_TEXT, s, strlen(s));
     free(s);
 }
 
-/* Adds the request's id (string <= 64 chars or integer) to a reply. */
-static void echo_id(json_t *reply, json_t *id) {
-    if (id)
-        json_object_set(reply, "id", id);
-}
-
-static void send_error(struct conn *c, const char *code, const char *msg, json_t *id) {
-    json_t *o = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", msg);
-    echo_id(o, id);
+/* Sends a reply, echoing the request's id (string <= 64 chars or integer). */
+static void reply(struct conn *c, json_t *o, json_t *id) {
+    if (o && id)
+        json_object_set(o, "id", id);
     send_json(c, o);
 }
 
-static void client_id(const struct conn *c, char *out, size_t len) {
+static void send_error(struct conn *c, const char *code, const char *msg, json_t *id) {
+    reply(c, json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", msg), id);
+}
+
+static void violation(struct conn *c, enum violation v) { count(&c->w->stats.violations[v]); }
+
+void protocol_client_id(const struct conn *c, char *out, size_t len) {
     snprintf(out, len, "c-%llx", (unsigned long long)c->id);
 }
 
+static json_t *user_json(const struct conn *c) { return c->user_id ? json_string(c->user_id) : json_null(); }
+
+static void maybe_warn_expiry(struct conn *c) {
+    if (!c->token_exp || c->expiry_warned)
+        return;
+    if ((int64_t)time(NULL) >= c->token_exp - EXPIRY_WARNING_S) {
+        c->expiry_warned = true;
+        send_json(c, json_pack("{s:s, s:I}", "type", "token_expiring", "expires_at", (json_int_t)c->token_exp * 1000));
+    }
+}
+
+void protocol_set_identity(struct conn *c, const struct identity *id) {
+    free(c->user_id);
+    c->user_id = id->user_id[0] ? strdup(id->user_id) : NULL;
+    c->role = (int8_t)id->role;
+    c->token_exp = id->exp;
+    c->expiry_warned = false;
+}
+
 void protocol_on_open(struct conn *c) {
-    const struct config *cfg = &c->w->srv->cfg;
+    struct server *srv = c->w->srv;
+    const struct config *cfg = &srv->cfg;
     char cid[32];
-    client_id(c, cid, sizeof(cid));
-    send_json(c, json_pack("{s:s, s:s, s:n, s:s, s:{s:I}}", "type", "connected", "client_id", cid, "user_id",
-                           "role", "anonymous", "limits", "max_message_bytes",
+    protocol_client_id(c, cid, sizeof(cid));
+    count(&c->w->stats.by_role[c->role]);
+    count(&c->w->stats.ws_total);
+    uint64_t now = worker_now(c->w);
+    c->tokens = cfg->limits.max_messages_per_minute;
+    c->tokens_ms = now;
+    c->last_ping = now;
+    c->last_rx = now;
+    send_json(c, json_pack("{s:s, s:s, s:o, s:s, s:i, s:{s:i, s:i, s:I}}", "type", "connected", "client_id", cid,
+                           "user_id", user_json(c), "role", role_name(c->role), "heartbeat_interval_s",
+                           cfg->limits.heartbeat_interval_s, "limits", "max_subscriptions",
+                           srv->auth.roles.max_symbols[c->role], "max_messages_per_minute",
+                           cfg->limits.max_messages_per_minute, "max_message_bytes",
                            (json_int_t)cfg->limits.max_message_bytes));
+    maybe_warn_expiry(c);
+}
+
+void protocol_sweep(struct conn *c, uint64_t now) {
+    const struct config *cfg = &c->w->srv->cfg;
+    if (now - c->last_rx >= (uint64_t)cfg->limits.heartbeat_timeout_s * 1000) {
+        ws_close(c, WS_CLOSE_HEARTBEAT, "heartbeat timeout");
+        return;
+    }
+    if (c->token_exp) {
+        if ((int64_t)time(NULL) > c->token_exp + cfg->auth.jwt_leeway_s) {
+            ws_close(c, WS_CLOSE_TOKEN_EXPIRED, "token expired");
+            return;
+        }
+        maybe_warn_expiry(c);
+    }
+    if (now - c->last_ping >= (uint64_t)cfg->limits.heartbeat_interval_s * 1000) {
+        c->last_ping = now;
+        ws_send(c, WS_OP_PING, "", 0);
+    }
+}
+
+/* Token bucket: burst = per-minute figure, refilled continuously. */
+static bool rate_ok(struct conn *c) {
+    double per_min = c->w->srv->cfg.limits.max_messages_per_minute;
+    uint64_t now = worker_now(c->w);
+    c->tokens += (double)(now - c->tokens_ms) * per_min / 60000.0;
+    c->tokens_ms = now;
+    if (c->tokens > per_min)
+        c->tokens = per_min;
+    if (c->tokens < 1.0)
+        return false;
+    c->tokens -= 1.0;
+    return true;
+}
+
+static void on_subscribe(struct conn *c, json_t *msg, json_t *id) {
+    struct server *srv = c->w->srv;
+    json_t *syms = json_object_get(msg, "symbols");
+    if (!json_is_array(syms)) {
+        send_error(c, "invalid_message", "subscribe needs symbols: [string]", id);
+        violation(c, SV_INVALID_MESSAGE);
+        return;
+    }
+    size_t n = json_array_size(syms);
+    if (n > SUBSCRIBE_MAX_SYMBOLS) {
+        send_error(c, "invalid_message", "at most 100 symbols per subscribe", id);
+        violation(c, SV_INVALID_MESSAGE);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!json_is_string(json_array_get(syms, i))) {
+            send_error(c, "invalid_message", "symbols must be strings", id);
+            violation(c, SV_INVALID_MESSAGE);
+            return;
+        }
+    int limit = srv->auth.roles.max_symbols[c->role];
+    int have = c->nsubs;
+    json_t *ok = json_array(), *invalid = json_array(), *unknown = json_array(), *over = json_array();
+    int accepted_idx[SUBSCRIBE_MAX_SYMBOLS];
+    int nacc = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_array_get(syms, i);
+        const char *name = json_string_value(s);
+        size_t len = json_string_length(s);
+        if (!symbol_valid(name, len)) {
+            json_array_append(invalid, s);
+            continue;
+        }
+        int idx = symbols_find(&srv->syms, name, len);
+        if (idx < 0) {
+            json_array_append(unknown, s);
+            continue;
+        }
+        bool dup = false;
+        for (int k = 0; k < nacc && !dup; k++)
+            dup = accepted_idx[k] == idx;
+        if (dup)
+            continue;
+        if (!subs_has(c, (uint32_t)idx)) {
+            if (have >= limit) {
+                json_array_append(over, s);
+                continue;
+            }
+            have++;
+        }
+        accepted_idx[nacc++] = idx;
+        json_array_append(ok, s);
+    }
+    if (nacc > 0 || (json_array_size(invalid) + json_array_size(unknown) + json_array_size(over)) == 0)
+        reply(c, json_pack("{s:s, s:o}", "type", "subscription_confirmed", "symbols", ok), id);
+    else
+        json_decref(ok);
+    struct {
+        json_t *list;
+        const char *reason;
+    } fails[] = {{invalid, "invalid_symbol"}, {unknown, "unknown_symbol"}, {over, "limit_exceeded"}};
+    for (size_t f = 0; f < 3; f++) {
+        if (json_array_size(fails[f].list))
+            reply(c, json_pack("{s:s, s:o, s:s}", "type", "subscription_failed", "symbols", fails[f].list, "reason",
+                               fails[f].reason), id);
+        else
+            json_decref(fails[f].list);
+    }
+    for (int k = 0; k < nacc; k++)
+        if (subs_add(c, (uint32_t)accepted_idx[k]) < 0) {
+            send_error(c, "internal_error", "out of memory", id);
+            return;
+        }
+}
+
+static void on_unsubscribe(struct conn *c, json_t *msg, json_t *id) {
+    json_t *syms = json_object_get(msg, "symbols");
+    size_t n = json_array_size(syms);
+    bool ok = json_is_array(syms) && n <= SUBSCRIBE_MAX_SYMBOLS;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = json_is_string(json_array_get(syms, i));
+    if (!ok) {
+        send_error(c, "invalid_message", "unsubscribe needs symbols: [string] (at most 100)", id);
+        violation(c, SV_INVALID_MESSAGE);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_array_get(syms, i);
+        int idx = symbols_find(&c->w->srv->syms, json_string_value(s), json_string_length(s));
+        if (idx >= 0)
+            subs_remove(c, (uint32_t)idx);
+    }
+    reply(c, json_pack("{s:s, s:O}", "type", "unsubscription_confirmed", "symbols", syms), id);
+}
+
+static void on_authenticate(struct conn *c, json_t *msg, json_t *id) {
+    struct auth *a = &c->w->srv->auth;
+    json_t *tok = json_object_get(msg, "token"), *key = json_object_get(msg, "api_key");
+    struct identity who;
+    const char *why = NULL;
+    int rc;
+    if (json_is_string(tok))
+        rc = auth_token(a, json_string_value(tok), json_string_length(tok), &who, &why);
+    else if (json_is_string(key))
+        rc = auth_api_key(a, json_string_value(key), json_string_length(key), &who, &why);
+    else {
+        send_error(c, "invalid_message", "authenticate needs token or api_key (string)", id);
+        violation(c, SV_INVALID_MESSAGE);
+        return;
+    }
+    if (rc != 0) {
+        send_error(c, "auth_failed", why, id);
+        violation(c, SV_AUTH_FAILED);
+        return;
+    }
+    atomic_fetch_sub_explicit(&c->w->stats.by_role[c->role], 1, memory_order_relaxed);
+    protocol_set_identity(c, &who);
+    count(&c->w->stats.by_role[c->role]);
+    reply(c, json_pack("{s:s, s:o, s:s}", "type", "authenticated", "user_id", user_json(c), "role", role_name(c->role)),
+          id);
+    maybe_warn_expiry(c);
+}
+
+static void on_publish(struct conn *c, json_t *msg, json_t *id) {
+    const char *why = NULL;
+    int n = publish_updates(&c->w->srv->hub, json_object_get(msg, "updates"), &why);
+    if (n < 0) {
+        send_error(c, "invalid_message", why, id);
+        violation(c, SV_INVALID_MESSAGE);
+        return;
+    }
+    reply(c, json_pack("{s:s, s:i}", "type", "published", "count", n), id);
 }
 
 void protocol_on_message(struct conn *c, const char *data, size_t len) {
-    json_error_t err;
-    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &err);
+    struct worker *w = c->w;
+    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
     if (!msg) {
+        count(&w->stats.received[ACT_COUNT]);
         send_error(c, "invalid_json", "message is not valid JSON", NULL);
-        return;
-    }
-    if (!json_is_object(msg)) {
-        send_error(c, "invalid_message", "message must be a JSON object", NULL);
-        json_decref(msg);
+        violation(c, SV_INVALID_MESSAGE);
         return;
     }
     json_t *id = json_object_get(msg, "id");
-    if (id && !((json_is_string(id) && json_string_length(id) <= 64) || json_is_integer(id))) {
-        send_error(c, "invalid_message", "id must be a string of at most 64 characters or an integer", NULL);
+    if (!json_is_object(msg) ||
+        (id && !((json_is_string(id) && json_string_length(id) <= 64) || json_is_integer(id)))) {
+        count(&w->stats.received[ACT_COUNT]);
+        send_error(c, "invalid_message",
+                   json_is_object(msg) ? "id must be a string of at most 64 characters or an integer"
+                                       : "message must be a JSON object",
+                   NULL);
+        violation(c, SV_INVALID_MESSAGE);
         json_decref(msg);
         return;
     }
     const char *type = json_string_value(json_object_get(msg, "type"));
+    int act = type ? action_for_type(type) : -1;
+    count(&w->stats.received[act < 0 ? ACT_COUNT : act]);
     if (!type) {
         send_error(c, "invalid_message", "missing string field 'type'", id);
-    } else if (strcmp(type, "heartbeat") == 0) {
-        json_t *o = json_pack("{s:s, s:I}", "type", "heartbeat_ack", "server_time", (json_int_t)wall_ms());
-        echo_id(o, id);
-        send_json(c, o);
-    } else {
+        violation(c, SV_INVALID_MESSAGE);
+    } else if (act < 0) {
         send_error(c, "unknown_type", "unknown message type", id);
+        violation(c, SV_INVALID_MESSAGE);
+    } else if (!rate_ok(c)) {
+        count(&w->stats.rate_limited);
+        violation(c, SV_RATE_LIMITED);
+        send_error(c, "rate_limited", "too many messages; slow down", id);
+    } else if (!roles_allows(&w->srv->auth.roles, c->role, (enum action)act)) {
+        violation(c, SV_FORBIDDEN);
+        send_error(c, "forbidden", "your role may not do this", id);
+    } else {
+        switch (act) {
+        case ACT_HEARTBEAT:
+            reply(c, json_pack("{s:s, s:I}", "type", "heartbeat_ack", "server_time", (json_int_t)hub_now_ms()), id);
+            break;
+        case ACT_SUBSCRIBE:
+            on_subscribe(c, msg, id);
+            break;
+        case ACT_UNSUBSCRIBE:
+            on_unsubscribe(c, msg, id);
+            break;
+        case ACT_AUTHENTICATE:
+            on_authenticate(c, msg, id);
+            break;
+        case ACT_PUBLISH:
+            on_publish(c, msg, id);
+            break;
+        default:
+            send_error(c, "unknown_type", "this message type is not available in this version", id);
+            break;
+        }
     }
     json_decref(msg);
 }
 
-void protocol_on_close(struct conn *c, unsigned code) { (void)c; (void)code; }
+void protocol_on_close(struct conn *c, unsigned code) {
+    if (!c->close_code)
+        c->close_code = (uint16_t)code;
+}
 
-void protocol_on_release(struct conn *c) { (void)c; }
+static enum disc_reason reason_of(const struct conn *c) {
+    if (c->peer_closed_first)
+        return DR_CLIENT_CLOSE;
+    switch (c->close_code) {
+    case 0: return DR_NETWORK;
+    case WS_CLOSE_GOING_AWAY: return DR_SHUTDOWN;
+    case WS_CLOSE_PROTOCOL: case WS_CLOSE_UNSUPPORTED: case WS_CLOSE_INVALID_DATA: case WS_CLOSE_TOO_BIG:
+        return DR_PROTOCOL;
+    case WS_CLOSE_POLICY: return DR_POLICY;
+    case WS_CLOSE_INTERNAL: return DR_INTERNAL;
+    case WS_CLOSE_TRY_AGAIN: return DR_SLOW_CONSUMER;
+    case WS_CLOSE_HEARTBEAT: return DR_HEARTBEAT;
+    case WS_CLOSE_TOKEN_EXPIRED: return DR_TOKEN_EXPIRED;
+    default: return DR_CLIENT_CLOSE;
+    }
+}
+
+void protocol_on_release(struct conn *c) {
+    subs_remove_all(c);
+    atomic_fetch_sub_explicit(&c->w->stats.by_role[c->role], 1, memory_order_relaxed);
+    count(&c->w->stats.disconnects[reason_of(c)]);
+    free(c->user_id);
+    c->user_id = NULL;
+}

@@ -4,8 +4,19 @@
 #define TG_PROTOCOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct conn;
+struct identity;
+
+/* Sets who the connection is (before protocol_on_open, or on authenticate). */
+void protocol_set_identity(struct conn *c, const struct identity *id);
+
+/* "c-<hex>" of the connection id. */
+void protocol_client_id(const struct conn *c, char *out, size_t len);
+
+/* Sweeper visit: heartbeat timeout, token expiry, server ping. */
+void protocol_sweep(struct conn *c, uint64_t now);
 
 /* The connection was upgraded on the JSON endpoint: greet it. */
 void protocol_on_open(struct conn *c);

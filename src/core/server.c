@@ -116,12 +116,19 @@ static void on_signal(uv_signal_t *h, int signum) {
     begin_shutdown(srv);
 }
 
+static void on_sighup(uv_signal_t *h, int signum) {
+    struct server *srv = h->data;
+    auth_reload_users(&srv->auth);
+}
+
 static void on_worker_done(uv_async_t *h) {
     struct server *srv = h->data;
     if (atomic_load(&srv->workers_running) > 0)
         return;
+    sim_stop(&srv->sim);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
     uv_close((uv_handle_t *)&srv->grace_timer, NULL);
     uv_close((uv_handle_t *)&srv->worker_done, NULL);
 }
@@ -131,12 +138,39 @@ static int cpu_count(void) {
     return n < 1 ? 1 : (int)n;
 }
 
+int server_init(struct server *srv) {
+    if (srv->cfg.server.workers > HUB_MAX_WORKERS) {
+        fprintf(stderr, "tickgate: server.workers: at most %d\n", HUB_MAX_WORKERS);
+        return -1;
+    }
+    if (auth_init(&srv->auth, &srv->cfg, stderr) < 0)
+        return -1;
+    if (symbols_load(&srv->syms, srv->cfg.feed.symbols_file, stderr) < 0)
+        goto out_auth;
+    if (hub_init(&srv->hub, srv, &srv->syms) < 0)
+        goto out_syms;
+    return 0;
+out_syms:
+    symbols_free(&srv->syms);
+out_auth:
+    auth_free(&srv->auth);
+    return -1;
+}
+
+void server_free(struct server *srv) {
+    hub_free(&srv->hub);
+    symbols_free(&srv->syms);
+    auth_free(&srv->auth);
+}
+
 int server_run(struct server *srv) {
     int rc = 1;
     signal(SIGPIPE, SIG_IGN);
     if (config_split_listen(srv->cfg.server.listen, srv->host, sizeof(srv->host), &srv->port) < 0)
         return 1;
     srv->nworkers = srv->cfg.server.workers ? srv->cfg.server.workers : cpu_count();
+    if (srv->nworkers > HUB_MAX_WORKERS)
+        srv->nworkers = HUB_MAX_WORKERS;
     srv->started_ms = (uint64_t)time(NULL) * 1000;
     int *fds = calloc((size_t)srv->nworkers, sizeof(int));
     srv->workers = calloc((size_t)srv->nworkers, sizeof(struct worker));
@@ -156,6 +190,9 @@ int server_run(struct server *srv) {
     srv->sigterm.data = srv->sigint.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_init(&srv->loop, &srv->sighup);
+    srv->sighup.data = srv;
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     int started = 0;
     for (; started < srv->nworkers; started++) {
         int e = worker_start(&srv->workers[started], srv, started, fds[started]);
@@ -166,7 +203,13 @@ int server_run(struct server *srv) {
             break;
         }
     }
-    if (started == srv->nworkers) {
+    bool ok = started == srv->nworkers;
+    if (ok && srv->cfg.feed.simulator &&
+        sim_start(&srv->sim, &srv->loop, &srv->hub, srv->cfg.feed.sim_ticks_per_s, (uint64_t)srv->cfg.feed.sim_seed) < 0) {
+        fprintf(stderr, "tickgate: cannot start the simulator: out of memory\n");
+        ok = false;
+    }
+    if (ok) {
         const char *fmt = strchr(srv->host, ':') ? "tickgate listening on [%s]:%d\n" : "tickgate listening on %s:%d\n";
         printf(fmt, srv->host, srv->port);
         fflush(stdout);
@@ -176,11 +219,14 @@ int server_run(struct server *srv) {
     } else {
         rc = 1;
         begin_shutdown(srv);
+        if (atomic_load(&srv->workers_running) == 0)
+            uv_async_send(&srv->worker_done);
     }
     uv_run(&srv->loop, UV_RUN_DEFAULT);
     for (int i = 0; i < started; i++)
         worker_join(&srv->workers[i]);
     uv_loop_close(&srv->loop);
+    sim_free(&srv->sim);
     if (rc == 0)
         log_info("stopped");
 out_free:

@@ -12,15 +12,23 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth/auth.h"
 #include "core/config.h"
 #include "core/worker.h"
+#include "feed/simulator.h"
+#include "pubsub/hub.h"
+#include "pubsub/symbols.h"
 
 struct server {
     struct config cfg;             /* read-only after start */
     int nworkers;
     struct worker *workers;        /* nworkers, owned by the main thread */
     uv_loop_t loop;                /* main thread's loop */
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
+    struct auth auth;              /* identity; users table reloadable */
+    struct symbol_table syms;      /* read-only after start */
+    struct hub hub;                /* per-symbol state, fan-out */
+    struct simulator sim;          /* runs on the main loop */
     uv_timer_t grace_timer;
     uv_async_t worker_done;        /* a worker's loop ended */
     atomic_int workers_running;
@@ -30,6 +38,13 @@ struct server {
     int port;                      /* actual port (after port 0) */
     uint64_t started_ms;           /* wall clock at start */
 };
+
+/* Loads everything the configuration names (secrets, users, symbols).
+ * 0, or -1 after a message naming the key to stderr. */
+int server_init(struct server *srv);
+
+/* Releases what server_init loaded. */
+void server_free(struct server *srv);
 
 /* Binds, starts workers, prints the listening line and runs until shutdown
  * completes. Returns the process exit code. */

@@ -4,11 +4,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/server.h"
+#include "core/protocol.h"
 #include "net/conn.h"
+#include "pubsub/subs.h"
 #include "ws/session.h"
 
 #define TIMER_MS 100
@@ -28,6 +31,25 @@ static void flush_dirty(struct worker *w) {
 static void on_prepare(uv_prepare_t *h) { flush_dirty(h->data); }
 static void on_check(uv_check_t *h) { flush_dirty(h->data); }
 
+const double FANOUT_BOUNDS[FANOUT_BUCKETS] = {0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+                                              0.0025,  0.005,   0.01,   0.05,    0.1,    1e300};
+
+void worker_record_fanout(struct worker *w, uint64_t ns) {
+    double s = (double)ns / 1e9;
+    int i = 0;
+    while (i < FANOUT_BUCKETS - 1 && s > FANOUT_BOUNDS[i])
+        i++;
+    atomic_fetch_add_explicit(&w->stats.fanout_buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->stats.fanout_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->stats.fanout_sum_ns, ns, memory_order_relaxed);
+}
+
+/* Releases what an undelivered mail owns. */
+static void drop_mail(struct mail *m) {
+    if (m->type == WM_TICK)
+        outbuf_unref(m->ptr);
+}
+
 static void close_handles(struct worker *w) {
     if (w->stopped)
         return;
@@ -37,9 +59,10 @@ static void close_handles(struct worker *w) {
         w->listening = false;
     }
     uv_close((uv_handle_t *)&w->timer, NULL);
+    uv_close((uv_handle_t *)&w->sweeper, NULL);
     uv_close((uv_handle_t *)&w->flush_prepare, NULL);
     uv_close((uv_handle_t *)&w->flush_check, NULL);
-    mailbox_close(&w->inbox, NULL);
+    mailbox_close(&w->inbox, drop_mail);
 }
 
 void worker_conn_released(struct worker *w) {
@@ -87,6 +110,16 @@ static void on_timer(uv_timer_t *h) {
     }
 }
 
+/* The sweeper: starts with the worker, nobody has to remember it. */
+static void on_sweep(uv_timer_t *h) {
+    struct worker *w = h->data;
+    uint64_t now = uv_now(&w->loop);
+    for (struct conn *c = w->conns; c; c = c->next)
+        if (!c->closing && c->phase == PHASE_WS && c->endpoint == EP_JSON && !c->close_sent)
+            protocol_sweep(c, now);
+    atomic_store_explicit(&w->stats.last_sweep_s, (int64_t)time(NULL), memory_order_relaxed);
+}
+
 static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
     struct worker *w = data;
     switch (m->type) {
@@ -95,6 +128,9 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         break;
     case WM_FORCE_CLOSE:
         force_close(w);
+        break;
+    case WM_TICK:
+        subs_deliver(w, m->ptr);
         break;
     default:
         log_error("worker %d: unknown mail %d", w->id, m->type);
@@ -134,8 +170,12 @@ int worker_start(struct worker *w, struct server *srv, int id, int fd) {
         goto out_buf;
     if ((rc = mailbox_init(&w->inbox, &w->loop, 65536, on_mail, w)) != 0)
         goto out_loop;
+    if ((rc = subs_init(w)) != 0)
+        goto out_mailbox;
     uv_timer_init(&w->loop, &w->timer);
     w->timer.data = w;
+    uv_timer_init(&w->loop, &w->sweeper);
+    w->sweeper.data = w;
     uv_prepare_init(&w->loop, &w->flush_prepare);
     w->flush_prepare.data = w;
     uv_check_init(&w->loop, &w->flush_check);
@@ -149,6 +189,9 @@ int worker_start(struct worker *w, struct server *srv, int id, int fd) {
         goto out_handles;
     }
     uv_timer_start(&w->timer, on_timer, TIMER_MS, TIMER_MS);
+    uint64_t sweep_ms = (uint64_t)srv->cfg.limits.sweep_interval_s * 1000;
+    uv_timer_start(&w->sweeper, on_sweep, sweep_ms, sweep_ms);
+    atomic_store(&w->stats.last_sweep_s, (int64_t)time(NULL));
     uv_prepare_start(&w->flush_prepare, on_prepare);
     uv_check_start(&w->flush_check, on_check);
     atomic_store(&w->heartbeat_ms, uv_hrtime() / 1000000);
@@ -161,6 +204,12 @@ int worker_start(struct worker *w, struct server *srv, int id, int fd) {
 out_handles:
     close_handles(w);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* let the close callbacks run */
+    subs_free(w);
+    mailbox_destroy(&w->inbox);
+    goto out_loop;
+out_mailbox:
+    mailbox_close(&w->inbox, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
     mailbox_destroy(&w->inbox);
 out_loop:
     uv_loop_close(&w->loop);
@@ -177,6 +226,7 @@ int worker_post(struct worker *w, int type, void *ptr, uint64_t a) {
 
 void worker_join(struct worker *w) {
     uv_thread_join(&w->thread);
+    subs_free(w);
     mailbox_destroy(&w->inbox);
     free(w->rbuf);
     w->rbuf = NULL;

@@ -11,10 +11,12 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth/roles.h"
 #include "core/mailbox.h"
 
 struct server;
 struct conn;
+struct sub_list;
 
 #define WORKER_READ_BUF (64 * 1024)
 
@@ -22,15 +24,55 @@ struct conn;
 enum worker_mail {
     WM_SHUTDOWN = 1,   /* stop accepting, close clients with 1001 */
     WM_FORCE_CLOSE,    /* grace expired: close every socket now */
+    WM_TICK,           /* ptr: struct outbuf of a price_update (one ref), a: symbol */
 };
 
-/* Counters a worker owns; read (relaxed) by the metrics module. */
+/* Why a WebSocket connection ended (disconnections_total{reason}). */
+enum disc_reason {
+    DR_CLIENT_CLOSE = 0,   /* the client started the close handshake */
+    DR_SHUTDOWN,           /* 1001 */
+    DR_PROTOCOL,           /* 1002, 1003, 1007, 1009 */
+    DR_POLICY,             /* 1008 */
+    DR_INTERNAL,           /* 1011 */
+    DR_SLOW_CONSUMER,      /* 1013 */
+    DR_HEARTBEAT,          /* 4000 */
+    DR_TOKEN_EXPIRED,      /* 4001 */
+    DR_NETWORK,            /* socket ended without a close handshake */
+    DR_COUNT,
+};
+
+/* Security violation kinds (security_violations_total{kind}). */
+enum violation {
+    SV_RATE_LIMITED = 0,
+    SV_FORBIDDEN,
+    SV_INVALID_MESSAGE,
+    SV_AUTH_FAILED,
+    SV_COUNT,
+};
+
+#define FANOUT_BUCKETS 12
+
+/* Counters a worker owns (single writer: the worker); the metrics module
+ * only reads them, relaxed. */
 struct worker_stats {
     _Atomic uint64_t accepted;
     _Atomic uint64_t ws_open;          /* gauge: WebSocket connections now */
+    _Atomic uint64_t ws_total;         /* WebSocket connections opened */
     _Atomic uint64_t http_requests;
     _Atomic uint64_t bytes_sent;
-    _Atomic uint64_t frames_received;
+    _Atomic uint64_t messages_sent;    /* frames queued to clients */
+    _Atomic uint64_t by_role[ROLE_COUNT];          /* gauge */
+    _Atomic uint64_t received[ACT_COUNT + 1];      /* by action; last = unknown/invalid */
+    _Atomic uint64_t disconnects[DR_COUNT];
+    _Atomic uint64_t violations[SV_COUNT];
+    _Atomic uint64_t rate_limited;
+    _Atomic uint64_t subscriptions;    /* gauge */
+    _Atomic uint64_t conflated;        /* updates replaced by a newer one */
+    _Atomic uint64_t slow_disconnects;
+    _Atomic uint64_t fanout_buckets[FANOUT_BUCKETS];
+    _Atomic uint64_t fanout_count;
+    _Atomic uint64_t fanout_sum_ns;
+    _Atomic int64_t last_sweep_s;      /* wall seconds of the last sweeper run */
 };
 
 struct worker {
@@ -50,6 +92,8 @@ struct worker {
     uint64_t nconns;
     struct conn *dirty;            /* connections with output to flush */
     struct conn *timed;            /* connections with a deadline */
+    struct sub_list *lists;        /* per symbol: local subscribers (pubsub/subs.h) */
+    uv_timer_t sweeper;            /* heartbeats, pings, token expiry */
     uint64_t next_id;              /* connection id sequence */
     bool shutting_down;
     bool stopped;                  /* handles closed, loop ending */
@@ -66,6 +110,13 @@ int worker_post(struct worker *w, int type, void *ptr, uint64_t a);
 
 /* Waits for the thread to end and frees what it owned. */
 void worker_join(struct worker *w);
+
+/* Records one tick's fan-out time (mailbox in -> queued to every local
+ * subscriber). */
+void worker_record_fanout(struct worker *w, uint64_t ns);
+
+/* Upper bounds (seconds) of the fan-out histogram buckets; the last is +Inf. */
+extern const double FANOUT_BOUNDS[FANOUT_BUCKETS];
 
 /* Called by the connection release path: lets a stopping worker finish. */
 void worker_conn_released(struct worker *w);

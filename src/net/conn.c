@@ -14,6 +14,7 @@
 #include "core/worker.h"
 #include "net/http.h"
 #include "net/router.h"
+#include "pubsub/subs.h"
 #include "ws/session.h"
 
 #define MAX_IOV 64
@@ -122,6 +123,8 @@ static void on_write(uv_write_t *req, int status);
 void conn_flush(struct conn *c) {
     if (c->closing || c->writing)
         return;
+    if (c->congested)
+        subs_on_drain(c);
     while (c->out.count > 0) {
         uv_buf_t iov[MAX_IOV];
         unsigned n = 0;
@@ -140,6 +143,8 @@ void conn_flush(struct conn *c) {
         }
         atomic_fetch_add_explicit(&c->w->stats.bytes_sent, (uint64_t)r, memory_order_relaxed);
         outq_consume(&c->out, (size_t)r);
+        if (c->congested)
+            subs_on_drain(c);
         if ((size_t)r < total) {
             /* The socket is full: let libuv finish the rest (up to MAX_IOV
              * blocks) and come back in on_write. */

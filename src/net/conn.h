@@ -52,6 +52,7 @@ struct conn {
     bool close_sent;               /* our close frame is queued */
     bool counted;                  /* counted in server-wide WS connections */
     bool close_rcvd;               /* the peer's close frame arrived */
+    bool peer_closed_first;        /* the peer started the close handshake */
     bool discard;                  /* failed: ignore further input */
     bool shutdown_after_flush;     /* send FIN once outq is empty */
     uint8_t ip[16];                /* peer address (v4 in the first 4 bytes) */
@@ -70,6 +71,18 @@ struct conn {
     uint64_t last_rx;              /* loop ms of the last frame received */
     uint32_t msg_len, msg_cap;
     uint8_t ctrl[125];             /* payload of the control frame in progress */
+    /* gateway protocol state (EP_JSON) */
+    char *user_id;                 /* NULL = anonymous; owned */
+    int8_t role;                   /* enum role */
+    bool congested;                /* over max_outbound_bytes: updates conflated */
+    bool expiry_warned;            /* token_expiring sent */
+    uint16_t close_code;           /* close handshake code; 0 = none (network) */
+    uint16_t nsubs, subs_cap;
+    struct conn_sub *subs;         /* owned; see pubsub/subs.h */
+    int64_t token_exp;             /* s since epoch; 0 = no token */
+    double tokens;                 /* rate limit bucket */
+    uint64_t tokens_ms;            /* loop ms of the last refill */
+    uint64_t last_ping;            /* loop ms of the last ping sent */
 };
 
 /* Takes a freshly accepted socket into a new connection. 0 or -errno. */

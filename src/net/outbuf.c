@@ -17,6 +17,7 @@ struct outbuf *outbuf_new(size_t cap) {
     b->kind = OB_OTHER;
     b->sym = 0;
     b->seq = 0;
+    b->born_ns = 0;
     b->p = b->data + OUTBUF_HEADROOM;
     return b;
 }
@@ -73,6 +74,23 @@ void outq_consume(struct outq *q, size_t n) {
         q->head = (q->head + 1) & (q->cap - 1);
         q->count--;
     }
+}
+
+void outq_extract_ticks(struct outq *q, uint64_t protect, void (*take)(void *ctx, struct outbuf *b), void *ctx) {
+    uint64_t pos = 0;
+    uint32_t kept = 0, n = q->count;
+    for (uint32_t i = 0; i < n; i++) {
+        struct outq_item it = *outq_at(q, i);
+        uint64_t left = it.b->len - it.off;
+        if (pos >= protect && it.off == 0 && it.b->kind == OB_TICK) {
+            q->bytes -= left;
+            take(ctx, it.b);
+        } else {
+            *outq_at(q, kept++) = it;
+        }
+        pos += left;
+    }
+    q->count = kept;
 }
 
 void outq_clear(struct outq *q) {

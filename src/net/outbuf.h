@@ -30,6 +30,7 @@ struct outbuf {
     uint8_t kind;       /* enum outbuf_kind */
     uint32_t sym;       /* OB_TICK: symbol index */
     uint64_t seq;       /* OB_TICK: the tick's seq */
+    uint64_t born_ns;   /* OB_TICK: uv_hrtime() when built (fan-out latency) */
     uint8_t *p;         /* start of the wire bytes */
     uint8_t data[];     /* headroom + payload */
 };
@@ -84,6 +85,11 @@ static inline struct outq_item *outq_at(struct outq *q, uint32_t i) {
 
 /* Marks n bytes as written from the front, dropping finished blocks. */
 void outq_consume(struct outq *q, size_t n);
+
+/* Removes every OB_TICK block that starts at or after protect bytes of
+ * unsent data (those before are on their way to the socket) and hands
+ * each, with its reference, to take in queue order. */
+void outq_extract_ticks(struct outq *q, uint64_t protect, void (*take)(void *ctx, struct outbuf *b), void *ctx);
 
 /* Drops every reference and the ring. */
 void outq_clear(struct outq *q);

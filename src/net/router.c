@@ -13,13 +13,47 @@
 #include "net/http.h"
 #include "net/static_files.h"
 #include "obs/health.h"
+#include "ws/handshake.h"
 #include "ws/session.h"
+#include "auth/auth.h"
+#include "core/protocol.h"
+#include "net/api.h"
+#include "obs/metrics.h"
+
+static bool list_has(const char *list, const char *v, size_t vl) {
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        size_t l = (size_t)(e - p);
+        while (l && p[l - 1] == ' ')
+            l--;
+        if (l && l == vl && strncmp(p, v, l) == 0)
+            return true;
+        p = e;
+    }
+    return false;
+}
 
 static void method_not_allowed(struct conn *c, const char *allow) {
     char hdr[64];
     snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
     conn_http_error(c, 405, "method_not_allowed", "method not allowed for this path", hdr,
                     http_req_keep_alive(c->http));
+}
+
+/* server.allowed_origins: empty = any; else the Origin header (when the
+ * client sends one) must be in the list. */
+static bool origin_allowed(struct server *srv, const struct http_req *r) {
+    const char *list = srv->cfg.server.allowed_origins;
+    size_t ol = 0;
+    const char *o = http_req_header(r, "Origin", &ol);
+    if (!list[0] || !o)
+        return true;
+    return list_has(list, o, ol);
 }
 
 static void upgrade(struct conn *c, int ep) {
@@ -35,11 +69,25 @@ static void upgrade(struct conn *c, int ep) {
         conn_http_error(c, 503, "shutting_down", "server is shutting down", NULL, false);
         return;
     }
+    if (!origin_allowed(srv, c->http)) {
+        conn_http_error(c, 403, "origin_not_allowed", "Origin not allowed", NULL, false);
+        return;
+    }
     if (!server_ws_reserve(srv)) {
         conn_http_error(c, 503, "server_full", "connection limit reached", "Retry-After: 5\r\n", false);
         return;
     }
     c->counted = true;
+    if (ep == EP_JSON) {
+        struct identity who;
+        const char *why = NULL;
+        int st = auth_request(&srv->auth, c->http, &who, &why);
+        if (st) {
+            conn_http_error(c, st, st == 401 ? "unauthorized" : "forbidden", why, NULL, false);
+            return;
+        }
+        protocol_set_identity(c, &who);
+    }
     ws_session_upgrade(c, ep, accept);
 }
 
@@ -56,6 +104,21 @@ void router_dispatch(struct conn *c) {
             method_not_allowed(c, "GET, HEAD");
         else
             health_respond(c, keep);
+    } else if (strcmp(path, "/metrics") == 0) {
+        if (!http_req_is_get(c->http) && !http_req_is_head(c->http))
+            method_not_allowed(c, "GET, HEAD");
+        else
+            metrics_respond(c, keep);
+    } else if (strcmp(path, "/api/stats") == 0) {
+        if (!http_req_is_get(c->http) && !http_req_is_head(c->http))
+            method_not_allowed(c, "GET, HEAD");
+        else
+            stats_respond(c, keep);
+    } else if (strcmp(path, "/api/publish") == 0) {
+        if (!http_req_is_post(c->http))
+            method_not_allowed(c, "POST");
+        else
+            api_publish(c, keep);
     } else if (static_files_has(srv, path)) {
         if (!http_req_is_get(c->http) && !http_req_is_head(c->http))
             method_not_allowed(c, "GET, HEAD");

@@ -160,6 +160,7 @@ static void handle_control(struct conn *c, uint8_t op) {
         }
         c->close_rcvd = true;
         if (!c->close_sent) {
+            c->peer_closed_first = true;
             protocol_on_close(c, code);
             send_close_frame(c, code, NULL);
         }

@@ -1,0 +1,81 @@
+/* auth.h - who is connecting: credentials to identity (PROTOCOL.md s.2).
+ *
+ * Owns the JWT verifier, the role table and the users file. The users
+ * table is replaced whole on SIGHUP under a read-write lock: lookups (any
+ * worker) take it shared, the reload (main thread) exclusive. Secrets and
+ * keys are compared in constant time and never logged. */
+#ifndef TG_AUTH_H
+#define TG_AUTH_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "auth/jwt.h"
+#include "auth/roles.h"
+
+struct config;
+struct http_req;
+
+struct identity {
+    char user_id[128];          /* "" for anonymous */
+    int role;                   /* enum role */
+    int64_t exp;                /* token expiry (s), 0 when not a token */
+};
+
+struct user {
+    char *id;
+    char *username;
+    int role;
+    bool active;
+    unsigned char (*keys)[32];  /* SHA-256 of each API key */
+    size_t nkeys;
+};
+
+struct users {
+    struct user *v;
+    size_t n;
+};
+
+enum auth_failure {
+    AUTHF_INVALID_TOKEN = 0,    /* malformed, bad alg/signature/claims */
+    AUTHF_EXPIRED,
+    AUTHF_INVALID_KEY,
+    AUTHF_UNKNOWN_USER,
+    AUTHF_INACTIVE_USER,
+    AUTHF_ANONYMOUS_DISABLED,
+    AUTHF_COUNT,
+};
+
+struct auth {
+    struct roles roles;         /* read-only after init */
+    struct jwt_verifier jwt;    /* read-only after init */
+    bool allow_anonymous;
+    char *users_path;           /* NULL = no users file */
+    uv_rwlock_t users_lock;     /* guards users */
+    struct users *users;
+    _Atomic uint64_t failures[AUTHF_COUNT]; /* metrics: auth_failures_total{reason} */
+};
+
+/* Reads secrets and the users file. 0, or -1 after naming the key in err. */
+int auth_init(struct auth *a, const struct config *cfg, FILE *err);
+void auth_free(struct auth *a);
+
+/* Re-reads the users file (SIGHUP). On error the old table stays. */
+int auth_reload_users(struct auth *a);
+
+/* Result of resolving credentials: 0 = identity filled, else the HTTP status
+ * to refuse with (401 or 403); *reason is a short fixed string. */
+int auth_request(struct auth *a, const struct http_req *r, struct identity *id, const char **reason);
+int auth_token(struct auth *a, const char *tok, size_t len, struct identity *id, const char **reason);
+int auth_api_key(struct auth *a, const char *key, size_t len, struct identity *id, const char **reason);
+
+/* "sha256:<hex>" of key into out (72 bytes). */
+void auth_hash_key(const char *key, size_t len, char out[72]);
+
+/* Label of a failure reason for metrics. */
+const char *auth_failure_str(int f);
+
+#endif

@@ -1,0 +1,217 @@
+/* jwt.c - HS256 JWT verification and signing; see jwt.h. */
+#include "auth/jwt.h"
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JWT_MAX_LEN 8192
+
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+size_t b64url_encode(const unsigned char *in, size_t len, char *out) {
+    size_t o = 0, i = 0;
+    for (; i + 2 < len; i += 3) {
+        uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8) | in[i + 2];
+        out[o++] = B64URL[(v >> 18) & 63];
+        out[o++] = B64URL[(v >> 12) & 63];
+        out[o++] = B64URL[(v >> 6) & 63];
+        out[o++] = B64URL[v & 63];
+    }
+    if (len - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = B64URL[(v >> 18) & 63];
+        out[o++] = B64URL[(v >> 12) & 63];
+    } else if (len - i == 2) {
+        uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8);
+        out[o++] = B64URL[(v >> 18) & 63];
+        out[o++] = B64URL[(v >> 12) & 63];
+        out[o++] = B64URL[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int b64val(char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '-') return 62;
+    if (c == '_') return 63;
+    return -1;
+}
+
+long b64url_decode(const char *in, size_t len, unsigned char *out) {
+    while (len && in[len - 1] == '=')
+        len--;
+    if (len % 4 == 1)
+        return -1;
+    long o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64val(in[i]);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return o;
+}
+
+/* Decodes one base64url part into a JSON object. */
+static json_t *decode_part(const char *p, size_t len) {
+    unsigned char buf[JWT_MAX_LEN];
+    if (len > JWT_MAX_LEN)
+        return NULL;
+    long n = b64url_decode(p, len, buf);
+    if (n < 0)
+        return NULL;
+    json_t *o = json_loadb((const char *)buf, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
+    if (o && !json_is_object(o)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static bool claim_time(json_t *o, const char *name, int64_t *out, bool *present) {
+    json_t *v = json_object_get(o, name);
+    *present = v != NULL;
+    if (!v)
+        return true;
+    if (json_is_integer(v)) {
+        *out = (int64_t)json_integer_value(v);
+        return true;
+    }
+    if (json_is_real(v)) {
+        *out = (int64_t)json_real_value(v);
+        return true;
+    }
+    return false;
+}
+
+static bool aud_matches(json_t *aud, const char *want) {
+    if (json_is_string(aud))
+        return strcmp(json_string_value(aud), want) == 0;
+    if (json_is_array(aud)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(aud, i, e) if (json_is_string(e) && strcmp(json_string_value(e), want) == 0) return true;
+    }
+    return false;
+}
+
+enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *tok, size_t len, int64_t now_s,
+                           struct jwt_claims *out) {
+    if (len == 0 || len > JWT_MAX_LEN)
+        return JWT_MALFORMED;
+    const char *d1 = memchr(tok, '.', len);
+    if (!d1)
+        return JWT_MALFORMED;
+    const char *d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok));
+    if (!d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - tok)))
+        return JWT_MALFORMED;
+    json_t *hdr = decode_part(tok, (size_t)(d1 - tok));
+    if (!hdr)
+        return JWT_MALFORMED;
+    const char *alg = json_string_value(json_object_get(hdr, "alg"));
+    bool hs256 = alg && strcmp(alg, "HS256") == 0;
+    json_decref(hdr);
+    if (!hs256 || !(v->algs & JWT_HS256) || !v->secret_len)
+        return JWT_BAD_ALG;
+    /* Signature over "header.payload", compared in constant time. */
+    unsigned char want[EVP_MAX_MD_SIZE], got[EVP_MAX_MD_SIZE + 4];
+    unsigned int wl = 0;
+    if (!HMAC(EVP_sha256(), v->secret, (int)v->secret_len, (const unsigned char *)tok, (size_t)(d2 - tok), want,
+              &wl))
+        return JWT_BAD_SIGNATURE;
+    size_t sl = len - (size_t)(d2 + 1 - tok);
+    if (sl > 64)
+        return JWT_BAD_SIGNATURE;
+    long gl = b64url_decode(d2 + 1, sl, got);
+    if (gl != (long)wl || CRYPTO_memcmp(want, got, wl) != 0)
+        return JWT_BAD_SIGNATURE;
+    json_t *pl = decode_part(d1 + 1, (size_t)(d2 - d1 - 1));
+    if (!pl)
+        return JWT_MALFORMED;
+    enum jwt_result rc = JWT_OK;
+    const char *sub = json_string_value(json_object_get(pl, "sub"));
+    json_t *role = json_object_get(pl, "role");
+    int64_t exp = 0, nbf = 0, iat = 0;
+    bool has_exp, has_nbf, has_iat;
+    if (!sub || !*sub || strlen(sub) >= sizeof(out->sub) || !claim_time(pl, "exp", &exp, &has_exp) || !has_exp ||
+        !claim_time(pl, "nbf", &nbf, &has_nbf) || !claim_time(pl, "iat", &iat, &has_iat) ||
+        (role && (!json_is_string(role) || json_string_length(role) >= sizeof(out->role)))) {
+        rc = JWT_BAD_CLAIMS;
+        goto out;
+    }
+    if (now_s > exp + v->leeway_s) {
+        rc = JWT_EXPIRED;
+        goto out;
+    }
+    if ((has_nbf && nbf > now_s + v->leeway_s) || (has_iat && iat > now_s + v->leeway_s)) {
+        rc = JWT_NOT_YET_VALID;
+        goto out;
+    }
+    if (v->issuer) {
+        const char *iss = json_string_value(json_object_get(pl, "iss"));
+        if (!iss || strcmp(iss, v->issuer) != 0) {
+            rc = JWT_BAD_ISSUER;
+            goto out;
+        }
+    }
+    if (v->audience && !aud_matches(json_object_get(pl, "aud"), v->audience)) {
+        rc = JWT_BAD_AUDIENCE;
+        goto out;
+    }
+    strcpy(out->sub, sub);
+    snprintf(out->role, sizeof(out->role), "%s", role ? json_string_value(role) : "");
+    out->exp = exp;
+out:
+    json_decref(pl);
+    return rc;
+}
+
+const char *jwt_result_str(enum jwt_result r) {
+    switch (r) {
+    case JWT_OK: return "ok";
+    case JWT_MALFORMED: return "malformed";
+    case JWT_BAD_ALG: return "bad_alg";
+    case JWT_BAD_SIGNATURE: return "bad_signature";
+    case JWT_EXPIRED: return "expired";
+    case JWT_NOT_YET_VALID: return "not_yet_valid";
+    case JWT_BAD_CLAIMS: return "bad_claims";
+    case JWT_BAD_ISSUER: return "bad_issuer";
+    case JWT_BAD_AUDIENCE: return "bad_audience";
+    }
+    return "invalid";
+}
+
+char *jwt_sign_hs256(const unsigned char *secret, size_t secret_len, const char *payload_json) {
+    static const char HDR[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    size_t pl = strlen(payload_json);
+    size_t cap = 4 * ((sizeof(HDR) + pl) / 3 + 2) + 100;
+    char *t = malloc(cap);
+    if (!t)
+        return NULL;
+    size_t n = b64url_encode((const unsigned char *)HDR, sizeof(HDR) - 1, t);
+    t[n++] = '.';
+    n += b64url_encode((const unsigned char *)payload_json, pl, t + n);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int ml = 0;
+    if (!HMAC(EVP_sha256(), secret, (int)secret_len, (unsigned char *)t, n, mac, &ml)) {
+        free(t);
+        return NULL;
+    }
+    t[n++] = '.';
+    b64url_encode(mac, ml, t + n);
+    return t;
+}

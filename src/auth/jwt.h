@@ -1,0 +1,61 @@
+/* jwt.h - compact JWS verification and signing (RFC 7515/7519), HS256.
+ *
+ * The accepted algorithms are exactly those configured: "none", an
+ * algorithm not configured, or a header naming one algorithm while the key
+ * is of another kind are all refused. Signatures are compared in constant
+ * time. Nothing here logs; callers never log tokens. */
+#ifndef TG_JWT_H
+#define TG_JWT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum jwt_alg { JWT_HS256 = 1u << 0 };
+
+struct jwt_verifier {
+    unsigned algs;              /* enum jwt_alg bits accepted */
+    unsigned char *secret;      /* HS256 key, owned */
+    size_t secret_len;
+    char *issuer;               /* required iss, or NULL */
+    char *audience;             /* required aud, or NULL */
+    int leeway_s;
+};
+
+enum jwt_result {
+    JWT_OK = 0,
+    JWT_MALFORMED,              /* not three base64url parts of JSON */
+    JWT_BAD_ALG,                /* none, not configured, or no key for it */
+    JWT_BAD_SIGNATURE,
+    JWT_EXPIRED,
+    JWT_NOT_YET_VALID,          /* nbf or iat in the future */
+    JWT_BAD_CLAIMS,             /* sub/exp missing or ill-typed, bad role */
+    JWT_BAD_ISSUER,
+    JWT_BAD_AUDIENCE,
+};
+
+struct jwt_claims {
+    char sub[128];
+    char role[32];              /* "" when the token has none */
+    int64_t exp;                /* seconds since the epoch */
+};
+
+/* Verifies token (len bytes) at time now_s. */
+enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *token, size_t len, int64_t now_s,
+                           struct jwt_claims *out);
+
+/* Short reason for metrics and error messages (never the token). */
+const char *jwt_result_str(enum jwt_result r);
+
+/* Signs payload_json with HS256; returns a malloc'd token or NULL. */
+char *jwt_sign_hs256(const unsigned char *secret, size_t secret_len, const char *payload_json);
+
+/* base64url without padding. out must hold 4*ceil(len/3)+1 bytes; returns
+ * the length written. */
+size_t b64url_encode(const unsigned char *in, size_t len, char *out);
+
+/* Decodes base64url (padding optional). Returns the length, or -1. out must
+ * hold 3*len/4+3 bytes. */
+long b64url_decode(const char *in, size_t len, unsigned char *out);
+
+#endif

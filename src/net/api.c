@@ -1,0 +1,80 @@
+/* api.c - POST /api/publish; see api.h. */
+#include "net/api.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "auth/auth.h"
+#include "core/server.h"
+#include "core/worker.h"
+#include "feed/publish.h"
+#include "net/conn.h"
+#include "net/http.h"
+
+/* Answers 401/403 unless the request carries credentials of a role that
+ * may publish. Anonymous never may. */
+static bool authorize_publish(struct conn *c, bool keep) {
+    struct server *srv = c->w->srv;
+    struct identity who;
+    const char *why = NULL;
+    size_t l;
+    bool has_creds = http_req_header(c->http, "Authorization", &l) || http_req_header(c->http, "X-API-Key", &l);
+    int st = has_creds ? auth_request(&srv->auth, c->http, &who, &why) : 401;
+    if (st) {
+        conn_http_error(c, 401, "unauthorized", has_creds ? why : "credentials required", NULL, keep);
+        return false;
+    }
+    if (!(roles_allows(&srv->auth.roles, who.role, ACT_PUBLISH) || who.role == ROLE_ADMIN ||
+          who.role == ROLE_SUPER_ADMIN)) {
+        conn_http_error(c, 403, "forbidden", "role may not publish", NULL, keep);
+        return false;
+    }
+    return true;
+}
+
+void api_publish(struct conn *c, bool keep) {
+    if (!authorize_publish(c, keep))
+        return;
+    json_t *body = json_loadb(c->http->body ? c->http->body : "", c->http->body_len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        conn_http_error(c, 400, "invalid_json", "body must be a JSON object", NULL, keep);
+        return;
+    }
+    json_t *updates = json_object_get(body, "updates");
+    json_t *events = json_object_get(body, "user_events");
+    const char *why = NULL;
+    size_t nev = 0;
+    if (events) {
+        bool ok = json_is_array(events) && json_array_size(events) <= PUBLISH_MAX_UPDATES;
+        size_t i;
+        json_t *e;
+        if (ok)
+            json_array_foreach(events, i, e) ok = ok && json_is_object(e) &&
+                                                  json_is_string(json_object_get(e, "user_id")) &&
+                                                  json_is_object(json_object_get(e, "event"));
+        if (!ok) {
+            json_decref(body);
+            conn_http_error(c, 400, "invalid_message",
+                            "user_events must be [{\\\"user_id\\\": string, \\\"event\\\": object}]", NULL, keep);
+            return;
+        }
+        nev = json_array_size(events);
+    }
+    int n = 0;
+    if (updates) {
+        n = publish_updates(&c->w->srv->hub, updates, &why);
+        if (n < 0) {
+            json_decref(body);
+            conn_http_error(c, 400, "invalid_message", why, NULL, keep);
+            return;
+        }
+    }
+    json_decref(body);
+    /* User events reach portfolio subscribers; with none connected on this
+     * node they are accepted and go nowhere. */
+    char out[96];
+    int len = snprintf(out, sizeof(out), "{\"published\":%d,\"user_events\":%zu}", n, nev);
+    conn_http_respond(c, 200, "application/json", out, (size_t)len, NULL, keep);
+}

@@ -1,0 +1,76 @@
+/* hub.h - per-symbol state, sequencing and fan-out to workers.
+ *
+ * The hub owns each symbol's last tick, session first price and seq; each
+ * symbol has its own small lock, held while a tick is sequenced and its
+ * frame posted to the workers, so every worker receives a symbol's frames
+ * in seq order whoever published them. A tick's frame is built once and
+ * shared by reference: one reference per worker that has subscribers.
+ *
+ * Activity: a symbol is active while at least one worker has a local
+ * subscriber (a bit per worker in `workers`); only active symbols get
+ * frames built, and the simulator only moves active symbols. */
+#ifndef TG_HUB_H
+#define TG_HUB_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "pubsub/symbols.h"
+#include "pubsub/tick.h"
+
+struct server;
+struct outbuf;
+
+#define HUB_MAX_WORKERS 64
+
+struct sym_state {
+    uv_mutex_t lock;           /* guards everything below but workers */
+    double first;              /* session's first price, for change */
+    struct tick last;          /* last tick (seq 0 = none yet) */
+    bool has_price;
+    _Atomic uint64_t workers;  /* bit per worker with local subscribers */
+};
+
+/* A tick as published (before sequencing). */
+struct tick_in {
+    uint32_t sym;
+    double price, bid, ask, volume;
+    bool has_bid, has_ask, has_volume;
+    int64_t timestamp;         /* ms; 0 = now */
+};
+
+struct hub {
+    struct server *srv;
+    const struct symbol_table *syms;
+    struct sym_state *st;              /* syms->n entries */
+    _Atomic long active_streams;       /* symbols with >= 1 local subscriber */
+    _Atomic uint64_t ticks_published;  /* ticks sequenced */
+    _Atomic uint64_t frames_dropped;   /* a worker's mailbox was full */
+    _Atomic int64_t last_tick_ms;      /* wall ms of the last tick: feed health */
+};
+
+int hub_init(struct hub *h, struct server *srv, const struct symbol_table *syms);
+void hub_free(struct hub *h);
+
+/* Sequences a tick and fans it out. Any thread. 0 or -errno. */
+int hub_publish(struct hub *h, const struct tick_in *in);
+
+/* Worker `worker` gained its first local subscriber of sym. */
+void hub_activate(struct hub *h, uint32_t sym, int worker);
+/* Worker `worker` lost its last local subscriber of sym. */
+void hub_deactivate(struct hub *h, uint32_t sym, int worker);
+
+/* Builds a snapshot frame (price_update with "snapshot":true) of sym's
+ * last tick; *seq gets its seq (0 when no price yet, then NULL returned). */
+struct outbuf *hub_snapshot(struct hub *h, uint32_t sym, uint64_t *seq);
+
+static inline bool hub_is_active(struct hub *h, uint32_t sym) {
+    return atomic_load_explicit(&h->st[sym].workers, memory_order_relaxed) != 0;
+}
+
+/* Wall clock in ms. */
+int64_t hub_now_ms(void);
+
+#endif

@@ -1,0 +1,61 @@
+/* subs.h - a worker's subscriber lists and the local half of fan-out.
+ *
+ * Each worker keeps, per symbol, a compact array of its own subscribed
+ * connections; each connection keeps its subscriptions (symbol, position
+ * in that array, conflated frame). Both sides are owned by the worker and
+ * changed together, so the two can never disagree. The first local
+ * subscriber activates the symbol in the hub; the last one deactivates it. */
+#ifndef TG_SUBS_H
+#define TG_SUBS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct worker;
+struct conn;
+struct outbuf;
+
+struct sub_entry {
+    struct conn *c;
+    uint64_t min_seq;           /* skip frames with seq <= this (snapshot seen) */
+};
+
+struct sub_list {
+    struct sub_entry *v;
+    uint32_t n, cap;
+};
+
+/* A connection's subscription. */
+struct conn_sub {
+    uint32_t sym;
+    uint32_t idx;               /* position in the worker's list for sym */
+    struct outbuf *pending;     /* newest conflated update, or NULL */
+};
+
+/* Allocates the worker's per-symbol lists. 0 or -ENOMEM. */
+int subs_init(struct worker *w);
+void subs_free(struct worker *w);
+
+/* True when c is subscribed to sym. */
+bool subs_has(const struct conn *c, uint32_t sym);
+
+/* Subscribes c to sym (idempotent) and queues the snapshot. 0, or -ENOMEM. */
+int subs_add(struct conn *c, uint32_t sym);
+
+/* Unsubscribes c from sym; no-op when not subscribed. */
+void subs_remove(struct conn *c, uint32_t sym);
+
+/* Drops every subscription of c (release path). */
+void subs_remove_all(struct conn *c);
+
+/* Delivers a tick frame to the worker's subscribers of b->sym and drops
+ * the worker's reference. */
+void subs_deliver(struct worker *w, struct outbuf *b);
+
+/* Queues a tick frame on c under the slow-consumer policy. */
+void subs_send_tick(struct conn *c, struct outbuf *b);
+
+/* The socket drained: release conflated updates if below the cap. */
+void subs_on_drain(struct conn *c);
+
+#endif
