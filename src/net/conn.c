@@ -18,6 +18,7 @@
 #include "ws/session.h"
 
 #define MAX_IOV 64
+#define HTTP_MAX_QUEUED (16u << 20)
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     struct conn *c = h->data;
@@ -105,6 +106,19 @@ static void mark_dirty(struct conn *c) {
 void conn_send(struct conn *c, struct outbuf *b) {
     if (c->closing || (c->close_sent && !c->close_after_flush && c->phase == PHASE_WS && b->kind == OB_TICK)) {
         outbuf_unref(b);
+        return;
+    }
+    /* Bound for what a client makes us queue by not reading: replies (ticks
+     * are conflated before they get here) and pipelined HTTP responses. */
+    uint64_t limit = c->phase == PHASE_WS ? 2 * (uint64_t)c->w->srv->cfg.limits.max_outbound_bytes : HTTP_MAX_QUEUED;
+    if (c->out.bytes + b->len > limit && b->kind != OB_TICK) {
+        outbuf_unref(b);
+        if (c->phase == PHASE_WS) {
+            atomic_fetch_add_explicit(&c->w->stats.slow_disconnects, 1, memory_order_relaxed);
+            if (!c->close_code)
+                c->close_code = WS_CLOSE_TRY_AGAIN;
+        }
+        conn_close(c);
         return;
     }
     if (outq_push(&c->out, b) < 0) {

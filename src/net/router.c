@@ -77,7 +77,8 @@ static void upgrade(struct conn *c, int ep) {
         conn_http_error(c, 503, "server_full", "connection limit reached", "Retry-After: 5\r\n", false);
         return;
     }
-    c->counted = true;
+    c->counted = true; /* released with the connection, whatever follows */
+    atomic_fetch_add_explicit(&c->w->stats.ws_open, 1, memory_order_relaxed);
     if (ep == EP_JSON) {
         struct identity who;
         const char *why = NULL;

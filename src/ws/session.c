@@ -71,7 +71,6 @@ void ws_session_upgrade(struct conn *c, int ep, const char *accept) {
     c->endpoint = (uint8_t)ep;
     conn_set_deadline(c, 0);
     ws_parser_init(&c->parser, true);
-    atomic_fetch_add_explicit(&c->w->stats.ws_open, 1, memory_order_relaxed);
     if (ep == EP_JSON)
         protocol_on_open(c);
 }
