@@ -151,23 +151,15 @@ int auth_init(struct auth *a, const struct config *cfg, FILE *err) {
         return -1;
     a->allow_anonymous = cfg->auth.allow_anonymous;
     /* algorithms: only HS256 is implemented; anything else is a start error. */
-    const char *p = cfg->auth.jwt_algorithms;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        size_t l = (size_t)(e - p);
-        while (l && p[l - 1] == ' ')
-            l--;
-        if (l == 5 && strncmp(p, "HS256", 5) == 0)
+    const char *cur = cfg->auth.jwt_algorithms, *p;
+    size_t l;
+    while (config_list_next(&cur, &p, &l)) {
+        if (l == 5 && strncmp(p, "HS256", 5) == 0) {
             a->jwt.algs |= JWT_HS256;
-        else if (l) {
+        } else {
             fprintf(err, "tickgate: auth.jwt_algorithms: '%.*s' is not supported (supported: HS256)\n", (int)l, p);
             return -1;
         }
-        p = e;
     }
     size_t sl = 0;
     char *secret = NULL;

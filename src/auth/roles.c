@@ -45,18 +45,9 @@ int action_for_type(const char *t) {
 
 int roles_parse_actions(const char *list, uint32_t *out, FILE *err, const char *key) {
     uint32_t bits = 0;
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        size_t l = (size_t)(e - p);
-        while (l && p[l - 1] == ' ')
-            l--;
+    const char *cur = list, *p;
+    size_t l;
+    while (config_list_next(&cur, &p, &l)) {
         bool found = false;
         if (l == 3 && strncmp(p, "all", 3) == 0) {
             bits = (1u << ACT_COUNT) - 1;
@@ -77,7 +68,6 @@ int roles_parse_actions(const char *list, uint32_t *out, FILE *err, const char *
                          "publish)\n", key, (int)l, p);
             return -1;
         }
-        p = e;
     }
     *out = bits;
     return 0;

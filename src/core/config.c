@@ -397,6 +397,31 @@ fail:
     return -1;
 }
 
+bool config_list_next(const char **cursor, const char **item, size_t *len) {
+    const char *p = *cursor;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p) {
+            *cursor = p;
+            return false;
+        }
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        size_t l = (size_t)(e - p);
+        while (l && (p[l - 1] == ' ' || p[l - 1] == '\t'))
+            l--;
+        *cursor = e;
+        if (l) {
+            *item = p;
+            *len = l;
+            return true;
+        }
+        p = e;
+    }
+}
+
 int config_split_listen(const char *listen, char *host, size_t hostlen, int *port) {
     const char *colon = strrchr(listen, ':');
     if (!colon || colon == listen)

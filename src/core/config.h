@@ -71,6 +71,10 @@ void config_free(struct config *cfg);
 /* Prints every key with its default and meaning. */
 void config_print_help(FILE *out);
 
+/* Iterates a comma-separated list value: sets item and len to the next
+ * non-empty item, spaces trimmed, and advances cursor. False at the end. */
+bool config_list_next(const char **cursor, const char **item, size_t *len);
+
 /* Splits "host:port" / "[v6]:port". Returns 0 or -1. host gets at most
  * hostlen-1 characters. */
 int config_split_listen(const char *listen, char *host, size_t hostlen, int *port);

@@ -21,20 +21,11 @@
 #include "obs/metrics.h"
 
 static bool list_has(const char *list, const char *v, size_t vl) {
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        size_t l = (size_t)(e - p);
-        while (l && p[l - 1] == ' ')
-            l--;
-        if (l && l == vl && strncmp(p, v, l) == 0)
+    const char *cur = list, *p;
+    size_t l;
+    while (config_list_next(&cur, &p, &l))
+        if (l == vl && strncmp(p, v, l) == 0)
             return true;
-        p = e;
-    }
     return false;
 }
 
