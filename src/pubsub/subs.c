@@ -137,16 +137,19 @@ static void drop_tick(void *ctx, struct outbuf *b) {
 }
 
 void subs_send_tick(struct conn *c, struct outbuf *b) {
-    if (c->closing || c->close_sent)
+    if (c->closing || c->close_sent) {
+        outbuf_unref(b);
         return;
+    }
     const struct config *cfg = &c->w->srv->cfg;
     uint64_t cap = (uint64_t)cfg->limits.max_outbound_bytes;
     if (!c->congested && c->out.bytes + b->len <= cap) {
         atomic_fetch_add_explicit(&c->w->stats.messages_sent, 1, memory_order_relaxed);
-        conn_send(c, outbuf_ref(b));
+        conn_send(c, b);
         return;
     }
     if (cfg->limits.slow_consumer == SLOW_DISCONNECT) {
+        outbuf_unref(b);
         outq_extract_ticks(&c->out, c->inflight, drop_tick, NULL);
         atomic_fetch_add_explicit(&c->w->stats.slow_disconnects, 1, memory_order_relaxed);
         ws_close(c, WS_CLOSE_TRY_AGAIN, "slow consumer");
@@ -158,7 +161,7 @@ void subs_send_tick(struct conn *c, struct outbuf *b) {
         c->congested = true;
         outq_extract_ticks(&c->out, c->inflight, take_conflated, c);
     }
-    take_conflated(c, outbuf_ref(b));
+    take_conflated(c, b);
 }
 
 void subs_on_drain(struct conn *c) {
@@ -178,12 +181,18 @@ void subs_on_drain(struct conn *c) {
 
 void subs_deliver(struct worker *w, struct outbuf *b) {
     struct sub_list *l = &w->lists[b->sym];
-    for (uint32_t i = 0; i < l->n; i++) {
-        struct sub_entry *e = &l->v[i];
-        if (b->seq > e->min_seq)
-            subs_send_tick(e->c, b);
-    }
-    if (l->n)
+    uint32_t n = l->n;
+    if (n) {
+        /* One atomic add for the whole fan-out: each queue consumes one. */
+        atomic_fetch_add_explicit(&b->refs, n, memory_order_relaxed);
+        for (uint32_t i = 0; i < n; i++) {
+            struct sub_entry *e = &l->v[i];
+            if (b->seq > e->min_seq)
+                subs_send_tick(e->c, b);
+            else
+                outbuf_unref(b);
+        }
         worker_record_fanout(w, uv_hrtime() - b->born_ns);
+    }
     outbuf_unref(b);
 }

@@ -52,7 +52,8 @@ void subs_remove_all(struct conn *c);
  * the worker's reference. */
 void subs_deliver(struct worker *w, struct outbuf *b);
 
-/* Queues a tick frame on c under the slow-consumer policy. */
+/* Queues a tick frame on c under the slow-consumer policy, consuming one
+ * reference of b whatever happens. */
 void subs_send_tick(struct conn *c, struct outbuf *b);
 
 /* The socket drained: release conflated updates if below the cap. */
