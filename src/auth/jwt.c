@@ -63,6 +63,8 @@ long b64url_decode(const char *in, size_t len, unsigned char *out) {
             out[o++] = (unsigned char)(acc >> bits);
         }
     }
+    if (acc & ((1u << bits) - 1))
+        return -1; /* non-zero spare bits: not the canonical encoding */
     return o;
 }
 
@@ -92,7 +94,10 @@ static bool claim_time(json_t *o, const char *name, int64_t *out, bool *present)
         return true;
     }
     if (json_is_real(v)) {
-        *out = (int64_t)json_real_value(v);
+        double d = json_real_value(v);
+        if (!(d > -1e15 && d < 1e15))
+            return false; /* out of any sane range: not a time */
+        *out = (int64_t)d;
         return true;
     }
     return false;
@@ -153,7 +158,7 @@ enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *tok, size_t
         rc = JWT_BAD_CLAIMS;
         goto out;
     }
-    if (now_s > exp + v->leeway_s) {
+    if (exp < now_s - v->leeway_s) { /* written so a huge exp cannot overflow */
         rc = JWT_EXPIRED;
         goto out;
     }

@@ -22,6 +22,7 @@ struct config {
         char *echo_path;            /* echo endpoint, "" = off */
         char *static_dir;           /* demo page files */
         char *allowed_origins;      /* comma list; "" = any Origin */
+        char *trusted_proxies;      /* CIDR list whose X-Forwarded-For is believed */
         int handshake_timeout_ms;   /* a request must complete within this */
         int shutdown_grace_ms;      /* SIGTERM to exit, at most */
         long max_http_body_bytes;   /* request bodies above this: 413 */
@@ -30,6 +31,7 @@ struct config {
         char *jwt_secret;           /* HS256 key; never logged */
         char *jwt_secret_file;      /* file holding the HS256 key */
         char *jwt_algorithms;       /* accepted algs, comma list */
+        char *jwt_public_key_file;  /* PEM public key for RS256/ES256 */
         char *jwt_issuer;           /* required iss when set */
         char *jwt_audience;         /* required aud when set */
         int jwt_leeway_s;           /* clock leeway for exp/nbf/iat */
@@ -38,6 +40,8 @@ struct config {
     } auth;
     struct {
         long max_connections;       /* global cap: 503 beyond */
+        int max_connections_per_ip;   /* 429 beyond */
+        int max_connections_per_user; /* 429 beyond */
         long max_message_bytes;     /* reassembled message cap: 1009 beyond */
         int max_subscriptions_per_client;
         int viewer_max_symbols;
@@ -49,6 +53,19 @@ struct config {
         int heartbeat_timeout_s;    /* silence before close 4000 */
         int sweep_interval_s;       /* sweeper period */
     } limits;
+    struct {
+        int auto_block_s;           /* critical IPs are blocked this long */
+        int medium_violations;      /* threat medium at this many violations */
+        int high_violations;        /* threat high: close 1008 */
+        int critical_violations;    /* from one IP within critical_window_s: block */
+        int critical_window_s;
+        char *blocked_ips;          /* comma list blocked from start (permanent) */
+        bool suspicious_content;    /* scan string fields for script injection */
+    } security;
+    struct {
+        char *path;                 /* JSON lines; "" = off */
+        int queue;                  /* events buffered for the writer */
+    } audit;
     struct {
         bool simulator;             /* built-in random-walk feed */
         int sim_ticks_per_s;        /* ticks per second in total */

@@ -9,12 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "auth/auth.h"
 #include "core/server.h"
 #include "core/worker.h"
 #include "feed/publish.h"
+#include "net/admin.h"
 #include "net/conn.h"
 #include "pubsub/hub.h"
 #include "pubsub/subs.h"
@@ -50,7 +52,83 @@ static void send_error(struct conn *c, const char *code, const char *msg, json_t
     reply(c, json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", msg), id);
 }
 
-static void violation(struct conn *c, enum violation v) { count(&c->w->stats.violations[v]); }
+static const char *VIOLATION_NAMES[SV_COUNT] = {"rate_limited", "forbidden", "invalid_message", "auth_failed",
+                                                "suspicious_content"};
+
+static void audit_conn(struct conn *c, const char *event, json_t *details) {
+    char cid[32], ip[64];
+    protocol_client_id(c, cid, sizeof(cid));
+    ip16_format(&c->cip, ip, sizeof(ip));
+    audit_event(&c->w->srv->audit, event, cid, c->user_id, ip, details);
+}
+
+/* A security violation: raises the connection's threat level (high closes
+ * it with 1008) and counts against its IP (critical blocks the IP and
+ * closes all its connections on every worker). */
+static void violation(struct conn *c, enum violation v) {
+    struct server *srv = c->w->srv;
+    count(&c->w->stats.violations[v]);
+    c->violations++;
+    audit_conn(c, "SECURITY_VIOLATION", json_pack("{s:s, s:i}", "kind", VIOLATION_NAMES[v], "count", c->violations));
+    if (guard_violation(&srv->guard, &c->cip, (int64_t)time(NULL)))
+        server_block_ip(srv, &c->cip, srv->cfg.security.auto_block_s, "threat level critical");
+    else if (c->violations >= srv->cfg.security.high_violations)
+        ws_close(c, WS_CLOSE_POLICY, "threat level high");
+}
+
+const char *protocol_threat(const struct conn *c) {
+    const struct config *cfg = &c->w->srv->cfg;
+    if (c->violations >= cfg->security.high_violations)
+        return "high";
+    return c->violations >= cfg->security.medium_violations ? "medium" : "low";
+}
+
+/* True when s looks like script injection: <script, javascript:,
+ * vbscript:, <iframe, eval(, expression(, or an on<event>= attribute
+ * (on at a word start), case-insensitive. */
+static bool suspicious_text(const char *s, size_t n) {
+    static const char *NEEDLES[] = {"<script", "javascript:", "vbscript:", "<iframe", "eval(", "expression("};
+    for (size_t i = 0; i < n; i++) {
+        char ch = (char)(s[i] | 0x20);
+        if (ch == '<' || ch == 'j' || ch == 'v' || ch == 'e') {
+            for (size_t k = 0; k < sizeof(NEEDLES) / sizeof(NEEDLES[0]); k++) {
+                size_t nl = strlen(NEEDLES[k]);
+                if (i + nl <= n && strncasecmp(s + i, NEEDLES[k], nl) == 0)
+                    return true;
+            }
+        }
+        if (ch == 'o' && i + 2 < n && (s[i + 1] | 0x20) == 'n' &&
+            (i == 0 || !((s[i - 1] >= 'a' && s[i - 1] <= 'z') || (s[i - 1] >= 'A' && s[i - 1] <= 'Z') ||
+                         (s[i - 1] >= '0' && s[i - 1] <= '9') || s[i - 1] == '_'))) {
+            size_t j = i + 2, letters = 0;
+            while (j < n && (((s[j] | 0x20) >= 'a' && (s[j] | 0x20) <= 'z'))) {
+                j++;
+                letters++;
+            }
+            while (j < n && (s[j] == ' ' || s[j] == '\t'))
+                j++;
+            if (letters && j < n && s[j] == '=')
+                return true;
+        }
+    }
+    return false;
+}
+
+static bool suspicious_json(json_t *v, int depth) {
+    if (depth > 32)
+        return false; /* jansson's own depth limit comes first */
+    if (json_is_string(v))
+        return suspicious_text(json_string_value(v), json_string_length(v));
+    const char *k;
+    json_t *e;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, e) if (suspicious_text(k, strlen(k)) || suspicious_json(e, depth + 1)) return true;
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, e) if (suspicious_json(e, depth + 1)) return true;
+    }
+    return false;
+}
 
 void protocol_client_id(const struct conn *c, char *out, size_t len) {
     snprintf(out, len, "c-%llx", (unsigned long long)c->id);
@@ -87,6 +165,8 @@ void protocol_on_open(struct conn *c) {
     c->tokens_ms = now;
     c->last_ping = now;
     c->last_rx = now;
+    c->connected_at = hub_now_ms();
+    audit_conn(c, "CONNECTION_OPENED", json_pack("{s:s}", "role", role_name(c->role)));
     send_json(c, json_pack("{s:s, s:s, s:o, s:s, s:i, s:{s:i, s:i, s:I}}", "type", "connected", "client_id", cid,
                            "user_id", user_json(c), "role", role_name(c->role), "heartbeat_interval_s",
                            cfg->limits.heartbeat_interval_s, "limits", "max_subscriptions",
@@ -197,11 +277,20 @@ static void on_subscribe(struct conn *c, json_t *msg, json_t *id) {
         else
             json_decref(fails[f].list);
     }
-    for (int k = 0; k < nacc; k++)
+    json_t *added = json_array();
+    for (int k = 0; k < nacc; k++) {
+        bool had = subs_has(c, (uint32_t)accepted_idx[k]);
         if (subs_add(c, (uint32_t)accepted_idx[k]) < 0) {
             send_error(c, "internal_error", "out of memory", id);
-            return;
+            break;
         }
+        if (!had)
+            json_array_append_new(added, json_string(srv->syms.names[accepted_idx[k]]));
+    }
+    if (json_array_size(added))
+        audit_conn(c, "SUBSCRIPTION_ADDED", json_pack("{s:o}", "symbols", added));
+    else
+        json_decref(added);
 }
 
 static void on_unsubscribe(struct conn *c, json_t *msg, json_t *id) {
@@ -215,12 +304,19 @@ static void on_unsubscribe(struct conn *c, json_t *msg, json_t *id) {
         violation(c, SV_INVALID_MESSAGE);
         return;
     }
+    json_t *removed = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_array_get(syms, i);
         int idx = symbols_find(&c->w->srv->syms, json_string_value(s), json_string_length(s));
-        if (idx >= 0)
+        if (idx >= 0 && subs_has(c, (uint32_t)idx)) {
             subs_remove(c, (uint32_t)idx);
+            json_array_append(removed, s);
+        }
     }
+    if (json_array_size(removed))
+        audit_conn(c, "SUBSCRIPTION_REMOVED", json_pack("{s:o}", "symbols", removed));
+    else
+        json_decref(removed);
     reply(c, json_pack("{s:s, s:O}", "type", "unsubscription_confirmed", "symbols", syms), id);
 }
 
@@ -240,6 +336,7 @@ static void on_authenticate(struct conn *c, json_t *msg, json_t *id) {
         return;
     }
     if (rc != 0) {
+        audit_conn(c, "AUTH_FAILED", json_pack("{s:s, s:s}", "reason", why, "stage", "authenticate"));
         send_error(c, "auth_failed", why, id);
         violation(c, SV_AUTH_FAILED);
         return;
@@ -295,12 +392,18 @@ void protocol_on_message(struct conn *c, const char *data, size_t len) {
         violation(c, SV_INVALID_MESSAGE);
     } else if (!rate_ok(c)) {
         count(&w->stats.rate_limited);
-        violation(c, SV_RATE_LIMITED);
+        audit_conn(c, "RATE_LIMITED", json_pack("{s:s}", "type", type));
         send_error(c, "rate_limited", "too many messages; slow down", id);
+        violation(c, SV_RATE_LIMITED);
     } else if (!roles_allows(&w->srv->auth.roles, c->role, (enum action)act)) {
-        violation(c, SV_FORBIDDEN);
         send_error(c, "forbidden", "your role may not do this", id);
+        violation(c, SV_FORBIDDEN);
+    } else if (w->srv->cfg.security.suspicious_content && suspicious_json(msg, 0)) {
+        send_error(c, "suspicious_content", "message dropped: it contains a script-injection pattern", id);
+        violation(c, SV_SUSPICIOUS);
     } else {
+        if (act != ACT_HEARTBEAT)
+            audit_conn(c, "MESSAGE_RECEIVED", json_pack("{s:s}", "type", type));
         switch (act) {
         case ACT_HEARTBEAT:
             reply(c, json_pack("{s:s, s:I}", "type", "heartbeat_ack", "server_time", (json_int_t)hub_now_ms()), id);
@@ -317,6 +420,9 @@ void protocol_on_message(struct conn *c, const char *data, size_t len) {
         case ACT_PUBLISH:
             on_publish(c, msg, id);
             break;
+        case ACT_ADMIN_BROADCAST:
+            admin_ws_broadcast(c, msg, id);
+            break;
         default:
             send_error(c, "unknown_type", "this message type is not available in this version", id);
             break;
@@ -329,6 +435,9 @@ void protocol_on_close(struct conn *c, unsigned code) {
     if (!c->close_code)
         c->close_code = (uint16_t)code;
 }
+
+static const char *DR_LABELS[DR_COUNT] = {"client_close", "shutdown", "protocol_error", "policy", "internal_error",
+                                          "slow_consumer", "heartbeat_timeout", "token_expired", "network"};
 
 static enum disc_reason reason_of(const struct conn *c) {
     if (c->peer_closed_first)
@@ -348,7 +457,19 @@ static enum disc_reason reason_of(const struct conn *c) {
 }
 
 void protocol_on_release(struct conn *c) {
+    struct server *srv = c->w->srv;
+    if (c->nsubs) {
+        json_t *syms = json_array();
+        for (uint16_t i = 0; i < c->nsubs; i++)
+            json_array_append_new(syms, json_string(srv->syms.names[c->subs[i].sym]));
+        audit_conn(c, "SUBSCRIPTION_REMOVED", json_pack("{s:o, s:s}", "symbols", syms, "reason", "disconnect"));
+    }
     subs_remove_all(c);
+    audit_conn(c, "CONNECTION_CLOSED", json_pack("{s:i, s:s}", "code", c->close_code, "reason", DR_LABELS[reason_of(c)]));
+    if (c->guarded) {
+        guard_release(&srv->guard, &c->cip, c->user_id);
+        c->guarded = false;
+    }
     atomic_fetch_sub_explicit(&c->w->stats.by_role[c->role], 1, memory_order_relaxed);
     count(&c->w->stats.disconnects[reason_of(c)]);
     free(c->user_id);

@@ -15,6 +15,9 @@ void protocol_set_identity(struct conn *c, const struct identity *id);
 /* "c-<hex>" of the connection id. */
 void protocol_client_id(const struct conn *c, char *out, size_t len);
 
+/* "low", "medium" or "high": the connection's threat level. */
+const char *protocol_threat(const struct conn *c);
+
 /* Sweeper visit: heartbeat timeout, token expiry, server ping. */
 void protocol_sweep(struct conn *c, uint64_t now);
 

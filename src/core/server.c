@@ -130,12 +130,34 @@ static void on_worker_done(uv_async_t *h) {
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sighup, NULL);
     uv_close((uv_handle_t *)&srv->grace_timer, NULL);
+    uv_close((uv_handle_t *)&srv->guard_timer, NULL);
     uv_close((uv_handle_t *)&srv->worker_done, NULL);
 }
 
 static int cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (int)n;
+}
+
+void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why) {
+    guard_block(&srv->guard, ip, duration_s);
+    char text[64];
+    ip16_format(ip, text, sizeof(text));
+    audit_event(&srv->audit, "IP_BLOCKED", NULL, NULL, text,
+                json_pack("{s:s, s:I}", "reason", why, "duration_s", (json_int_t)duration_s));
+    uint64_t a, b;
+    memcpy(&a, ip->b, 8);
+    memcpy(&b, ip->b + 8, 8);
+    for (int i = 0; i < srv->nworkers; i++) {
+        struct mail m = {.type = WM_BLOCK_IP, .ptr = NULL, .a = a, .b = b};
+        if (mailbox_post(&srv->workers[i].inbox, &m) < 0)
+            log_error("worker %d: mailbox full; connections of a blocked IP stay until they reconnect", i);
+    }
+}
+
+static void on_guard_timer(uv_timer_t *h) {
+    struct server *srv = h->data;
+    guard_sweep(&srv->guard, (int64_t)time(NULL));
 }
 
 int server_init(struct server *srv) {
@@ -149,7 +171,19 @@ int server_init(struct server *srv) {
         goto out_auth;
     if (hub_init(&srv->hub, srv, &srv->syms) < 0)
         goto out_syms;
+    if (cidr_list_parse(&srv->trusted, srv->cfg.server.trusted_proxies, "server.trusted_proxies", stderr) < 0)
+        goto out_hub;
+    if (guard_init(&srv->guard, &srv->cfg, stderr) < 0)
+        goto out_trusted;
+    if (audit_start(&srv->audit, srv->cfg.audit.path, srv->cfg.audit.queue, stderr) < 0)
+        goto out_guard;
     return 0;
+out_guard:
+    guard_free(&srv->guard);
+out_trusted:
+    cidr_list_free(&srv->trusted);
+out_hub:
+    hub_free(&srv->hub);
 out_syms:
     symbols_free(&srv->syms);
 out_auth:
@@ -158,6 +192,9 @@ out_auth:
 }
 
 void server_free(struct server *srv) {
+    audit_stop(&srv->audit); /* after the workers: every accepted event is written */
+    guard_free(&srv->guard);
+    cidr_list_free(&srv->trusted);
     hub_free(&srv->hub);
     symbols_free(&srv->syms);
     auth_free(&srv->auth);
@@ -185,6 +222,9 @@ int server_run(struct server *srv) {
     srv->worker_done.data = srv;
     uv_timer_init(&srv->loop, &srv->grace_timer);
     srv->grace_timer.data = srv;
+    uv_timer_init(&srv->loop, &srv->guard_timer);
+    srv->guard_timer.data = srv;
+    uv_timer_start(&srv->guard_timer, on_guard_timer, 1000, 1000);
     uv_signal_init(&srv->loop, &srv->sigterm);
     uv_signal_init(&srv->loop, &srv->sigint);
     srv->sigterm.data = srv->sigint.data = srv;

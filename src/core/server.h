@@ -13,6 +13,9 @@
 #include <uv.h>
 
 #include "auth/auth.h"
+#include "auth/guard.h"
+#include "net/clientip.h"
+#include "obs/audit.h"
 #include "core/config.h"
 #include "core/worker.h"
 #include "feed/simulator.h"
@@ -26,6 +29,10 @@ struct server {
     uv_loop_t loop;                /* main thread's loop */
     uv_signal_t sigterm, sigint, sighup;
     struct auth auth;              /* identity; users table reloadable */
+    struct guard guard;            /* per-IP/per-user counts, blocks */
+    struct audit audit;            /* audit log writer */
+    struct cidr_list trusted;      /* server.trusted_proxies, read-only */
+    uv_timer_t guard_timer;        /* expires blocks, drops idle entries */
     struct symbol_table syms;      /* read-only after start */
     struct hub hub;                /* per-symbol state, fan-out */
     struct simulator sim;          /* runs on the main loop */
@@ -49,6 +56,10 @@ void server_free(struct server *srv);
 /* Binds, starts workers, prints the listening line and runs until shutdown
  * completes. Returns the process exit code. */
 int server_run(struct server *srv);
+
+/* Blocks ip on every worker: refuses it from now on and closes its
+ * connections with 1008. duration_s 0 = until unblocked. Any thread. */
+void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why);
 
 /* Reserves one WebSocket connection slot against limits.max_connections.
  * False when the node is full. */

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/server.h"
 #include "core/protocol.h"
+#include "net/admin.h"
 #include "net/conn.h"
 #include "pubsub/subs.h"
 #include "ws/session.h"
@@ -48,6 +49,8 @@ void worker_record_fanout(struct worker *w, uint64_t ns) {
 static void drop_mail(struct mail *m) {
     if (m->type == WM_TICK)
         outbuf_unref(m->ptr);
+    else if (m->type == WM_GATHER || m->type == WM_GATHER_DONE)
+        admin_gather_abandon(m->ptr, m->type == WM_GATHER_DONE);
 }
 
 static void close_handles(struct worker *w) {
@@ -131,6 +134,21 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         break;
     case WM_TICK:
         subs_deliver(w, m->ptr);
+        break;
+    case WM_BLOCK_IP: {
+        struct ip16 ip;
+        memcpy(ip.b, &m->a, 8);
+        memcpy(ip.b + 8, &m->b, 8);
+        for (struct conn *c = w->conns; c; c = c->next)
+            if (c->phase == PHASE_WS && c->endpoint == EP_JSON && !memcmp(c->cip.b, ip.b, 16))
+                ws_close(c, WS_CLOSE_POLICY, "IP blocked");
+        break;
+    }
+    case WM_GATHER:
+        admin_gather_contribute(w, m->ptr);
+        break;
+    case WM_GATHER_DONE:
+        admin_gather_done(w, m->ptr);
         break;
     default:
         log_error("worker %d: unknown mail %d", w->id, m->type);

@@ -25,6 +25,9 @@ enum worker_mail {
     WM_SHUTDOWN = 1,   /* stop accepting, close clients with 1001 */
     WM_FORCE_CLOSE,    /* grace expired: close every socket now */
     WM_TICK,           /* ptr: struct outbuf of a price_update (one ref), a: symbol */
+    WM_BLOCK_IP,       /* a, b: the 16 address bytes: close its connections 1008 */
+    WM_GATHER,         /* ptr: struct gather: contribute, pass on (net/admin.h) */
+    WM_GATHER_DONE,    /* ptr: struct gather: every worker contributed; answer */
 };
 
 /* Why a WebSocket connection ended (disconnections_total{reason}). */
@@ -47,6 +50,7 @@ enum violation {
     SV_FORBIDDEN,
     SV_INVALID_MESSAGE,
     SV_AUTH_FAILED,
+    SV_SUSPICIOUS,
     SV_COUNT,
 };
 

@@ -41,10 +41,11 @@ int publish_parse_tick(const struct hub *h, json_t *o, struct tick_in *out, cons
         *why = "update.price must be a positive number";
         return -1;
     }
-    if (num(o, "bid", &out->bid, &out->has_bid) < 0 || (out->has_bid && out->bid < 0) ||
-        num(o, "ask", &out->ask, &out->has_ask) < 0 || (out->has_ask && out->ask < 0) ||
-        num(o, "volume", &out->volume, &out->has_volume) < 0 || (out->has_volume && out->volume < 0)) {
-        *why = "update.bid, ask and volume must be non-negative numbers";
+    if (num(o, "bid", &out->bid, &out->has_bid) < 0 || (out->has_bid && !(out->bid >= 0 && out->bid <= 1e12)) ||
+        num(o, "ask", &out->ask, &out->has_ask) < 0 || (out->has_ask && !(out->ask >= 0 && out->ask <= 1e12)) ||
+        num(o, "volume", &out->volume, &out->has_volume) < 0 ||
+        (out->has_volume && !(out->volume >= 0 && out->volume <= 1e15))) {
+        *why = "update.bid and ask must be numbers in 0..1e12, volume in 0..1e15";
         return -1;
     }
     if (num(o, "timestamp", &ts, &has_ts) < 0 || (has_ts && (ts < 0 || ts > 1e14))) {

@@ -212,8 +212,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     uint8_t *data = (uint8_t *)buf->base;
     size_t len = (size_t)nread;
     while (len > 0 && !c->closing && c->phase == PHASE_HTTP) {
-        if (c->close_after_flush)
-            return; /* answered with Connection: close; ignore the rest */
+        if (c->close_after_flush || c->awaiting)
+            return; /* answered with Connection: close, or answering later and then closing */
         size_t used = 0;
         enum http_status_rc rc = http_req_feed(c->http, (const char *)data, len, &used);
         if (rc == HTTP_NEED_MORE)
@@ -228,7 +228,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         len -= used;
         atomic_fetch_add_explicit(&c->w->stats.http_requests, 1, memory_order_relaxed);
         router_dispatch(c);
-        if (c->phase == PHASE_HTTP && !c->closing && !c->close_after_flush) {
+        if (c->phase == PHASE_HTTP && !c->closing && !c->close_after_flush && !c->awaiting) {
             http_req_reset(c->http);
             conn_set_deadline(c, worker_now(c->w) + (uint64_t)c->w->srv->cfg.server.handshake_timeout_ms);
         }

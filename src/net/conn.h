@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "net/clientip.h"
 #include "net/outbuf.h"
 #include "ws/frame.h"
 #include "ws/utf8.h"
@@ -83,6 +84,11 @@ struct conn {
     double tokens;                 /* rate limit bucket */
     uint64_t tokens_ms;            /* loop ms of the last refill */
     uint64_t last_ping;            /* loop ms of the last ping sent */
+    struct ip16 cip;               /* client IP (section 7), set at upgrade */
+    bool guarded;                  /* admitted by the guard: release once */
+    bool awaiting;                 /* HTTP answer comes from a gather; not reading */
+    uint16_t violations;           /* security violations: threat level */
+    int64_t connected_at;          /* wall ms at upgrade */
 };
 
 /* Takes a freshly accepted socket into a new connection. 0 or -errno. */

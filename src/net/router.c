@@ -17,6 +17,7 @@
 #include "ws/session.h"
 #include "auth/auth.h"
 #include "core/protocol.h"
+#include "net/admin.h"
 #include "net/api.h"
 #include "obs/metrics.h"
 
@@ -47,6 +48,15 @@ static bool origin_allowed(struct server *srv, const struct http_req *r) {
     return list_has(list, o, ol);
 }
 
+/* The request's client IP (section 7) into c->cip. */
+static void resolve_ip(struct conn *c) {
+    struct ip16 peer;
+    size_t xl = 0;
+    ip16_from_raw(&peer, c->family, c->ip);
+    const char *xff = http_req_header(c->http, "X-Forwarded-For", &xl);
+    c->cip = client_ip(&c->w->srv->trusted, &peer, xff, xl);
+}
+
 static void upgrade(struct conn *c, int ep) {
     struct server *srv = c->w->srv;
     char accept[29];
@@ -58,6 +68,12 @@ static void upgrade(struct conn *c, int ep) {
         return;
     if (atomic_load(&srv->shutting_down)) {
         conn_http_error(c, 503, "shutting_down", "server is shutting down", NULL, false);
+        return;
+    }
+    char ipbuf[64];
+    ip16_format(&c->cip, ipbuf, sizeof(ipbuf));
+    if (ep == EP_JSON && guard_is_blocked(&srv->guard, &c->cip)) {
+        conn_http_error(c, 403, "ip_blocked", "this IP is blocked", NULL, false);
         return;
     }
     if (!origin_allowed(srv, c->http)) {
@@ -75,9 +91,25 @@ static void upgrade(struct conn *c, int ep) {
         const char *why = NULL;
         int st = auth_request(&srv->auth, c->http, &who, &why);
         if (st) {
+            audit_event(&srv->audit, "AUTH_FAILED", NULL, NULL, ipbuf,
+                        json_pack("{s:s, s:i, s:s}", "reason", why, "status", st, "stage", "handshake"));
             conn_http_error(c, st, st == 401 ? "unauthorized" : "forbidden", why, NULL, false);
             return;
         }
+        const char *which = "ip";
+        enum guard_verdict v = guard_admit(&srv->guard, &c->cip, who.user_id[0] ? who.user_id : NULL, &which);
+        if (v == GUARD_BLOCKED) {
+            conn_http_error(c, 403, "ip_blocked", "this IP is blocked", NULL, false);
+            return;
+        }
+        if (v == GUARD_LIMIT) {
+            conn_http_error(c, 429, "too_many_connections",
+                            strcmp(which, "user") == 0 ? "connection limit per user reached"
+                                                       : "connection limit per IP reached",
+                            "Retry-After: 10\r\n", false);
+            return;
+        }
+        c->guarded = true; /* released in protocol_on_release */
         protocol_set_identity(c, &who);
     }
     ws_session_upgrade(c, ep, accept);
@@ -87,6 +119,7 @@ void router_dispatch(struct conn *c) {
     struct server *srv = c->w->srv;
     const char *path = c->http->path;
     bool keep = http_req_keep_alive(c->http);
+    resolve_ip(c);
     if (strcmp(path, srv->cfg.server.ws_path) == 0) {
         upgrade(c, EP_JSON);
     } else if (srv->cfg.server.echo_path[0] && strcmp(path, srv->cfg.server.echo_path) == 0) {
@@ -106,6 +139,11 @@ void router_dispatch(struct conn *c) {
             method_not_allowed(c, "GET, HEAD");
         else
             stats_respond(c, keep);
+    } else if (strncmp(path, "/api/admin/", 11) == 0) {
+        if (guard_is_blocked(&srv->guard, &c->cip))
+            conn_http_error(c, 403, "ip_blocked", "this IP is blocked", NULL, false);
+        else
+            admin_http(c, path, keep);
     } else if (strcmp(path, "/api/publish") == 0) {
         if (!http_req_is_post(c->http))
             method_not_allowed(c, "POST");

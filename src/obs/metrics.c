@@ -14,7 +14,8 @@
 
 static const char *DR_NAMES[DR_COUNT] = {"client_close", "shutdown", "protocol_error", "policy", "internal_error",
                                          "slow_consumer", "heartbeat_timeout", "token_expired", "network"};
-static const char *SV_NAMES[SV_COUNT] = {"rate_limited", "forbidden", "invalid_message", "auth_failed"};
+static const char *SV_NAMES[SV_COUNT] = {"rate_limited", "forbidden", "invalid_message", "auth_failed",
+                                         "suspicious_content"};
 static const char *TYPE_NAMES[ACT_COUNT + 1] = {"heartbeat", "authenticate", "subscribe", "unsubscribe",
                                                 "set_options", "get_history", "analysis", "portfolio_subscribe",
                                                 "trade", "admin_broadcast", "publish", "invalid"};
@@ -158,6 +159,12 @@ void metrics_respond(struct conn *c, bool keep) {
     put(&o, "tickgate_slow_consumer_conflated_total %llu\n", (unsigned long long)t.conflated);
     head(&o, "slow_consumer_disconnects_total", "counter", "Clients closed with 1013 as slow consumers.");
     put(&o, "tickgate_slow_consumer_disconnects_total %llu\n", (unsigned long long)t.slow_disc);
+    head(&o, "blocked_ips", "gauge", "IP addresses blocked now.");
+    put(&o, "tickgate_blocked_ips %ld\n", atomic_load(&srv->guard.blocked));
+    head(&o, "audit_events_dropped_total", "counter", "Audit events dropped because the writer's queue was full.");
+    put(&o, "tickgate_audit_events_dropped_total %llu\n", (unsigned long long)LOAD(srv->audit.dropped));
+    head(&o, "audit_events_written_total", "counter", "Audit events written.");
+    put(&o, "tickgate_audit_events_written_total %llu\n", (unsigned long long)LOAD(srv->audit.written));
     head(&o, "sweeper_last_run_timestamp_seconds", "gauge", "When every worker's sweeper had last run.");
     put(&o, "tickgate_sweeper_last_run_timestamp_seconds %lld\n", (long long)t.last_sweep);
     if (o.oom) {
@@ -198,6 +205,11 @@ void stats_respond(struct conn *c, bool keep) {
         "sweeper_last_run_timestamp_seconds", (json_int_t)t.last_sweep, "fanout_seconds_avg",
         t.fcount ? (double)t.fsum_ns / 1e9 / (double)t.fcount : 0.0, "fanout_count", (json_int_t)t.fcount,
         "workers", srv->nworkers);
+    if (o) {
+        json_object_set_new(o, "blocked_ips", json_integer(atomic_load(&srv->guard.blocked)));
+        json_object_set_new(o, "audit_events_dropped_total", json_integer((json_int_t)LOAD(srv->audit.dropped)));
+        json_object_set_new(o, "audit_events_written_total", json_integer((json_int_t)LOAD(srv->audit.written)));
+    }
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s) {

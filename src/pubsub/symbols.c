@@ -112,9 +112,11 @@ int symbols_load(struct symbol_table *t, const char *path, FILE *err) {
         symbols_free(t);
         return -1;
     }
-    char line[256];
+    char *line = NULL;
+    size_t lcap = 0;
     int ln = 0;
-    while (fgets(line, sizeof(line), f)) {
+    int rc = 0;
+    while (getline(&line, &lcap, f) >= 0) {
         ln++;
         char *p = line;
         while (*p == ' ' || *p == '\t')
@@ -137,18 +139,21 @@ int symbols_load(struct symbol_table *t, const char *path, FILE *err) {
                 end++;
             if (end == comma + 1 || *end || !(price > 0) || price > 1e12) {
                 fprintf(err, "tickgate: feed.symbols_file: %s: bad start price\n", where);
-                fclose(f);
-                symbols_free(t);
-                return -1;
+                rc = -1;
+                break;
             }
         }
         if (add(t, cap, p, nl, price, err, where) < 0) {
-            fclose(f);
-            symbols_free(t);
-            return -1;
+            rc = -1;
+            break;
         }
     }
+    free(line);
     fclose(f);
+    if (rc < 0) {
+        symbols_free(t);
+        return -1;
+    }
     if (t->n == 0) {
         fprintf(err, "tickgate: feed.symbols_file: %s has no symbols\n", path);
         symbols_free(t);

@@ -26,8 +26,12 @@ size_t fmt_double(char *out, double v, int decimals) {
         out[n++] = '-';
         v = -v;
     }
-    if (decimals > 8 || v * POW10[decimals] >= 9e18) /* rare: let printf do it */
-        return n + (size_t)snprintf(out + n, 32, "%.*f", decimals > 8 ? 8 : decimals, v);
+    if (decimals > 8 || v * POW10[decimals] >= 9e18) {
+        /* Out of the fixed-point range: %.17g round-trips, is at most 23
+         * characters and a valid JSON number, so the output stays bounded. */
+        int w = snprintf(out + n, 32, "%.17g", v);
+        return n + (size_t)(w < 0 ? 0 : w > 31 ? 31 : w);
+    }
     uint64_t scaled = (uint64_t)llround(v * POW10[decimals]);
     uint64_t ip = scaled / (uint64_t)POW10[decimals];
     uint64_t fp = scaled % (uint64_t)POW10[decimals];

@@ -1,0 +1,242 @@
+/* guard.c - per-IP and per-user admission and escalation; see guard.h. */
+#include "auth/guard.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/config.h"
+
+struct guard_ip {
+    struct guard_ip *next;
+    struct ip16 ip;
+    uint32_t conns;
+    int64_t blocked_until;      /* wall s; 0 = not blocked; INT64_MAX = until unblocked */
+    uint32_t nviol;             /* entries used in viol */
+    uint32_t vhead;             /* next slot in the ring */
+    int64_t viol[GUARD_MAX_VIOLATIONS];
+};
+
+struct guard_user {
+    struct guard_user *next;
+    uint32_t conns;
+    char id[];
+};
+
+static uint32_t hash_bytes(const void *p, size_t n) {
+    const uint8_t *b = p;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 16777619u;
+    return h % GUARD_BUCKETS;
+}
+
+static struct guard_ip *ip_find(struct guard *g, const struct ip16 *ip, bool create) {
+    uint32_t h = hash_bytes(ip->b, 16);
+    for (struct guard_ip *e = g->ips[h]; e; e = e->next)
+        if (memcmp(e->ip.b, ip->b, 16) == 0)
+            return e;
+    if (!create)
+        return NULL;
+    struct guard_ip *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    e->ip = *ip;
+    e->next = g->ips[h];
+    g->ips[h] = e;
+    return e;
+}
+
+static struct guard_user *user_find(struct guard *g, const char *id, bool create) {
+    size_t l = strlen(id);
+    uint32_t h = hash_bytes(id, l);
+    for (struct guard_user *e = g->users[h]; e; e = e->next)
+        if (strcmp(e->id, id) == 0)
+            return e;
+    if (!create)
+        return NULL;
+    struct guard_user *e = calloc(1, sizeof(*e) + l + 1);
+    if (!e)
+        return NULL;
+    memcpy(e->id, id, l + 1);
+    e->next = g->users[h];
+    g->users[h] = e;
+    return e;
+}
+
+static bool is_blocked(const struct guard_ip *e, int64_t now) { return e && e->blocked_until > now; }
+
+int guard_init(struct guard *g, const struct config *cfg, FILE *err) {
+    memset(g, 0, sizeof(*g));
+    uv_mutex_init(&g->lock);
+    g->per_ip = cfg->limits.max_connections_per_ip;
+    g->per_user = cfg->limits.max_connections_per_user;
+    g->critical = cfg->security.critical_violations;
+    if (g->critical > GUARD_MAX_VIOLATIONS)
+        g->critical = GUARD_MAX_VIOLATIONS;
+    g->window_s = cfg->security.critical_window_s;
+    g->block_s = cfg->security.auto_block_s;
+    struct cidr_list l;
+    if (cidr_list_parse(&l, cfg->security.blocked_ips, "security.blocked_ips", err) < 0) {
+        guard_free(g);
+        return -1;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        if (l.v[i].bits != 128) {
+            fprintf(err, "tickgate: security.blocked_ips: give single addresses, not ranges\n");
+            cidr_list_free(&l);
+            guard_free(g);
+            return -1;
+        }
+        guard_block(g, &l.v[i].net, 0);
+    }
+    cidr_list_free(&l);
+    return 0;
+}
+
+void guard_free(struct guard *g) {
+    for (int i = 0; i < GUARD_BUCKETS; i++) {
+        for (struct guard_ip *e = g->ips[i], *n; e; e = n) {
+            n = e->next;
+            free(e);
+        }
+        for (struct guard_user *e = g->users[i], *n; e; e = n) {
+            n = e->next;
+            free(e);
+        }
+        g->ips[i] = NULL;
+        g->users[i] = NULL;
+    }
+    uv_mutex_destroy(&g->lock);
+}
+
+enum guard_verdict guard_admit(struct guard *g, const struct ip16 *ip, const char *user, const char **which) {
+    int64_t now = (int64_t)time(NULL);
+    enum guard_verdict v = GUARD_OK;
+    uv_mutex_lock(&g->lock);
+    struct guard_ip *e = ip_find(g, ip, true);
+    struct guard_user *u = user ? user_find(g, user, true) : NULL;
+    if (!e || (user && !u)) {
+        v = GUARD_LIMIT; /* out of memory: refuse rather than count wrong */
+        *which = "memory";
+    } else if (is_blocked(e, now)) {
+        v = GUARD_BLOCKED;
+    } else if (e->conns >= (uint32_t)g->per_ip) {
+        v = GUARD_LIMIT;
+        *which = "ip";
+    } else if (u && u->conns >= (uint32_t)g->per_user) {
+        v = GUARD_LIMIT;
+        *which = "user";
+    } else {
+        e->conns++;
+        if (u)
+            u->conns++;
+    }
+    uv_mutex_unlock(&g->lock);
+    return v;
+}
+
+void guard_release(struct guard *g, const struct ip16 *ip, const char *user) {
+    uv_mutex_lock(&g->lock);
+    struct guard_ip *e = ip_find(g, ip, false);
+    if (e && e->conns)
+        e->conns--;
+    struct guard_user *u = user ? user_find(g, user, false) : NULL;
+    if (u && u->conns)
+        u->conns--;
+    uv_mutex_unlock(&g->lock);
+}
+
+bool guard_is_blocked(struct guard *g, const struct ip16 *ip) {
+    int64_t now = (int64_t)time(NULL);
+    uv_mutex_lock(&g->lock);
+    bool b = is_blocked(ip_find(g, ip, false), now);
+    uv_mutex_unlock(&g->lock);
+    return b;
+}
+
+/* blocked counts entries with blocked_until set, expired or not, until
+ * the sweep clears them: one increment and one decrement per block. */
+static void set_block(struct guard *g, struct guard_ip *e, int64_t until, int64_t now) {
+    (void)now;
+    if (!e->blocked_until)
+        atomic_fetch_add(&g->blocked, 1);
+    e->blocked_until = until;
+}
+
+bool guard_violation(struct guard *g, const struct ip16 *ip, int64_t now) {
+    bool critical = false;
+    uv_mutex_lock(&g->lock);
+    struct guard_ip *e = ip_find(g, ip, true);
+    if (e && !is_blocked(e, now)) {
+        e->viol[e->vhead] = now;
+        e->vhead = (e->vhead + 1) % GUARD_MAX_VIOLATIONS;
+        if (e->nviol < GUARD_MAX_VIOLATIONS)
+            e->nviol++;
+        /* The critical-th most recent violation within the window? */
+        if (e->nviol >= (uint32_t)g->critical) {
+            uint32_t k = (e->vhead + GUARD_MAX_VIOLATIONS - (uint32_t)g->critical) % GUARD_MAX_VIOLATIONS;
+            if (e->viol[k] > now - g->window_s) {
+                set_block(g, e, now + g->block_s, now);
+                e->nviol = 0;
+                critical = true;
+            }
+        }
+    }
+    uv_mutex_unlock(&g->lock);
+    return critical;
+}
+
+void guard_block(struct guard *g, const struct ip16 *ip, int64_t duration_s) {
+    int64_t now = (int64_t)time(NULL);
+    uv_mutex_lock(&g->lock);
+    struct guard_ip *e = ip_find(g, ip, true);
+    if (e)
+        set_block(g, e, duration_s > 0 ? now + duration_s : INT64_MAX, now);
+    uv_mutex_unlock(&g->lock);
+}
+
+bool guard_unblock(struct guard *g, const struct ip16 *ip) {
+    int64_t now = (int64_t)time(NULL);
+    uv_mutex_lock(&g->lock);
+    struct guard_ip *e = ip_find(g, ip, false);
+    bool was = is_blocked(e, now);
+    if (e && e->blocked_until) {
+        e->blocked_until = 0;
+        atomic_fetch_sub(&g->blocked, 1);
+    }
+    if (e)
+        e->nviol = 0;
+    uv_mutex_unlock(&g->lock);
+    return was;
+}
+
+void guard_sweep(struct guard *g, int64_t now) {
+    uv_mutex_lock(&g->lock);
+    for (int i = 0; i < GUARD_BUCKETS; i++) {
+        for (struct guard_ip **pp = &g->ips[i]; *pp;) {
+            struct guard_ip *e = *pp;
+            if (e->blocked_until && e->blocked_until <= now) {
+                e->blocked_until = 0; /* expired */
+                atomic_fetch_sub(&g->blocked, 1);
+            }
+            int64_t last = e->nviol ? e->viol[(e->vhead + GUARD_MAX_VIOLATIONS - 1) % GUARD_MAX_VIOLATIONS] : 0;
+            if (!e->conns && !e->blocked_until && last <= now - g->window_s) {
+                *pp = e->next;
+                free(e);
+            } else {
+                pp = &e->next;
+            }
+        }
+        for (struct guard_user **pp = &g->users[i]; *pp;) {
+            struct guard_user *e = *pp;
+            if (!e->conns) {
+                *pp = e->next;
+                free(e);
+            } else {
+                pp = &e->next;
+            }
+        }
+    }
+    uv_mutex_unlock(&g->lock);
+}

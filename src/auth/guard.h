@@ -1,0 +1,70 @@
+/* guard.h - per-IP and per-user admission: connection counts, violation
+ * history, threat escalation and IP blocks (PROTOCOL.md section 7).
+ *
+ * These figures are about a client across all workers, so they live in one
+ * table owned by the guard and reached only through this API, under the
+ * guard's lock (short critical sections, no I/O inside). Connections
+ * themselves stay with their workers; the guard only counts them. Every
+ * admitted connection is released exactly once, from the connection's one
+ * release path, so the counts cannot drift. */
+#ifndef TG_GUARD_H
+#define TG_GUARD_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "net/clientip.h"
+
+struct config;
+
+#define GUARD_BUCKETS 4096
+#define GUARD_MAX_VIOLATIONS 64   /* history kept per IP (>= critical threshold) */
+
+struct guard_ip;
+struct guard_user;
+
+struct guard {
+    uv_mutex_t lock;                        /* guards everything below */
+    struct guard_ip *ips[GUARD_BUCKETS];
+    struct guard_user *users[GUARD_BUCKETS];
+    int per_ip, per_user;                   /* limits, read-only */
+    int critical, window_s, block_s;        /* escalation, read-only */
+    _Atomic long blocked;                   /* gauge: IPs blocked now */
+};
+
+enum guard_verdict {
+    GUARD_OK = 0,
+    GUARD_BLOCKED = 403,
+    GUARD_LIMIT = 429,
+};
+
+/* Reads limits and security.blocked_ips. 0, or -1 naming the key in err. */
+int guard_init(struct guard *g, const struct config *cfg, FILE *err);
+void guard_free(struct guard *g);
+
+/* Admits one connection of ip (and user, NULL for anonymous): GUARD_OK and
+ * counted, or the refusal; *which gets "ip" or "user" for 429. */
+enum guard_verdict guard_admit(struct guard *g, const struct ip16 *ip, const char *user, const char **which);
+
+/* Releases what guard_admit counted. */
+void guard_release(struct guard *g, const struct ip16 *ip, const char *user);
+
+/* True when ip is blocked now. */
+bool guard_is_blocked(struct guard *g, const struct ip16 *ip);
+
+/* Records a violation from ip at wall time now_s. True when this one makes
+ * the IP critical: it is then blocked for security.auto_block_s. */
+bool guard_violation(struct guard *g, const struct ip16 *ip, int64_t now_s);
+
+/* Blocks ip for duration_s seconds (0 = until unblocked). */
+void guard_block(struct guard *g, const struct ip16 *ip, int64_t duration_s);
+/* Unblocks; true when it was blocked. */
+bool guard_unblock(struct guard *g, const struct ip16 *ip);
+
+/* Drops expired blocks and idle entries; call periodically. */
+void guard_sweep(struct guard *g, int64_t now_s);
+
+#endif
