@@ -143,6 +143,15 @@ void subs_send_tick(struct conn *c, struct outbuf *b) {
     }
     const struct config *cfg = &c->w->srv->cfg;
     uint64_t cap = (uint64_t)cfg->limits.max_outbound_bytes;
+    if (!c->congested && c->out.bytes + b->len > cap && !c->writing) {
+        /* A burst, not necessarily a slow socket: hand the queue to the
+         * kernel now and judge by what it would not take. */
+        conn_flush(c);
+        if (c->closing) {
+            outbuf_unref(b);
+            return;
+        }
+    }
     if (!c->congested && c->out.bytes + b->len <= cap) {
         atomic_fetch_add_explicit(&c->w->stats.messages_sent, 1, memory_order_relaxed);
         conn_send(c, b);

@@ -233,3 +233,296 @@ def clients(gateway):
     yield Factory
     for c in opened:
         c.close()
+
+
+# ---------------------------------------------------------------------------
+# Helpers for the JSON protocol on /ws (streaming, auth, metrics tests)
+# ---------------------------------------------------------------------------
+
+import json as _json  # noqa: E402
+import socket as _socket  # noqa: E402
+
+# HS256 secrets must be at least 32 bytes.
+SECRET = "tickgate-integration-secret-0123456789abcdef"
+OTHER_SECRET = "another-secret-of-sufficient-length-9876543210"
+SECRET_FLAG = "--auth.jwt_secret=" + SECRET
+
+
+def mint(sub="u1", role=None, ttl=3600, secret=SECRET, algorithm="HS256", drop=(), **claims):
+    """A JWT (PyJWT) with sub, iat, exp = now + ttl and, when given, role;
+    extra claims are added, claims named in drop removed."""
+    import jwt
+
+    now = int(time.time())
+    payload = {"sub": sub, "iat": now, "exp": now + ttl}
+    if role is not None:
+        payload["role"] = role
+    payload.update(claims)
+    for k in drop:
+        payload.pop(k, None)
+    tok = jwt.encode(payload, secret, algorithm=algorithm)
+    return tok.decode("ascii") if isinstance(tok, bytes) else tok
+
+
+def wait_until(fn, timeout=10.0, what="condition", interval=0.02):
+    """Polls fn() until it returns a truthy value, at most timeout seconds
+    (an upper bound: it returns as soon as the condition holds)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError("%s not reached within %.1f s (last value %r)" % (what, timeout, last))
+        time.sleep(interval)
+
+
+def http_json(gw, method, path, headers=None, body=b"", timeout=wsraw.DEFAULT_TIMEOUT):
+    return wsraw.http_request(gw.host, gw.port, method, path, headers, body, timeout)
+
+
+def get_stats(gw):
+    r = http_json(gw, "GET", "/api/stats")
+    assert r.status == 200, r
+    return r.json()
+
+
+def parse_metrics(text):
+    """Prometheus text -> {'name{labels}': float} (labels exactly as sent)."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        out[key] = float(value)
+    return out
+
+
+def get_metrics(gw):
+    r = http_json(gw, "GET", "/metrics")
+    assert r.status == 200, r
+    return parse_metrics(r.body.decode("utf-8"))
+
+
+def wait_metrics(gw, pred, timeout=10.0, what="metrics condition"):
+    """Polls /metrics until pred(metrics) holds; returns those metrics."""
+    return wait_until(lambda: (lambda m: m if pred(m) else None)(get_metrics(gw)), timeout, what)
+
+
+def wait_stats(gw, pred, timeout=10.0, what="stats condition"):
+    """Polls /api/stats until pred(stats) holds; returns those stats."""
+    return wait_until(lambda: (lambda s: s if pred(s) else None)(get_stats(gw)), timeout, what)
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def raise_nofile(want):
+    """Raises this process's RLIMIT_NOFILE soft limit towards want (at most
+    the hard limit); returns the resulting soft limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class JsonWS:
+    """The JSON protocol over a raw WebSocket (wsraw.WSRaw). recv() returns
+    the next text message as a dict; server pings are answered with pongs
+    (pong=True) and counted."""
+
+    def __init__(self, raw, pong=True):
+        self.raw = raw
+        self.pong = pong
+        self.pings = 0
+        self.hello = None
+        self._ids = 0
+
+    def send(self, obj):
+        self.raw.send_text(obj if isinstance(obj, (str, bytes)) else _json.dumps(obj))
+
+    def recv(self, timeout=wsraw.DEFAULT_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no message from the server within %.1f s" % timeout)
+            try:
+                f = self.raw.recv_frame(remaining)
+            except wsraw.PeerClosed as e:
+                raise AssertionError("server closed the connection: %s" % e) from None
+            except AssertionError as e:
+                if "no frame from the server" in str(e):
+                    raise AssertionError("no message from the server within %.1f s" % timeout) from None
+                raise
+            if f.opcode == wsraw.OP_PING:
+                self.pings += 1
+                if self.pong:
+                    self.raw.send_frame(wsraw.OP_PONG, f.payload)
+                continue
+            if f.opcode == wsraw.OP_PONG:
+                continue
+            if f.opcode == wsraw.OP_CLOSE:
+                raise AssertionError("server closed the WebSocket: %s" % wsraw._describe_close(f.payload))
+            assert f.opcode == wsraw.OP_TEXT, "expected a text frame, got %s" % wsraw.op_name(f.opcode)
+            assert f.fin, "server fragmented a message"
+            return _json.loads(f.payload.decode("utf-8"))
+
+    def expect(self, type_, timeout=wsraw.DEFAULT_TIMEOUT, **fields):
+        """The next message must be of type_ and carry fields (exact values)."""
+        m = self.recv(timeout)
+        assert m.get("type") == type_, "expected %s, got %r" % (type_, m)
+        for k, v in fields.items():
+            assert k in m and m[k] == v, "%s: expected %s=%r, got %r" % (type_, k, v, m)
+        return m
+
+    def until(self, pred, timeout=wsraw.DEFAULT_TIMEOUT, what="message"):
+        """Reads until pred(msg); returns (msg, [messages before it])."""
+        deadline = time.monotonic() + timeout
+        before = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no %s within %.1f s; got %d other messages, last %r"
+                                     % (what, timeout, len(before), before[-3:]))
+            try:
+                m = self.recv(remaining)
+            except AssertionError as e:
+                if "no message from the server" in str(e):
+                    raise AssertionError("no %s within %.1f s; got %d other messages, last %r"
+                                         % (what, timeout, len(before), before[-3:])) from None
+                raise
+            if pred(m):
+                return m, before
+            before.append(m)
+
+    def request(self, obj, timeout=wsraw.DEFAULT_TIMEOUT):
+        """Sends obj and returns the next message."""
+        self.send(obj)
+        return self.recv(timeout)
+
+    def fence(self, timeout=wsraw.DEFAULT_TIMEOUT):
+        """Sends a heartbeat with a fresh id and returns every message that
+        arrived before its heartbeat_ack."""
+        self._ids += 1
+        fid = "fence-%d" % self._ids
+        self.send({"type": "heartbeat", "id": fid})
+        ack, before = self.until(lambda m: m.get("type") == "heartbeat_ack" and m.get("id") == fid, timeout,
+                                 "heartbeat_ack %s" % fid)
+        return before
+
+    def subscribe(self, symbols, id=None, timeout=wsraw.DEFAULT_TIMEOUT):
+        """Subscribes and returns the confirmation after reading one snapshot
+        per accepted symbol; any other reply fails."""
+        msg = {"type": "subscribe", "symbols": list(symbols)}
+        if id is not None:
+            msg["id"] = id
+        conf = self.request(msg, timeout)
+        assert conf.get("type") == "subscription_confirmed", conf
+        want = set(conf["symbols"])
+        while want:
+            m = self.recv(timeout)
+            assert m.get("type") == "price_update" and m.get("snapshot") is True and m["symbol"] in want, \
+                "expected snapshots for %s, got %r" % (sorted(want), m)
+            want.discard(m["symbol"])
+        return conf
+
+    def publish(self, updates, id=None, timeout=wsraw.DEFAULT_TIMEOUT):
+        """Publishes (this must be a publisher connection) and returns the reply."""
+        msg = {"type": "publish", "updates": updates}
+        if id is not None:
+            msg["id"] = id
+        return self.request(msg, timeout)
+
+    def close(self):
+        self.raw.close()
+
+
+class SmallRcvBufWS(wsraw.WSRaw):
+    """A WSRaw whose socket gets SO_RCVBUF before connect (so the receive
+    window stays small when the test stops reading)."""
+
+    def __init__(self, host, port, rcvbuf, timeout=wsraw.DEFAULT_TIMEOUT):  # noqa: super not called on purpose
+        s = _socket.socket(_socket.AF_INET6 if ":" in host else _socket.AF_INET, _socket.SOCK_STREAM)
+        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(timeout)
+        s.connect((host, port))
+        s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        self.host, self.port = host, port
+        self.sock = s
+        self.buf = bytearray()
+        self.eof = False
+        self.key = None
+        self.sent_close = False
+
+
+@pytest.fixture
+def tickgate(gateway):
+    """Factory: tickgate(*flags) = gateway(SECRET_FLAG, --feed.simulator=false,
+    *flags). simulator=True leaves the simulator on; secret=False leaves the
+    JWT secret out."""
+
+    def start(*flags, simulator=False, secret=True, env=None):
+        args = []
+        if secret:
+            args.append(SECRET_FLAG)
+        if not simulator:
+            args.append("--feed.simulator=false")
+        return gateway(*(args + list(flags)), env=env)
+
+    return start
+
+
+@pytest.fixture
+def jclients(clients):
+    """JSON WebSocket clients on /ws, closed at teardown.
+    jclients.open(gw, token=None, query="", headers=None) -> JsonWS after the
+    'connected' message (in .hello); token goes in Authorization: Bearer.
+    jclients.handshake(gw, ...) -> the upgrade Response (for refusals).
+    jclients.small(gw, rcvbuf, ...) -> JsonWS over a socket with SO_RCVBUF."""
+    opened = []
+
+    def _headers(token, headers):
+        h = dict(headers or {})
+        if token is not None:
+            h["Authorization"] = "Bearer " + token
+        return h
+
+    class Factory:
+        @staticmethod
+        def open(gw, token=None, query="", headers=None, path="/ws", pong=True):
+            raw = clients.ws(gw, path + query, _headers(token, headers))
+            ws = JsonWS(raw, pong=pong)
+            ws.hello = ws.expect("connected")
+            return ws
+
+        @staticmethod
+        def handshake(gw, token=None, query="", headers=None, path="/ws"):
+            raw = clients.raw(gw)
+            return raw.handshake(path + query, _headers(token, headers))
+
+        @staticmethod
+        def small(gw, rcvbuf, token=None, query="", headers=None, path="/ws"):
+            raw = SmallRcvBufWS(gw.host, gw.port, rcvbuf)
+            opened.append(raw)
+            raw.open(path + query, _headers(token, headers))
+            ws = JsonWS(raw)
+            ws.hello = ws.expect("connected")
+            return ws
+
+        @staticmethod
+        def publisher(gw, sub="pub1"):
+            return Factory.open(gw, token=mint(sub, "publisher"))
+
+    yield Factory
+    for c in opened:
+        c.close()
