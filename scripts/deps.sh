@@ -6,7 +6,7 @@ PKGS="build-essential pkg-config libuv1-dev libhttp-parser-dev libjansson-dev
 libssl-dev libhiredis-dev libinih-dev zlib1g-dev libcmocka-dev"
 if [ "$1" = "test" ]; then
   PKGS="$PKGS redis-server python3 python3-pytest python3-pytest-timeout
-python3-websockets python3-jwt python3-redis chromium chromium-driver
+python3-websockets python3-jwt python3-cryptography python3-redis chromium chromium-driver
 python3-selenium"
 fi
 missing=""

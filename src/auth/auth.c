@@ -147,8 +147,11 @@ static char *read_secret_file(const char *path, size_t *len, FILE *err) {
 
 int auth_init(struct auth *a, const struct config *cfg, FILE *err) {
     memset(a, 0, sizeof(*a));
-    if (roles_init(&a->roles, cfg, err) < 0)
+    uv_rwlock_init(&a->users_lock); /* first: auth_free is the one cleanup path */
+    if (roles_init(&a->roles, cfg, err) < 0) {
+        auth_free(a);
         return -1;
+    }
     a->allow_anonymous = cfg->auth.allow_anonymous;
     /* algorithms: only HS256 is implemented; anything else is a start error. */
     const char *cur = cfg->auth.jwt_algorithms, *p;
@@ -156,8 +159,14 @@ int auth_init(struct auth *a, const struct config *cfg, FILE *err) {
     while (config_list_next(&cur, &p, &l)) {
         if (l == 5 && strncmp(p, "HS256", 5) == 0) {
             a->jwt.algs |= JWT_HS256;
+        } else if (l == 5 && strncmp(p, "RS256", 5) == 0) {
+            a->jwt.algs |= JWT_RS256;
+        } else if (l == 5 && strncmp(p, "ES256", 5) == 0) {
+            a->jwt.algs |= JWT_ES256;
         } else {
-            fprintf(err, "tickgate: auth.jwt_algorithms: '%.*s' is not supported (supported: HS256)\n", (int)l, p);
+            fprintf(err, "tickgate: auth.jwt_algorithms: '%.*s' is not supported (supported: HS256, RS256, ES256)\n",
+                    (int)l, p);
+            auth_free(a);
             return -1;
         }
     }
@@ -165,8 +174,10 @@ int auth_init(struct auth *a, const struct config *cfg, FILE *err) {
     char *secret = NULL;
     if (cfg->auth.jwt_secret_file[0]) {
         secret = read_secret_file(cfg->auth.jwt_secret_file, &sl, err);
-        if (!secret)
+        if (!secret) {
+            auth_free(a);
             return -1;
+        }
     } else if (cfg->auth.jwt_secret[0]) {
         secret = strdup(cfg->auth.jwt_secret);
         sl = strlen(cfg->auth.jwt_secret);
@@ -176,14 +187,35 @@ int auth_init(struct auth *a, const struct config *cfg, FILE *err) {
                 cfg->auth.jwt_secret_file[0] ? "_file" : "", MIN_SECRET);
         OPENSSL_cleanse(secret, sl);
         free(secret);
+        auth_free(a);
         return -1;
     }
     a->jwt.secret = (unsigned char *)secret;
     a->jwt.secret_len = sl;
+    if (cfg->auth.jwt_public_key_file[0] && jwt_load_public_key(&a->jwt, cfg->auth.jwt_public_key_file, err) < 0) {
+        auth_free(a);
+        return -1;
+    }
+    if ((a->jwt.algs & (JWT_RS256 | JWT_ES256)) && !a->jwt.pub) {
+        fprintf(err, "tickgate: auth.jwt_algorithms: RS256/ES256 need auth.jwt_public_key_file\n");
+        auth_free(a);
+        return -1;
+    }
+    if (a->jwt.pub && (a->jwt.algs & JWT_RS256) && EVP_PKEY_get_base_id(a->jwt.pub) != EVP_PKEY_RSA &&
+        !(a->jwt.algs & JWT_ES256)) {
+        fprintf(err, "tickgate: auth.jwt_public_key_file: RS256 needs an RSA key\n");
+        auth_free(a);
+        return -1;
+    }
+    if (a->jwt.pub && (a->jwt.algs & JWT_ES256) && EVP_PKEY_get_base_id(a->jwt.pub) != EVP_PKEY_EC &&
+        !(a->jwt.algs & JWT_RS256)) {
+        fprintf(err, "tickgate: auth.jwt_public_key_file: ES256 needs a P-256 EC key\n");
+        auth_free(a);
+        return -1;
+    }
     a->jwt.issuer = cfg->auth.jwt_issuer[0] ? strdup(cfg->auth.jwt_issuer) : NULL;
     a->jwt.audience = cfg->auth.jwt_audience[0] ? strdup(cfg->auth.jwt_audience) : NULL;
     a->jwt.leeway_s = cfg->auth.jwt_leeway_s;
-    uv_rwlock_init(&a->users_lock);
     if (cfg->auth.users_file[0]) {
         a->users_path = strdup(cfg->auth.users_file);
         a->users = users_load(a->users_path, err);
@@ -200,6 +232,7 @@ void auth_free(struct auth *a) {
         OPENSSL_cleanse(a->jwt.secret, a->jwt.secret_len);
         free(a->jwt.secret);
     }
+    EVP_PKEY_free(a->jwt.pub);
     free(a->jwt.issuer);
     free(a->jwt.audience);
     free(a->users_path);

@@ -4,7 +4,9 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/ecdsa.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,6 +116,68 @@ static bool aud_matches(json_t *aud, const char *want) {
     return false;
 }
 
+int jwt_load_public_key(struct jwt_verifier *v, const char *path, FILE *err) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(err, "tickgate: auth.jwt_public_key_file: cannot read %s\n", path);
+        return -1;
+    }
+    EVP_PKEY *k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!k) {
+        fprintf(err, "tickgate: auth.jwt_public_key_file: %s is not a PEM public key\n", path);
+        return -1;
+    }
+    int id = EVP_PKEY_get_base_id(k);
+    if (id != EVP_PKEY_RSA && !(id == EVP_PKEY_EC && EVP_PKEY_get_bits(k) == 256)) {
+        fprintf(err, "tickgate: auth.jwt_public_key_file: need an RSA or P-256 EC key\n");
+        EVP_PKEY_free(k);
+        return -1;
+    }
+    v->pub = k;
+    return 0;
+}
+
+/* ES256 signatures are r||s (32 bytes each); OpenSSL wants DER. */
+static int es256_to_der(const unsigned char *raw, unsigned char *der, size_t cap) {
+    ECDSA_SIG *sig = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(raw, 32, NULL), *s = BN_bin2bn(raw + 32, 32, NULL);
+    if (!sig || !r || !s || !ECDSA_SIG_set0(sig, r, s)) {
+        BN_free(r);
+        BN_free(s);
+        ECDSA_SIG_free(sig);
+        return -1;
+    }
+    int n = i2d_ECDSA_SIG(sig, NULL);
+    unsigned char *p = der;
+    if (n <= 0 || (size_t)n > cap)
+        n = -1;
+    else
+        i2d_ECDSA_SIG(sig, &p);
+    ECDSA_SIG_free(sig);
+    return n;
+}
+
+/* Verifies an RS256/ES256 signature over data with v->pub. */
+static bool verify_pkey(const struct jwt_verifier *v, bool es, const char *data, size_t dl, const unsigned char *sig,
+                        size_t sl) {
+    unsigned char der[160];
+    if (es) {
+        if (sl != 64)
+            return false;
+        int n = es256_to_der(sig, der, sizeof(der));
+        if (n < 0)
+            return false;
+        sig = der;
+        sl = (size_t)n;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, v->pub) == 1 &&
+              EVP_DigestVerify(ctx, sig, sl, (const unsigned char *)data, dl) == 1;
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
 enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *tok, size_t len, int64_t now_s,
                            struct jwt_claims *out) {
     if (len == 0 || len > JWT_MAX_LEN)
@@ -128,22 +192,38 @@ enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *tok, size_t
     if (!hdr)
         return JWT_MALFORMED;
     const char *alg = json_string_value(json_object_get(hdr, "alg"));
-    bool hs256 = alg && strcmp(alg, "HS256") == 0;
+    /* The header names the algorithm, but only a configured one with a key
+     * of its own kind is used: no "none", no HS256 keyed with a public key. */
+    unsigned a = !alg ? 0 : !strcmp(alg, "HS256") ? JWT_HS256 : !strcmp(alg, "RS256") ? JWT_RS256
+                                                 : !strcmp(alg, "ES256") ? JWT_ES256 : 0;
     json_decref(hdr);
-    if (!hs256 || !(v->algs & JWT_HS256) || !v->secret_len)
+    if (!a || !(v->algs & a))
         return JWT_BAD_ALG;
-    /* Signature over "header.payload", compared in constant time. */
-    unsigned char want[EVP_MAX_MD_SIZE], got[EVP_MAX_MD_SIZE + 4];
-    unsigned int wl = 0;
-    if (!HMAC(EVP_sha256(), v->secret, (int)v->secret_len, (const unsigned char *)tok, (size_t)(d2 - tok), want,
-              &wl))
-        return JWT_BAD_SIGNATURE;
+    if (a == JWT_HS256 && !v->secret_len)
+        return JWT_BAD_ALG;
+    if (a != JWT_HS256) {
+        int id = v->pub ? EVP_PKEY_get_base_id(v->pub) : 0;
+        if ((a == JWT_RS256 && id != EVP_PKEY_RSA) || (a == JWT_ES256 && id != EVP_PKEY_EC))
+            return JWT_BAD_ALG;
+    }
+    unsigned char got[1024];
     size_t sl = len - (size_t)(d2 + 1 - tok);
-    if (sl > 64)
+    if (sl > 4 * sizeof(got) / 3)
         return JWT_BAD_SIGNATURE;
     long gl = b64url_decode(d2 + 1, sl, got);
-    if (gl != (long)wl || CRYPTO_memcmp(want, got, wl) != 0)
+    if (gl < 0)
         return JWT_BAD_SIGNATURE;
+    if (a == JWT_HS256) {
+        /* Signature over "header.payload", compared in constant time. */
+        unsigned char want[EVP_MAX_MD_SIZE];
+        unsigned int wl = 0;
+        if (!HMAC(EVP_sha256(), v->secret, (int)v->secret_len, (const unsigned char *)tok, (size_t)(d2 - tok), want,
+                  &wl) ||
+            gl != (long)wl || CRYPTO_memcmp(want, got, wl) != 0)
+            return JWT_BAD_SIGNATURE;
+    } else if (!verify_pkey(v, a == JWT_ES256, tok, (size_t)(d2 - tok), got, (size_t)gl)) {
+        return JWT_BAD_SIGNATURE;
+    }
     json_t *pl = decode_part(d1 + 1, (size_t)(d2 - d1 - 1));
     if (!pl)
         return JWT_MALFORMED;

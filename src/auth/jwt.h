@@ -1,4 +1,5 @@
-/* jwt.h - compact JWS verification and signing (RFC 7515/7519), HS256.
+/* jwt.h - compact JWS verification (RFC 7515/7519): HS256, RS256, ES256;
+ * HS256 signing for the `token` command.
  *
  * The accepted algorithms are exactly those configured: "none", an
  * algorithm not configured, or a header naming one algorithm while the key
@@ -10,13 +11,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
-enum jwt_alg { JWT_HS256 = 1u << 0 };
+enum jwt_alg { JWT_HS256 = 1u << 0, JWT_RS256 = 1u << 1, JWT_ES256 = 1u << 2 };
+
+typedef struct evp_pkey_st EVP_PKEY;
 
 struct jwt_verifier {
     unsigned algs;              /* enum jwt_alg bits accepted */
     unsigned char *secret;      /* HS256 key, owned */
     size_t secret_len;
+    EVP_PKEY *pub;              /* RS256 (RSA) or ES256 (P-256) key, owned */
     char *issuer;               /* required iss, or NULL */
     char *audience;             /* required aud, or NULL */
     int leeway_s;
@@ -43,6 +48,9 @@ struct jwt_claims {
 /* Verifies token (len bytes) at time now_s. */
 enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *token, size_t len, int64_t now_s,
                            struct jwt_claims *out);
+
+/* Loads a PEM public key; fills v->pub. 0 or -1 (message to err). */
+int jwt_load_public_key(struct jwt_verifier *v, const char *path, FILE *err);
 
 /* Short reason for metrics and error messages (never the token). */
 const char *jwt_result_str(enum jwt_result r);
