@@ -63,6 +63,12 @@ struct config {
         bool suspicious_content;    /* scan string fields for script injection */
     } security;
     struct {
+        char *url;                  /* redis://[:password@]host:port/db; "" = off */
+        char *key_prefix;           /* prefix of every key and channel */
+        int node_ttl_s;             /* node liveness key TTL */
+        int reconnect_max_ms;       /* backoff cap */
+    } redis;
+    struct {
         char *path;                 /* JSON lines; "" = off */
         int queue;                  /* events buffered for the writer */
     } audit;

@@ -16,6 +16,7 @@
 #include "core/server.h"
 #include "core/worker.h"
 #include "feed/publish.h"
+#include "feed/redis_engine.h"
 #include "net/admin.h"
 #include "net/conn.h"
 #include "pubsub/hub.h"
@@ -25,6 +26,8 @@
 
 #define SUBSCRIBE_MAX_SYMBOLS 100
 #define EXPIRY_WARNING_S 60
+
+static void persist_subs(struct conn *c);
 
 static void count(_Atomic uint64_t *c) { atomic_fetch_add_explicit(c, 1, memory_order_relaxed); }
 
@@ -174,6 +177,7 @@ void protocol_on_open(struct conn *c) {
                            cfg->limits.max_messages_per_minute, "max_message_bytes",
                            (json_int_t)cfg->limits.max_message_bytes));
     maybe_warn_expiry(c);
+    protocol_persist(c, false);
 }
 
 void protocol_sweep(struct conn *c, uint64_t now) {
@@ -287,10 +291,12 @@ static void on_subscribe(struct conn *c, json_t *msg, json_t *id) {
         if (!had)
             json_array_append_new(added, json_string(srv->syms.names[accepted_idx[k]]));
     }
-    if (json_array_size(added))
+    if (json_array_size(added)) {
         audit_conn(c, "SUBSCRIPTION_ADDED", json_pack("{s:o}", "symbols", added));
-    else
+        persist_subs(c);
+    } else {
         json_decref(added);
+    }
 }
 
 static void on_unsubscribe(struct conn *c, json_t *msg, json_t *id) {
@@ -313,10 +319,12 @@ static void on_unsubscribe(struct conn *c, json_t *msg, json_t *id) {
             json_array_append(removed, s);
         }
     }
-    if (json_array_size(removed))
+    if (json_array_size(removed)) {
         audit_conn(c, "SUBSCRIPTION_REMOVED", json_pack("{s:o}", "symbols", removed));
-    else
+        persist_subs(c);
+    } else {
         json_decref(removed);
+    }
     reply(c, json_pack("{s:s, s:O}", "type", "unsubscription_confirmed", "symbols", syms), id);
 }
 
@@ -466,12 +474,87 @@ void protocol_on_release(struct conn *c) {
     }
     subs_remove_all(c);
     audit_conn(c, "CONNECTION_CLOSED", json_pack("{s:i, s:s}", "code", c->close_code, "reason", DR_LABELS[reason_of(c)]));
+    if (srv->redis.enabled) {
+        struct redis_note *n = calloc(1, sizeof(*n));
+        if (n) {
+            n->kind = NOTE_CLOSE;
+            protocol_client_id(c, n->cid, sizeof(n->cid));
+            n->user = c->redis_user && c->user_id ? strdup(c->user_id) : NULL;
+            redis_engine_post(&srv->redis, RM_NOTE, n, 0);
+        }
+        c->redis_user = false;
+    }
+    atomic_fetch_sub_explicit(&c->w->stats.by_role[c->role], 1, memory_order_relaxed);
+    count(&c->w->stats.disconnects[reason_of(c)]);
+    protocol_release_identity(c);
+}
+
+void protocol_release_identity(struct conn *c) {
+    struct server *srv = c->w->srv;
     if (c->guarded) {
         guard_release(&srv->guard, &c->cip, c->user_id);
         c->guarded = false;
     }
-    atomic_fetch_sub_explicit(&c->w->stats.by_role[c->role], 1, memory_order_relaxed);
-    count(&c->w->stats.disconnects[reason_of(c)]);
+    if (c->redis_user && c->user_id) { /* refused before the upgrade */
+        struct redis_note *n = calloc(1, sizeof(*n));
+        if (n) {
+            n->kind = NOTE_CLOSE;
+            snprintf(n->cid, sizeof(n->cid), "-");
+            n->user = strdup(c->user_id);
+            redis_engine_post(&srv->redis, RM_NOTE, n, 0);
+        }
+        c->redis_user = false;
+    }
     free(c->user_id);
     c->user_id = NULL;
+}
+
+static void persist_subs(struct conn *c) {
+    struct server *srv = c->w->srv;
+    if (!srv->redis.enabled)
+        return;
+    json_t *a = json_array();
+    for (uint16_t i = 0; i < c->nsubs; i++)
+        json_array_append_new(a, json_string(srv->syms.names[c->subs[i].sym]));
+    struct redis_note *n = calloc(1, sizeof(*n));
+    char *text = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    if (!n || !text) {
+        free(n);
+        free(text);
+        return;
+    }
+    n->kind = NOTE_SUBS;
+    protocol_client_id(c, n->cid, sizeof(n->cid));
+    n->text = text;
+    redis_engine_post(&srv->redis, RM_NOTE, n, 0);
+}
+
+void protocol_persist(struct conn *c, bool resync) {
+    struct server *srv = c->w->srv;
+    if (!srv->redis.enabled)
+        return;
+    char ip[64];
+    ip16_format(&c->cip, ip, sizeof(ip));
+    json_t *o = json_pack("{s:s, s:s?, s:s, s:s, s:I}", "node", srv->redis.node, "user_id", c->user_id, "role",
+                          role_name(c->role), "ip", ip, "connected_at", (json_int_t)c->connected_at);
+    struct redis_note *n = calloc(1, sizeof(*n));
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!n || !text) {
+        free(n);
+        free(text);
+        return;
+    }
+    n->kind = NOTE_OPEN;
+    n->resync = resync;
+    protocol_client_id(c, n->cid, sizeof(n->cid));
+    n->text = text;
+    if (resync && c->user_id) { /* the resync rebuilds the node's user counts */
+        n->user = strdup(c->user_id);
+        c->redis_user = n->user != NULL;
+    }
+    redis_engine_post(&srv->redis, RM_NOTE, n, 0);
+    if (resync || c->nsubs)
+        persist_subs(c);
 }

@@ -3,6 +3,7 @@
 #ifndef TG_PROTOCOL_H
 #define TG_PROTOCOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,5 +33,12 @@ void protocol_on_close(struct conn *c, unsigned code);
 
 /* The connection is being freed: drop everything it holds elsewhere. */
 void protocol_on_release(struct conn *c);
+
+/* Releases identity and admission (guard, Redis user count) exactly once. */
+void protocol_release_identity(struct conn *c);
+
+/* Writes the connection's record and subscriptions to Redis (when on);
+ * resync: Redis came back and the node writes its whole state again. */
+void protocol_persist(struct conn *c, bool resync);
 
 #endif

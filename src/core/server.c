@@ -126,6 +126,7 @@ static void on_worker_done(uv_async_t *h) {
     if (atomic_load(&srv->workers_running) > 0)
         return;
     sim_stop(&srv->sim);
+    redis_engine_stop(&srv->redis);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sighup, NULL);
@@ -140,6 +141,18 @@ static int cpu_count(void) {
 }
 
 void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why) {
+    server_block_ip_local(srv, ip, duration_s, why);
+    if (srv->redis.enabled) {
+        char text[64], *msg = malloc(160);
+        ip16_format(ip, text, sizeof(text));
+        if (msg) {
+            snprintf(msg, 160, "B|%s|%s|%lld", srv->redis.node, text, (long long)duration_s);
+            redis_engine_post(&srv->redis, RM_CONTROL, msg, 0);
+        }
+    }
+}
+
+void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why) {
     guard_block(&srv->guard, ip, duration_s);
     char text[64];
     ip16_format(ip, text, sizeof(text));
@@ -233,8 +246,10 @@ int server_run(struct server *srv) {
     uv_signal_init(&srv->loop, &srv->sighup);
     srv->sighup.data = srv;
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
+    /* The engine exists before any worker can post to it. */
+    bool engine_ok = redis_engine_start(&srv->redis, srv, &srv->loop) == 0;
     int started = 0;
-    for (; started < srv->nworkers; started++) {
+    for (; engine_ok && started < srv->nworkers; started++) {
         int e = worker_start(&srv->workers[started], srv, started, fds[started]);
         if (e < 0) {
             fprintf(stderr, "tickgate: cannot start worker %d: %s\n", started, strerror(-e));
@@ -243,7 +258,7 @@ int server_run(struct server *srv) {
             break;
         }
     }
-    bool ok = started == srv->nworkers;
+    bool ok = started == srv->nworkers && engine_ok;
     if (ok && srv->cfg.feed.simulator &&
         sim_start(&srv->sim, &srv->loop, &srv->hub, srv->cfg.feed.sim_ticks_per_s, (uint64_t)srv->cfg.feed.sim_seed) < 0) {
         fprintf(stderr, "tickgate: cannot start the simulator: out of memory\n");
@@ -267,6 +282,7 @@ int server_run(struct server *srv) {
         worker_join(&srv->workers[i]);
     uv_loop_close(&srv->loop);
     sim_free(&srv->sim);
+    redis_engine_free(&srv->redis);
     if (rc == 0)
         log_info("stopped");
 out_free:

@@ -18,6 +18,7 @@
 #include "obs/audit.h"
 #include "core/config.h"
 #include "core/worker.h"
+#include "feed/redis_engine.h"
 #include "feed/simulator.h"
 #include "pubsub/hub.h"
 #include "pubsub/symbols.h"
@@ -36,6 +37,7 @@ struct server {
     struct symbol_table syms;      /* read-only after start */
     struct hub hub;                /* per-symbol state, fan-out */
     struct simulator sim;          /* runs on the main loop */
+    struct redis_engine redis;     /* optional engine, on the main loop */
     uv_timer_t grace_timer;
     uv_async_t worker_done;        /* a worker's loop ended */
     atomic_int workers_running;
@@ -60,6 +62,9 @@ int server_run(struct server *srv);
 /* Blocks ip on every worker: refuses it from now on and closes its
  * connections with 1008. duration_s 0 = until unblocked. Any thread. */
 void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why);
+
+/* The same on this node only (a block that came from another node). */
+void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why);
 
 /* Reserves one WebSocket connection slot against limits.max_connections.
  * False when the node is full. */

@@ -12,6 +12,7 @@
 #include "core/protocol.h"
 #include "net/admin.h"
 #include "net/conn.h"
+#include "net/router.h"
 #include "pubsub/subs.h"
 #include "ws/session.h"
 
@@ -51,6 +52,8 @@ static void drop_mail(struct mail *m) {
         outbuf_unref(m->ptr);
     else if (m->type == WM_GATHER || m->type == WM_GATHER_DONE)
         admin_gather_abandon(m->ptr, m->type == WM_GATHER_DONE);
+    else if (m->type == WM_ADMIT_RESULT)
+        free(m->ptr);
 }
 
 static void close_handles(struct worker *w) {
@@ -149,6 +152,14 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         break;
     case WM_GATHER_DONE:
         admin_gather_done(w, m->ptr);
+        break;
+    case WM_REDIS_RESYNC:
+        for (struct conn *c = w->conns; c; c = c->next)
+            if (!c->closing && c->phase == PHASE_WS && c->endpoint == EP_JSON)
+                protocol_persist(c, true);
+        break;
+    case WM_ADMIT_RESULT:
+        router_admit_result(w, m->ptr);
         break;
     default:
         log_error("worker %d: unknown mail %d", w->id, m->type);

@@ -28,6 +28,8 @@ enum worker_mail {
     WM_BLOCK_IP,       /* a, b: the 16 address bytes: close its connections 1008 */
     WM_GATHER,         /* ptr: struct gather: contribute, pass on (net/admin.h) */
     WM_GATHER_DONE,    /* ptr: struct gather: every worker contributed; answer */
+    WM_REDIS_RESYNC,   /* Redis is back: re-send every connection's state */
+    WM_ADMIT_RESULT,   /* ptr: struct redis_admit: finish or refuse an upgrade */
 };
 
 /* Why a WebSocket connection ended (disconnections_total{reason}). */

@@ -13,6 +13,7 @@
 #include "net/http.h"
 #include "ws/frame.h"
 #include "ws/session.h"
+#include "feed/redis_engine.h"
 
 #define BROADCAST_MAX_CHARS 4096
 
@@ -41,6 +42,10 @@ static struct gather *gather_new(struct conn *c, int kind, bool http, json_t *id
 static void finish_one(struct worker *w, struct gather *g) {
     if (atomic_fetch_sub(&g->pending, 1) != 1)
         return;
+    if (g->origin < 0) { /* nobody waits for an answer */
+        gather_free(g);
+        return;
+    }
     struct worker *origin = &w->srv->workers[g->origin];
     if (worker_post(origin, WM_GATHER_DONE, g, 0) < 0) {
         log_error("admin: requester's mailbox is full; request dropped");
@@ -48,17 +53,47 @@ static void finish_one(struct worker *w, struct gather *g) {
     }
 }
 
-/* Sends g to every worker. The requester stops reading until the answer. */
+static void gather_post_all(struct server *srv, struct worker *self, struct gather *g) {
+    atomic_store(&g->pending, srv->nworkers);
+    for (int i = 0; i < srv->nworkers; i++)
+        if (worker_post(&srv->workers[i], WM_GATHER, g, 0) < 0)
+            finish_one(self ? self : &srv->workers[i], g); /* that worker contributes nothing */
+}
+
+/* Sends g to every worker. The requester stops reading until the answer.
+ * A broadcast also goes to the other nodes through Redis. */
 static void gather_start(struct conn *c, struct gather *g) {
     struct server *srv = c->w->srv;
-    atomic_store(&g->pending, srv->nworkers);
     if (g->http) {
         c->awaiting = true;
         uv_read_stop((uv_stream_t *)&c->tcp);
     }
-    for (int i = 0; i < srv->nworkers; i++)
-        if (worker_post(&srv->workers[i], WM_GATHER, g, 0) < 0)
-            finish_one(c->w, g); /* that worker contributes nothing */
+    if (g->kind == GATHER_BROADCAST && srv->redis.enabled) {
+        char *frame = json_dumps(g->frame_json, JSON_COMPACT);
+        size_t need = frame ? strlen(frame) + 80 : 0;
+        char *msg = frame ? malloc(need) : NULL;
+        if (msg) {
+            snprintf(msg, need, "M|%s|%u|%s", srv->redis.node, g->roles, frame);
+            redis_engine_post(&srv->redis, RM_CONTROL, msg, 0);
+        }
+        free(frame);
+    }
+    gather_post_all(srv, c->w, g);
+}
+
+void admin_broadcast_local(struct server *srv, json_t *frame_json, uint32_t roles) {
+    struct gather *g = calloc(1, sizeof(*g));
+    if (!g) {
+        json_decref(frame_json);
+        return;
+    }
+    uv_mutex_init(&g->lock);
+    g->kind = GATHER_BROADCAST;
+    g->origin = -1;
+    g->items = json_array();
+    g->frame_json = frame_json;
+    g->roles = roles;
+    gather_post_all(srv, NULL, g);
 }
 
 void admin_gather_contribute(struct worker *w, struct gather *g) {
@@ -308,6 +343,13 @@ void admin_http(struct conn *c, const char *path, bool keep) {
         audit_event(&srv->audit, "ADMIN_ACTION", NULL, who.user_id, ipbuf,
                     json_pack("{s:s, s:s}", "action", "unblock_ip", "target", canon));
         audit_event(&srv->audit, "IP_UNBLOCKED", NULL, NULL, canon, json_pack("{s:b}", "was_blocked", was));
+        if (srv->redis.enabled) {
+            char *msg = malloc(160);
+            if (msg) {
+                snprintf(msg, 160, "U|%s|%s", srv->redis.node, canon);
+                redis_engine_post(&srv->redis, RM_CONTROL, msg, 0);
+            }
+        }
         reply = json_pack("{s:s, s:b}", "unblocked", canon, "was_blocked", was);
     }
     json_decref(body);

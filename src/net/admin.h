@@ -15,6 +15,7 @@
 #include <uv.h>
 
 struct conn;
+struct server;
 struct worker;
 
 enum gather_kind { GATHER_LIST = 0, GATHER_BROADCAST };
@@ -38,6 +39,10 @@ void admin_http(struct conn *c, const char *path, bool keep_alive);
 
 /* The WebSocket admin_broadcast message (permission already checked). */
 void admin_ws_broadcast(struct conn *c, json_t *msg, json_t *id);
+
+/* Delivers a broadcast (frame_json consumed) to this node's clients of the
+ * given roles; no answer. Used for broadcasts from other nodes. */
+void admin_broadcast_local(struct server *srv, json_t *frame_json, uint32_t roles);
 
 /* A gather mail that will never be handled (mailbox closing at shutdown). */
 void admin_gather_abandon(struct gather *g, bool done);

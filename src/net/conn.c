@@ -237,6 +237,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         ws_session_feed(c, data, len);
 }
 
+void conn_resume_read(struct conn *c) {
+    if (!c->closing && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        conn_close(c);
+}
+
 int conn_accept(struct worker *w, uv_stream_t *listener) {
     struct conn *c = calloc(1, sizeof(*c));
     if (!c)

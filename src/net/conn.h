@@ -86,7 +86,8 @@ struct conn {
     uint64_t last_ping;            /* loop ms of the last ping sent */
     struct ip16 cip;               /* client IP (section 7), set at upgrade */
     bool guarded;                  /* admitted by the guard: release once */
-    bool awaiting;                 /* HTTP answer comes from a gather; not reading */
+    bool awaiting;                 /* HTTP answer comes later (gather, Redis); not reading */
+    bool redis_user;               /* counted in Redis per-user totals */
     uint16_t violations;           /* security violations: threat level */
     int64_t connected_at;          /* wall ms at upgrade */
 };
@@ -108,6 +109,9 @@ void conn_flush(struct conn *c);
 /* Sets (ms > 0: loop time) or clears (0) the connection's deadline; the
  * worker closes it when the deadline passes. */
 void conn_set_deadline(struct conn *c, uint64_t ms);
+
+/* Reads again after a pause (an answer that waited for another thread). */
+void conn_resume_read(struct conn *c);
 
 /* Formats the peer address. */
 void conn_ip_str(const struct conn *c, char *out, size_t len);

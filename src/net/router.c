@@ -5,6 +5,7 @@
  * method gets 405 with Allow; anything else 404. */
 #include "net/router.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/server.h"
@@ -17,6 +18,7 @@
 #include "ws/session.h"
 #include "auth/auth.h"
 #include "core/protocol.h"
+#include "feed/redis_engine.h"
 #include "net/admin.h"
 #include "net/api.h"
 #include "obs/metrics.h"
@@ -111,8 +113,59 @@ static void upgrade(struct conn *c, int ep) {
         }
         c->guarded = true; /* released in protocol_on_release */
         protocol_set_identity(c, &who);
+        if (c->user_id && redis_engine_up(&srv->redis)) {
+            /* The per-user limit counts every node: ask Redis, answer later. */
+            struct redis_admit *a = calloc(1, sizeof(*a));
+            if (a) {
+                a->worker = c->w->id;
+                a->conn_id = c->id;
+                a->limit = srv->cfg.limits.max_connections_per_user;
+                snprintf(a->user, sizeof(a->user), "%s", c->user_id);
+                c->awaiting = true;
+                uv_read_stop((uv_stream_t *)&c->tcp);
+                if (redis_engine_post(&srv->redis, RM_ADMIT, a, 0) == 0)
+                    return;
+                c->awaiting = false; /* engine unreachable: local limits decide */
+            }
+        }
     }
     ws_session_upgrade(c, ep, accept);
+}
+
+void router_admit_result(struct worker *w, struct redis_admit *a) {
+    struct conn *c = NULL;
+    for (struct conn *x = w->conns; x; x = x->next)
+        if (x->id == a->conn_id && !x->closing)
+            c = x;
+    if (!c || !c->awaiting || c->phase != PHASE_HTTP) {
+        if (a->counted) { /* counted for a connection that went away */
+            struct redis_note *n = calloc(1, sizeof(*n));
+            if (n && (n->user = strdup(a->user))) {
+                n->kind = NOTE_CLOSE;
+                snprintf(n->cid, sizeof(n->cid), "-");
+                redis_engine_post(&w->srv->redis, RM_NOTE, n, 0);
+            } else if (n) {
+                free(n);
+            }
+        }
+        free(a);
+        return;
+    }
+    c->awaiting = false;
+    if (!a->ok) {
+        free(a);
+        conn_http_error(c, 429, "too_many_connections", "connection limit per user reached", "Retry-After: 10\r\n",
+                        false);
+        return;
+    }
+    c->redis_user = a->counted;
+    free(a);
+    char accept[29];
+    size_t kl = 0;
+    const char *key = http_req_header(c->http, "Sec-WebSocket-Key", &kl);
+    ws_accept_key(key, kl, accept);
+    ws_session_upgrade(c, EP_JSON, accept);
+    conn_resume_read(c);
 }
 
 void router_dispatch(struct conn *c) {

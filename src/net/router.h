@@ -4,7 +4,14 @@
 
 struct conn;
 
+struct worker;
+struct redis_admit;
+
 /* Answers the request in c->http (or upgrades the connection). */
 void router_dispatch(struct conn *c);
+
+/* The cluster-wide per-user admission answered (worker thread): finishes
+ * or refuses the upgrade that waited for it; frees a. */
+void router_admit_result(struct worker *w, struct redis_admit *a);
 
 #endif

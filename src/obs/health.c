@@ -39,10 +39,15 @@ void health_respond(struct conn *c, bool keep_alive) {
     int64_t last_tick = atomic_load_explicit(&srv->hub.last_tick_ms, memory_order_relaxed);
     bool feed_ok = last_tick && hub_now_ms() - last_tick < FEED_IDLE_MS;
     bool healthy = workers_ok && sweeper_ok;
-    const char *status = healthy ? "healthy" : "unhealthy";
-    json_t *o = json_pack("{s:s, s:{s:s, s:s, s:s}}", "status", status, "checks", "workers",
+    /* Redis down while configured: still serving local clients, degraded. */
+    const char *redis = !srv->redis.enabled ? "disabled" : redis_engine_up(&srv->redis) ? "up" : "down";
+    bool degraded = srv->redis.enabled && !redis_engine_up(&srv->redis);
+    bool audit_ok = atomic_load_explicit(&srv->audit.dropped, memory_order_relaxed) == 0;
+    const char *status = !healthy ? "unhealthy" : (degraded || !audit_ok) ? "degraded" : "healthy";
+    json_t *o = json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:s}}", "status", status, "checks", "workers",
                           workers_ok ? "ok" : "stalled", "sweeper", sweeper_ok ? "ok" : "stalled", "feed",
-                          feed_ok ? "ok" : "idle");
+                          feed_ok ? "ok" : "idle", "redis", redis, "audit",
+                          !srv->audit.on ? "disabled" : audit_ok ? "ok" : "dropping");
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s) {

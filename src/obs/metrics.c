@@ -159,6 +159,12 @@ void metrics_respond(struct conn *c, bool keep) {
     put(&o, "tickgate_slow_consumer_conflated_total %llu\n", (unsigned long long)t.conflated);
     head(&o, "slow_consumer_disconnects_total", "counter", "Clients closed with 1013 as slow consumers.");
     put(&o, "tickgate_slow_consumer_disconnects_total %llu\n", (unsigned long long)t.slow_disc);
+    head(&o, "redis_up", "gauge", "1 when the Redis engine is connected (0 when down or not configured).");
+    put(&o, "tickgate_redis_up %d\n", redis_engine_up(&srv->redis) ? 1 : 0);
+    head(&o, "redis_errors_total", "counter", "Redis connection and command errors.");
+    put(&o, "tickgate_redis_errors_total %llu\n", (unsigned long long)LOAD(srv->redis.errors));
+    head(&o, "redis_published_total", "counter", "Ticks sent through Redis for cluster-wide sequencing.");
+    put(&o, "tickgate_redis_published_total %llu\n", (unsigned long long)LOAD(srv->redis.published));
     head(&o, "blocked_ips", "gauge", "IP addresses blocked now.");
     put(&o, "tickgate_blocked_ips %ld\n", atomic_load(&srv->guard.blocked));
     head(&o, "audit_events_dropped_total", "counter", "Audit events dropped because the writer's queue was full.");
@@ -207,6 +213,8 @@ void stats_respond(struct conn *c, bool keep) {
         "workers", srv->nworkers);
     if (o) {
         json_object_set_new(o, "blocked_ips", json_integer(atomic_load(&srv->guard.blocked)));
+        json_object_set_new(o, "redis_up", json_integer(redis_engine_up(&srv->redis) ? 1 : 0));
+        json_object_set_new(o, "redis_errors_total", json_integer((json_int_t)LOAD(srv->redis.errors)));
         json_object_set_new(o, "audit_events_dropped_total", json_integer((json_int_t)LOAD(srv->audit.dropped)));
         json_object_set_new(o, "audit_events_written_total", json_integer((json_int_t)LOAD(srv->audit.written)));
     }

@@ -62,7 +62,52 @@ static struct outbuf *build_frame(struct hub *h, uint32_t sym, const struct tick
     return b;
 }
 
+/* Builds the frame of s->last and posts it to every worker with local
+ * subscribers. Called with s->lock held, which keeps seq order. */
+static int fan_out_locked(struct hub *h, uint32_t sym, struct sym_state *s) {
+    uint64_t mask = atomic_load_explicit(&s->workers, memory_order_acquire);
+    if (!mask)
+        return 0;
+    struct outbuf *b = build_frame(h, sym, &s->last, false);
+    if (!b)
+        return -ENOMEM;
+    atomic_store_explicit(&b->refs, (unsigned)__builtin_popcountll(mask) + 1, memory_order_relaxed);
+    for (int w = 0; mask; w++, mask >>= 1) {
+        if (!(mask & 1))
+            continue;
+        if (worker_post(&h->srv->workers[w], WM_TICK, b, sym) < 0) {
+            outbuf_unref(b); /* policy at the bound: drop for that worker, counted */
+            atomic_fetch_add_explicit(&h->frames_dropped, 1, memory_order_relaxed);
+        }
+    }
+    outbuf_unref(b);
+    return 0;
+}
+
 int hub_publish(struct hub *h, const struct tick_in *in) {
+    if (redis_engine_up(&h->srv->redis) && redis_engine_publish(&h->srv->redis, in))
+        return 0;
+    return hub_publish_local(h, in);
+}
+
+void hub_deliver(struct hub *h, uint32_t sym, const struct tick *t, double first) {
+    struct sym_state *s = &h->st[sym];
+    uv_mutex_lock(&s->lock);
+    if (t->seq > s->last.seq) {
+        if (first > 0)
+            s->first = first;
+        s->last = *t;
+        s->last.change = t->price - s->first;
+        s->last.change_percent = s->first > 0 ? s->last.change / s->first * 100.0 : 0;
+        s->has_price = true;
+        fan_out_locked(h, sym, s);
+        atomic_fetch_add_explicit(&h->ticks_published, 1, memory_order_relaxed);
+        atomic_store_explicit(&h->last_tick_ms, hub_now_ms(), memory_order_relaxed);
+    }
+    uv_mutex_unlock(&s->lock);
+}
+
+int hub_publish_local(struct hub *h, const struct tick_in *in) {
     struct sym_state *s = &h->st[in->sym];
     int rc = 0;
     uv_mutex_lock(&s->lock);
@@ -79,24 +124,7 @@ int hub_publish(struct hub *h, const struct tick_in *in) {
     t->change = in->price - s->first;
     t->change_percent = s->first > 0 ? t->change / s->first * 100.0 : 0;
     t->seq++;
-    uint64_t mask = atomic_load_explicit(&s->workers, memory_order_acquire);
-    if (mask) {
-        struct outbuf *b = build_frame(h, in->sym, t, false);
-        if (!b) {
-            rc = -ENOMEM;
-        } else {
-            atomic_store_explicit(&b->refs, (unsigned)__builtin_popcountll(mask) + 1, memory_order_relaxed);
-            for (int w = 0; mask; w++, mask >>= 1) {
-                if (!(mask & 1))
-                    continue;
-                if (worker_post(&h->srv->workers[w], WM_TICK, b, in->sym) < 0) {
-                    outbuf_unref(b); /* policy at the bound: drop for that worker, counted */
-                    atomic_fetch_add_explicit(&h->frames_dropped, 1, memory_order_relaxed);
-                }
-            }
-            outbuf_unref(b);
-        }
-    }
+    rc = fan_out_locked(h, in->sym, s);
     uv_mutex_unlock(&s->lock);
     atomic_fetch_add_explicit(&h->ticks_published, 1, memory_order_relaxed);
     atomic_store_explicit(&h->last_tick_ms, hub_now_ms(), memory_order_relaxed);
@@ -110,6 +138,8 @@ void hub_activate(struct hub *h, uint32_t sym, int worker) {
     if (prev == 0)
         atomic_fetch_add(&h->active_streams, 1);
     uv_mutex_unlock(&s->lock);
+    if (prev == 0)
+        redis_engine_post(&h->srv->redis, RM_SYMBOL, NULL, sym); /* subscribe its channel */
 }
 
 void hub_deactivate(struct hub *h, uint32_t sym, int worker) {
@@ -119,6 +149,8 @@ void hub_deactivate(struct hub *h, uint32_t sym, int worker) {
     if (prev == (1ull << worker))
         atomic_fetch_sub(&h->active_streams, 1);
     uv_mutex_unlock(&s->lock);
+    if (prev == (1ull << worker))
+        redis_engine_post(&h->srv->redis, RM_SYMBOL, NULL, sym); /* unsubscribe its channel */
 }
 
 struct outbuf *hub_snapshot(struct hub *h, uint32_t sym, uint64_t *seq) {

@@ -54,8 +54,17 @@ struct hub {
 int hub_init(struct hub *h, struct server *srv, const struct symbol_table *syms);
 void hub_free(struct hub *h);
 
-/* Sequences a tick and fans it out. Any thread. 0 or -errno. */
+/* Publishes a tick: through Redis when it is up (seq assigned there, the
+ * tick comes back through hub_deliver on every node), else sequenced here.
+ * Any thread. 0 or -errno. */
 int hub_publish(struct hub *h, const struct tick_in *in);
+
+/* Sequences a tick on this node and fans it out. Any thread. */
+int hub_publish_local(struct hub *h, const struct tick_in *in);
+
+/* Fans out a tick sequenced elsewhere (Redis); ignores one not newer than
+ * the symbol's last. first is the cluster's session first price. */
+void hub_deliver(struct hub *h, uint32_t sym, const struct tick *t, double first);
 
 /* Worker `worker` gained its first local subscriber of sym. */
 void hub_activate(struct hub *h, uint32_t sym, int worker);

@@ -300,4 +300,6 @@ void ws_session_shutdown_write(struct conn *c) {
 void ws_session_release(struct conn *c) {
     if (c->phase == PHASE_WS && c->endpoint == EP_JSON)
         protocol_on_release(c);
+    else
+        protocol_release_identity(c); /* admitted, then refused before the upgrade */
 }

@@ -1,0 +1,96 @@
+/* redis_engine.h - Redis as tickgate's optional engine (PROTOCOL.md s.9):
+ * persistence of connections and subscriptions, cross-node fan-out with
+ * Redis-assigned seqs, cluster-wide per-user limits and IP blocks.
+ *
+ * The engine lives on the main thread's loop (hiredis with its libuv
+ * adapter, two connections: commands and pub/sub). Other threads reach it
+ * only through its mailbox. It never blocks anyone: while Redis is down
+ * the node serves its local clients alone (ticks sequenced locally,
+ * limits local), counts errors, shows degraded health, reconnects with
+ * capped backoff, and on reconnect writes its whole state back. */
+#ifndef TG_REDIS_ENGINE_H
+#define TG_REDIS_ENGINE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/mailbox.h"
+#include "net/clientip.h"
+
+struct server;
+struct tick_in;
+struct redisAsyncContext;
+
+enum redis_mail {
+    RM_PUBLISH = 1,     /* ptr: struct tick_in (malloc'd) */
+    RM_SYMBOL,          /* a: symbol whose local activity changed */
+    RM_NOTE,            /* ptr: struct redis_note */
+    RM_ADMIT,           /* ptr: struct redis_admit */
+    RM_CONTROL,         /* ptr: char* control message to publish (malloc'd) */
+};
+
+enum note_kind { NOTE_OPEN = 0, NOTE_SUBS, NOTE_CLOSE };
+
+/* A change of one connection's persisted state. */
+struct redis_note {
+    int kind;
+    bool resync;        /* NOTE_OPEN during a resync: count the user too */
+    char cid[32];
+    char *text;         /* OPEN: connection JSON; SUBS: JSON array; owned */
+    char *user;         /* OPEN/CLOSE: user id or NULL; owned */
+};
+
+/* A cluster-wide per-user admission request, answered to its worker. */
+struct redis_admit {
+    int worker;
+    uint64_t conn_id;
+    char user[128];
+    int limit;
+    bool ok;            /* answer: admit */
+    bool counted;       /* counted in Redis: release there too */
+};
+
+struct redis_engine {
+    struct server *srv;
+    bool enabled;                   /* redis.url set */
+    char host[256];
+    int port, db;
+    char *password;                 /* never logged */
+    char *prefix;
+    char node[40];                  /* this node's id */
+    struct mailbox inbox;           /* from any thread */
+    struct redisAsyncContext *cmd;  /* commands; NULL when down */
+    struct redisAsyncContext *sub;  /* pub/sub; NULL when down */
+    int ready;                      /* connections ready (0..2) */
+    bool stopping;
+    uv_timer_t retry;               /* reconnect with backoff */
+    uv_timer_t tick;                /* liveness key, dead-node cleanup */
+    uint64_t backoff_ms;
+    uint64_t cleanup_due;
+    bool *subscribed;               /* per symbol: SUBSCRIBE sent */
+    _Atomic bool up;                /* read by any thread */
+    _Atomic uint64_t errors;        /* redis_errors_total */
+    _Atomic uint64_t published;     /* ticks sent through Redis */
+};
+
+/* Parses redis.url and, when set, starts connecting. 0, or -1 with a
+ * message naming the key to stderr. */
+int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *loop);
+
+/* Disconnects and closes handles (main thread, at shutdown). */
+void redis_engine_stop(struct redis_engine *e);
+void redis_engine_free(struct redis_engine *e);
+
+static inline bool redis_engine_up(struct redis_engine *e) { return e->enabled && atomic_load(&e->up); }
+
+/* Posts; any thread. Ownership of ptr passes on success; on failure the
+ * function frees it. Returns 0 or -1. */
+int redis_engine_post(struct redis_engine *e, int type, void *ptr, uint64_t a);
+
+/* Sends a tick through Redis (seq assigned there). False when Redis is not
+ * up (the caller sequences locally). Any thread. */
+bool redis_engine_publish(struct redis_engine *e, const struct tick_in *in);
+
+#endif
