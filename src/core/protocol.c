@@ -370,7 +370,7 @@ static void on_publish(struct conn *c, json_t *msg, json_t *id) {
 
 void protocol_on_message(struct conn *c, const char *data, size_t len) {
     struct worker *w = c->w;
-    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
     if (!msg) {
         count(&w->stats.received[ACT_COUNT]);
         send_error(c, "invalid_json", "message is not valid JSON", NULL);
