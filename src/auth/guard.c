@@ -14,7 +14,7 @@ struct guard_ip {
     int64_t blocked_until;      /* wall s; 0 = not blocked; INT64_MAX = until unblocked */
     uint32_t nviol;             /* entries used in viol */
     uint32_t vhead;             /* next slot in the ring */
-    int64_t viol[GUARD_MAX_VIOLATIONS];
+    int64_t viol[];             /* ring of the last `critical` violation times */
 };
 
 struct guard_user {
@@ -38,7 +38,7 @@ static struct guard_ip *ip_find(struct guard *g, const struct ip16 *ip, bool cre
             return e;
     if (!create)
         return NULL;
-    struct guard_ip *e = calloc(1, sizeof(*e));
+    struct guard_ip *e = calloc(1, sizeof(*e) + sizeof(int64_t) * (size_t)g->critical);
     if (!e)
         return NULL;
     e->ip = *ip;
@@ -72,8 +72,6 @@ int guard_init(struct guard *g, const struct config *cfg, FILE *err) {
     g->per_ip = cfg->limits.max_connections_per_ip;
     g->per_user = cfg->limits.max_connections_per_user;
     g->critical = cfg->security.critical_violations;
-    if (g->critical > GUARD_MAX_VIOLATIONS)
-        g->critical = GUARD_MAX_VIOLATIONS;
     g->window_s = cfg->security.critical_window_s;
     g->block_s = cfg->security.auto_block_s;
     struct cidr_list l;
@@ -147,6 +145,23 @@ void guard_release(struct guard *g, const struct ip16 *ip, const char *user) {
     uv_mutex_unlock(&g->lock);
 }
 
+bool guard_switch_user(struct guard *g, const char *old, const char *user) {
+    if (old && strcmp(old, user) == 0)
+        return true;
+    bool ok = false;
+    uv_mutex_lock(&g->lock);
+    struct guard_user *u = user_find(g, user, true);
+    if (u && u->conns < (uint32_t)g->per_user) {
+        u->conns++;
+        struct guard_user *o = old ? user_find(g, old, false) : NULL;
+        if (o && o->conns)
+            o->conns--;
+        ok = true;
+    }
+    uv_mutex_unlock(&g->lock);
+    return ok;
+}
+
 bool guard_is_blocked(struct guard *g, const struct ip16 *ip) {
     int64_t now = (int64_t)time(NULL);
     uv_mutex_lock(&g->lock);
@@ -169,14 +184,14 @@ bool guard_violation(struct guard *g, const struct ip16 *ip, int64_t now) {
     uv_mutex_lock(&g->lock);
     struct guard_ip *e = ip_find(g, ip, true);
     if (e && !is_blocked(e, now)) {
+        uint32_t n = (uint32_t)g->critical;
         e->viol[e->vhead] = now;
-        e->vhead = (e->vhead + 1) % GUARD_MAX_VIOLATIONS;
-        if (e->nviol < GUARD_MAX_VIOLATIONS)
+        e->vhead = (e->vhead + 1) % n;
+        if (e->nviol < n)
             e->nviol++;
-        /* The critical-th most recent violation within the window? */
-        if (e->nviol >= (uint32_t)g->critical) {
-            uint32_t k = (e->vhead + GUARD_MAX_VIOLATIONS - (uint32_t)g->critical) % GUARD_MAX_VIOLATIONS;
-            if (e->viol[k] > now - g->window_s) {
+        /* Ring full: its oldest entry is the critical-th most recent. */
+        if (e->nviol == n) {
+            if (e->viol[e->vhead] > now - g->window_s) {
                 set_block(g, e, now + g->block_s, now);
                 e->nviol = 0;
                 critical = true;
@@ -191,8 +206,9 @@ void guard_block(struct guard *g, const struct ip16 *ip, int64_t duration_s) {
     int64_t now = (int64_t)time(NULL);
     uv_mutex_lock(&g->lock);
     struct guard_ip *e = ip_find(g, ip, true);
+    /* 0, or longer than a century: until unblocked (and no overflow). */
     if (e)
-        set_block(g, e, duration_s > 0 ? now + duration_s : INT64_MAX, now);
+        set_block(g, e, duration_s > 0 && duration_s < 3153600000LL ? now + duration_s : INT64_MAX, now);
     uv_mutex_unlock(&g->lock);
 }
 
@@ -220,7 +236,8 @@ void guard_sweep(struct guard *g, int64_t now) {
                 e->blocked_until = 0; /* expired */
                 atomic_fetch_sub(&g->blocked, 1);
             }
-            int64_t last = e->nviol ? e->viol[(e->vhead + GUARD_MAX_VIOLATIONS - 1) % GUARD_MAX_VIOLATIONS] : 0;
+            uint32_t n = (uint32_t)g->critical;
+            int64_t last = e->nviol ? e->viol[(e->vhead + n - 1) % n] : 0;
             if (!e->conns && !e->blocked_until && last <= now - g->window_s) {
                 *pp = e->next;
                 free(e);

@@ -21,7 +21,6 @@
 struct config;
 
 #define GUARD_BUCKETS 4096
-#define GUARD_MAX_VIOLATIONS 64   /* history kept per IP (>= critical threshold) */
 
 struct guard_ip;
 struct guard_user;
@@ -51,6 +50,11 @@ enum guard_verdict guard_admit(struct guard *g, const struct ip16 *ip, const cha
 
 /* Releases what guard_admit counted. */
 void guard_release(struct guard *g, const struct ip16 *ip, const char *user);
+
+/* Moves an admitted connection from user old (NULL: anonymous) to user
+ * (in-band authenticate). False, changing nothing, when user is at its
+ * limit. */
+bool guard_switch_user(struct guard *g, const char *old, const char *user);
 
 /* True when ip is blocked now. */
 bool guard_is_blocked(struct guard *g, const struct ip16 *ip);

@@ -134,7 +134,8 @@ static bool suspicious_json(json_t *v, int depth) {
 }
 
 void protocol_client_id(const struct conn *c, char *out, size_t len) {
-    snprintf(out, len, "c-%llx", (unsigned long long)c->id);
+    /* The instance part keeps ids unique across nodes sharing one Redis. */
+    snprintf(out, len, "c-%08x%llx", c->w->srv->instance, (unsigned long long)c->id);
 }
 
 static json_t *user_json(const struct conn *c) { return c->user_id ? json_string(c->user_id) : json_null(); }
@@ -182,7 +183,16 @@ void protocol_on_open(struct conn *c) {
 
 void protocol_sweep(struct conn *c, uint64_t now) {
     const struct config *cfg = &c->w->srv->cfg;
-    if (now - c->last_rx >= (uint64_t)cfg->limits.heartbeat_timeout_s * 1000) {
+    /* Ping first: a client is only timed out after it was pinged since it
+     * last spoke and had a whole sweep period to answer. */
+    if (now - c->last_ping >= (uint64_t)cfg->limits.heartbeat_interval_s * 1000) {
+        c->last_ping = now;
+        if (c->first_ping <= c->last_rx)
+            c->first_ping = now; /* the first ping the client has not answered */
+        ws_send(c, WS_OP_PING, "", 0);
+    }
+    if (now - c->last_rx >= (uint64_t)cfg->limits.heartbeat_timeout_s * 1000 && c->first_ping > c->last_rx &&
+        now - c->first_ping >= (uint64_t)cfg->limits.sweep_interval_s * 1000) {
         ws_close(c, WS_CLOSE_HEARTBEAT, "heartbeat timeout");
         return;
     }
@@ -192,10 +202,6 @@ void protocol_sweep(struct conn *c, uint64_t now) {
             return;
         }
         maybe_warn_expiry(c);
-    }
-    if (now - c->last_ping >= (uint64_t)cfg->limits.heartbeat_interval_s * 1000) {
-        c->last_ping = now;
-        ws_send(c, WS_OP_PING, "", 0);
     }
 }
 
@@ -343,11 +349,27 @@ static void on_authenticate(struct conn *c, json_t *msg, json_t *id) {
         violation(c, SV_INVALID_MESSAGE);
         return;
     }
+    if (rc == 0 && who.user_id[0] && c->guarded && !guard_switch_user(&c->w->srv->guard, c->user_id, who.user_id)) {
+        rc = 429;
+        why = "connection limit per user reached";
+    }
     if (rc != 0) {
         audit_conn(c, "AUTH_FAILED", json_pack("{s:s, s:s}", "reason", why, "stage", "authenticate"));
         send_error(c, "auth_failed", why, id);
         violation(c, SV_AUTH_FAILED);
         return;
+    }
+    if (c->redis_user && c->user_id && strcmp(c->user_id, who.user_id) != 0) {
+        /* Cluster-wide counts follow the handshake identity only: release it. */
+        struct redis_note *n = calloc(1, sizeof(*n));
+        if (n && (n->user = strdup(c->user_id))) {
+            n->kind = NOTE_CLOSE;
+            snprintf(n->cid, sizeof(n->cid), "-");
+            redis_engine_post(&c->w->srv->redis, RM_NOTE, n, 0);
+        } else {
+            free(n);
+        }
+        c->redis_user = false;
     }
     atomic_fetch_sub_explicit(&c->w->stats.by_role[c->role], 1, memory_order_relaxed);
     protocol_set_identity(c, &who);

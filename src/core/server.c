@@ -173,7 +173,18 @@ static void on_guard_timer(uv_timer_t *h) {
     guard_sweep(&srv->guard, (int64_t)time(NULL));
 }
 
+static uint32_t random32(void) {
+    uint32_t v = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&v, 1, sizeof(v), f) != sizeof(v))
+        v = (uint32_t)time(NULL) ^ (uint32_t)getpid() << 16;
+    if (f)
+        fclose(f);
+    return v;
+}
+
 int server_init(struct server *srv) {
+    srv->instance = random32();
     if (srv->cfg.server.workers > HUB_MAX_WORKERS) {
         fprintf(stderr, "tickgate: server.workers: at most %d\n", HUB_MAX_WORKERS);
         return -1;

@@ -46,6 +46,7 @@ struct server {
     char host[256];
     int port;                      /* actual port (after port 0) */
     uint64_t started_ms;           /* wall clock at start */
+    uint32_t instance;             /* random per process: unique client ids */
 };
 
 /* Loads everything the configuration names (secrets, users, symbols).

@@ -19,9 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <hiredis/adapters/libuv.h>
-
 #include "core/log.h"
+#include "feed/redis_uv.h"
 #include "core/server.h"
 #include "core/worker.h"
 #include "net/admin.h"
@@ -62,6 +61,13 @@ static const char RELEASE_LUA[] =
     "local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1) "
     "if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end return n";
 
+/* Removes one node's clients from the shared hashes, and its bookkeeping. */
+static const char CLEAN_NODE_LUA[] =
+    "local p, n = ARGV[1], ARGV[2] "
+    "for _, c in ipairs(redis.call('SMEMBERS', p .. 'node:' .. n .. ':clients')) do "
+    "  redis.call('HDEL', p .. 'connections', c) redis.call('HDEL', p .. 'subscriptions', c) end "
+    "redis.call('DEL', p .. 'node:' .. n .. ':clients', p .. 'node:' .. n .. ':users') return 1";
+
 /* Any node removes the entries of nodes whose liveness key has expired. */
 static const char CLEANUP_LUA[] =
     "local p = ARGV[1] local removed = 0 "
@@ -90,6 +96,20 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
     redisReply *reply = r;
     if (reply && reply->type == REDIS_REPLY_ERROR)
         count_error(e, priv ? (const char *)priv : "command failed", reply->str);
+}
+
+/* The publish script's answer. No answer (the link died): the tick was
+ * most likely not published, so this node sequences it itself. */
+static void on_publish_reply(redisAsyncContext *ac, void *r, void *priv) {
+    struct redis_engine *e = ac->data;
+    struct tick_in *in = priv;
+    redisReply *reply = r;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        if (reply)
+            count_error(e, "publish script", reply->str);
+        hub_publish_local(&e->srv->hub, in);
+    }
+    free(in);
 }
 
 static void set_down(struct redis_engine *e, const char *why) {
@@ -275,7 +295,7 @@ static void on_blocked_list(redisAsyncContext *ac, void *r, void *priv) {
 static void became_up(struct redis_engine *e) {
     struct server *srv = e->srv;
     struct hub *h = &srv->hub;
-    char k1[160], k2[200], k3[200];
+    char k1[160], k2[200];
     atomic_store(&e->up, true);
     e->backoff_ms = BACKOFF_START_MS;
     log_info("redis: up (%s:%d), node %s", e->host, e->port, e->node);
@@ -284,9 +304,9 @@ static void became_up(struct redis_engine *e) {
     redisAsyncCommand(e->cmd, on_reply, "SADD nodes", "SADD %s %s", k1, e->node);
     key(e, k1, sizeof(k1), "node:", e->node);
     redisAsyncCommand(e->cmd, on_reply, "SET liveness", "SET %s 1 EX %d", k1, ttl);
-    snprintf(k2, sizeof(k2), "%s:clients", k1);
-    snprintf(k3, sizeof(k3), "%s:users", k1);
-    redisAsyncCommand(e->cmd, on_reply, "DEL node state", "DEL %s %s", k2, k3);
+    /* Forget what this node wrote before (clients that left while Redis
+     * was away included); the workers' resync below writes the live ones. */
+    redisAsyncCommand(e->cmd, on_reply, "clean node state", "EVAL %s 0 %s %s", CLEAN_NODE_LUA, e->prefix, e->node);
     for (uint32_t s = 0; s < h->syms->n; s++) {
         double first;
         int64_t seq = local_seq_snapshot(h, s, &first);
@@ -357,7 +377,7 @@ static redisAsyncContext *open_link(struct redis_engine *e) {
         return NULL;
     }
     ac->data = e;
-    if (redisLibuvAttach(ac, &e->srv->loop) != REDIS_OK) {
+    if (redis_uv_attach(ac, &e->srv->loop) < 0) {
         redisAsyncFree(ac);
         return NULL;
     }
@@ -458,9 +478,14 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
             key(e, k2, sizeof(k2), "first:", name);
             key(e, k3, sizeof(k3), "last:", name);
             key(e, k4, sizeof(k4), "tick:", name);
-            redisAsyncCommand(e->cmd, on_reply, "publish", "EVAL %s 4 %s %s %s %s %s %s", PUBLISH_LUA, k1, k2, k3,
-                              k4, body, start);
-            atomic_fetch_add(&e->published, 1);
+            /* The tick stays ours until Redis answers: without an answer it
+             * is delivered here, so nothing accepted is lost. */
+            if (redisAsyncCommand(e->cmd, on_publish_reply, in, "EVAL %s 4 %s %s %s %s %s %s", PUBLISH_LUA, k1,
+                                  k2, k3, k4, body, start) == REDIS_OK) {
+                atomic_fetch_add(&e->published, 1);
+                break;
+            }
+            hub_publish_local(h, in);
         }
         free(in);
         break;
@@ -613,14 +638,15 @@ int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *lo
     char host[64];
     if (gethostname(host, sizeof(host)) != 0)
         strcpy(host, "node");
-    host[20] = '\0';
+    host[16] = '\0';
     unsigned char rnd[4];
     FILE *f = fopen("/dev/urandom", "rb");
     if (!f || fread(rnd, 1, 4, f) != 4)
         memset(rnd, 0, sizeof(rnd));
     if (f)
         fclose(f);
-    snprintf(e->node, sizeof(e->node), "%s-%d-%02x%02x%02x%02x", host, (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]);
+    snprintf(e->node, sizeof(e->node), "%.16s-%d-%02x%02x%02x%02x", host, (int)getpid() % 10000000, rnd[0], rnd[1],
+             rnd[2], rnd[3]);
     e->enabled = true;
     e->backoff_ms = BACKOFF_START_MS;
     uv_timer_init(loop, &e->retry);

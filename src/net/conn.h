@@ -84,6 +84,7 @@ struct conn {
     double tokens;                 /* rate limit bucket */
     uint64_t tokens_ms;            /* loop ms of the last refill */
     uint64_t last_ping;            /* loop ms of the last ping sent */
+    uint64_t first_ping;           /* loop ms of the first ping since last_rx */
     struct ip16 cip;               /* client IP (section 7), set at upgrade */
     bool guarded;                  /* admitted by the guard: release once */
     bool awaiting;                 /* HTTP answer comes later (gather, Redis); not reading */

@@ -230,6 +230,27 @@ const char *http_req_header(const struct http_req *r, const char *name, size_t *
     return NULL;
 }
 
+size_t http_req_header_all(const struct http_req *r, const char *name, char *out, size_t outlen) {
+    size_t nl = strlen(name), o = 0;
+    for (uint16_t i = 0; i < r->nhdrs; i++) {
+        const struct http_header *h = &r->hdrs[i];
+        if (h->name_len != nl || strncasecmp(r->head + h->name, name, nl) != 0)
+            continue;
+        size_t need = h->value_len + (o ? 2 : 0);
+        if (o + need + 1 > outlen)
+            break;
+        if (o) {
+            out[o++] = ',';
+            out[o++] = ' ';
+        }
+        memcpy(out + o, r->head + h->value, h->value_len);
+        o += h->value_len;
+    }
+    if (outlen)
+        out[o] = '\0';
+    return o;
+}
+
 static int hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;

@@ -59,6 +59,11 @@ enum http_status_rc http_req_feed(struct http_req *r, const char *data, size_t l
  * *len gets its length. The pointer is valid until reset/free. */
 const char *http_req_header(const struct http_req *r, const char *name, size_t *len);
 
+/* Joins every value of header name with ", " (RFC 9110 5.3) into out.
+ * Returns the length, 0 when absent; values that do not fit are cut at a
+ * comma boundary. */
+size_t http_req_header_all(const struct http_req *r, const char *name, char *out, size_t outlen);
+
 /* Copies the value of query parameter name (URL-decoded) into out. Returns
  * true when present. */
 bool http_req_query(const struct http_req *r, const char *name, char *out, size_t outlen);

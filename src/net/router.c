@@ -53,10 +53,10 @@ static bool origin_allowed(struct server *srv, const struct http_req *r) {
 /* The request's client IP (section 7) into c->cip. */
 static void resolve_ip(struct conn *c) {
     struct ip16 peer;
-    size_t xl = 0;
+    char xff[HTTP_MAX_HEAD];
     ip16_from_raw(&peer, c->family, c->ip);
-    const char *xff = http_req_header(c->http, "X-Forwarded-For", &xl);
-    c->cip = client_ip(&c->w->srv->trusted, &peer, xff, xl);
+    size_t xl = c->w->srv->trusted.n ? http_req_header_all(c->http, "X-Forwarded-For", xff, sizeof(xff)) : 0;
+    c->cip = client_ip(&c->w->srv->trusted, &peer, xl ? xff : NULL, xl);
 }
 
 static void upgrade(struct conn *c, int ep) {

@@ -71,6 +71,10 @@ int subs_add(struct conn *c, uint32_t sym) {
         l->n++;
         atomic_fetch_add_explicit(&w->stats.subscriptions, 1, memory_order_relaxed);
     }
+    if (cs->pending) { /* re-subscribe while backed up: the snapshot supersedes it */
+        outbuf_unref(cs->pending);
+        cs->pending = NULL;
+    }
     uint64_t seq = 0;
     struct outbuf *snap = hub_snapshot(h, sym, &seq);
     /* Frames already in this worker's mailbox may be older than the

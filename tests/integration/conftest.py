@@ -3,6 +3,7 @@ port, talk to it over sockets, stop it with SIGTERM and insist it exits 0.
 
 TICKGATE_BIN names the binary (default: build/tickgate of this checkout)."""
 import os
+import tempfile
 import queue
 import re
 import signal
@@ -173,9 +174,12 @@ def gateway():
     gateway still running gets SIGTERM and must exit 0 within 10 s."""
     started = []
     binary = tickgate_bin()
+    audit_dir = tempfile.mkdtemp(prefix="tickgate-audit-")
 
     def start(*flags, env=None, listen="127.0.0.1:0", echo_path="/echo", wait=True):
-        args = [binary]
+        # The audit log goes to a private file unless the test names one
+        # (a later flag wins), so runs never write into the repository.
+        args = [binary, "--audit.path=%s" % os.path.join(audit_dir, "audit-%d.log" % len(started))]
         if listen is not None:
             args.append("--server.listen=%s" % listen)
         if echo_path is not None:

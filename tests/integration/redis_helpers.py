@@ -1,0 +1,273 @@
+"""Helpers for the Redis-engine integration tests (test_redis.py).
+
+- RedisServer: a private `redis-server` (Debian package, /usr/bin/redis-server)
+  on a free loopback port, no persistence (--save '' --appendonly no). It is
+  never the system Redis and never port 6379. kill() sends SIGKILL,
+  restart() starts it again on the same port.
+- redis_server: fixture yielding a started RedisServer, killed at teardown.
+- rgw: fixture factory starting tickgate gateways wired to a RedisServer
+  (JWT secret, simulator off, own audit file, high message rate) and waiting
+  until /health reports checks.redis == "up".
+- BoundWS: a raw WebSocket whose socket is bound to a source address
+  (e.g. 127.0.0.2) before it connects.
+- small helpers: node id of a gateway, health, admin/API requests.
+
+Test modules import the fixtures by name (`from redis_helpers import ...`),
+which registers them for that module."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import redis as redis_py
+
+import wsraw
+from conftest import SECRET_FLAG, Gateway, JsonWS, child_env, http_json, tickgate_bin, wait_until
+
+REDIS_BIN = os.environ.get("REDIS_SERVER_BIN", "/usr/bin/redis-server")
+START_TIMEOUT = 10.0
+
+
+def free_port():
+    """A TCP port that was free on 127.0.0.1 a moment ago (never 6379)."""
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port != 6379:
+            return port
+
+
+class RedisServer:
+    """One private redis-server process on 127.0.0.1:port."""
+
+    def __init__(self, workdir, port=None):
+        self.workdir = str(workdir)
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.proc = None
+        self.log_path = os.path.join(self.workdir, "redis-%d.log" % self.port)
+        self._log = None
+
+    @property
+    def url(self):
+        return "redis://%s:%d/0" % (self.host, self.port)
+
+    def client(self, **kw):
+        kw.setdefault("socket_timeout", 2.0)
+        kw.setdefault("socket_connect_timeout", 2.0)
+        return redis_py.Redis(host=self.host, port=self.port, db=0, decode_responses=True, **kw)
+
+    def start(self):
+        if not os.access(REDIS_BIN, os.X_OK):
+            pytest.skip("redis-server not installed at %s" % REDIS_BIN)
+        assert self.proc is None or self.proc.poll() is not None, "redis-server already running"
+        self._log = open(self.log_path, "ab")
+        args = [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--dir", self.workdir, "--protected-mode", "no"]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=self.workdir, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail("redis-server exited with %s before answering PING\n%s"
+                            % (self.proc.returncode, self.log_tail()), pytrace=False)
+            try:
+                c = self.client(socket_timeout=0.5, socket_connect_timeout=0.5)
+                try:
+                    if c.ping():
+                        return self
+                finally:
+                    c.close()
+            except redis_py.RedisError:
+                pass
+            if time.monotonic() >= deadline:
+                self.kill()
+                pytest.fail("redis-server on port %d did not answer PING within %.0f s\n%s"
+                            % (self.port, START_TIMEOUT, self.log_tail()), pytrace=False)
+            time.sleep(0.02)
+
+    def kill(self):
+        """SIGKILL (no shutdown, no save) and reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def restart(self):
+        """SIGKILL if running, then start again on the same port."""
+        self.kill()
+        return self.start()
+
+    def log_tail(self, n=3000):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    srv = RedisServer(tmp_path)
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def rdb(redis_server):
+    """The test's own client of redis_server (decoded strings)."""
+    c = redis_server.client()
+    yield c
+    c.close()
+
+
+def health(gw):
+    r = http_json(gw, "GET", "/health")
+    assert r.status in (200, 503), r
+    return r.json()
+
+
+def wait_redis_up(gw, timeout=10.0):
+    return wait_until(lambda: (lambda h: h if h["checks"]["redis"] == "up" else None)(health(gw)), timeout,
+                      "checks.redis == 'up' on port %d" % gw.port, interval=0.02)
+
+
+def gateway_args(redis_srv, audit_path, *flags):
+    return [SECRET_FLAG, "--feed.simulator=false", "--redis.url=" + redis_srv.url, "--audit.path=" + str(audit_path),
+            "--limits.max_messages_per_minute=100000"] + list(flags)
+
+
+@pytest.fixture
+def rgw(gateway, tmp_path):
+    """Factory: rgw(redis_srv, *flags, wait_up=True) starts a gateway on
+    redis_srv (see gateway_args) through conftest's `gateway` fixture (so it
+    is SIGTERMed at teardown and must exit 0), then waits for redis up."""
+    n = [0]
+
+    def start(redis_srv, *flags, wait_up=True):
+        n[0] += 1
+        gw = gateway(*gateway_args(redis_srv, tmp_path / ("audit-%d.log" % n[0]), *flags))
+        if wait_up:
+            wait_redis_up(gw)
+        return gw
+
+    return start
+
+
+@pytest.fixture
+def unmanaged_gw(tmp_path):
+    """Factory for gateways this test stops itself (e.g. with SIGKILL):
+    same flags as rgw but without the `gateway` fixture's exit-0 check. Any
+    still running at teardown are killed."""
+    started = []
+
+    def start(redis_srv, *flags, wait_up=True):
+        args = [tickgate_bin(), "--server.listen=127.0.0.1:0"] + gateway_args(
+            redis_srv, tmp_path / ("audit-unmanaged-%d.log" % len(started)), *flags)
+        gw = Gateway(args, child_env())
+        started.append(gw)
+        gw.wait_listening()
+        if wait_up:
+            wait_redis_up(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.kill()
+
+
+def node_id(rdb, gw, prefix="websocket:", timeout=10.0):
+    """The node id a gateway registered in P'nodes' (it embeds the pid)."""
+    pat = re.compile(r".*-%d-[0-9a-f]{8}$" % gw.pid)
+
+    def find():
+        for n in rdb.smembers(prefix + "nodes"):
+            if pat.match(n):
+                return n
+        return None
+
+    return wait_until(find, timeout, "node id of pid %d in %snodes" % (gw.pid, prefix))
+
+
+def api(gw, method, path, token=None, body=None):
+    h = {}
+    if token is not None:
+        h["Authorization"] = "Bearer " + token
+    data = b""
+    if body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/json"
+    return http_json(gw, method, path, h, data)
+
+
+class BoundWS(wsraw.WSRaw):
+    """A WSRaw whose socket is bound to source address src before connecting."""
+
+    def __init__(self, host, port, src, timeout=wsraw.DEFAULT_TIMEOUT):  # noqa: super not called on purpose
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((src, 0))
+            s.settimeout(timeout)
+            s.connect((host, port))
+        except OSError:
+            s.close()
+            raise
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.host, self.port = host, port
+        self.sock = s
+        self.buf = bytearray()
+        self.eof = False
+        self.key = None
+        self.sent_close = False
+
+
+@pytest.fixture
+def rws(gateway):
+    """JSON WebSocket clients on /ws (optionally from a bound source
+    address), closed at teardown before the gateways stop.
+    rws.open(gw, token=None, src=None) -> JsonWS after 'connected';
+    rws.handshake(gw, token=None, src=None) -> the upgrade Response, and the
+    raw connection in .conn (kept open when it was a 101)."""
+    opened = []
+
+    def _raw(gw, src):
+        c = BoundWS(gw.host, gw.port, src) if src else wsraw.WSRaw(gw.host, gw.port)
+        opened.append(c)
+        return c
+
+    def _h(token):
+        return {"Authorization": "Bearer " + token} if token else {}
+
+    class Factory:
+        @staticmethod
+        def open(gw, token=None, src=None):
+            raw = _raw(gw, src)
+            raw.open("/ws", _h(token))
+            ws = JsonWS(raw)
+            ws.hello = ws.expect("connected")
+            return ws
+
+        @staticmethod
+        def handshake(gw, token=None, src=None):
+            raw = _raw(gw, src)
+            resp = raw.handshake("/ws", _h(token))
+            resp.conn = raw
+            if resp.status != 101:
+                raw.close()
+            return resp
+
+    yield Factory
+    for c in opened:
+        c.close()

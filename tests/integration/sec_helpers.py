@@ -1,0 +1,194 @@
+"""Shared helpers for the security-layer integration tests (test_security,
+test_admin, test_audit, test_jwt_forgery).
+
+- sgw: like conftest's `tickgate` fixture (JWT secret, simulator off), but
+  every gateway also gets --audit.path=<tmp_path>/audit.log (audit-N.log for
+  the N-th further gateway of a test), kept in gw.audit_path.
+- sws: JSON WebSocket clients that may bind a source address (127.0.0.2 ...)
+  before connecting, so per-IP rules can be exercised from one machine.
+- api(): admin/HTTP requests with credentials and a JSON body.
+- audit helpers: read the JSON-lines audit file, poll it with a deadline.
+
+Test modules import the fixtures by name (`from sec_helpers import sgw, sws`),
+which registers them for that module."""
+import json
+import socket
+
+import pytest
+
+import wsraw
+from conftest import SECRET_FLAG, JsonWS, get_metrics, http_json, wait_until
+
+_DEFAULT = object()
+
+
+class BoundWS(wsraw.WSRaw):
+    """A WSRaw whose socket is bound to source address src (when given)
+    before it connects."""
+
+    def __init__(self, host, port, src=None, timeout=wsraw.DEFAULT_TIMEOUT):  # noqa: super not called on purpose
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if src:
+                s.bind((src, 0))
+            s.settimeout(timeout)
+            s.connect((host, port))
+        except OSError:
+            s.close()
+            raise
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.host, self.port = host, port
+        self.sock = s
+        self.buf = bytearray()
+        self.eof = False
+        self.key = None
+        self.sent_close = False
+
+    def rst(self):
+        """Closes with a TCP reset (SO_LINGER 0)."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        except OSError:
+            pass
+        self.close()
+
+
+def _headers(token, headers):
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = "Bearer " + token
+    return h
+
+
+@pytest.fixture
+def sgw(gateway, tmp_path):
+    """Factory: sgw(*flags, simulator=False, secret=True, listen=...) starts
+    a gateway with the test JWT secret, the simulator off and its own audit
+    file; returns the Gateway with .audit_path."""
+    n = [0]
+
+    def start(*flags, simulator=False, secret=True, env=None, listen="127.0.0.1:0", audit=True):
+        args = []
+        path = None
+        if secret:
+            args.append(SECRET_FLAG)
+        if not simulator:
+            args.append("--feed.simulator=false")
+        if audit:
+            path = str(tmp_path / ("audit.log" if n[0] == 0 else "audit-%d.log" % n[0]))
+            n[0] += 1
+            args.append("--audit.path=" + path)
+        gw = gateway(*(args + list(flags)), env=env, listen=listen)
+        gw.audit_path = path
+        return gw
+
+    return start
+
+
+@pytest.fixture
+def sws(gateway):
+    """JSON WebSocket clients on /ws, optionally from a bound source address,
+    closed at teardown (before the gateways stop).
+    sws.open(gw, token=None, src=None, headers=None, query="") -> JsonWS after 'connected'
+    sws.handshake(gw, ...) -> the upgrade Response (for refusals)
+    sws.raw(gw, src=None) -> BoundWS without handshake."""
+    opened = []
+
+    class Factory:
+        @staticmethod
+        def raw(gw, src=None, timeout=wsraw.DEFAULT_TIMEOUT):
+            c = BoundWS(gw.host, gw.port, src, timeout)
+            opened.append(c)
+            return c
+
+        @staticmethod
+        def open(gw, token=None, src=None, headers=None, query="", path="/ws", pong=True):
+            raw = Factory.raw(gw, src)
+            raw.open(path + query, _headers(token, headers))
+            ws = JsonWS(raw, pong=pong)
+            ws.hello = ws.expect("connected")
+            return ws
+
+        @staticmethod
+        def handshake(gw, token=None, src=None, headers=None, query="", path="/ws"):
+            raw = Factory.raw(gw, src)
+            try:
+                return raw.handshake(path + query, _headers(token, headers))
+            finally:
+                raw.close()
+
+    yield Factory
+    for c in opened:
+        c.close()
+
+
+def assert_refused(resp, status):
+    """A handshake refusal: plain HTTP with status and a JSON error body, no upgrade."""
+    assert resp.status == status, "expected %d, got %r" % (status, resp)
+    assert "sec-websocket-accept" not in resp.headers, resp
+    assert resp.headers.get("content-type", "").startswith("application/json"), resp
+    body = resp.json()
+    assert isinstance(body.get("error"), str) and body["error"], body
+    assert isinstance(body.get("message"), str), body
+    return body
+
+
+def api(gw, method, path, token=None, body=_DEFAULT, headers=None, api_key=None):
+    """An HTTP request with optional Bearer token / X-API-Key and a JSON body
+    (dict/list -> JSON; bytes/str sent as is)."""
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = "Bearer " + token
+    if api_key is not None:
+        h["X-API-Key"] = api_key
+    data = b""
+    if body is not _DEFAULT:
+        if isinstance(body, (dict, list)):
+            data = json.dumps(body).encode()
+        elif isinstance(body, str):
+            data = body.encode()
+        else:
+            data = body
+        h.setdefault("Content-Type", "application/json")
+        if not data:
+            h["Content-Length"] = "0"
+    return http_json(gw, method, path, h, data)
+
+
+def metric(gw, key):
+    return get_metrics(gw).get(key, 0.0)
+
+
+# ---------------------------------------------------------------------------
+# audit log
+# ---------------------------------------------------------------------------
+
+def read_audit(path):
+    """The audit file as a list of dicts (complete lines only)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in data.split(b"\n"):
+        if line.strip():
+            out.append(json.loads(line.decode("utf-8")))
+    return out
+
+
+def wait_audit(gw, pred, timeout=10.0, what="audit condition"):
+    """Polls gw's audit file until pred(events) is truthy; returns the events."""
+    return wait_until(lambda: (lambda ev: ev if pred(ev) else None)(read_audit(gw.audit_path)), timeout, what)
+
+
+def events_of(events, name, **fields):
+    out = []
+    for e in events:
+        if e.get("event") != name:
+            continue
+        if all(e.get(k) == v for k, v in fields.items()):
+            out.append(e)
+    return out
+

@@ -1,0 +1,308 @@
+"""The admin API (contract section 1) and the WebSocket admin_broadcast
+(section 4): listing connections across workers, blocking and unblocking
+IPs, broadcasts to roles; credentials (401 / 403), bad bodies (400) and
+wrong methods (405)."""
+import json
+import time
+
+import pytest
+
+from conftest import get_metrics, mint, wait_stats
+from sec_helpers import api, assert_refused, sgw, sws  # noqa: F401 (fixtures)
+
+ADMIN = mint("root", "admin")
+SUPER = mint("boss", "super_admin")
+
+
+def worker_of(client_id):
+    """The worker a client id belongs to (the id's top 16 bits) - only used
+    to make sure the test spreads its clients over both workers."""
+    return int(client_id[2:], 16) >> 48
+
+
+def assert_http_error(r, status, error=None):
+    assert r.status == status, r
+    assert r.headers.get("content-type", "").startswith("application/json"), r
+    body = r.json()
+    assert isinstance(body.get("error"), str) and isinstance(body.get("message"), str), body
+    if error:
+        assert body["error"] == error, body
+    return body
+
+
+# ---------------------------------------------------------------------------
+# GET /api/admin/connections
+# ---------------------------------------------------------------------------
+
+def test_connections_lists_every_worker(sgw, sws):
+    gw = sgw("--server.workers=2")
+    t0 = int(time.time() * 1000)
+    specs = [(None, None, "127.0.0.1"), (None, None, "127.0.0.2"), ("v1", "viewer", "127.0.0.1"),
+             ("v2", "viewer", "127.0.0.3"), ("t1", "trader", "127.0.0.2"), ("a1", "admin", "127.0.0.1")]
+    clients = []
+    for i, (sub, role, src) in enumerate(specs):
+        tok = mint(sub, role) if sub else None
+        ws = sws.open(gw, token=tok, src=src)
+        if i == len(specs) - 1:
+            # Make sure both workers hold clients (the kernel picks the
+            # worker; reconnect the last client until the other one has it).
+            for _ in range(40):
+                if len({worker_of(c.hello["client_id"]) for c, _ in clients} | {worker_of(ws.hello["client_id"])}) > 1:
+                    break
+                ws.close()
+                ws = sws.open(gw, token=tok, src=src)
+        clients.append((ws, (sub, role or "anonymous", src)))
+    wait_stats(gw, lambda s: s["connections_open"] == 6, timeout=5, what="exactly 6 connections open")
+    t1 = int(time.time() * 1000)
+    workers = {worker_of(ws.hello["client_id"]) for ws, _ in clients}
+    # Subscriptions show up in the list.
+    clients[2][0].subscribe(["AAPL", "MSFT"])
+    clients[4][0].subscribe(["TSLA"])
+    for token in (ADMIN, SUPER):
+        r = api(gw, "GET", "/api/admin/connections", token=token)
+        assert r.status == 200, r
+        assert r.headers.get("content-type", "").startswith("application/json"), r
+        body = r.json()
+        assert set(body) == {"connections"}, body
+        listed = {c["id"]: c for c in body["connections"]}
+        assert len(listed) == len(body["connections"]) == 6, body
+        for ws, (sub, role, src) in clients:
+            c = listed[ws.hello["client_id"]]
+            assert c["user"] == sub and c["role"] == role and c["ip"] == src, c
+            assert isinstance(c["connected_at"], int) and t0 - 1000 <= c["connected_at"] <= t1 + 1000, c
+        assert listed[clients[2][0].hello["client_id"]]["subscriptions"] == 2
+        assert listed[clients[4][0].hello["client_id"]]["subscriptions"] == 1
+        assert listed[clients[0][0].hello["client_id"]]["subscriptions"] == 0
+    assert len(workers) == 2, "could not spread the clients over both workers: %r" % workers
+
+
+def test_connections_credentials_and_methods(sgw, sws):
+    gw = sgw()
+    sws.open(gw)
+    assert_http_error(api(gw, "GET", "/api/admin/connections"), 401)
+    assert_http_error(api(gw, "GET", "/api/admin/connections", token="not.a.token"), 401)
+    assert_http_error(api(gw, "GET", "/api/admin/connections", headers={"Authorization": "Basic YWRtaW46YWRtaW4="}),
+                      401)
+    assert_http_error(api(gw, "GET", "/api/admin/connections", token=mint("root", "admin", ttl=-3600)), 401)
+    for role in ("viewer", "trader", "analyst", "publisher"):
+        assert_http_error(api(gw, "GET", "/api/admin/connections", token=mint("x", role)), 403)
+    r = api(gw, "POST", "/api/admin/connections", token=ADMIN, body={})
+    assert_http_error(r, 405)
+    assert "GET" in r.headers.get("allow", ""), r
+    for path in ("/api/admin/block_ip", "/api/admin/unblock_ip", "/api/admin/broadcast"):
+        r = api(gw, "GET", path, token=ADMIN)
+        assert_http_error(r, 405)
+        assert "POST" in r.headers.get("allow", ""), r
+    assert_http_error(api(gw, "GET", "/api/admin/nothing", token=ADMIN), 404)
+
+
+# ---------------------------------------------------------------------------
+# block_ip / unblock_ip
+# ---------------------------------------------------------------------------
+
+def test_block_and_unblock_ip(sgw, sws):
+    gw = sgw("--server.workers=2")
+    victims = [sws.open(gw, src="127.0.0.2") for _ in range(3)]
+    bystander = sws.open(gw, src="127.0.0.1")
+    r = api(gw, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "127.0.0.2", "duration_s": 60})
+    assert r.status == 200, r
+    assert r.json() == {"blocked": "127.0.0.2", "duration_s": 60}, r.json()
+    for v in victims:  # on whichever worker: all closed with 1008
+        v.raw.expect_close(1008)
+    body = assert_refused(sws.handshake(gw, src="127.0.0.2"), 403)
+    assert body["error"] == "ip_blocked", body
+    assert bystander.fence() == []
+    sws.open(gw, src="127.0.0.3")
+    assert get_metrics(gw)["tickgate_blocked_ips"] == 1
+    r = api(gw, "POST", "/api/admin/unblock_ip", token=SUPER, body={"ip": "127.0.0.2"})
+    assert r.status == 200, r
+    assert r.json() == {"unblocked": "127.0.0.2", "was_blocked": True}, r.json()
+    assert sws.open(gw, src="127.0.0.2").hello["role"] == "anonymous"
+    assert get_metrics(gw)["tickgate_blocked_ips"] == 0
+    r = api(gw, "POST", "/api/admin/unblock_ip", token=ADMIN, body={"ip": "127.0.0.2"})
+    assert r.json() == {"unblocked": "127.0.0.2", "was_blocked": False}, r.json()
+    assert get_metrics(gw)["tickgate_blocked_ips"] == 0
+
+
+def test_block_without_duration_is_indefinite_and_ipv6_canonical(sgw, sws):
+    gw = sgw()
+    r = api(gw, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "127.0.0.2"})
+    assert r.status == 200 and r.json()["blocked"] == "127.0.0.2", r
+    assert_refused(sws.handshake(gw, src="127.0.0.2"), 403)
+    r = api(gw, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "2001:DB8:0:0::1", "duration_s": 5})
+    assert r.status == 200 and r.json() == {"blocked": "2001:db8::1", "duration_s": 5}, r
+    assert get_metrics(gw)["tickgate_blocked_ips"] == 2
+
+
+def test_block_ip_with_huge_duration_still_blocks(sgw, sws):
+    """duration_s is any non-negative integer: a huge one is (in effect)
+    forever, never a block that silently does nothing. Refusing it with 400
+    would be acceptable too."""
+    gw = sgw()
+    victim = sws.open(gw, src="127.0.0.2")
+    r = api(gw, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "127.0.0.2", "duration_s": 2 ** 63 - 1})
+    if r.status == 400:
+        return
+    assert r.status == 200, r
+    victim.raw.expect_close(1008)
+    assert_refused(sws.handshake(gw, src="127.0.0.2"), 403)
+
+
+def test_block_ip_refused_for_a_blocked_admin(sgw, sws):
+    gw = sgw()
+    r = api(gw, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "127.0.0.1"})
+    assert r.status == 200, r
+    assert_http_error(api(gw, "GET", "/api/admin/connections", token=ADMIN), 403, "ip_blocked")
+    # Plain HTTP endpoints still answer.
+    assert api(gw, "GET", "/health").status == 200
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'"ip"', b"{}", b'{"ip": 7}', b'{"ip": "not-an-ip"}',
+                                  b'{"ip": "127.0.0.256"}', b'{"ip": "10.0.0.0/8"}',
+                                  b'{"ip": "127.0.0.2", "duration_s": -1}',
+                                  b'{"ip": "127.0.0.2", "duration_s": "60"}',
+                                  b'{"ip": "127.0.0.2", "duration_s": 1.5}', b""])
+def test_block_ip_bad_body_400(sgw, sws, body):
+    gw = sgw()
+    assert_http_error(api(gw, "POST", "/api/admin/block_ip", token=ADMIN, body=body), 400)
+    assert get_metrics(gw)["tickgate_blocked_ips"] == 0
+    sws.open(gw, src="127.0.0.2")
+
+
+def test_block_unblock_credentials(sgw, sws):
+    gw = sgw()
+    body = {"ip": "127.0.0.2"}
+    assert_http_error(api(gw, "POST", "/api/admin/block_ip", body=body), 401)
+    assert_http_error(api(gw, "POST", "/api/admin/block_ip", token=mint("t", "trader"), body=body), 403)
+    assert_http_error(api(gw, "POST", "/api/admin/block_ip", token=mint("v", "viewer"), body=body), 403)
+    assert_http_error(api(gw, "POST", "/api/admin/unblock_ip", body=body), 401)
+    assert_http_error(api(gw, "POST", "/api/admin/unblock_ip", token=mint("t", "trader"), body=body), 403)
+    assert_http_error(api(gw, "POST", "/api/admin/unblock_ip", token=ADMIN, body=b"{"), 400)
+    assert get_metrics(gw)["tickgate_blocked_ips"] == 0
+    sws.open(gw, src="127.0.0.2")
+
+
+# ---------------------------------------------------------------------------
+# broadcasts
+# ---------------------------------------------------------------------------
+
+def open_audience(gw, sws):
+    """Two traders, a viewer, an anonymous client and an admin."""
+    return {
+        "t1": sws.open(gw, token=mint("t1", "trader")),
+        "t2": sws.open(gw, token=mint("t2", "trader"), src="127.0.0.2"),
+        "v1": sws.open(gw, token=mint("v1", "viewer")),
+        "anon": sws.open(gw),
+        "adm": sws.open(gw, token=mint("a1", "admin")),
+    }
+
+
+def test_http_broadcast_to_roles(sgw, sws):
+    gw = sgw("--server.workers=2")
+    aud = open_audience(gw, sws)
+    r = api(gw, "POST", "/api/admin/broadcast", token=ADMIN, body={"message": "hello", "roles": ["trader"]})
+    assert r.status == 200, r
+    assert r.json() == {"recipients": 2}, r.json()
+    for name in ("t1", "t2"):
+        m = aud[name].recv()
+        assert m == {"type": "broadcast", "message": "hello", "from": "root"}, m
+    for name in ("t1", "t2", "v1", "anon", "adm"):
+        assert aud[name].fence() == [], name
+    # Several roles.
+    r = api(gw, "POST", "/api/admin/broadcast", token=SUPER, body={"message": "two", "roles": ["viewer", "anonymous"]})
+    assert r.json() == {"recipients": 2}, r.json()
+    for name in ("v1", "anon"):
+        assert aud[name].recv() == {"type": "broadcast", "message": "two", "from": "boss"}
+    # No roles: everyone on /ws.
+    r = api(gw, "POST", "/api/admin/broadcast", token=ADMIN, body={"message": "all"})
+    assert r.json() == {"recipients": 5}, r.json()
+    for name, ws in aud.items():
+        assert ws.recv() == {"type": "broadcast", "message": "all", "from": "root"}, name
+    for ws in aud.values():
+        assert ws.fence() == []
+
+
+@pytest.mark.parametrize("body", [b"nope", b"[]", b"{}", b'{"message": ""}', b'{"message": 5}',
+                                  b'{"message": "x", "roles": "trader"}', b'{"message": "x", "roles": ["king"]}',
+                                  b'{"message": "x", "roles": [1]}'])
+def test_http_broadcast_bad_body_400(sgw, sws, body):
+    gw = sgw()
+    ws = sws.open(gw)
+    assert_http_error(api(gw, "POST", "/api/admin/broadcast", token=ADMIN, body=body), 400)
+    assert ws.fence() == []
+
+
+def test_http_broadcast_length_bound_and_credentials(sgw, sws):
+    gw = sgw()
+    ws = sws.open(gw)
+    at = "é" * 4096  # characters, not bytes
+    r = api(gw, "POST", "/api/admin/broadcast", token=ADMIN, body={"message": at})
+    assert r.status == 200 and r.json() == {"recipients": 1}, r
+    assert ws.recv()["message"] == at
+    assert_http_error(api(gw, "POST", "/api/admin/broadcast", token=ADMIN, body={"message": "x" * 4097}), 400)
+    assert_http_error(api(gw, "POST", "/api/admin/broadcast", body={"message": "x"}), 401)
+    assert_http_error(api(gw, "POST", "/api/admin/broadcast", token=mint("t", "trader"), body={"message": "x"}), 403)
+    assert_http_error(api(gw, "POST", "/api/admin/broadcast", token=mint("v", "viewer"), body={"message": "x"}), 403)
+    assert ws.fence() == []
+
+
+def test_ws_admin_broadcast(sgw, sws):
+    gw = sgw("--server.workers=2")
+    aud = open_audience(gw, sws)
+    adm = aud["adm"]
+    adm.send({"type": "admin_broadcast", "message": "market closes early", "roles": ["trader"], "id": "b1"})
+    r = adm.recv()
+    assert r == {"type": "broadcast_sent", "recipients": 2, "id": "b1"}, r
+    for name in ("t1", "t2"):
+        assert aud[name].recv() == {"type": "broadcast", "message": "market closes early", "from": "a1"}
+    for ws in aud.values():
+        assert ws.fence() == []
+    # Without roles: everyone, the sender included (in either order).
+    adm.send({"type": "admin_broadcast", "message": "all hands", "id": 7})
+    got = [adm.recv(), adm.recv()]
+    assert {"type": "broadcast_sent", "recipients": 5, "id": 7} in got, got
+    assert {"type": "broadcast", "message": "all hands", "from": "a1"} in got, got
+    for name in ("t1", "t2", "v1", "anon"):
+        assert aud[name].recv() == {"type": "broadcast", "message": "all hands", "from": "a1"}
+    # At the bound (4096 characters, multi-byte) and one past it.
+    at = "ü" * 4096
+    adm.send({"type": "admin_broadcast", "message": at, "roles": ["viewer"], "id": "max"})
+    assert adm.recv() == {"type": "broadcast_sent", "recipients": 1, "id": "max"}
+    assert aud["v1"].recv()["message"] == at
+    r = adm.request({"type": "admin_broadcast", "message": "x" * 4097, "id": "over"})
+    assert r["type"] == "error" and r["code"] == "invalid_message" and r["id"] == "over", r
+    r = adm.request({"type": "admin_broadcast", "message": "x", "roles": ["king"], "id": "role"})
+    assert r["type"] == "error" and r["code"] == "invalid_message" and r["id"] == "role", r
+    # A trader (or anyone else without admin_broadcast) is refused.
+    for name in ("t1", "v1", "anon"):
+        r = aud[name].request({"type": "admin_broadcast", "message": "spoof", "id": "x"})
+        assert r["type"] == "error" and r["code"] == "forbidden" and r["id"] == "x", (name, r)
+    for ws in aud.values():
+        assert ws.fence() == []
+    m = get_metrics(gw)
+    assert m['tickgate_security_violations_total{kind="forbidden"}'] == 3
+
+
+def test_admin_api_with_api_key(sgw, sws, tmp_path):
+    import hashlib
+
+    def stored(k):
+        return "sha256:" + hashlib.sha256(k.encode()).hexdigest()
+
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps({"users": [
+        {"id": "ops", "role": "admin", "api_keys": [stored("ops-key-0123456789")]},
+        {"id": "tr", "role": "trader", "api_keys": [stored("trader-key-0123456789")]}]}))
+    gw = sgw("--auth.users_file=" + str(users))
+    ws = sws.open(gw, headers={"X-API-Key": "trader-key-0123456789"})
+    r = api(gw, "GET", "/api/admin/connections", api_key="ops-key-0123456789")
+    assert r.status == 200 and [c["user"] for c in r.json()["connections"]] == ["tr"], r
+    assert_http_error(api(gw, "GET", "/api/admin/connections", api_key="trader-key-0123456789"), 403)
+    assert_http_error(api(gw, "GET", "/api/admin/connections", api_key="nope"), 401)
+    # A JWT whose sub is an admin in the file, whatever its own role claim.
+    assert api(gw, "GET", "/api/admin/connections", token=mint("ops", "viewer")).status == 200
+    # A JWT claiming admin for a trader in the file: the file's role wins.
+    assert_http_error(api(gw, "GET", "/api/admin/connections", token=mint("tr", "admin")), 403)
+    r = api(gw, "POST", "/api/admin/broadcast", api_key="ops-key-0123456789", body={"message": "m"})
+    assert r.json() == {"recipients": 1}, r
+    assert ws.recv() == {"type": "broadcast", "message": "m", "from": "ops"}
