@@ -10,6 +10,7 @@ The kernel still buffers a few MB between the server and a client that
 does not read (the server's send buffer grows by itself), so the tests
 publish until the server reports the policy at work (bounded), then go on."""
 import json
+import os
 import time
 
 from conftest import get_metrics, get_stats, rss_kb, wait_metrics
@@ -128,7 +129,10 @@ def test_conflation_memory_stays_bounded_for_many_slow_clients(tickgate, jclient
     for _ in range(20000 // STEP):
         pub.burst()
     grown = rss_kb(gw.pid) - rss0
-    assert grown < 16 * 1024, "server RSS grew by %d kB for %d slow clients" % (grown, n_clients)
+    # Under AddressSanitizer freed blocks sit in its quarantine (256 MB by
+    # default), so RSS says nothing about what the server keeps there.
+    bound = 16 * 1024 if not os.environ.get("TICKGATE_SANITIZED") else 320 * 1024
+    assert grown < bound, "server RSS grew by %d kB for %d slow clients" % (grown, n_clients)
     for s in slows:
         got = read_ticks_until_price(s, price_of(pub.sent))
         assert got[-1]["seq"] == pub.sent
