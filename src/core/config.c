@@ -18,7 +18,7 @@
 
 extern char **environ;
 
-enum ktype { K_STR, K_INT, K_LONG, K_BOOL, K_ENUM, K_PATH, K_SECRET };
+enum ktype { K_STR, K_INT, K_LONG, K_BOOL, K_ENUM, K_PATH, K_SECRET, K_DOUBLE };
 
 struct key {
     const char *section;
@@ -96,6 +96,12 @@ static const struct key KEYS[] = {
      "a client silent this long is closed with 4000"},
     {"limits", "sweep_interval_s", K_INT, F(limits.sweep_interval_s), "5", 1, 3600, NULL,
      "seconds between sweeper runs (heartbeat timeouts, pings)"},
+    {"feed", "history_size", K_INT, F(feed.history_size), "1000", 1, 1000000, NULL,
+     "ticks kept per symbol (ring buffer) for get_history and analysis"},
+    {"trade", "paper", K_BOOL, F(trade.paper), "true", 0, 0, NULL,
+     "built-in paper broker: fills market orders at the last price, limit orders when a tick crosses"},
+    {"trade", "paper_cash", K_DOUBLE, F(trade.paper_cash), "1000000", 0, 0, NULL,
+     "starting cash of each user's paper portfolio"},
     {"security", "auto_block_s", K_INT, F(security.auto_block_s), "300", 1, 31536000, NULL,
      "seconds an IP stays blocked after reaching threat level critical"},
     {"security", "medium_violations", K_INT, F(security.medium_violations), "3", 1, 1000000, NULL,
@@ -197,6 +203,17 @@ static int set_value(struct config *cfg, const struct key *k, const char *v, con
         else
             *(long *)field = x;
         return 0;
+    case K_DOUBLE: {
+        char *end;
+        errno = 0;
+        double d = strtod(v, &end);
+        if (errno || end == v || *end || !(d >= 0 && d <= 1e15)) {
+            fprintf(err, "tickgate: %s.%s (%s): '%s' is not a number in 0..1e15\n", k->section, k->name, origin, v);
+            return -1;
+        }
+        *(double *)field = d;
+        return 0;
+    }
     case K_BOOL:
         if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
             *(bool *)field = true;

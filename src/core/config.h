@@ -77,7 +77,12 @@ struct config {
         int sim_ticks_per_s;        /* ticks per second in total */
         long sim_seed;              /* seed: same seed, same walk */
         char *symbols_file;         /* "" = built-in universe */
+        int history_size;           /* ticks kept per symbol for get_history/analysis */
     } feed;
+    struct {
+        bool paper;                 /* built-in paper broker fills orders */
+        double paper_cash;          /* starting cash per user */
+    } trade;
     struct {
         char *super_admin, *admin, *analyst, *trader, *viewer, *publisher, *anonymous;
     } roles;

@@ -16,7 +16,9 @@
 #include "core/server.h"
 #include "core/worker.h"
 #include "feed/publish.h"
+#include "feed/broker.h"
 #include "feed/redis_engine.h"
+#include "pubsub/tick.h"
 #include "net/admin.h"
 #include "net/conn.h"
 #include "pubsub/hub.h"
@@ -77,6 +79,33 @@ static void violation(struct conn *c, enum violation v) {
         server_block_ip(srv, &c->cip, srv->cfg.security.auto_block_s, "threat level critical");
     else if (c->violations >= srv->cfg.security.high_violations)
         ws_close(c, WS_CLOSE_POLICY, "threat level high");
+}
+
+void protocol_reply_later(struct server *srv, int worker, uint64_t conn_id, char *text) {
+    struct reply_mail *r = malloc(sizeof(*r));
+    if (!r) {
+        free(text);
+        return;
+    }
+    r->conn_id = conn_id;
+    r->text = text;
+    if (worker_post(&srv->workers[worker], WM_REPLY, r, 0) < 0)
+        reply_mail_free(r);
+}
+
+void reply_mail_free(struct reply_mail *r) {
+    free(r->text);
+    free(r);
+}
+
+void reply_mail_deliver(struct worker *w, struct reply_mail *r) {
+    for (struct conn *c = w->conns; c; c = c->next)
+        if (c->id == r->conn_id && !c->closing && c->phase == PHASE_WS) {
+            count(&w->stats.messages_sent);
+            ws_send(c, WS_OP_TEXT, r->text, strlen(r->text));
+            break;
+        }
+    reply_mail_free(r);
 }
 
 const char *protocol_threat(const struct conn *c) {
@@ -379,6 +408,194 @@ static void on_authenticate(struct conn *c, json_t *msg, json_t *id) {
     maybe_warn_expiry(c);
 }
 
+/* The request id as JSON text (for replies made on another thread). */
+static char *id_text(json_t *id) { return id ? json_dumps(id, JSON_ENCODE_ANY) : NULL; }
+
+char *protocol_history_text(struct server *srv, uint32_t sym, const struct tick *t, uint32_t n, const char *id_json) {
+    const char *name = srv->syms.names[sym];
+    size_t cap = 128 + strlen(name) + (size_t)n * (TICK_JSON_MAX + 1) + (id_json ? strlen(id_json) : 0);
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    size_t o = (size_t)snprintf(out, cap, "{\"type\":\"history\",\"symbol\":\"%s\",\"updates\":[", name);
+    for (uint32_t i = 0; i < n; i++) {
+        if (i)
+            out[o++] = ',';
+        o += tick_format(out + o, name, &t[i], false);
+    }
+    out[o++] = ']';
+    if (id_json)
+        o += (size_t)snprintf(out + o, cap - o, ",\"id\":%s", id_json);
+    out[o++] = '}';
+    out[o] = '\0';
+    return out;
+}
+
+char *protocol_analysis_text(struct server *srv, uint32_t sym, const struct tick *t, uint32_t n, int window_s,
+                             const char *id_json) {
+    struct analysis a;
+    hub_analyze(t, n, hub_now_ms(), window_s, &a);
+    json_t *o = json_pack("{s:s, s:s, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:i}", "type", "analysis_result", "symbol",
+                          srv->syms.names[sym], "window_s", window_s, "open", a.open, "high", a.high, "low", a.low,
+                          "close", a.close, "vwap", a.vwap, "volume", a.volume, "count", (int)a.count);
+    if (o && id_json) {
+        json_t *id = json_loads(id_json, JSON_DECODE_ANY, NULL);
+        if (id)
+            json_object_set_new(o, "id", id);
+    }
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+/* symbol field of a query: a known symbol, or an error reply. */
+static int query_symbol(struct conn *c, json_t *msg, json_t *id) {
+    json_t *s = json_object_get(msg, "symbol");
+    int sym = json_is_string(s) && symbol_valid(json_string_value(s), json_string_length(s))
+                  ? symbols_find(&c->w->srv->syms, json_string_value(s), json_string_length(s))
+                  : -2;
+    if (sym < 0) {
+        send_error(c, "invalid_message", sym == -2 ? "symbol must be a valid symbol" : "unknown symbol", id);
+        violation(c, SV_INVALID_MESSAGE);
+    }
+    return sym;
+}
+
+/* An integer field in lo..hi (def when absent), or an error reply. */
+static bool int_field(struct conn *c, json_t *msg, const char *name, long lo, long hi, long def, long *out,
+                      json_t *id) {
+    json_t *v = json_object_get(msg, name);
+    if (!v) {
+        *out = def;
+        if (def >= lo)
+            return true;
+    } else if (json_is_integer(v) && json_integer_value(v) >= lo && json_integer_value(v) <= hi) {
+        *out = (long)json_integer_value(v);
+        return true;
+    }
+    char text[96];
+    snprintf(text, sizeof(text), "%s must be an integer in %ld..%ld", name, lo, hi);
+    send_error(c, "invalid_message", text, id);
+    violation(c, SV_INVALID_MESSAGE);
+    return false;
+}
+
+/* get_history and analysis: from the shared stream when Redis is up, else
+ * from this node's ring. */
+static void on_query(struct conn *c, json_t *msg, json_t *id, bool analysis) {
+    struct server *srv = c->w->srv;
+    int sym = query_symbol(c, msg, id);
+    long v;
+    if (sym < 0 || !(analysis ? int_field(c, msg, "window_s", 1, 3600, 300, &v, id)
+                              : int_field(c, msg, "limit", 1, 1000, 100, &v, id)))
+        return;
+    if (redis_engine_up(&srv->redis)) {
+        struct redis_query *q = calloc(1, sizeof(*q));
+        if (q) {
+            q->worker = c->w->id;
+            q->conn_id = c->id;
+            q->id_json = id_text(id);
+            q->analysis = analysis;
+            q->sym = (uint32_t)sym;
+            q->limit = analysis ? 0 : (uint32_t)v;
+            q->window_s = analysis ? (int)v : 0;
+            if (redis_engine_post(&srv->redis, RM_QUERY, q, 0) == 0)
+                return;
+        }
+    }
+    uint32_t cap = analysis ? srv->hub.history_size : (uint32_t)v;
+    struct tick *t = malloc(sizeof(*t) * cap);
+    char *idj = id_text(id);
+    char *text = NULL;
+    if (t) {
+        uint32_t n = hub_history(&srv->hub, (uint32_t)sym, cap, t);
+        text = analysis ? protocol_analysis_text(srv, (uint32_t)sym, t, n, (int)v, idj)
+                        : protocol_history_text(srv, (uint32_t)sym, t, n, idj);
+    }
+    free(t);
+    free(idj);
+    if (!text) {
+        send_error(c, "internal_error", "out of memory", id);
+        return;
+    }
+    count(&c->w->stats.messages_sent);
+    ws_send(c, WS_OP_TEXT, text, strlen(text));
+    free(text);
+}
+
+static void on_set_options(struct conn *c, json_t *msg, json_t *id) {
+    long ms;
+    if (!json_object_get(msg, "batch_ms")) {
+        send_error(c, "invalid_message", "set_options needs batch_ms: 0..1000", id);
+        violation(c, SV_INVALID_MESSAGE);
+        return;
+    }
+    if (!int_field(c, msg, "batch_ms", 0, 1000, 0, &ms, id))
+        return;
+    subs_set_batch(c, (uint16_t)ms);
+    reply(c, json_pack("{s:s, s:i}", "type", "options_set", "batch_ms", (int)ms), id);
+}
+
+static void on_portfolio_subscribe(struct conn *c, json_t *id) {
+    if (!c->user_id) {
+        send_error(c, "forbidden", "portfolio needs an authenticated user", id);
+        violation(c, SV_FORBIDDEN);
+        return;
+    }
+    c->portfolio = true;
+    reply(c, json_pack("{s:s}", "type", "portfolio_subscribed"), id);
+    char *u = strdup(c->user_id);
+    if (u)
+        broker_post(&c->w->srv->broker, BM_PORTFOLIO, u, 0, 0);
+}
+
+static void on_trade(struct conn *c, json_t *msg, json_t *id) {
+    struct server *srv = c->w->srv;
+    if (!c->user_id) {
+        send_error(c, "forbidden", "trading needs an authenticated user", id);
+        violation(c, SV_FORBIDDEN);
+        return;
+    }
+    int sym = query_symbol(c, msg, id);
+    if (sym < 0)
+        return;
+    const char *side = json_string_value(json_object_get(msg, "side"));
+    const char *type = json_string_value(json_object_get(msg, "order_type"));
+    json_t *qty = json_object_get(msg, "quantity"), *lim = json_object_get(msg, "limit_price");
+    bool limit = type && !strcmp(type, "limit");
+    const char *bad = NULL;
+    if (!side || (strcmp(side, "buy") && strcmp(side, "sell")))
+        bad = "side must be buy or sell";
+    else if (!type || (strcmp(type, "market") && !limit))
+        bad = "order_type must be market or limit";
+    else if (!json_is_number(qty) || !(json_number_value(qty) > 0) || json_number_value(qty) > 1e9)
+        bad = "quantity must be a number in (0, 1e9]";
+    else if (limit && (!json_is_number(lim) || !(json_number_value(lim) > 0) || json_number_value(lim) > 1e12))
+        bad = "limit orders need limit_price > 0";
+    if (bad) {
+        send_error(c, "invalid_message", bad, id);
+        violation(c, SV_INVALID_MESSAGE);
+        return;
+    }
+    struct order *o = calloc(1, sizeof(*o));
+    if (!o) {
+        send_error(c, "internal_error", "out of memory", id);
+        return;
+    }
+    o->worker = c->w->id;
+    o->conn_id = c->id;
+    o->reply_id = id_text(id);
+    snprintf(o->user, sizeof(o->user), "%s", c->user_id);
+    protocol_client_id(c, o->client, sizeof(o->client));
+    o->sym = (uint32_t)sym;
+    o->side = strcmp(side, "buy") ? SIDE_SELL : SIDE_BUY;
+    o->type = limit ? ORDER_LIMIT : ORDER_MARKET;
+    o->quantity = json_number_value(qty);
+    o->limit_price = limit ? json_number_value(lim) : 0;
+    if (broker_post(&srv->broker, BM_ORDER, o, 0, 0) < 0)
+        reply(c, json_pack("{s:s, s:s}", "type", "trade_rejected", "reason", "unavailable"), id);
+}
+
 static void on_publish(struct conn *c, json_t *msg, json_t *id) {
     const char *why = NULL;
     int n = publish_updates(&c->w->srv->hub, json_object_get(msg, "updates"), &why);
@@ -453,6 +670,21 @@ void protocol_on_message(struct conn *c, const char *data, size_t len) {
         case ACT_ADMIN_BROADCAST:
             admin_ws_broadcast(c, msg, id);
             break;
+        case ACT_SET_OPTIONS:
+            on_set_options(c, msg, id);
+            break;
+        case ACT_DATA:
+            on_query(c, msg, id, false);
+            break;
+        case ACT_ANALYSIS:
+            on_query(c, msg, id, true);
+            break;
+        case ACT_PORTFOLIO:
+            on_portfolio_subscribe(c, id);
+            break;
+        case ACT_TRADE:
+            on_trade(c, msg, id);
+            break;
         default:
             send_error(c, "unknown_type", "this message type is not available in this version", id);
             break;
@@ -494,6 +726,7 @@ void protocol_on_release(struct conn *c) {
             json_array_append_new(syms, json_string(srv->syms.names[c->subs[i].sym]));
         audit_conn(c, "SUBSCRIPTION_REMOVED", json_pack("{s:o, s:s}", "symbols", syms, "reason", "disconnect"));
     }
+    subs_batch_release(c);
     subs_remove_all(c);
     audit_conn(c, "CONNECTION_CLOSED", json_pack("{s:i, s:s}", "code", c->close_code, "reason", DR_LABELS[reason_of(c)]));
     if (srv->redis.enabled) {

@@ -9,12 +9,33 @@
 
 struct conn;
 struct identity;
+struct server;
+struct worker;
 
 /* Sets who the connection is (before protocol_on_open, or on authenticate). */
 void protocol_set_identity(struct conn *c, const struct identity *id);
 
 /* "c-<hex>" of the connection id. */
 void protocol_client_id(const struct conn *c, char *out, size_t len);
+
+/* A reply computed on another thread for one connection. */
+struct reply_mail {
+    uint64_t conn_id;
+    char *text;                 /* one JSON message, owned */
+};
+
+/* Posts text (consumed) to connection conn_id of worker. Any thread. */
+void protocol_reply_later(struct server *srv, int worker, uint64_t conn_id, char *text);
+void reply_mail_deliver(struct worker *w, struct reply_mail *r);
+void reply_mail_free(struct reply_mail *r);
+
+struct tick;
+
+/* The history / analysis_result replies (id_json: the request's id as JSON
+ * text or NULL). Shared by the local and the Redis paths. malloc'd text. */
+char *protocol_history_text(struct server *srv, uint32_t sym, const struct tick *t, uint32_t n, const char *id_json);
+char *protocol_analysis_text(struct server *srv, uint32_t sym, const struct tick *t, uint32_t n, int window_s,
+                             const char *id_json);
 
 /* "low", "medium" or "high": the connection's threat level. */
 const char *protocol_threat(const struct conn *c);

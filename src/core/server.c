@@ -126,6 +126,7 @@ static void on_worker_done(uv_async_t *h) {
     if (atomic_load(&srv->workers_running) > 0)
         return;
     sim_stop(&srv->sim);
+    broker_stop(&srv->broker);
     redis_engine_stop(&srv->redis);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
@@ -258,7 +259,8 @@ int server_run(struct server *srv) {
     srv->sighup.data = srv;
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     /* The engine exists before any worker can post to it. */
-    bool engine_ok = redis_engine_start(&srv->redis, srv, &srv->loop) == 0;
+    bool engine_ok = redis_engine_start(&srv->redis, srv, &srv->loop) == 0 &&
+                     broker_start(&srv->broker, srv, &srv->loop) == 0;
     int started = 0;
     for (; engine_ok && started < srv->nworkers; started++) {
         int e = worker_start(&srv->workers[started], srv, started, fds[started]);
@@ -293,6 +295,7 @@ int server_run(struct server *srv) {
         worker_join(&srv->workers[i]);
     uv_loop_close(&srv->loop);
     sim_free(&srv->sim);
+    broker_free(&srv->broker);
     redis_engine_free(&srv->redis);
     if (rc == 0)
         log_info("stopped");

@@ -18,6 +18,7 @@
 #include "obs/audit.h"
 #include "core/config.h"
 #include "core/worker.h"
+#include "feed/broker.h"
 #include "feed/redis_engine.h"
 #include "feed/simulator.h"
 #include "pubsub/hub.h"
@@ -38,6 +39,7 @@ struct server {
     struct hub hub;                /* per-symbol state, fan-out */
     struct simulator sim;          /* runs on the main loop */
     struct redis_engine redis;     /* optional engine, on the main loop */
+    struct broker broker;          /* orders and paper fills, on the main loop */
     uv_timer_t grace_timer;
     uv_async_t worker_done;        /* a worker's loop ended */
     atomic_int workers_running;

@@ -14,6 +14,7 @@
 #include "net/conn.h"
 #include "net/router.h"
 #include "pubsub/subs.h"
+#include "pubsub/userevents.h"
 #include "ws/session.h"
 
 #define TIMER_MS 100
@@ -54,6 +55,10 @@ static void drop_mail(struct mail *m) {
         admin_gather_abandon(m->ptr, m->type == WM_GATHER_DONE);
     else if (m->type == WM_ADMIT_RESULT)
         free(m->ptr);
+    else if (m->type == WM_USER_EVENT)
+        user_event_unref(m->ptr);
+    else if (m->type == WM_REPLY)
+        reply_mail_free(m->ptr);
 }
 
 static void close_handles(struct worker *w) {
@@ -66,6 +71,7 @@ static void close_handles(struct worker *w) {
     }
     uv_close((uv_handle_t *)&w->timer, NULL);
     uv_close((uv_handle_t *)&w->sweeper, NULL);
+    uv_close((uv_handle_t *)&w->batcher, NULL);
     uv_close((uv_handle_t *)&w->flush_prepare, NULL);
     uv_close((uv_handle_t *)&w->flush_check, NULL);
     mailbox_close(&w->inbox, drop_mail);
@@ -161,6 +167,12 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
     case WM_ADMIT_RESULT:
         router_admit_result(w, m->ptr);
         break;
+    case WM_USER_EVENT:
+        user_event_deliver(w, m->ptr);
+        break;
+    case WM_REPLY:
+        reply_mail_deliver(w, m->ptr);
+        break;
     default:
         log_error("worker %d: unknown mail %d", w->id, m->type);
     }
@@ -205,6 +217,8 @@ int worker_start(struct worker *w, struct server *srv, int id, int fd) {
     w->timer.data = w;
     uv_timer_init(&w->loop, &w->sweeper);
     w->sweeper.data = w;
+    uv_timer_init(&w->loop, &w->batcher);
+    w->batcher.data = w;
     uv_prepare_init(&w->loop, &w->flush_prepare);
     w->flush_prepare.data = w;
     uv_check_init(&w->loop, &w->flush_check);

@@ -30,6 +30,8 @@ enum worker_mail {
     WM_GATHER_DONE,    /* ptr: struct gather: every worker contributed; answer */
     WM_REDIS_RESYNC,   /* Redis is back: re-send every connection's state */
     WM_ADMIT_RESULT,   /* ptr: struct redis_admit: finish or refuse an upgrade */
+    WM_USER_EVENT,     /* ptr: struct user_event (one reference) */
+    WM_REPLY,          /* ptr: struct reply_mail: a late reply for one connection */
 };
 
 /* Why a WebSocket connection ended (disconnections_total{reason}). */
@@ -100,6 +102,8 @@ struct worker {
     struct conn *timed;            /* connections with a deadline */
     struct sub_list *lists;        /* per symbol: local subscribers (pubsub/subs.h) */
     uv_timer_t sweeper;            /* heartbeats, pings, token expiry */
+    uv_timer_t batcher;            /* flushes price_batch frames; runs while batching */
+    struct conn *batching;         /* connections with batch_ms > 0 */
     uint64_t next_id;              /* connection id sequence */
     bool shutting_down;
     bool stopped;                  /* handles closed, loop ending */

@@ -25,6 +25,8 @@
 #include "core/worker.h"
 #include "net/admin.h"
 #include "pubsub/hub.h"
+#include "pubsub/userevents.h"
+#include "core/protocol.h"
 
 #define TICK_MS 1000
 #define BACKOFF_START_MS 100
@@ -37,6 +39,7 @@ static const char PUBLISH_LUA[] =
     "local first = redis.call('GET', KEYS[2]) "
     "local msg = ARGV[1] .. '|' .. seq .. '|' .. first "
     "redis.call('SET', KEYS[3], msg) "
+    "redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 't', msg) "
     "redis.call('PUBLISH', KEYS[4], msg) "
     "return seq";
 
@@ -170,7 +173,7 @@ static void reconcile(struct redis_engine *e, uint32_t sym) {
     if (!atomic_load(&e->up) || !e->sub)
         return;
     struct hub *h = &e->srv->hub;
-    bool want = hub_is_active(h, sym);
+    bool want = hub_is_active(h, sym) || atomic_load(&e->srv->broker.limits[sym]) > 0;
     if (want == e->subscribed[sym])
         return;
     char ch[128];
@@ -187,11 +190,12 @@ static void reconcile(struct redis_engine *e, uint32_t sym) {
     e->subscribed[sym] = want;
 }
 
-/* "SYM|price|bid|ask|volume|ts|seq|first" -> hub. */
-static void deliver_tick(struct redis_engine *e, const char *msg, size_t len) {
+/* Parses "SYM|price|bid|ask|volume|ts|seq|first". Returns the symbol
+ * index or -1. */
+static int parse_tick(struct redis_engine *e, const char *msg, size_t len, struct tick *t, double *first) {
     char buf[512];
     if (len >= sizeof(buf))
-        return;
+        return -1;
     memcpy(buf, msg, len);
     buf[len] = '\0';
     char *f[8];
@@ -200,19 +204,86 @@ static void deliver_tick(struct redis_engine *e, const char *msg, size_t len) {
         f[n++] = p;
     if (n != 8) {
         count_error(e, "malformed tick message", NULL);
-        return;
+        return -1;
     }
     int sym = symbols_find(e->srv->hub.syms, f[0], strlen(f[0]));
     if (sym < 0)
-        return; /* a symbol another node knows and we do not */
-    struct tick t = {0};
-    t.price = strtod(f[1], NULL);
-    t.bid = strtod(f[2], NULL);
-    t.ask = strtod(f[3], NULL);
-    t.volume = strtod(f[4], NULL);
-    t.timestamp = strtoll(f[5], NULL, 10);
-    t.seq = strtoull(f[6], NULL, 10);
-    hub_deliver(&e->srv->hub, (uint32_t)sym, &t, strtod(f[7], NULL));
+        return -1; /* a symbol another node knows and we do not */
+    memset(t, 0, sizeof(*t));
+    t->price = strtod(f[1], NULL);
+    t->bid = strtod(f[2], NULL);
+    t->ask = strtod(f[3], NULL);
+    t->volume = strtod(f[4], NULL);
+    t->timestamp = strtoll(f[5], NULL, 10);
+    t->seq = strtoull(f[6], NULL, 10);
+    *first = strtod(f[7], NULL);
+    t->change = t->price - *first;
+    t->change_percent = *first > 0 ? t->change / *first * 100.0 : 0;
+    return sym;
+}
+
+static void deliver_tick(struct redis_engine *e, const char *msg, size_t len) {
+    struct tick t;
+    double first;
+    int sym = parse_tick(e, msg, len, &t, &first);
+    if (sym >= 0)
+        hub_deliver(&e->srv->hub, (uint32_t)sym, &t, first);
+}
+
+static void query_free(struct redis_query *q) {
+    free(q->id_json);
+    free(q);
+}
+
+/* Answers q from ticks (oldest first). */
+static void answer_query(struct redis_engine *e, struct redis_query *q, const struct tick *t, uint32_t n) {
+    char *text = q->analysis ? protocol_analysis_text(e->srv, q->sym, t, n, q->window_s, q->id_json)
+                             : protocol_history_text(e->srv, q->sym, t, n, q->id_json);
+    if (text)
+        protocol_reply_later(e->srv, q->worker, q->conn_id, text);
+}
+
+/* Answers q from this node's own ring (Redis unavailable). */
+static void answer_locally(struct redis_engine *e, struct redis_query *q) {
+    uint32_t cap = q->analysis ? e->srv->hub.history_size : q->limit;
+    struct tick *t = malloc(sizeof(*t) * (cap ? cap : 1));
+    if (t) {
+        uint32_t n = hub_history(&e->srv->hub, q->sym, cap, t);
+        answer_query(e, q, t, n);
+        free(t);
+    }
+}
+
+/* XREVRANGE reply: [[id, ["t", msg]], ...] newest first. */
+static void on_query_reply(redisAsyncContext *ac, void *r, void *priv) {
+    struct redis_engine *e = ac->data;
+    struct redis_query *q = priv;
+    redisReply *reply = r;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            count_error(e, "history query", reply->str);
+        answer_locally(e, q);
+        query_free(q);
+        return;
+    }
+    size_t n = reply->elements;
+    struct tick *t = malloc(sizeof(*t) * (n ? n : 1));
+    uint32_t got = 0;
+    for (size_t i = 0; t && i < n; i++) {
+        redisReply *entry = reply->element[n - 1 - i]; /* oldest first */
+        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+            continue;
+        redisReply *fields = entry->element[1];
+        if (fields->type != REDIS_REPLY_ARRAY || fields->elements != 2 || fields->element[1]->type != REDIS_REPLY_STRING)
+            continue;
+        double first;
+        if (parse_tick(e, fields->element[1]->str, fields->element[1]->len, &t[got], &first) == (int)q->sym)
+            got++;
+    }
+    if (t)
+        answer_query(e, q, t, got);
+    free(t);
+    query_free(q);
 }
 
 static void apply_control(struct redis_engine *e, const char *msg, size_t len) {
@@ -240,6 +311,17 @@ static void apply_control(struct redis_engine *e, const char *msg, size_t len) {
             server_block_ip_local(srv, &ip, bar ? strtoll(bar + 1, NULL, 10) : 0, "cluster");
         else
             guard_unblock(&srv->guard, &ip);
+    } else if (msg[0] == 'E') { /* E|node|flags|user|json */
+        const char *b1 = memchr(rest, '|', rl);
+        const char *b2 = b1 ? memchr(b1 + 1, '|', rl - (size_t)(b1 + 1 - rest)) : NULL;
+        if (!b2 || (size_t)(b2 - b1 - 1) >= 128)
+            return;
+        char user[128];
+        memcpy(user, b1 + 1, (size_t)(b2 - b1 - 1));
+        user[b2 - b1 - 1] = '\0';
+        json_t *ev = json_loadb(b2 + 1, rl - (size_t)(b2 + 1 - rest), 0, NULL);
+        if (ev)
+            user_event_send(srv, user, ev, rest[0] == '1', false);
     } else if (msg[0] == 'M') {
         const char *bar = memchr(rest, '|', rl);
         if (!bar)
@@ -468,7 +550,7 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
             hub_publish_local(h, in); /* Redis went down meanwhile */
         } else {
             const char *name = h->syms->names[in->sym];
-            char body[256], k1[128], k2[128], k3[128], k4[128], start[40];
+            char body[256], k1[128], k2[128], k3[128], k4[128], k5[128], start[40], hist[16];
             snprintf(body, sizeof(body), "%s|%.17g|%.17g|%.17g|%.17g|%lld", name, in->price,
                      in->has_bid ? in->bid : in->price, in->has_ask ? in->ask : in->price,
                      in->has_volume ? in->volume : 0.0, (long long)(in->timestamp ? in->timestamp : hub_now_ms()));
@@ -478,10 +560,12 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
             key(e, k2, sizeof(k2), "first:", name);
             key(e, k3, sizeof(k3), "last:", name);
             key(e, k4, sizeof(k4), "tick:", name);
+            key(e, k5, sizeof(k5), "history:", name);
+            snprintf(hist, sizeof(hist), "%d", e->srv->cfg.feed.history_size);
             /* The tick stays ours until Redis answers: without an answer it
              * is delivered here, so nothing accepted is lost. */
-            if (redisAsyncCommand(e->cmd, on_publish_reply, in, "EVAL %s 4 %s %s %s %s %s %s", PUBLISH_LUA, k1,
-                                  k2, k3, k4, body, start) == REDIS_OK) {
+            if (redisAsyncCommand(e->cmd, on_publish_reply, in, "EVAL %s 5 %s %s %s %s %s %s %s %s", PUBLISH_LUA,
+                                  k1, k2, k3, k4, k5, body, start, hist) == REDIS_OK) {
                 atomic_fetch_add(&e->published, 1);
                 break;
             }
@@ -511,6 +595,17 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         a->counted = false;
         if (worker_post(&e->srv->workers[a->worker], WM_ADMIT_RESULT, a, 0) < 0)
             free(a);
+        break;
+    }
+    case RM_QUERY: {
+        struct redis_query *q = m->ptr;
+        char k[160], count[16];
+        key(e, k, sizeof(k), "history:", h->syms->names[q->sym]);
+        snprintf(count, sizeof(count), "%u", q->analysis ? h->history_size : q->limit);
+        if (!up || redisAsyncCommand(e->cmd, on_query_reply, q, "XREVRANGE %s + - COUNT %s", k, count) != REDIS_OK) {
+            answer_locally(e, q);
+            query_free(q);
+        }
         break;
     }
     case RM_CONTROL: {
@@ -551,6 +646,8 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
 static void drop_mail(struct mail *m) {
     if (m->type == RM_NOTE)
         free_note(m->ptr);
+    else if (m->type == RM_QUERY)
+        query_free(m->ptr);
     else if (m->type == RM_PUBLISH || m->type == RM_CONTROL || m->type == RM_ADMIT)
         free(m->ptr);
 }

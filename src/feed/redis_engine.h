@@ -29,6 +29,18 @@ enum redis_mail {
     RM_NOTE,            /* ptr: struct redis_note */
     RM_ADMIT,           /* ptr: struct redis_admit */
     RM_CONTROL,         /* ptr: char* control message to publish (malloc'd) */
+    RM_QUERY,           /* ptr: struct redis_query: shared history / analysis */
+};
+
+/* get_history / analysis answered from the shared history stream. */
+struct redis_query {
+    int worker;
+    uint64_t conn_id;
+    char *id_json;      /* request id as JSON text, or NULL; owned */
+    bool analysis;
+    uint32_t sym;
+    uint32_t limit;     /* history: newest limit ticks */
+    int window_s;       /* analysis */
 };
 
 enum note_kind { NOTE_OPEN = 0, NOTE_SUBS, NOTE_CLOSE };

@@ -59,7 +59,7 @@ static void on_timer(uv_timer_t *t) {
         if (p < step)
             p = step;
         s->price[sym] = p;
-        s->volume[sym] += (double)(1 + next_u64(s) % 500) * 100;
+        s->volume[sym] = (double)(1 + next_u64(s) % 500) * 100; /* traded in this tick */
         double half = fmax(step, round_to(p * 0.0001, step));
         struct tick_in in = {.sym = sym, .price = p, .bid = p - half, .ask = p + half, .volume = s->volume[sym],
                              .has_bid = true, .has_ask = true, .has_volume = true, .timestamp = 0};

@@ -19,7 +19,7 @@ struct simulator {
     bool running;
     uint64_t rng;              /* xorshift64* state */
     double *price;             /* the walk, per symbol */
-    double *volume;            /* cumulative volume, per symbol */
+    double *volume;            /* last tick's volume, per symbol */
     uint32_t *active;          /* scratch: active symbol indexes */
     double ticks_per_ms;
     double owed;               /* fractional ticks carried between timer runs */

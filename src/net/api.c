@@ -11,6 +11,7 @@
 #include "feed/publish.h"
 #include "net/conn.h"
 #include "net/http.h"
+#include "pubsub/userevents.h"
 
 /* Answers 401/403 unless the request carries credentials of a role that
  * may publish. Anonymous never may. */
@@ -71,9 +72,15 @@ void api_publish(struct conn *c, bool keep) {
             return;
         }
     }
+    /* Each user event reaches that user's portfolio subscribers, on every
+     * node when Redis is on. */
+    for (size_t i = 0; i < nev; i++) {
+        json_t *e = json_array_get(events, i);
+        user_event_send(c->w->srv, json_string_value(json_object_get(e, "user_id")),
+                        json_pack("{s:s, s:O}", "type", "portfolio_update", "event", json_object_get(e, "event")),
+                        true, true);
+    }
     json_decref(body);
-    /* User events reach portfolio subscribers; with none connected on this
-     * node they are accepted and go nowhere. */
     char out[96];
     int len = snprintf(out, sizeof(out), "{\"published\":%d,\"user_events\":%zu}", n, nev);
     conn_http_respond(c, 200, "application/json", out, (size_t)len, NULL, keep);

@@ -85,6 +85,14 @@ struct conn {
     uint64_t tokens_ms;            /* loop ms of the last refill */
     uint64_t last_ping;            /* loop ms of the last ping sent */
     uint64_t first_ping;           /* loop ms of the first ping since last_rx */
+    /* set_options batching (pubsub/subs.h); all zero without batching */
+    uint16_t batch_ms;             /* 0 = off */
+    uint16_t batch_n, batch_cap;
+    uint32_t batch_bytes;
+    uint64_t batch_due;            /* loop ms of the next flush */
+    struct outbuf **batch;         /* tick frames waiting, one reference each */
+    struct conn *bprev, *bnext;    /* worker's list of batching connections */
+    bool portfolio;                /* portfolio_subscribe'd */
     struct ip16 cip;               /* client IP (section 7), set at upgrade */
     bool guarded;                  /* admitted by the guard: release once */
     bool awaiting;                 /* HTTP answer comes later (gather, Redis); not reading */

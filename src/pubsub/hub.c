@@ -23,6 +23,7 @@ int hub_init(struct hub *h, struct server *srv, const struct symbol_table *syms)
     memset(h, 0, sizeof(*h));
     h->srv = srv;
     h->syms = syms;
+    h->history_size = (uint32_t)srv->cfg.feed.history_size;
     h->st = calloc(syms->n, sizeof(*h->st));
     if (!h->st)
         return -ENOMEM;
@@ -43,8 +44,10 @@ int hub_init(struct hub *h, struct server *srv, const struct symbol_table *syms)
 void hub_free(struct hub *h) {
     if (!h->st)
         return;
-    for (uint32_t i = 0; i < h->syms->n; i++)
+    for (uint32_t i = 0; i < h->syms->n; i++) {
         uv_mutex_destroy(&h->st[i].lock);
+        free(h->st[i].hist);
+    }
     free(h->st);
     h->st = NULL;
 }
@@ -100,7 +103,10 @@ void hub_deliver(struct hub *h, uint32_t sym, const struct tick *t, double first
         s->last.change = t->price - s->first;
         s->last.change_percent = s->first > 0 ? s->last.change / s->first * 100.0 : 0;
         s->has_price = true;
+        hub_history_push_locked(h, s, &s->last);
         fan_out_locked(h, sym, s);
+        if (h->srv->broker.limits && atomic_load_explicit(&h->srv->broker.limits[sym], memory_order_relaxed))
+            broker_tick(&h->srv->broker, sym, t->price); /* under the lock: in seq order */
         atomic_fetch_add_explicit(&h->ticks_published, 1, memory_order_relaxed);
         atomic_store_explicit(&h->last_tick_ms, hub_now_ms(), memory_order_relaxed);
     }
@@ -124,7 +130,10 @@ int hub_publish_local(struct hub *h, const struct tick_in *in) {
     t->change = in->price - s->first;
     t->change_percent = s->first > 0 ? t->change / s->first * 100.0 : 0;
     t->seq++;
+    hub_history_push_locked(h, s, t);
     rc = fan_out_locked(h, in->sym, s);
+    if (h->srv->broker.limits && atomic_load_explicit(&h->srv->broker.limits[in->sym], memory_order_relaxed))
+        broker_tick(&h->srv->broker, in->sym, t->price);
     uv_mutex_unlock(&s->lock);
     atomic_fetch_add_explicit(&h->ticks_published, 1, memory_order_relaxed);
     atomic_store_explicit(&h->last_tick_ms, hub_now_ms(), memory_order_relaxed);
@@ -151,6 +160,50 @@ void hub_deactivate(struct hub *h, uint32_t sym, int worker) {
     uv_mutex_unlock(&s->lock);
     if (prev == (1ull << worker))
         redis_engine_post(&h->srv->redis, RM_SYMBOL, NULL, sym); /* unsubscribe its channel */
+}
+
+void hub_history_push_locked(struct hub *h, struct sym_state *s, const struct tick *t) {
+    if (!s->hist) {
+        s->hist = malloc(sizeof(struct tick) * h->history_size);
+        if (!s->hist)
+            return; /* history is best effort under memory pressure; ticks still flow */
+    }
+    s->hist[s->hist_head] = *t;
+    s->hist_head = (s->hist_head + 1) % h->history_size;
+    if (s->hist_count < h->history_size)
+        s->hist_count++;
+}
+
+uint32_t hub_history(struct hub *h, uint32_t sym, uint32_t limit, struct tick *out) {
+    struct sym_state *s = &h->st[sym];
+    uv_mutex_lock(&s->lock);
+    uint32_t n = s->hist_count < limit ? s->hist_count : limit;
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = s->hist[(s->hist_head + h->history_size - n + i) % h->history_size];
+    uv_mutex_unlock(&s->lock);
+    return n;
+}
+
+void hub_analyze(const struct tick *t, uint32_t n, int64_t now_ms, int window_s, struct analysis *a) {
+    memset(a, 0, sizeof(*a));
+    int64_t from = now_ms - (int64_t)window_s * 1000;
+    double pv = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (t[i].timestamp < from || t[i].timestamp > now_ms)
+            continue;
+        if (a->count == 0) {
+            a->open = a->high = a->low = t[i].price;
+        }
+        if (t[i].price > a->high)
+            a->high = t[i].price;
+        if (t[i].price < a->low)
+            a->low = t[i].price;
+        a->close = t[i].price;
+        a->volume += t[i].volume;
+        pv += t[i].price * t[i].volume;
+        a->count++;
+    }
+    a->vwap = a->volume > 0 ? pv / a->volume : 0;
 }
 
 struct outbuf *hub_snapshot(struct hub *h, uint32_t sym, uint64_t *seq) {

@@ -31,6 +31,15 @@ struct sym_state {
     struct tick last;          /* last tick (seq 0 = none yet) */
     bool has_price;
     _Atomic uint64_t workers;  /* bit per worker with local subscribers */
+    struct tick *hist;         /* ring of recent ticks (feed.history_size), lazily */
+    uint32_t hist_head;        /* next slot */
+    uint32_t hist_count;
+};
+
+/* OHLC/VWAP over a window (PROTOCOL.md section 4, analysis). */
+struct analysis {
+    double open, high, low, close, vwap, volume;
+    uint32_t count;
 };
 
 /* A tick as published (before sequencing). */
@@ -49,7 +58,20 @@ struct hub {
     _Atomic uint64_t ticks_published;  /* ticks sequenced */
     _Atomic uint64_t frames_dropped;   /* a worker's mailbox was full */
     _Atomic int64_t last_tick_ms;      /* wall ms of the last tick: feed health */
+    uint32_t history_size;             /* ring size per symbol, read-only */
 };
+
+/* Copies the newest n <= limit ticks of sym, oldest first, into out
+ * (room for limit). Returns n. */
+uint32_t hub_history(struct hub *h, uint32_t sym, uint32_t limit, struct tick *out);
+
+/* Computes the analysis of ticks (oldest first, n of them) whose source
+ * timestamp lies within window_s of now_ms. Pure: shared by the local and
+ * the Redis paths. */
+void hub_analyze(const struct tick *ticks, uint32_t n, int64_t now_ms, int window_s, struct analysis *out);
+
+/* Appends a tick to sym's history ring (called with the symbol's lock). */
+void hub_history_push_locked(struct hub *h, struct sym_state *s, const struct tick *t);
 
 int hub_init(struct hub *h, struct server *srv, const struct symbol_table *syms);
 void hub_free(struct hub *h);

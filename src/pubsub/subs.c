@@ -107,6 +107,16 @@ void subs_remove(struct conn *c, uint32_t sym) {
     }
     if (cs->pending)
         outbuf_unref(cs->pending);
+    for (uint16_t i = 0; i < c->batch_n;) { /* nothing of it after the confirmation */
+        if (c->batch[i]->sym == sym) {
+            c->batch_bytes -= c->batch[i]->len;
+            outbuf_unref(c->batch[i]);
+            memmove(&c->batch[i], &c->batch[i + 1], (size_t)(c->batch_n - i - 1) * sizeof(c->batch[0]));
+            c->batch_n--;
+        } else {
+            i++;
+        }
+    }
     *cs = c->subs[--c->nsubs];
     if (c->nsubs == 0) {
         free(c->subs);
@@ -140,9 +150,147 @@ static void drop_tick(void *ctx, struct outbuf *b) {
     outbuf_unref(b);
 }
 
+#define BATCH_TIMER_MS 5
+
+/* The JSON payload of a sealed tick frame. */
+static const uint8_t *frame_payload(struct outbuf *b, size_t *len) {
+    const uint8_t *p = outbuf_payload(b);
+    *len = b->len - (size_t)(p - b->p);
+    return p;
+}
+
+/* Sends c's waiting ticks as one price_batch frame. */
+static void batch_flush(struct conn *c) {
+    if (!c->batch_n || c->closing || c->close_sent)
+        return;
+    static const char HEAD[] = "{\"type\":\"price_batch\",\"updates\":[";
+    size_t total = sizeof(HEAD) + 2;
+    for (uint16_t i = 0; i < c->batch_n; i++) {
+        size_t l;
+        frame_payload(c->batch[i], &l);
+        total += l + 1;
+    }
+    struct outbuf *out = outbuf_new(total);
+    if (!out)
+        return; /* keep them for the next turn */
+    uint8_t *p = outbuf_payload(out);
+    memcpy(p, HEAD, sizeof(HEAD) - 1);
+    size_t o = sizeof(HEAD) - 1;
+    for (uint16_t i = 0; i < c->batch_n; i++) {
+        size_t l;
+        const uint8_t *pl = frame_payload(c->batch[i], &l);
+        if (i)
+            p[o++] = ',';
+        memcpy(p + o, pl, l);
+        o += l;
+        outbuf_unref(c->batch[i]);
+    }
+    p[o++] = ']';
+    p[o++] = '}';
+    outbuf_seal_ws(out, WS_OP_TEXT, o);
+    c->batch_n = 0;
+    c->batch_bytes = 0;
+    atomic_fetch_add_explicit(&c->w->stats.messages_sent, 1, memory_order_relaxed);
+    conn_send(c, out);
+}
+
+static void on_batch_timer(uv_timer_t *t) {
+    struct worker *w = t->data;
+    uint64_t now = uv_now(&w->loop);
+    uint64_t cap = (uint64_t)w->srv->cfg.limits.max_outbound_bytes;
+    for (struct conn *c = w->batching; c; c = c->bnext) {
+        if (now < c->batch_due)
+            continue;
+        c->batch_due = now + c->batch_ms;
+        /* A backed-up socket gets nothing new: the batch keeps conflating. */
+        if (c->out.bytes < cap)
+            batch_flush(c);
+    }
+}
+
+/* Adds a tick to c's batch (consumes the reference). Bounded: past the
+ * outbound cap the newest tick of a symbol replaces the older one. */
+static void batch_add(struct conn *c, struct outbuf *b) {
+    uint64_t cap = (uint64_t)c->w->srv->cfg.limits.max_outbound_bytes;
+    if (c->batch_bytes + b->len > cap) {
+        for (uint16_t i = 0; i < c->batch_n; i++)
+            if (c->batch[i]->sym == b->sym) {
+                c->batch_bytes -= c->batch[i]->len;
+                outbuf_unref(c->batch[i]);
+                c->batch[i] = b;
+                c->batch_bytes += b->len;
+                atomic_fetch_add_explicit(&c->w->stats.conflated, 1, memory_order_relaxed);
+                return;
+            }
+    }
+    if (c->batch_n == c->batch_cap) {
+        uint16_t ncap = c->batch_cap ? (uint16_t)(c->batch_cap * 2) : 16;
+        if (ncap < c->batch_cap || ncap > 32768) {
+            outbuf_unref(b); /* cannot happen within the byte cap; never grow without bound */
+            return;
+        }
+        struct outbuf **n = realloc(c->batch, ncap * sizeof(*n));
+        if (!n) {
+            outbuf_unref(b);
+            return;
+        }
+        c->batch = n;
+        c->batch_cap = ncap;
+    }
+    c->batch[c->batch_n++] = b;
+    c->batch_bytes += b->len;
+}
+
+void subs_set_batch(struct conn *c, uint16_t ms) {
+    struct worker *w = c->w;
+    batch_flush(c); /* a batch still waiting goes out first */
+    bool was = c->batch_ms != 0;
+    c->batch_ms = ms;
+    if (ms && !was) {
+        c->bprev = NULL;
+        c->bnext = w->batching;
+        if (w->batching)
+            w->batching->bprev = c;
+        w->batching = c;
+        if (!uv_is_active((uv_handle_t *)&w->batcher))
+            uv_timer_start(&w->batcher, on_batch_timer, BATCH_TIMER_MS, BATCH_TIMER_MS);
+    } else if (!ms && was) {
+        subs_batch_release(c);
+        return;
+    }
+    if (ms)
+        c->batch_due = uv_now(&w->loop) + ms;
+}
+
+void subs_batch_release(struct conn *c) {
+    struct worker *w = c->w;
+    for (uint16_t i = 0; i < c->batch_n; i++)
+        outbuf_unref(c->batch[i]);
+    free(c->batch);
+    c->batch = NULL;
+    c->batch_n = c->batch_cap = 0;
+    c->batch_bytes = 0;
+    if (c->batch_ms) {
+        if (c->bprev)
+            c->bprev->bnext = c->bnext;
+        else
+            w->batching = c->bnext;
+        if (c->bnext)
+            c->bnext->bprev = c->bprev;
+        c->bprev = c->bnext = NULL;
+        c->batch_ms = 0;
+        if (!w->batching)
+            uv_timer_stop(&w->batcher);
+    }
+}
+
 void subs_send_tick(struct conn *c, struct outbuf *b) {
     if (c->closing || c->close_sent) {
         outbuf_unref(b);
+        return;
+    }
+    if (c->batch_ms) {
+        batch_add(c, b);
         return;
     }
     const struct config *cfg = &c->w->srv->cfg;

@@ -56,6 +56,13 @@ void subs_deliver(struct worker *w, struct outbuf *b);
  * reference of b whatever happens. */
 void subs_send_tick(struct conn *c, struct outbuf *b);
 
+/* set_options: sets c's batch interval (0..1000 ms; 0 = off). A batch
+ * still waiting is sent first. */
+void subs_set_batch(struct conn *c, uint16_t batch_ms);
+
+/* Drops c's batch state (release path). */
+void subs_batch_release(struct conn *c);
+
 /* The socket drained: release conflated updates if below the cap. */
 void subs_on_drain(struct conn *c);
 

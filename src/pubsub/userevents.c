@@ -1,0 +1,70 @@
+/* userevents.c - per-user messages across workers and nodes; see
+ * userevents.h. */
+#include "pubsub/userevents.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/server.h"
+#include "core/worker.h"
+#include "feed/redis_engine.h"
+#include "net/conn.h"
+#include "net/outbuf.h"
+#include "ws/frame.h"
+
+void user_event_unref(struct user_event *ev) {
+    if (atomic_fetch_sub(&ev->refs, 1) == 1) {
+        outbuf_unref(ev->frame);
+        free(ev);
+    }
+}
+
+void user_event_send(struct server *srv, const char *user, json_t *msg, bool portfolio_only, bool cluster) {
+    char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    if (!text || strlen(user) >= sizeof(((struct user_event *)0)->user)) {
+        free(text);
+        return;
+    }
+    size_t tl = strlen(text);
+    if (cluster && srv->redis.enabled) {
+        /* E|node|flags|user|json: the user id may not contain '|'. */
+        size_t need = tl + strlen(user) + 80;
+        char *m = strchr(user, '|') ? NULL : malloc(need);
+        if (m) {
+            snprintf(m, need, "E|%s|%d|%s|%s", srv->redis.node, portfolio_only ? 1 : 0, user, text);
+            redis_engine_post(&srv->redis, RM_CONTROL, m, 0);
+        }
+    }
+    struct user_event *ev = calloc(1, sizeof(*ev));
+    struct outbuf *b = ev ? outbuf_new(tl) : NULL;
+    if (!b) {
+        free(ev);
+        free(text);
+        return;
+    }
+    memcpy(outbuf_payload(b), text, tl);
+    free(text);
+    outbuf_seal_ws(b, WS_OP_TEXT, tl);
+    ev->frame = b;
+    ev->portfolio_only = portfolio_only;
+    snprintf(ev->user, sizeof(ev->user), "%s", user);
+    atomic_init(&ev->refs, srv->nworkers + 1);
+    for (int i = 0; i < srv->nworkers; i++)
+        if (worker_post(&srv->workers[i], WM_USER_EVENT, ev, 0) < 0)
+            user_event_unref(ev);
+    user_event_unref(ev);
+}
+
+void user_event_deliver(struct worker *w, struct user_event *ev) {
+    for (struct conn *c = w->conns; c; c = c->next) {
+        if (c->closing || c->close_sent || c->phase != PHASE_WS || c->endpoint != EP_JSON || !c->user_id)
+            continue;
+        if ((ev->portfolio_only && !c->portfolio) || strcmp(c->user_id, ev->user) != 0)
+            continue;
+        atomic_fetch_add_explicit(&w->stats.messages_sent, 1, memory_order_relaxed);
+        conn_send(c, outbuf_ref(ev->frame));
+    }
+    user_event_unref(ev);
+}

@@ -1,0 +1,37 @@
+/* userevents.h - messages for one user's connections, wherever they are:
+ * portfolio_update (user events, paper fills) and trade_filled.
+ *
+ * The frame is built once, then posted to every worker; each worker hands
+ * it to its own connections of that user (portfolio subscribers only, when
+ * asked). With Redis the event also reaches the user's connections on every
+ * other node. */
+#ifndef TG_USEREVENTS_H
+#define TG_USEREVENTS_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct server;
+struct worker;
+struct outbuf;
+
+struct user_event {
+    atomic_int refs;            /* one per worker it was posted to */
+    bool portfolio_only;        /* only connections that portfolio_subscribe'd */
+    struct outbuf *frame;       /* the text frame, shared */
+    char user[128];
+};
+
+/* Sends msg (consumed; a JSON object such as {"type":"portfolio_update",
+ * ...}) to user's connections on this node and, when cluster, on the others
+ * through Redis. Any thread. */
+void user_event_send(struct server *srv, const char *user, json_t *msg, bool portfolio_only, bool cluster);
+
+/* Worker side of WM_USER_EVENT; drops the worker's reference. */
+void user_event_deliver(struct worker *w, struct user_event *ev);
+
+/* Drops one reference (also for mail that will never be handled). */
+void user_event_unref(struct user_event *ev);
+
+#endif
