@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <malloc.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -172,6 +173,17 @@ void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t du
 static void on_guard_timer(uv_timer_t *h) {
     struct server *srv = h->data;
     guard_sweep(&srv->guard, (int64_t)time(NULL));
+    /* Handshakes borrow a few KiB each (request, headers) and give them
+     * back at the upgrade; after a burst, hand the freed pages back to the
+     * system so an idle connection costs what it holds. */
+    uint64_t accepted = 0;
+    for (int i = 0; i < srv->nworkers; i++)
+        accepted += atomic_load_explicit(&srv->workers[i].stats.accepted, memory_order_relaxed);
+    if (accepted - srv->trimmed_at >= 256 && ++srv->trim_ticks >= 2) {
+        malloc_trim(0);
+        srv->trimmed_at = accepted;
+        srv->trim_ticks = 0;
+    }
 }
 
 static uint32_t random32(void) {

@@ -269,6 +269,7 @@ int worker_post(struct worker *w, int type, void *ptr, uint64_t a) {
 
 void worker_join(struct worker *w) {
     uv_thread_join(&w->thread);
+    conn_slabs_free(w);
     subs_free(w);
     mailbox_destroy(&w->inbox);
     free(w->rbuf);

@@ -17,6 +17,7 @@
 struct server;
 struct conn;
 struct sub_list;
+struct conn_slab;
 
 #define WORKER_READ_BUF (64 * 1024)
 
@@ -100,6 +101,8 @@ struct worker {
     uint64_t nconns;
     struct conn *dirty;            /* connections with output to flush */
     struct conn *timed;            /* connections with a deadline */
+    struct conn_slab *slabs;       /* connection memory (net/conn.c) */
+    struct conn *free_conns;       /* free slots in slabs */
     struct sub_list *lists;        /* per symbol: local subscribers (pubsub/subs.h) */
     uv_timer_t sweeper;            /* heartbeats, pings, token expiry */
     uv_timer_t batcher;            /* flushes price_batch frames; runs while batching */

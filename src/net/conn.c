@@ -20,6 +20,49 @@
 #define MAX_IOV 64
 #define HTTP_MAX_QUEUED (16u << 20)
 
+/* Connections come from per-worker slabs of CONN_SLAB slots: packed
+ * together, with no allocator header each, and apart from the short-lived
+ * handshake buffers, so what those leave behind can go back to the system.
+ * Slabs live as long as the worker (memory follows the peak). */
+#define CONN_SLAB 128
+
+struct conn_slab {
+    struct conn_slab *next;
+    struct conn slots[CONN_SLAB];
+};
+
+static struct conn *conn_slot_alloc(struct worker *w) {
+    if (!w->free_conns) {
+        struct conn_slab *s = malloc(sizeof(*s));
+        if (!s)
+            return NULL;
+        s->next = w->slabs;
+        w->slabs = s;
+        for (int i = CONN_SLAB - 1; i >= 0; i--) {
+            s->slots[i].next = w->free_conns;
+            w->free_conns = &s->slots[i];
+        }
+    }
+    struct conn *c = w->free_conns;
+    w->free_conns = c->next;
+    memset(c, 0, sizeof(*c));
+    return c;
+}
+
+static void conn_slot_free(struct worker *w, struct conn *c) {
+    c->next = w->free_conns;
+    w->free_conns = c;
+}
+
+void conn_slabs_free(struct worker *w) {
+    for (struct conn_slab *s = w->slabs, *n; s; s = n) {
+        n = s->next;
+        free(s);
+    }
+    w->slabs = NULL;
+    w->free_conns = NULL;
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     struct conn *c = h->data;
     struct worker *w = c->w;
@@ -53,11 +96,13 @@ static void on_closed(uv_handle_t *h) {
     http_req_free(c->http);
     outq_clear(&c->out);
     free(c->msg);
+    free(c->ctrl);
+    free(c->wreq); /* libuv is done with it: close cancels a pending write first */
     if (c->counted) {
         server_ws_release(w->srv);
         atomic_fetch_sub_explicit(&w->stats.ws_open, 1, memory_order_relaxed);
     }
-    free(c);
+    conn_slot_free(w, c);
     worker_conn_released(w);
 }
 
@@ -170,8 +215,12 @@ void conn_flush(struct conn *c) {
                 inflight += iov[n].len;
             }
             c->inflight = (uint32_t)inflight;
-            c->wreq.data = c;
-            if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, iov, n, on_write) != 0) {
+            if (!c->wreq && !(c->wreq = malloc(sizeof(*c->wreq)))) {
+                conn_close(c);
+                return;
+            }
+            c->wreq->data = c;
+            if (uv_write(c->wreq, (uv_stream_t *)&c->tcp, iov, n, on_write) != 0) {
                 conn_close(c);
                 return;
             }
@@ -243,12 +292,12 @@ void conn_resume_read(struct conn *c) {
 }
 
 int conn_accept(struct worker *w, uv_stream_t *listener) {
-    struct conn *c = calloc(1, sizeof(*c));
+    struct conn *c = conn_slot_alloc(w);
     if (!c)
         return -ENOMEM;
     c->w = w;
     if (uv_tcp_init(&w->loop, &c->tcp) != 0) {
-        free(c);
+        conn_slot_free(w, c);
         return -EIO;
     }
     c->tcp.data = c;

@@ -37,50 +37,58 @@ enum ws_endpoint {
 
 struct conn {
     uv_tcp_t tcp;                  /* tcp.data = this; first member */
-    uv_write_t wreq;               /* the one write in flight (writing) */
+    uv_write_t *wreq;              /* the one write in flight; allocated when first needed */
     struct worker *w;              /* owner; never changes */
-    struct conn *prev, *next;      /* worker's list of all connections */
+    struct conn *prev, *next;      /* worker's list of all connections (next: free list in a slab) */
     struct conn *dirty_next;       /* worker's flush list (if dirty) */
     struct conn *tprev, *tnext;    /* worker's deadline list (if deadline) */
     uint64_t id;                   /* unique on this node */
     uint64_t deadline;             /* loop ms; 0 = none (HTTP phase, close wait) */
-    uint8_t phase;                 /* enum conn_phase */
-    uint8_t endpoint;              /* enum ws_endpoint, PHASE_WS only */
-    bool closing;                  /* uv_close called; skip everything */
-    bool dirty;                    /* on the worker's flush list */
-    bool writing;                  /* wreq in flight */
-    bool close_after_flush;        /* close the socket once outq is empty */
-    bool close_sent;               /* our close frame is queued */
-    bool counted;                  /* counted in server-wide WS connections */
-    bool close_rcvd;               /* the peer's close frame arrived */
-    bool peer_closed_first;        /* the peer started the close handshake */
-    bool discard;                  /* failed: ignore further input */
-    bool shutdown_after_flush;     /* send FIN once outq is empty */
-    uint8_t ip[16];                /* peer address (v4 in the first 4 bytes) */
-    uint8_t family;                /* AF_INET or AF_INET6 */
-    uint16_t port;                 /* peer port */
     struct http_req *http;         /* PHASE_HTTP only */
     struct outq out;               /* bytes waiting for the socket */
     uint32_t inflight;             /* bytes at the front of out owned by wreq */
+    uint8_t phase;                 /* enum conn_phase */
+    uint8_t endpoint;              /* enum ws_endpoint, PHASE_WS only */
+    uint8_t family;                /* AF_INET or AF_INET6 */
+    int8_t role;                   /* enum role */
+    /* flags */
+    unsigned closing : 1;          /* uv_close called; skip everything */
+    unsigned dirty : 1;            /* on the worker's flush list */
+    unsigned writing : 1;          /* wreq in flight */
+    unsigned close_after_flush : 1; /* close the socket once outq is empty */
+    unsigned close_sent : 1;       /* our close frame is queued */
+    unsigned counted : 1;          /* counted in server-wide WS connections */
+    unsigned close_rcvd : 1;       /* the peer's close frame arrived */
+    unsigned peer_closed_first : 1; /* the peer started the close handshake */
+    unsigned discard : 1;          /* failed: ignore further input */
+    unsigned shutdown_after_flush : 1; /* send FIN once outq is empty */
+    unsigned congested : 1;        /* over max_outbound_bytes: updates conflated */
+    unsigned expiry_warned : 1;    /* token_expiring sent */
+    unsigned portfolio : 1;        /* portfolio_subscribe'd */
+    unsigned guarded : 1;          /* admitted by the guard: release once */
+    unsigned awaiting : 1;         /* HTTP answer comes later (gather, Redis); not reading */
+    unsigned redis_user : 1;       /* counted in Redis per-user totals */
+    uint16_t port;                 /* peer port */
+    uint16_t close_code;           /* close handshake code; 0 = none (network) */
+    uint16_t violations;           /* security violations: threat level */
+    uint16_t nsubs, subs_cap;
+    uint8_t ip[16];                /* peer address (v4 in the first 4 bytes) */
+    struct ip16 cip;               /* client IP (section 7), set at upgrade */
     /* WebSocket receive state (PHASE_WS) */
     struct ws_parser parser;
     struct utf8_state utf8;        /* validation of the text message in progress */
     uint8_t msg_op;                /* opcode of the data message in progress; 0 = none */
     uint8_t ctrl_len;
+    uint32_t msg_len, msg_cap;
     uint8_t *msg;                  /* reassembly buffer of a fragmented message */
     uint8_t *direct;               /* whole message still in the read buffer */
+    uint8_t *ctrl;                 /* control frame payload (125 B), allocated when first needed */
     uint64_t last_rx;              /* loop ms of the last frame received */
-    uint32_t msg_len, msg_cap;
-    uint8_t ctrl[125];             /* payload of the control frame in progress */
     /* gateway protocol state (EP_JSON) */
     char *user_id;                 /* NULL = anonymous; owned */
-    int8_t role;                   /* enum role */
-    bool congested;                /* over max_outbound_bytes: updates conflated */
-    bool expiry_warned;            /* token_expiring sent */
-    uint16_t close_code;           /* close handshake code; 0 = none (network) */
-    uint16_t nsubs, subs_cap;
     struct conn_sub *subs;         /* owned; see pubsub/subs.h */
     int64_t token_exp;             /* s since epoch; 0 = no token */
+    int64_t connected_at;          /* wall ms at upgrade */
     double tokens;                 /* rate limit bucket */
     uint64_t tokens_ms;            /* loop ms of the last refill */
     uint64_t last_ping;            /* loop ms of the last ping sent */
@@ -92,14 +100,10 @@ struct conn {
     uint64_t batch_due;            /* loop ms of the next flush */
     struct outbuf **batch;         /* tick frames waiting, one reference each */
     struct conn *bprev, *bnext;    /* worker's list of batching connections */
-    bool portfolio;                /* portfolio_subscribe'd */
-    struct ip16 cip;               /* client IP (section 7), set at upgrade */
-    bool guarded;                  /* admitted by the guard: release once */
-    bool awaiting;                 /* HTTP answer comes later (gather, Redis); not reading */
-    bool redis_user;               /* counted in Redis per-user totals */
-    uint16_t violations;           /* security violations: threat level */
-    int64_t connected_at;          /* wall ms at upgrade */
 };
+
+/* Frees the worker's connection slabs (worker end, no connection left). */
+void conn_slabs_free(struct worker *w);
 
 /* Takes a freshly accepted socket into a new connection. 0 or -errno. */
 int conn_accept(struct worker *w, uv_stream_t *listener);

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+static char EMPTY[1]; /* path/query when absent: never freed */
+
 static int append_head(struct http_req *r, const char *at, size_t len) {
     if ((size_t)r->head_len + len > HTTP_MAX_HEAD) {
         r->error_status = 431;
@@ -130,14 +132,24 @@ struct http_req *http_req_new(size_t max_body) {
     if (!r)
         return NULL;
     r->max_body = max_body;
+    r->path = r->query = EMPTY;
     http_parser_init(&r->parser, HTTP_REQUEST);
     r->parser.data = r;
     return r;
 }
 
+static void free_url(struct http_req *r) {
+    if (r->path != EMPTY)
+        free(r->path);
+    if (r->query != EMPTY)
+        free(r->query);
+    r->path = r->query = EMPTY;
+}
+
 void http_req_free(struct http_req *r) {
     if (!r)
         return;
+    free_url(r);
     free(r->head);
     free(r->body);
     free(r);
@@ -151,7 +163,7 @@ void http_req_reset(struct http_req *r) {
     r->complete = false;
     r->error_status = 0;
     r->body_len = 0;
-    r->path[0] = r->query[0] = '\0';
+    free_url(r);
     http_parser_pause(&r->parser, 0);
     http_parser_init(&r->parser, HTTP_REQUEST);
     r->parser.data = r;
@@ -167,20 +179,28 @@ static int split_url(struct http_req *r) {
     if (!(u.field_set & (1 << UF_PATH)))
         return -1;
     uint16_t po = u.field_data[UF_PATH].off, pl = u.field_data[UF_PATH].len;
-    if (pl >= sizeof(r->path)) {
+    if (pl >= 1024) {
         r->error_status = 414;
         return -1;
     }
-    memcpy(r->path, url + po, pl);
-    r->path[pl] = '\0';
+    r->path = strndup(url + po, pl);
+    if (!r->path) {
+        r->path = EMPTY;
+        r->error_status = 503;
+        return -1;
+    }
     if (u.field_set & (1 << UF_QUERY)) {
         uint16_t qo = u.field_data[UF_QUERY].off, ql = u.field_data[UF_QUERY].len;
-        if (ql >= sizeof(r->query)) {
+        if (ql >= 8192) {
             r->error_status = 414;
             return -1;
         }
-        memcpy(r->query, url + qo, ql);
-        r->query[ql] = '\0';
+        r->query = strndup(url + qo, ql);
+        if (!r->query) {
+            r->query = EMPTY;
+            r->error_status = 503;
+            return -1;
+        }
     }
     return 0;
 }

@@ -40,9 +40,9 @@ struct http_req {
     char *body;
     size_t body_len, body_cap;
     size_t max_body;
-    /* filled at completion */
-    char path[1024];            /* decoded-free path, NUL-terminated */
-    char query[2048];           /* raw query string, NUL-terminated */
+    /* filled at completion (owned, NUL-terminated; "" when absent) */
+    char *path;                 /* the URL's path, not decoded */
+    char *query;                /* the raw query string */
 };
 
 /* Allocates a request parser. NULL on allocation failure. */

@@ -39,7 +39,7 @@ void outbuf_unref(struct outbuf *b) {
 
 int outq_push(struct outq *q, struct outbuf *b) {
     if (q->count == q->cap) {
-        uint32_t ncap = q->cap ? q->cap * 2 : 4;
+        uint32_t ncap = q->cap ? q->cap * 2 : 2;
         struct outq_item *n = malloc(sizeof(*n) * ncap);
         if (!n) {
             outbuf_unref(b);

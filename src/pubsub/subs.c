@@ -43,7 +43,7 @@ int subs_add(struct conn *c, uint32_t sym) {
     struct conn_sub *cs = find(c, sym);
     if (!cs) {
         if (c->nsubs == c->subs_cap) {
-            uint16_t ncap = c->subs_cap ? (uint16_t)(c->subs_cap * 2) : 4;
+            uint16_t ncap = c->subs_cap ? (uint16_t)(c->subs_cap * 2) : 1;
             struct conn_sub *n = realloc(c->subs, ncap * sizeof(*n));
             if (!n)
                 return -ENOMEM;

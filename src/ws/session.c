@@ -194,6 +194,10 @@ void ws_session_feed(struct conn *c, uint8_t *data, size_t len) {
             c->last_rx = worker_now(c->w);
             if (ws_op_is_control(ev.opcode)) {
                 c->ctrl_len = 0;
+                if (!c->ctrl && !(c->ctrl = malloc(125))) {
+                    ws_fail(c, WS_CLOSE_INTERNAL, "out of memory");
+                    return;
+                }
                 break;
             }
             if (ev.opcode == WS_OP_CONT) {
