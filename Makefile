@@ -22,7 +22,7 @@ LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all run test unit integration asan deps deps-test clean
+.PHONY: all run test unit integration asan deps deps-test clean bench bench-quick
 all: $(BUILD)/tickgate
 
 deps:
@@ -64,7 +64,19 @@ asan: deps-test
 	@TICKGATE_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT="-O1 -g" integration
 
+# Benchmarks (not part of make test): tickgate against uWebSockets.js and
+# ws, same scenarios, one table. bench-quick is the short variant.
+$(BUILD)/loadgen: bench/loadgen.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE $< -o $@ -lm
+
+bench: deps $(BUILD)/tickgate $(BUILD)/loadgen
+	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate LOADGEN_BIN=$(CURDIR)/$(BUILD)/loadgen bash bench/run.sh
+
+bench-quick: deps $(BUILD)/tickgate $(BUILD)/loadgen
+	QUICK=1 TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate LOADGEN_BIN=$(CURDIR)/$(BUILD)/loadgen bash bench/run.sh
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

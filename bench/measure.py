@@ -1,0 +1,513 @@
+#!/usr/bin/python3
+"""measure.py - the Python half of bench/run.sh (standard library only).
+
+    measure.py run   --out F --server-pid P --timeout S --log L -- LOADGEN...
+        Runs one load-generator invocation and writes F: the loadgen's JSON
+        ("lg"), plus what this wrapper saw from /proc over the whole run
+        ("own": server CPU %, server RSS before / peak / after, loadgen CPU %,
+        wall time), the exit status, and whether the server survived.
+        Always exits 0: a failed run is a result, reported in the table.
+    measure.py rate  --dir D --servers "a b" --conns N --default R
+        Prints the latency scenario's tick rate: half the weakest server's
+        fan-out delivered rate, divided by the fan-out subscriber count.
+    measure.py stalled FILE
+        Exit 0 when FILE is a ramp whose failing step found the server mostly
+        idle (a delivery stall, not saturation): run.sh then runs it again.
+    measure.py best --out F FILE...
+        Writes to F the run with the highest delivered rate, listing all.
+    measure.py table --dir D --md FILE --json FILE [--param K=V ...]
+        Prints the comparison table and writes it as markdown (and the raw
+        results as JSON).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVER_NAMES = {"tickgate": "tickgate", "uws": "uWS.js", "ws": "ws"}
+
+
+# ---- /proc ---------------------------------------------------------------
+
+def proc_cpu_s(pid):
+    """utime + stime of pid (all its threads) in seconds, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) / CLK_TCK  # fields 14, 15
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def proc_rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def parse_json_output(text):
+    """The loadgen's --json object: the whole output, or its last line that
+    parses as a JSON object."""
+    text = text.strip()
+    try:
+        o = json.loads(text)
+        if isinstance(o, dict):
+            return o
+    except ValueError:
+        pass
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                o = json.loads(line)
+                if isinstance(o, dict):
+                    return o
+            except ValueError:
+                continue
+    return None
+
+
+def cmd_run(a):
+    pid = a.server_pid
+    shown = [("<jwt>" if i and a.cmd[i - 1] in ("--pub-token", "--sub-token") else c) for i, c in enumerate(a.cmd)]
+    res = {"cmd": shown, "log": a.log, "lg": None, "rc": None, "error": None}
+    cpu0, rss0, t0 = proc_cpu_s(pid), proc_rss_kb(pid), time.monotonic()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = [rss0 or 0]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.2):
+            r = proc_rss_kb(pid)
+            if r and r > peak[0]:
+                peak[0] = r
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    with open(a.log, "w") as log:
+        try:
+            p = subprocess.Popen(a.cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True)
+        except OSError as e:
+            res["error"] = f"cannot start the loadgen: {e}"
+            p = None
+        if p:
+            def stop(signum, frame):  # run.sh is being interrupted: take the loadgen down too
+                p.kill()
+                sys.exit(128 + signum)
+            signal.signal(signal.SIGTERM, stop)
+            try:
+                out, _ = p.communicate(timeout=a.timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, _ = p.communicate()
+                res["error"] = f"loadgen killed after {a.timeout:.0f} s"
+            res["rc"] = p.returncode
+            log.write("\n--- stdout ---\n" + out)
+            res["lg"] = parse_json_output(out)
+            if res["lg"] is None and not res["error"]:
+                res["error"] = f"no JSON object on the loadgen's stdout (exit {p.returncode})"
+            elif p.returncode != 0 and not res["error"]:
+                res["error"] = f"loadgen exited {p.returncode}"
+    done.set()
+    th.join()
+    wall = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1, rss1 = proc_cpu_s(pid), proc_rss_kb(pid)
+    res["server_alive"] = cpu1 is not None
+    if not res["server_alive"]:
+        res["error"] = "the server died during the run" + (f" ({res['error']})" if res["error"] else "")
+    lg_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    res["own"] = {
+        "wall_s": round(wall, 3),
+        "server_cpu_pct": round(100 * (cpu1 - cpu0) / wall, 1) if cpu0 is not None and cpu1 is not None else None,
+        "server_rss_before_kb": rss0,
+        "server_rss_peak_kb": peak[0] or None,
+        "server_rss_after_kb": rss1,
+        "loadgen_cpu_pct": round(100 * lg_cpu / wall, 1) if res["rc"] is not None else None,
+    }
+    with open(a.out, "w") as f:
+        json.dump(res, f, indent=1)
+    lg = res["lg"] or {}
+    brief = ", ".join(f"{k}={lg[k]}" for k in ("delivered_per_s", "lost", "p99_us", "handshakes_per_s",
+                                                "server_rss_kb", "conns") if k in lg)
+    sys.stderr.write(f"    -> {brief or '(no figures)'}; {res['error'] or 'ok'} ({wall:.0f} s)\n")
+    return 0
+
+
+# ---- results -------------------------------------------------------------
+
+def load(d, server, scen):
+    try:
+        with open(os.path.join(d, f"{server}.{scen}.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def num(v):
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def cmd_rate(a):
+    conns = a.conns
+    rates = []
+    for s in a.servers.split():
+        r = load(a.dir, s, "fanout")
+        v = num(((r or {}).get("lg") or {}).get("delivered_per_s"))
+        if v:
+            rates.append(v)
+    if not rates:
+        print(a.default)
+        return 0
+    print(max(1, int(min(rates) / 2 / conns)))
+    return 0
+
+
+STALL_CPU_PCT = 60
+LOADGEN_BUSY_PCT = 90
+
+
+def stalled(r):
+    """A ramp whose failing step found the server mostly idle: the step did not
+    fail because the server saturated but because delivery stalled (seen on
+    loopback as TCP zero-window/persist-probe pauses of 0.5-3 s)."""
+    lg = (r or {}).get("lg") or {}
+    for st in lg.get("steps") or []:
+        if st.get("pass") is False:
+            cpu = num(st.get("server_cpu_pct"))
+            return cpu is not None and cpu < STALL_CPU_PCT
+    return False
+
+
+def cmd_stalled(a):
+    try:
+        with open(a.file) as f:
+            return 0 if stalled(json.load(f)) else 1
+    except (OSError, ValueError):
+        return 1
+
+
+def cmd_best(a):
+    runs = []
+    for fn in a.files:
+        try:
+            with open(fn) as f:
+                runs.append(json.load(f))
+        except (OSError, ValueError):
+            continue
+    if not runs:
+        return 1
+    key = lambda r: num(((r.get("lg") or {}).get("delivered_per_s"))) or -1  # noqa: E731
+    best = dict(max(runs, key=key))
+    best["attempts"] = [{"delivered_per_s": key(r), "stalled": stalled(r), "log": r.get("log")} for r in runs]
+    with open(a.out, "w") as f:
+        json.dump(best, f, indent=1)
+    return 0
+
+
+def lg_get(r, key):
+    return num(((r or {}).get("lg") or {}).get(key))
+
+
+def own_get(r, key):
+    return num(((r or {}).get("own") or {}).get(key))
+
+
+# Each metric: (label, function(result, params) -> (value, footnote mark), format, "hi"/"lo" better)
+def metric_lg(key):
+    return lambda r, p: (lg_get(r, key), "")
+
+
+def metric_ramp_max(r, p):
+    # a ramp that ended before the server saturated gives a lower bound; one
+    # that failed on a stall (server idle) may understate the server
+    lg = (r or {}).get("lg") or {}
+    marks = "≥" if lg.get("saturated") is False else ("*" if stalled(r) else "")
+    lg_cpu = lg_get(r, "loadgen_cpu_pct")
+    if lg_cpu is not None and lg_cpu >= LOADGEN_BUSY_PCT:
+        marks += "‡"
+    return lg_get(r, "delivered_per_s"), marks
+
+
+def metric_cpu(key):
+    # the loadgen's figure (its measurement window) or, when it gives none,
+    # ours from /proc over the whole run, marked with a dagger
+    def f(r, p):
+        v = lg_get(r, key)
+        if v is not None:
+            return v, ""
+        v = own_get(r, key)
+        return v, ("†" if v is not None else "")
+    return f
+
+
+def metric_rss_mib(r, p):
+    v = lg_get(r, "server_rss_kb")
+    mark = ""
+    if v is None:
+        v, mark = own_get(r, "server_rss_peak_kb"), "†"
+    return (v / 1024 if v is not None else None), (mark if v is not None else "")
+
+
+def metric_rss_per_conn(r, p):
+    v = lg_get(r, "server_bytes_per_conn")  # the loadgen's: (connected - before) / connections
+    if v is not None:
+        return v / 1024, ""
+    rss, mark = metric_rss_mib(r, p)
+    base = own_get(r, "server_rss_before_kb")
+    conns = lg_get(r, "conns") or p.get("conns")
+    if rss is None or base is None or not conns:
+        return None, ""
+    return (rss * 1024 - base) / conns, mark
+
+
+def metric_conns(r, p):
+    return lg_get(r, "conns"), ""
+
+
+FMT = {
+    "int": lambda v: f"{v:,.0f}",
+    "f1": lambda v: f"{v:,.1f}",
+    "f2": lambda v: f"{v:,.2f}",
+}
+
+
+def scenario_rows(params):
+    def P(k, d="?"):
+        v = params.get(k, d)
+        return f"{int(v):,}" if str(v).isdigit() else v
+    cpu = [("server CPU %", metric_cpu("server_cpu_pct"), "f1", "lo"),
+           ("loadgen CPU %", metric_cpu("loadgen_cpu_pct"), "f1", None)]
+    rows = [
+        ("fanout", f"fan-out: {P('fanout_conns')} subscribers x 1 symbol, rate ramped to max", {}, [
+            ("delivered msgs/s (max)", metric_ramp_max, "int", "hi"),
+            ("lost", metric_lg("lost"), "int", "lo"),
+            ("p99 latency us", metric_lg("p99_us"), "int", "lo"),
+        ] + cpu),
+        ("market", f"market: {P('market_conns')} subscribers, {P('market_symbols')} symbols x {P('market_per')} "
+                   f"each, zipf, rate ramped to max", {}, [
+            ("delivered msgs/s (max)", metric_ramp_max, "int", "hi"),
+            ("lost", metric_lg("lost"), "int", "lo"),
+            ("p99 latency us", metric_lg("p99_us"), "int", "lo"),
+        ] + cpu),
+        ("latency", f"latency: {P('fanout_conns')} subscribers x 1 symbol at a fixed {P('latency_rate')} ticks/s "
+                    f"(half the weakest server's fan-out max)", {}, [
+            ("p50 us", metric_lg("p50_us"), "int", "lo"),
+            ("p99 us", metric_lg("p99_us"), "int", "lo"),
+            ("p99.9 us", metric_lg("p999_us"), "int", "lo"),
+            ("max us", metric_lg("max_us"), "int", "lo"),
+            ("delivered msgs/s", metric_lg("delivered_per_s"), "int", "hi"),
+            ("lost", metric_lg("lost"), "int", "lo"),
+        ] + cpu),
+    ]
+    for i, n in enumerate(str(params.get("idle_conns", "")).split(), 1):
+        rows.append((f"idle{i}", f"idle: {int(n):,} subscribed idle connections", {"conns": int(n)}, [
+            ("connections held", metric_conns, "int", "hi"),
+            ("server RSS MiB", metric_rss_mib, "f1", "lo"),
+            ("RSS per connection KiB", metric_rss_per_conn, "f2", "lo"),
+            ("server CPU %", metric_cpu("server_cpu_pct"), "f1", "lo"),
+        ]))
+    rows.append(("storm", f"handshake storm: {P('storm_conns')} handshakes, each with an HS256 JWT verified", {}, [
+        ("handshakes/s", metric_lg("handshakes_per_s"), "int", "hi"),
+    ] + cpu))
+    return rows
+
+
+def machine_info(params):
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"model name\s*:\s*(.*)", f.read())
+            info["cpu"] = m.group(1).strip() if m else "?"
+    except OSError:
+        info["cpu"] = "?"
+    info["cores"] = os.cpu_count()
+    info["kernel"] = platform.release()
+
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+    info["node"] = out([params.get("node", "node"), "--version"])
+    for pkg in ("ws", "uwebsockets"):
+        try:
+            with open(os.path.join(ROOT, "bench/ref/node_modules", pkg, "package.json")) as f:
+                info[pkg] = json.load(f)["version"]
+        except (OSError, ValueError, KeyError):
+            info[pkg] = "?"
+    info["tickgate"] = re.sub(r"^tickgate\s*", "", out([params.get("tickgate_bin", "build/tickgate"), "--version"]))
+    info["git"] = out(["git", "-C", ROOT, "describe", "--always", "--dirty"])
+    return info
+
+
+def cmd_table(a):
+    params = dict(p.split("=", 1) for p in a.param)
+    servers = params.get("servers", "tickgate uws ws").split()
+    cols = [SERVER_NAMES.get(s, s) for s in servers]
+    ratio_cols = [(o, f"tickgate/{SERVER_NAMES[o]}") for o in ("uws", "ws") if "tickgate" in servers and o in servers]
+    header = ["metric"] + cols + [c for _, c in ratio_cols]
+    sections, raw, notes = [], {}, []
+    used = set()  # footnote marks that appear in the table
+    for scen, title, extra, metrics in scenario_rows(params):
+        res = {s: load(a.dir, s, scen) for s in servers}
+        if all(r is None for r in res.values()):
+            continue
+        raw[scen] = res
+        lines = []
+        for label, fn, fmt, better in metrics:
+            vals, marks, cells = {}, {}, []
+            for s in servers:
+                r = res[s]
+                if r is None:
+                    cells.append("-")
+                    continue
+                if r.get("skipped"):
+                    cells.append("skipped")
+                    continue
+                v, mark = fn(r, dict(params, **extra))
+                vals[s], marks[s] = v, mark
+                if v is None:
+                    cell = "n/a"
+                else:
+                    cell = ("≥" if "≥" in mark else "") + FMT[fmt](v) + mark.replace("≥", "")
+                    used.update(mark)
+                if r.get("error") and v is not None:
+                    cell += " !"
+                cells.append(cell)
+            for o, _ in ratio_cols:
+                t, v = vals.get("tickgate"), vals.get(o)
+                tb, ob = "≥" in marks.get("tickgate", ""), "≥" in marks.get(o, "")
+                bound = {(True, False): "≥", (False, True): "≤"}.get((tb, ob), "")
+                if t is None or not v:
+                    cells.append("n/a")
+                elif tb and ob:
+                    cells.append("both ≥")  # neither saturated: no ratio
+                else:
+                    cells.append(f"{bound}{t / v:.2f}x")
+            arrow = {"hi": " (higher better)", "lo": " (lower better)"}.get(better, "") if better else ""
+            lines.append([label + arrow] + cells)
+        for s in servers:
+            r = res[s]
+            if r and r.get("skipped"):
+                notes.append(f"{scen} / {SERVER_NAMES.get(s, s)}: skipped: {r['skipped']}")
+            elif r and r.get("error"):
+                notes.append(f"{scen} / {SERVER_NAMES.get(s, s)}: {r['error']} (log: {r.get('log', '?')})")
+        sections.append((title, lines))
+
+    info = machine_info(params)
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    mode = "QUICK=1 (shrunk scenarios)" if params.get("quick") == "1" else "full"
+    pins = f"servers pinned to CPU {params.get('server_cpu', '?')}, loadgen to CPU {params.get('loadgen_cpu', '?')}"
+    foot = ["ratios are tickgate's figure divided by the other server's, whichever way is better for that metric."
+            ] if ratio_cols else []
+    if "≥" in used:
+        foot.append("≥ the ramp ended (step limit) before this server saturated: its maximum is at least this.")
+    if "*" in used:
+        foot.append(f"* the ramp's failing step found the server below {STALL_CPU_PCT}% CPU: delivery stalled "
+                    "(transport), the server was not saturated; even after RAMP_RETRIES this may understate it.")
+    if "‡" in used:
+        foot.append(f"‡ the loadgen used {LOADGEN_BUSY_PCT}% or more of its core at this step: the figure may be "
+                    "the load generator's limit rather than the server's.")
+    if "†" in used:
+        foot.append("† the loadgen reported no such figure: measured by run.sh from /proc over the whole "
+                    "loadgen run (warm-up and connection set-up included).")
+    if any("skipped:" not in n for n in notes):
+        foot.append("! the run had a problem (see below); the figure may be partial.")
+
+    # plain text
+    body = [["  " + l[0]] + l[1:] for _, ls in sections for l in ls]
+    width = [max(len(str(r[i])) for r in [header] + body) for i in range(len(header))]
+
+    def fmt_line(row):
+        return "  ".join(str(c).ljust(width[0]) if i == 0 else str(c).rjust(width[i]) for i, c in enumerate(row))
+    text = [f"tickgate benchmark, {mode}, {when}",
+            f"{info['cpu']}, {info['cores']} cores, Linux {info['kernel']}; {pins}; "
+            f"load average at start {params.get('loadavg', '?')}",
+            f"tickgate {info['tickgate']} ({info['git']}, --server.workers=1); node {info['node']}, "
+            f"uWebSockets.js (npm uwebsockets {info['uwebsockets']}), ws {info['ws']}", ""]
+    text.append(fmt_line(header))
+    text.append("  ".join("-" * w for w in width))
+    for title, lines in sections:
+        text.append(title)
+        text.extend(fmt_line(["  " + l[0]] + l[1:]) for l in lines)
+    text.append("")
+    text.extend(foot)
+    text.extend(notes)
+    print("\n".join(text))
+
+    # markdown
+    md = ["# tickgate benchmark: latest run", "",
+          f"- run: {when}, {mode}, by `bench/run.sh`",
+          f"- machine: {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}",
+          f"- pinning: {pins} (`taskset`); load average at start {params.get('loadavg', '?')}",
+          f"- tickgate {info['tickgate']} (`{info['git']}`), `--server.workers=1`",
+          f"- uWebSockets.js: npm `uwebsockets` {info['uwebsockets']} on node {info['node']} (bench/ref/uws-server.js)",
+          f"- ws {info['ws']} on node {info['node']} (bench/ref/ws-server.js)", "",
+          "| " + " | ".join(header) + " |",
+          "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for title, lines in sections:
+        md.append(f"| **{title}** |" + " |" * (len(header) - 1))
+        md.extend("| " + " | ".join(str(c) for c in l) + " |" for l in lines)
+    md.append("")
+    md.extend(f"- {n}" for n in foot + notes)
+    md.append("")
+    os.makedirs(os.path.dirname(os.path.abspath(a.md)), exist_ok=True)
+    with open(a.md, "w") as f:
+        f.write("\n".join(md))
+    with open(a.json, "w") as f:
+        json.dump({"when": when, "params": params, "machine": info, "results": raw}, f, indent=1)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd_name", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--out", required=True)
+    r.add_argument("--server-pid", type=int, required=True)
+    r.add_argument("--timeout", type=float, required=True)
+    r.add_argument("--log", required=True)
+    r.add_argument("cmd", nargs=argparse.REMAINDER)
+    q = sub.add_parser("rate")
+    q.add_argument("--dir", required=True)
+    q.add_argument("--servers", required=True)
+    q.add_argument("--conns", type=int, required=True)
+    q.add_argument("--default", type=int, required=True)
+    t = sub.add_parser("table")
+    t.add_argument("--dir", required=True)
+    t.add_argument("--md", required=True)
+    t.add_argument("--json", required=True)
+    t.add_argument("--param", action="append", default=[])
+    st = sub.add_parser("stalled")
+    st.add_argument("file")
+    b = sub.add_parser("best")
+    b.add_argument("--out", required=True)
+    b.add_argument("files", nargs="+")
+    a = ap.parse_args()
+    if a.cmd_name == "run":
+        if a.cmd and a.cmd[0] == "--":
+            a.cmd = a.cmd[1:]
+        if not a.cmd:
+            ap.error("run needs the loadgen command after --")
+        return cmd_run(a)
+    return {"rate": cmd_rate, "table": cmd_table, "stalled": cmd_stalled, "best": cmd_best}[a.cmd_name](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

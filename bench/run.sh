@@ -1,0 +1,331 @@
+#!/usr/bin/env bash
+# bench/run.sh - tickgate against uWebSockets.js and ws, same load, same core.
+#
+#   bench/run.sh            full run, about 7 minutes (< 15)       = make bench
+#   QUICK=1 bench/run.sh    shrunk scenarios, about 2 minutes      = make bench-quick
+#
+# Each server runs alone on CPU $SERVER_CPU (tickgate with one worker, the
+# two node reference servers in bench/ref/), freshly started for every
+# scenario; the load generator runs on CPU $LOADGEN_CPU. Scenarios: fan-out,
+# market (zipf), latency at a fixed rate, idle memory per connection, and a
+# handshake storm with a JWT verified per handshake. Prints one table and
+# writes it to bench/results/latest.md (raw figures: latest.json, logs:
+# bench/results/logs/).
+#
+# Environment (all optional):
+#   TICKGATE_BIN (build/tickgate)  LOADGEN_BIN (build/loadgen)  NODE (node)
+#   SERVERS ("tickgate uws ws")    SCENARIOS ("fanout market latency idle storm")
+#   SERVER_CPU (0)  LOADGEN_CPU (1)  SOURCES (127.0.0.1,127.0.0.2,127.0.0.3)
+#   TICKGATE_ARGS   extra --SECTION.KEY=VALUE flags for tickgate
+#   LATENCY_RATE    ticks/s for the latency scenario (default: derived from fan-out)
+#   RAMP_RETRIES (1)  reruns of a ramp that failed on a stall, not saturation
+#   RESULTS_DIR (bench/results)
+# and every scenario size below (FANOUT_CONNS, MARKET_CONNS, ...).
+set -eu
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+QUICK=${QUICK:-0}
+abspath() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$ROOT/$1" ;; esac; }
+TICKGATE_BIN=$(abspath "${TICKGATE_BIN:-build/tickgate}")
+LOADGEN_BIN=$(abspath "${LOADGEN_BIN:-build/loadgen}")
+NODE=${NODE:-node}
+SERVERS=${SERVERS:-tickgate uws ws}
+SCENARIOS=${SCENARIOS:-fanout market latency idle storm}
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+SOURCES=${SOURCES:-127.0.0.1,127.0.0.2,127.0.0.3}
+TICKGATE_ARGS=${TICKGATE_ARGS:-}
+RESULTS_DIR=$(abspath "${RESULTS_DIR:-bench/results}")
+LOG_DIR=$RESULTS_DIR/logs
+
+# Scenario sizes. Rates are ticks published per second. With --ramp the
+# loadgen starts at --rate and multiplies it by 1.25 every --step-s seconds
+# until a step delivers < 95% or its p99 passes 100 ms, for at most
+# --duration seconds: the start rates and step counts below span about 200x
+# (full) and 70x (quick), from below ws's maximum to above tickgate's.
+if [ "$QUICK" = 1 ]; then
+    : "${FANOUT_CONNS:=200}" "${MARKET_CONNS:=500}" "${MARKET_SYMBOLS:=100}" "${MARKET_PER:=10}"
+    : "${FANOUT_START_RATE:=250}" "${MARKET_START_RATE:=100}"
+    : "${STEP_S:=1}" "${RAMP_DURATION:=20}" "${WARMUP:=1}" "${LATENCY_DURATION:=4}"
+    : "${IDLE_CONNS:=2000}" "${IDLE_HOLD:=2}" "${STORM_CONNS:=1000}" "${STORM_CONCURRENCY:=100}"
+else
+    : "${FANOUT_CONNS:=1000}" "${MARKET_CONNS:=5000}" "${MARKET_SYMBOLS:=500}" "${MARKET_PER:=10}"
+    : "${FANOUT_START_RATE:=50}" "${MARKET_START_RATE:=20}"
+    : "${STEP_S:=3}" "${RAMP_DURATION:=75}" "${WARMUP:=2}" "${LATENCY_DURATION:=20}"
+    : "${IDLE_CONNS:=10000 19900}" "${IDLE_HOLD:=5}" "${STORM_CONNS:=5000}" "${STORM_CONCURRENCY:=100}"
+fi
+: "${IDLE_SYMBOLS:=$MARKET_SYMBOLS}"
+HEARTBEAT_S=3600 # no server pings or heartbeat timeouts during a run, in any server
+SLACK_S=90       # a loadgen run is killed this long after its planned end
+: "${RAMP_RETRIES:=1}"
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "bench: $*"; exit 1; }
+
+# ---- prerequisites -------------------------------------------------------------
+
+[ -x "$TICKGATE_BIN" ] || case " $SERVERS " in *" tickgate "*) die "no tickgate binary at $TICKGATE_BIN (make)" ;; esac
+[ -x "$LOADGEN_BIN" ] || die "no load generator at $LOADGEN_BIN (set LOADGEN_BIN or build it)"
+command -v "$NODE" >/dev/null || die "node not found (apt-get install nodejs npm)"
+if [ ! -d bench/ref/node_modules/ws ] || [ ! -d bench/ref/node_modules/uwebsockets ]; then
+    command -v npm >/dev/null || die "npm not found (apt-get install npm)"
+    say "bench: installing the reference servers' packages (npm ci in bench/ref)"
+    (cd bench/ref && npm ci --ignore-scripts --no-audit --no-fund >&2) || die "npm ci failed in bench/ref"
+fi
+(cd bench/ref && "$NODE" -e "require('ws'); require('uwebsockets')") || die "bench/ref: node cannot load ws/uwebsockets"
+
+PIN_SERVER=() PIN_LOADGEN=()
+if command -v taskset >/dev/null && taskset -c "$SERVER_CPU" true 2>/dev/null && taskset -c "$LOADGEN_CPU" true 2>/dev/null; then
+    PIN_SERVER=(taskset -c "$SERVER_CPU")
+    PIN_LOADGEN=(taskset -c "$LOADGEN_CPU")
+else
+    say "bench: warning: cannot pin to CPUs $SERVER_CPU/$LOADGEN_CPU with taskset; running unpinned"
+fi
+[ "$SERVER_CPU" != "$LOADGEN_CPU" ] || say "bench: warning: server and loadgen share CPU $SERVER_CPU"
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FD_LIMIT=$(ulimit -n)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tickgate-bench.XXXXXX")
+SERVER_PID=
+SERVER_LOG=/dev/null
+MEASURE_PID=
+cleanup() {
+    if [ -n "$MEASURE_PID" ]; then
+        kill -TERM "$MEASURE_PID" 2>/dev/null || true
+        wait "$MEASURE_PID" 2>/dev/null || true
+    fi
+    stop_server
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+mkdir -p "$WORK/res" "$RESULTS_DIR"
+rm -rf "$LOG_DIR"
+mkdir -p "$LOG_DIR"
+
+# Symbol universe S0..S<n-1> at 100.0 (tickgate needs it; the reference
+# servers read it too, for the same change/change_percent figures).
+SYMFILE=$WORK/symbols.txt
+nsym=$MARKET_SYMBOLS
+[ "$IDLE_SYMBOLS" -le "$nsym" ] || nsym=$IDLE_SYMBOLS
+for ((i = 0; i < nsym; i++)); do printf 'S%d,100.0\n' "$i"; done >"$SYMFILE"
+
+SECRET=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n') # 48 bytes of hex
+if [ -x "$TICKGATE_BIN" ]; then
+    token() { "$TICKGATE_BIN" token --sub "$1" --role "$2" --ttl 86400 --auth.jwt_secret="$SECRET"; }
+else # SERVERS without tickgate: sign the same HS256 tokens ourselves
+    token() {
+        "$PY" - "$1" "$2" "$SECRET" <<'EOF'
+import base64, hashlib, hmac, json, sys, time
+b = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+now = int(time.time())
+h = b(b'{"alg":"HS256","typ":"JWT"}')
+p = b(json.dumps({"sub": sys.argv[1], "iat": now, "exp": now + 86400, "role": sys.argv[2]}).encode())
+print(f"{h}.{p}.{b(hmac.new(sys.argv[3].encode(), f'{h}.{p}'.encode(), hashlib.sha256).digest())}")
+EOF
+    }
+fi
+PUB_TOKEN=$(token bench-pub publisher)
+SUB_TOKEN=$(token bench-sub viewer)
+
+# ---- servers -------------------------------------------------------------------
+
+# tickgate's flags. It refuses unknown keys, so the optional ones (limits that
+# would refuse the benchmark's load: per-IP and per-user connection caps,
+# rate limits) are given only when `tickgate --help` lists them.
+TG_FLAGS=(--server.listen=127.0.0.1:0 --server.workers=1 --feed.symbols_file="$SYMFILE"
+    --feed.simulator=false --auth.jwt_secret="$SECRET")
+if [ -x "$TICKGATE_BIN" ]; then
+    TG_HELP=$("$TICKGATE_BIN" --help 2>&1 || true)
+    for kv in limits.max_connections=100000000 limits.max_connections_per_ip=100000000 \
+        limits.max_connections_per_user=100000000 limits.max_messages_per_minute=100000000 \
+        limits.anonymous_max_symbols=100 limits.viewer_max_symbols=100 \
+        limits.heartbeat_interval_s=$HEARTBEAT_S limits.heartbeat_timeout_s=$HEARTBEAT_S \
+        server.shutdown_grace_ms=1000 audit.path="$LOG_DIR/tickgate-audit.log"; do
+        if grep -q "^ *${kv%%=*} " <<<"$TG_HELP"; then
+            TG_FLAGS+=("--$kv")
+        else
+            say "bench: note: this tickgate has no ${kv%%=*}; not set"
+        fi
+    done
+fi
+
+# start_server NAME TAG: starts NAME pinned, waits for its listening line;
+# sets SERVER_PID and SERVER_PORT.
+start_server() {
+    local name=$1 log=$LOG_DIR/$1.$2.log cmd
+    case $name in
+    tickgate)
+        # shellcheck disable=SC2206 # TICKGATE_ARGS is split on purpose
+        cmd=("$TICKGATE_BIN" "${TG_FLAGS[@]}" $TICKGATE_ARGS) ;;
+    uws) cmd=("$NODE" "$ROOT/bench/ref/uws-server.js" 0) ;;
+    ws) cmd=("$NODE" "$ROOT/bench/ref/ws-server.js" 0) ;;
+    *) die "unknown server $name (tickgate, uws, ws)" ;;
+    esac
+    JWT_SECRET=$SECRET SYMBOLS_FILE=$SYMFILE HEARTBEAT_INTERVAL_S=$HEARTBEAT_S \
+        "${PIN_SERVER[@]}" "${cmd[@]}" >"$log" 2>&1 </dev/null &
+    SERVER_PID=$! # taskset execs the server: this is the server's own pid
+    SERVER_LOG=$log
+    SERVER_PORT=
+    local i
+    for ((i = 0; i < 100; i++)); do
+        SERVER_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
+        [ -z "$SERVER_PORT" ] || break
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$SERVER_PORT" ]; then
+        say "bench: $name did not start; its log ($log):"
+        tail -n 20 "$log" >&2
+        stop_server
+        return 1
+    fi
+}
+
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then # it ended before we asked: say how
+        local st=0
+        wait "$SERVER_PID" 2>/dev/null || st=$?
+        local msg
+        msg="bench: the server (pid $SERVER_PID) had already exited, status $st$([ "$st" -gt 128 ] && echo " (signal $((st - 128)))")"
+        say "$msg"
+        echo "$msg" >>"$SERVER_LOG"
+        SERVER_PID=
+        return 0
+    fi
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
+# ---- scenarios -----------------------------------------------------------------
+
+skip() { # skip SERVER SCEN REASON
+    say "bench: $1 $2: skipped: $3"
+    "$PY" -c 'import json,sys; json.dump({"skipped": sys.argv[1]}, open(sys.argv[2], "w"))' "$3" "$WORK/res/$1.$2.json"
+}
+
+# attempt SERVER SCEN TAG PLANNED_SECONDS LOADGEN_ARGS...: fresh server, one
+# loadgen run against it (result in $WORK/res/SERVER.SCEN.TAG.json), server
+# stopped.
+attempt() {
+    local server=$1 scen=$2 tag=$3 planned=$4
+    shift 4
+    local out=$WORK/res/$server.$scen$tag.json
+    if ! start_server "$server" "$scen$tag"; then
+        "$PY" -c 'import json,sys; json.dump({"error": "server did not start", "log": sys.argv[1]}, open(sys.argv[2], "w"))' \
+            "$LOG_DIR/$server.$scen$tag.log" "$out"
+        return 0
+    fi
+    # in the background and waited for, so that a signal to this script is
+    # handled at once (cleanup stops the measurement and its loadgen)
+    "$PY" "$ROOT/bench/measure.py" run --out "$out" --server-pid "$SERVER_PID" \
+        --timeout $((planned + SLACK_S)) --log "$LOG_DIR/loadgen.$server.$scen$tag.log" -- \
+        "${PIN_LOADGEN[@]}" "$LOADGEN_BIN" --host 127.0.0.1 --port "$SERVER_PORT" --server-pid "$SERVER_PID" \
+        --pub-token "$PUB_TOKEN" --sub-token "$SUB_TOKEN" --symbol-prefix S --json "$@" </dev/null &
+    MEASURE_PID=$!
+    wait "$MEASURE_PID" || true
+    MEASURE_PID=
+    if [ "$server" = tickgate ]; then # its own counters (drops, conflation, disconnects) for the record
+        "$PY" -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(sys.argv[1], timeout=5).read().decode())' \
+            "http://127.0.0.1:$SERVER_PORT/metrics" >"$LOG_DIR/tickgate.$scen$tag.metrics" 2>/dev/null || true
+    fi
+    stop_server
+}
+
+# scenario SERVER SCEN PLANNED_SECONDS LOADGEN_ARGS...: one attempt; a ramp
+# whose failing step found the server mostly idle (a stall in transport, not
+# saturation) is run again, up to RAMP_RETRIES times, and the best kept.
+scenario() {
+    local server=$1 scen=$2
+    say "bench: $server $scen: ${*:4}"
+    attempt "$server" "$scen" "" "${@:3}"
+    local try=1 out=$WORK/res/$server.$scen.json
+    while [ "$try" -le "$RAMP_RETRIES" ] && "$PY" "$ROOT/bench/measure.py" stalled "$out"; do
+        mv "$out" "$WORK/res/$server.$scen.try$try.json"
+        say "bench: $server $scen: the failing step found the server idle (a stall, not saturation): once more"
+        attempt "$server" "$scen" ".retry$try" "${@:3}"
+        mv "$WORK/res/$server.$scen.retry$try.json" "$out"
+        try=$((try + 1))
+    done
+    if [ "$try" -gt 1 ]; then
+        "$PY" "$ROOT/bench/measure.py" best --out "$out" "$WORK/res/$server.$scen".try*.json "$out"
+    fi
+}
+
+want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+started=$(date +%s)
+LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
+case ${LOADAVG%% *} in
+0.[0-4]*) ;;
+*) say "bench: warning: load average $LOADAVG: something else is running; the figures will be noisy" ;;
+esac
+say "bench: $([ "$QUICK" = 1 ] && echo quick || echo full) run; servers: $SERVERS; scenarios: $SCENARIOS; fd limit $FD_LIMIT"
+
+for server in $SERVERS; do
+    if want fanout; then
+        scenario "$server" fanout $((RAMP_DURATION + WARMUP)) \
+            --conns "$FANOUT_CONNS" --symbols 1 --per 1 --dist uniform \
+            --rate "$FANOUT_START_RATE" --ramp --step-s "$STEP_S" --duration "$RAMP_DURATION" --warmup "$WARMUP"
+    fi
+    if want market; then
+        scenario "$server" market $((RAMP_DURATION + WARMUP)) \
+            --conns "$MARKET_CONNS" --symbols "$MARKET_SYMBOLS" --per "$MARKET_PER" --dist zipf \
+            --rate "$MARKET_START_RATE" --ramp --step-s "$STEP_S" --duration "$RAMP_DURATION" --warmup "$WARMUP"
+    fi
+done
+
+# Latency at a rate every server sustains: half the weakest fan-out maximum.
+if [ -z "${LATENCY_RATE:-}" ]; then
+    LATENCY_RATE=$("$PY" "$ROOT/bench/measure.py" rate --dir "$WORK/res" --servers "$SERVERS" \
+        --conns "$FANOUT_CONNS" --default 100)
+fi
+
+for server in $SERVERS; do
+    if want latency; then
+        scenario "$server" latency $((LATENCY_DURATION + WARMUP)) \
+            --conns "$FANOUT_CONNS" --symbols 1 --per 1 --dist uniform \
+            --rate "$LATENCY_RATE" --duration "$LATENCY_DURATION" --warmup "$WARMUP"
+    fi
+    if want idle; then
+        i=0
+        for n in $IDLE_CONNS; do
+            i=$((i + 1))
+            # the server and the loadgen each hold n sockets, plus their own fds
+            if [ $((n + 100)) -gt "$FD_LIMIT" ]; then
+                skip "$server" "idle$i" "$n connections need more than the fd limit of $FD_LIMIT per process"
+                continue
+            fi
+            scenario "$server" "idle$i" $((IDLE_HOLD + n / 500)) --idle --conns "$n" \
+                --symbols "$IDLE_SYMBOLS" --per 1 --dist uniform --duration "$IDLE_HOLD" --sources "$SOURCES"
+        done
+    fi
+    if want storm; then
+        scenario "$server" storm $((STORM_CONNS / 200)) --handshake-only \
+            --conns "$STORM_CONNS" --concurrency "$STORM_CONCURRENCY" --sources "$SOURCES"
+    fi
+done
+
+say "bench: done in $(($(date +%s) - started)) s"
+say ""
+"$PY" "$ROOT/bench/measure.py" table --dir "$WORK/res" --md "$RESULTS_DIR/latest.md" --json "$RESULTS_DIR/latest.json" \
+    --param quick="$QUICK" --param loadavg="$LOADAVG" --param servers="$SERVERS" --param node="$NODE" --param tickgate_bin="$TICKGATE_BIN" \
+    --param server_cpu="$SERVER_CPU" --param loadgen_cpu="$LOADGEN_CPU" \
+    --param fanout_conns="$FANOUT_CONNS" --param market_conns="$MARKET_CONNS" \
+    --param market_symbols="$MARKET_SYMBOLS" --param market_per="$MARKET_PER" \
+    --param latency_rate="$LATENCY_RATE" --param idle_conns="$IDLE_CONNS" --param storm_conns="$STORM_CONNS"
+say ""
+say "bench: table written to ${RESULTS_DIR#"$ROOT"/}/latest.md (raw: latest.json, logs: logs/)"
