@@ -4,7 +4,11 @@
  *
  * Query parameters: ?symbols=AAPL,MSFT puts those symbols on the watchlist;
  * &autoconnect=1 connects anonymously at once (they are subscribed as soon
- * as the server's "connected" frame arrives). */
+ * as the server's "connected" frame arrives).
+ *
+ * Roles that may trade (trader, super_admin) also get the Trade and
+ * Portfolio panels: orders go out as "trade", the page sends
+ * portfolio_subscribe on connect and shows portfolio_update events. */
 'use strict';
 
 (function () {
@@ -53,7 +57,13 @@
     limit: $('limit'), closeInfo: $('close-info'),
     symbolForm: $('symbol-form'), symbolInput: $('symbol-input'), addSymbol: $('add-symbol'),
     datalist: $('symbol-list'), quickPicks: $('quick-picks'), notice: $('notice'),
-    subCount: $('sub-count'), tbody: $('prices-body'), log: $('log'), clearLog: $('clear-log')
+    subCount: $('sub-count'), tbody: $('prices-body'), log: $('log'), clearLog: $('clear-log'),
+    tradePanel: $('trade-panel'), tradeForm: $('trade-form'), tradeSymbol: $('trade-symbol'),
+    sideBuy: $('side-buy'), sideSell: $('side-sell'), tradeQty: $('trade-quantity'), tradeType: $('trade-type'),
+    tradeLimit: $('trade-limit'), placeOrder: $('place-order'), tradeEstimate: $('trade-estimate'),
+    ordersBody: $('orders-body'), ordersCount: $('orders-count'),
+    portfolioPanel: $('portfolio-panel'), portfolio: $('portfolio'), cash: $('cash'),
+    positionsValue: $('positions-value'), equity: $('equity'), positionsBody: $('positions-body')
   };
 
   /* Connection state; one socket at a time. */
@@ -66,14 +76,26 @@
     heartbeat: 0,        /* setInterval handle */
     welcomeTimer: 0,     /* fallback in case no "connected" frame arrives */
     wasOpen: false,      /* the current socket reached OPEN */
-    userClosed: false    /* Disconnect was pressed for the current socket */
+    userClosed: false,   /* Disconnect was pressed for the current socket */
+    portfolioSent: false /* portfolio_subscribe sent on the current socket */
   };
+
+  const TRADING_ROLES = ['trader', 'super_admin'];
+  const ORDERS_MAX = 50;             /* order rows kept */
+  /* Orders of this page: request id -> order, and order_id -> order. */
+  const orders = { byRequest: new Map(), byId: new Map(), list: [] };
+  /* Paper portfolio from portfolio_update: {cash, positions: [{symbol, quantity, avg_price}]}. */
+  const portfolio = { cash: null, positions: [], rows: new Map() };
+  /* Last price seen per symbol (live updates and snapshots). */
+  const lastPrices = new Map();
 
   /* Watchlist: symbol -> row. status: queued (not sent yet), pending (sent,
    * no reply yet), active (confirmed), stale (connection gone). */
   const rows = new Map();
 
   const volumeFmt = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+  const moneyFmt = new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const qtyFmt = new Intl.NumberFormat('en-US', { maximumFractionDigits: 4 });
   let noticeTimer = 0;
 
   /* ---------- small helpers ---------- */
@@ -168,6 +190,7 @@
     el.url.disabled = busy;
     el.disconnect.disabled = !busy || phase === 'closing';
     el.authenticate.disabled = phase !== 'connected';
+    updateTradeUI();
   }
 
   function send(msg) {
@@ -215,6 +238,7 @@
     conn.wasOpen = false;
     conn.userClosed = false;
     conn.session = null;
+    conn.portfolioSent = false;
     conn.pending.clear();
     el.closeInfo.hidden = true;
     showSession(null);
@@ -267,6 +291,8 @@
     const opened = conn.wasOpen;
     for (const row of rows.values()) setRowStatus(row, 'stale');
     el.session.classList.add('stale');
+    for (const o of orders.list) if (o.status === 'sent') setOrderStatus(o, 'unknown', 'connection closed');
+    el.portfolio.classList.add('stale');
     setPhase('disconnected');
     el.connect.textContent = 'Reconnect';
 
@@ -321,6 +347,7 @@
         conn.session = msg;
         showSession(msg);
         subscribeWatchlist();
+        startTrading();
         break;
       case 'subscription_confirmed':
         for (const sym of msg.symbols || []) {
@@ -348,6 +375,7 @@
         setNotice('Error ' + (msg.code || '') + (msg.message ? ': ' + msg.message : ''), 'error');
         if (req) {
           conn.pending.delete(msg.id);
+          if (req.type === 'trade') orderRejected(msg.id, msg.code || 'error', msg.message);
           if (req.type === 'subscribe') {
             for (const sym of req.symbols) {
               const row = rows.get(sym);
@@ -362,6 +390,7 @@
         showSession(conn.session);
         if (!msg.limits) el.limit.textContent = EMPTY;
         setNotice('Authenticated as ' + msg.user_id + ' (' + msg.role + ')', 'info');
+        startTrading();
         break;
       case 'token_expiring':
         setNotice('Your token expires at ' + (isNum(msg.expires_at) ? clockTime(msg.expires_at) : 'once') +
@@ -369,6 +398,24 @@
         break;
       case 'broadcast':
         setNotice('Broadcast' + (msg.from ? ' from ' + msg.from : '') + ': ' + msg.message, 'warn');
+        break;
+      case 'portfolio_subscribed':
+        if (msg.id != null) conn.pending.delete(msg.id);
+        el.portfolio.classList.remove('stale');
+        break;
+      case 'portfolio_update':
+        applyPortfolio(msg.event);
+        break;
+      case 'trade_accepted':
+        if (msg.id != null) conn.pending.delete(msg.id);
+        orderAccepted(msg.id, msg.order_id);
+        break;
+      case 'trade_rejected':
+        if (msg.id != null) conn.pending.delete(msg.id);
+        orderRejected(msg.id, msg.reason || 'rejected');
+        break;
+      case 'trade_filled':
+        orderFilled(msg);
         break;
       default:
         if (req) conn.pending.delete(msg.id);
@@ -447,6 +494,7 @@
     for (const b of el.quickPicks.children) b.setAttribute('aria-pressed', rows.has(b.dataset.symbol) ? 'true' : 'false');
     const empty = el.tbody.querySelector('tr.empty-row');
     if (empty) empty.hidden = rows.size > 0;
+    refreshTradeSymbols();
   }
 
   /* ---------- table ---------- */
@@ -531,6 +579,9 @@
     if (isNum(u.price)) {
       if (row.lastPrice !== null && u.price !== row.lastPrice) flash(row, u.price > row.lastPrice ? 'flash-up' : 'flash-down');
       row.lastPrice = u.price;
+      lastPrices.set(u.symbol, u.price);
+      if (portfolio.rows.has(u.symbol)) updatePortfolioValues();
+      if (u.symbol === el.tradeSymbol.value) updateEstimate();
     }
     c.price.textContent = px(u.price);
     c.bid.textContent = px(u.bid);
@@ -550,6 +601,249 @@
     td.textContent = text;
     td.classList.toggle('pos', isNum(v) && v >= 0);
     td.classList.toggle('neg', isNum(v) && v < 0);
+  }
+
+  /* ---------- trading ---------- */
+
+  function canTrade() {
+    const s = conn.session;
+    return conn.phase === 'connected' && !!s && TRADING_ROLES.indexOf(s.role) >= 0;
+  }
+
+  /* Shows the Trade and Portfolio panels only to roles that may trade;
+   * they stay visible (read-only) after a disconnect. */
+  function updateTradeUI() {
+    if (!el.tradePanel) return;
+    const can = canTrade();
+    if (can) {
+      el.tradePanel.hidden = false;
+      el.portfolioPanel.hidden = false;
+    } else if (conn.phase === 'connected' && conn.session) {
+      el.tradePanel.hidden = true; /* connected with a role that may not trade */
+      el.portfolioPanel.hidden = true;
+    }
+    const hasSymbol = !!el.tradeSymbol.value;
+    el.placeOrder.disabled = !can || !hasSymbol;
+    el.placeOrder.title = !can ? 'Connect with a trader token to place orders'
+      : !hasSymbol ? 'Add a symbol to the watchlist first' : '';
+    el.tradeLimit.disabled = el.tradeType.value !== 'limit';
+    el.tradeLimit.placeholder = el.tradeType.value === 'limit' ? 'price' : 'market';
+    el.tradeForm.classList.toggle('selling', el.sideSell.checked);
+  }
+
+  /* After connected / authenticated: subscribe to the portfolio once per socket. */
+  function startTrading() {
+    updateTradeUI();
+    if (!canTrade() || conn.portfolioSent) return;
+    if (request({ type: 'portfolio_subscribe' })) conn.portfolioSent = true;
+  }
+
+  /* The symbol select follows the watchlist. */
+  function refreshTradeSymbols() {
+    if (!el.tradeSymbol) return;
+    const want = Array.from(rows.keys());
+    const have = Array.from(el.tradeSymbol.options, (o) => o.value).filter(Boolean);
+    if (el.tradeSymbol.options.length && want.length === have.length && want.every((s, i) => s === have[i])) return;
+    const keep = el.tradeSymbol.value;
+    el.tradeSymbol.textContent = '';
+    if (!want.length) {
+      const opt = document.createElement('option');
+      opt.value = '';
+      opt.textContent = 'add a symbol first';
+      el.tradeSymbol.appendChild(opt);
+    }
+    for (const sym of want) {
+      const opt = document.createElement('option');
+      opt.value = sym;
+      opt.textContent = sym;
+      el.tradeSymbol.appendChild(opt);
+    }
+    el.tradeSymbol.value = want.indexOf(keep) >= 0 ? keep : (want[0] || '');
+    el.tradeSymbol.disabled = !want.length;
+    updateTradeUI();
+    updateEstimate();
+  }
+
+  function money(v) { return isNum(v) ? moneyFmt.format(v) : EMPTY; }
+
+  function updateEstimate() {
+    const sym = el.tradeSymbol.value;
+    const qty = Number(el.tradeQty.value);
+    const limit = el.tradeType.value === 'limit';
+    const px = limit ? Number(el.tradeLimit.value) : lastPrices.get(sym);
+    if (!sym || !(qty > 0) || !(px > 0)) {
+      el.tradeEstimate.textContent = '';
+      return;
+    }
+    el.tradeEstimate.textContent = (el.sideSell.checked ? 'Proceeds' : 'Cost') + ' \u2248 ' + qtyFmt.format(qty) +
+      ' \u00d7 ' + px + ' = ' + money(qty * px) + (limit ? ' at the limit' : ' at the last price');
+  }
+
+  function placeOrder() {
+    if (!canTrade()) {
+      setNotice('Connect with a trader token to place orders.', 'error');
+      return;
+    }
+    const symbol = el.tradeSymbol.value;
+    const quantity = Number(el.tradeQty.value);
+    const orderType = el.tradeType.value === 'limit' ? 'limit' : 'market';
+    const side = el.sideSell.checked ? 'sell' : 'buy';
+    if (!symbol) { setNotice('Add a symbol to the watchlist first.', 'error'); return; }
+    if (!(quantity > 0)) { setNotice('Quantity must be a number above 0.', 'error'); el.tradeQty.focus(); return; }
+    const msg = { type: 'trade', symbol, side, quantity, order_type: orderType };
+    if (orderType === 'limit') {
+      const lp = Number(el.tradeLimit.value);
+      if (!(lp > 0)) { setNotice('A limit order needs a limit price above 0.', 'error'); el.tradeLimit.focus(); return; }
+      msg.limit_price = lp;
+    }
+    const id = request(msg);
+    if (!id) return;
+    addOrder({ requestId: id, orderId: null, symbol, side, quantity, orderType, limit: msg.limit_price,
+               status: 'sent', price: null, reason: '', time: Date.now() });
+  }
+
+  function addOrder(o) {
+    const empty = el.ordersBody.querySelector('tr.empty-row');
+    if (empty) empty.hidden = true;
+    const tr = document.createElement('tr');
+    const cell = (cls, text) => {
+      const td = document.createElement('td');
+      td.className = cls;
+      td.textContent = text;
+      tr.appendChild(td);
+      return td;
+    };
+    cell('time', clockTime(o.time));
+    o.idCell = cell('order-id', o.orderId || '#' + (o.requestId || '?'));
+    cell('side ' + o.side, o.side);
+    cell('qty num', qtyFmt.format(o.quantity));
+    cell('sym', o.symbol);
+    cell('type', o.orderType + (o.orderType === 'limit' && isNum(o.limit) ? ' @ ' + o.limit : ''));
+    o.priceCell = cell('price num', EMPTY);
+    const st = cell('status', '');
+    o.badge = document.createElement('span');
+    o.badge.className = 'order-status';
+    o.reasonEl = document.createElement('span');
+    o.reasonEl.className = 'reason';
+    st.append(o.badge, o.reasonEl);
+    o.tr = tr;
+    el.ordersBody.insertBefore(tr, el.ordersBody.querySelector('tr:not(.empty-row)'));
+    orders.list.push(o);
+    if (o.requestId) orders.byRequest.set(o.requestId, o);
+    if (o.orderId) {
+      orders.byId.set(o.orderId, o);
+      tr.dataset.orderId = o.orderId;
+    }
+    while (orders.list.length > ORDERS_MAX) {
+      const old = orders.list.shift();
+      old.tr.remove();
+      orders.byRequest.delete(old.requestId);
+      orders.byId.delete(old.orderId);
+    }
+    setOrderStatus(o, o.status, o.reason);
+    el.ordersCount.textContent = String(orders.list.length);
+    return o;
+  }
+
+  function setOrderStatus(o, status, reason) {
+    o.status = status;
+    o.reason = reason || '';
+    o.tr.className = 'status-' + status;
+    o.tr.dataset.status = status;
+    o.badge.textContent = status;
+    o.reasonEl.textContent = o.reason;
+    o.reasonEl.hidden = !o.reason;
+  }
+
+  function orderAccepted(requestId, orderId) {
+    const o = requestId != null ? orders.byRequest.get(requestId) : undefined;
+    if (!o) return;
+    o.orderId = orderId;
+    o.idCell.textContent = orderId;
+    o.tr.dataset.orderId = orderId;
+    orders.byId.set(orderId, o);
+    if (o.status === 'sent') setOrderStatus(o, 'accepted');
+  }
+
+  function orderRejected(requestId, reason, text) {
+    const o = requestId != null ? orders.byRequest.get(requestId) : undefined;
+    if (!o) return;
+    setOrderStatus(o, 'rejected', reason.replace(/_/g, ' '));
+    if (text) o.reasonEl.title = text;
+    setNotice('Order rejected: ' + reason + (text ? ' \u2014 ' + text : ''), 'error');
+  }
+
+  function orderFilled(f) {
+    let o = orders.byId.get(f.order_id);
+    if (!o) { /* placed from another session of this user */
+      o = addOrder({ requestId: null, orderId: f.order_id, symbol: f.symbol, side: f.side === 'sell' ? 'sell' : 'buy',
+                     quantity: f.quantity, orderType: 'other session', status: 'filled', price: null, reason: '',
+                     time: isNum(f.timestamp) ? f.timestamp : Date.now() });
+    }
+    o.price = f.price;
+    o.priceCell.textContent = isNum(f.price) ? money(f.price) : EMPTY;
+    setOrderStatus(o, 'filled');
+  }
+
+  /* portfolio_update: snapshots and fills carry cash and positions; other
+   * user events are only logged. */
+  function applyPortfolio(ev) {
+    if (!ev || typeof ev !== 'object') return;
+    if (ev.kind === 'order_cancelled' && ev.order_id) {
+      const o = orders.byId.get(ev.order_id);
+      if (o) setOrderStatus(o, 'cancelled', (ev.reason || '').replace(/_/g, ' '));
+    }
+    if (!isNum(ev.cash) || !Array.isArray(ev.positions)) return;
+    portfolio.cash = ev.cash;
+    portfolio.positions = ev.positions.filter((p) => p && typeof p.symbol === 'string' && isNum(p.quantity));
+    el.portfolio.classList.remove('stale');
+    renderPortfolio();
+  }
+
+  function renderPortfolio() {
+    const body = el.positionsBody;
+    for (const r of portfolio.rows.values()) r.tr.remove();
+    portfolio.rows.clear();
+    const empty = body.querySelector('tr.empty-row');
+    if (empty) empty.hidden = portfolio.positions.length > 0;
+    for (const p of portfolio.positions) {
+      const tr = document.createElement('tr');
+      tr.dataset.symbol = p.symbol;
+      const cells = {};
+      for (const [cls, text] of [['sym', p.symbol], ['qty num', qtyFmt.format(p.quantity)],
+        ['avg num', money(p.avg_price)], ['last num', EMPTY], ['value num', EMPTY], ['pnl num', EMPTY]]) {
+        const td = document.createElement('td');
+        td.className = cls;
+        td.textContent = text;
+        tr.appendChild(td);
+        cells[cls.split(' ')[0]] = td;
+      }
+      body.appendChild(tr);
+      portfolio.rows.set(p.symbol, { tr, cells, pos: p });
+    }
+    el.portfolio.dataset.state = portfolio.positions.length ? 'positions' : 'cash';
+    updatePortfolioValues();
+  }
+
+  function updatePortfolioValues() {
+    let value = 0;
+    for (const r of portfolio.rows.values()) {
+      const p = r.pos;
+      const live = lastPrices.get(p.symbol);
+      const px = isNum(live) ? live : p.avg_price;
+      const mv = p.quantity * px;
+      value += mv;
+      r.cells.last.textContent = isNum(live) ? money(live) : EMPTY;
+      r.cells.value.textContent = money(mv);
+      r.cells.value.title = isNum(live) ? 'at the live price' : 'at the average price (no live price)';
+      const pnl = isNum(live) && isNum(p.avg_price) ? (live - p.avg_price) * p.quantity : null;
+      r.cells.pnl.textContent = pnl === null ? EMPTY : signed(pnl, 2);
+      r.cells.pnl.classList.toggle('pos', pnl !== null && pnl >= 0);
+      r.cells.pnl.classList.toggle('neg', pnl !== null && pnl < 0);
+    }
+    el.cash.textContent = money(portfolio.cash);
+    el.positionsValue.textContent = isNum(portfolio.cash) ? money(value) : EMPTY;
+    el.equity.textContent = isNum(portfolio.cash) ? money(portfolio.cash + value) : EMPTY;
   }
 
   /* ---------- wiring ---------- */
@@ -592,6 +886,11 @@
       el.symbolInput.focus();
     });
     el.clearLog.addEventListener('click', () => { el.log.textContent = ''; });
+    el.tradeForm.addEventListener('submit', (e) => { e.preventDefault(); placeOrder(); });
+    for (const input of [el.sideBuy, el.sideSell, el.tradeType, el.tradeSymbol]) {
+      input.addEventListener('change', () => { updateTradeUI(); updateEstimate(); });
+    }
+    for (const input of [el.tradeQty, el.tradeLimit]) input.addEventListener('input', updateEstimate);
 
     setPhase('disconnected');
     updateCount();

@@ -91,7 +91,8 @@ static void send_portfolio(struct broker *b, struct broker_user *u, json_t *extr
         json_object_update(ev, extra);
         json_decref(extra);
     }
-    user_event_send(b->srv, u->id, json_pack("{s:s, s:o}", "type", "portfolio_update", "event", ev), true, true);
+    /* The paper broker's book is this node's: its events stay on this node. */
+    user_event_send(b->srv, u->id, json_pack("{s:s, s:o}", "type", "portfolio_update", "event", ev), true, false);
 }
 
 /* Replies to the ordering connection (id echoed). */
@@ -168,7 +169,7 @@ static void fill(struct broker *b, struct order *o, double price) {
                     json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:I}", "type", "trade_filled", "order_id", o->order_id,
                               "symbol", symbol, "side", SIDES[o->side], "quantity", o->quantity, "price", price,
                               "timestamp", (json_int_t)now),
-                    false, true);
+                    false, false);
     send_portfolio(b, u, json_pack("{s:s, s:s}", "kind", "fill", "order_id", o->order_id));
     order_free(o);
 }
@@ -183,8 +184,8 @@ static void accepted(struct broker *b, struct order *o) {
         order_free(o); /* an order system consuming the stream fills it */
         return;
     }
-    double last;
-    bool have = last_price(b, o->sym, &last);
+    double last = o->ref_price;
+    bool have = last > 0;
     if (o->type == ORDER_MARKET) {
         fill(b, o, last);
         return;
@@ -211,14 +212,51 @@ static void on_recorded(redisAsyncContext *ac, void *r, void *priv) {
     accepted(b, o);
 }
 
+static void order_checked(struct broker *b, struct order *o);
+
+/* GET last:<SYM> answered: the cluster's last price for a market order. */
+static void on_cluster_price(redisAsyncContext *ac, void *r, void *priv) {
+    struct order *o = priv;
+    struct broker *b = &((struct redis_engine *)ac->data)->srv->broker;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_STRING) {
+        char buf[64];
+        const char *bar = memchr(reply->str, '|', reply->len);
+        size_t l = bar ? reply->len - (size_t)(bar + 1 - reply->str) : 0;
+        if (l && l < sizeof(buf)) {
+            memcpy(buf, bar + 1, l);
+            buf[l] = '\0';
+            double p = strtod(buf, NULL); /* "SYM|price|..." */
+            if (p > 0)
+                o->ref_price = p;
+        }
+    }
+    order_checked(b, o);
+}
+
 static void on_order(struct broker *b, struct order *o) {
     struct server *srv = b->srv;
     snprintf(o->order_id, sizeof(o->order_id), "o-%08x%llx", srv->instance, (unsigned long long)++b->next_order);
     o->ts = hub_now_ms();
+    double last;
+    o->ref_price = last_price(b, o->sym, &last) ? last : 0;
+    if (srv->cfg.trade.paper && o->type == ORDER_MARKET && redis_engine_up(&srv->redis) && srv->redis.cmd) {
+        /* This node hears only the symbols it watches: ask the cluster. */
+        char k[160];
+        snprintf(k, sizeof(k), "%slast:%s", srv->redis.prefix, srv->syms.names[o->sym]);
+        if (redisAsyncCommand(srv->redis.cmd, on_cluster_price, o, "GET %s", k) == REDIS_OK)
+            return;
+    }
+    order_checked(b, o);
+}
+
+/* Funds checked against the reference price, then recorded. */
+static void order_checked(struct broker *b, struct order *o) {
+    struct server *srv = b->srv;
     if (srv->cfg.trade.paper) {
         struct broker_user *u = user_get(b, o->user);
-        double last, price;
-        bool have = last_price(b, o->sym, &last);
+        double last = o->ref_price, price;
+        bool have = last > 0;
         if (o->type == ORDER_MARKET && !have) {
             reject(b, o, "no_price");
             order_free(o);

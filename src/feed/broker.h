@@ -38,6 +38,7 @@ struct order {
     uint32_t sym;
     int side, type;
     double quantity, limit_price;
+    double ref_price;          /* last price when checked (0 = none) */
     char order_id[48];
     int64_t ts;                /* ms accepted */
     struct order *next;        /* broker's pending list for its symbol */

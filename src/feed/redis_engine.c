@@ -29,6 +29,7 @@
 #include "core/protocol.h"
 
 #define TICK_MS 1000
+#define CATCH_UP_TICKS 256 /* ticks a newly listening node replays from the stream */
 #define BACKOFF_START_MS 100
 
 /* INCR the seq, fix the session's first price, keep the last tick, publish
@@ -37,9 +38,13 @@ static const char PUBLISH_LUA[] =
     "local seq = redis.call('INCR', KEYS[1]) "
     "redis.call('SET', KEYS[2], ARGV[2], 'NX') "
     "local first = redis.call('GET', KEYS[2]) "
-    "local msg = ARGV[1] .. '|' .. seq .. '|' .. first "
+    "local vol = ARGV[4] "
+    "if vol == '' then "          /* no volume given: the last tick's stays */
+    "  local prev = redis.call('GET', KEYS[3]) "
+    "  vol = prev and string.match(prev, '^[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)') or '0' end "
+    "local msg = ARGV[1] .. '|' .. vol .. '|' .. ARGV[5] .. '|' .. seq .. '|' .. first "
     "redis.call('SET', KEYS[3], msg) "
-    "redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 't', msg) "
+    "redis.call('XADD', KEYS[5], 'MAXLEN', ARGV[3], '*', 't', msg) "
     "redis.call('PUBLISH', KEYS[4], msg) "
     "return seq";
 
@@ -167,6 +172,7 @@ static int64_t local_seq_snapshot(struct hub *h, uint32_t sym, double *first) {
 }
 
 static void on_message(redisAsyncContext *ac, void *r, void *priv);
+static void on_marker(redisAsyncContext *ac, void *r, void *priv);
 
 /* Subscribes or unsubscribes sym's channel to match local activity. */
 static void reconcile(struct redis_engine *e, uint32_t sym) {
@@ -179,11 +185,13 @@ static void reconcile(struct redis_engine *e, uint32_t sym) {
     char ch[128];
     key(e, ch, sizeof(ch), "tick:", h->syms->names[sym]);
     if (want) {
+        /* Catch-up: the newest history id now (marker), then SUBSCRIBE;
+         * when both have answered, replay the stream from the marker. */
+        char hk[160];
+        key(e, hk, sizeof(hk), "history:", h->syms->names[sym]);
+        e->catch_up[sym].have = 0;
+        redisAsyncCommand(e->cmd, on_marker, (void *)(uintptr_t)sym, "XREVRANGE %s + - COUNT 1", hk);
         redisAsyncCommand(e->sub, on_message, NULL, "SUBSCRIBE %s", ch);
-        /* Catch up with ticks published while this node was not listening. */
-        char last[128];
-        key(e, last, sizeof(last), "last:", h->syms->names[sym]);
-        redisAsyncCommand(e->cmd, on_message, (void *)(uintptr_t)(sym + 1), "GET %s", last);
     } else {
         redisAsyncCommand(e->sub, NULL, NULL, "UNSUBSCRIBE %s", ch);
     }
@@ -333,23 +341,73 @@ static void apply_control(struct redis_engine *e, const char *msg, size_t len) {
     }
 }
 
-/* Pub/sub messages and the catch-up GET (priv = sym + 1). */
+/* XRANGE of a history stream from the marker: deliver in order (the
+ * marker's own tick included: it refreshes a stale snapshot). */
+static void on_catch_up(redisAsyncContext *ac, void *r, void *priv) {
+    struct redis_engine *e = ac->data;
+    redisReply *reply = r;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < reply->elements; i++) {
+        redisReply *entry = reply->element[i];
+        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+            continue;
+        redisReply *f = entry->element[1];
+        if (f->type == REDIS_REPLY_ARRAY && f->elements == 2 && f->element[1]->type == REDIS_REPLY_STRING)
+            deliver_tick(e, f->element[1]->str, f->element[1]->len);
+    }
+}
+
+static void maybe_catch_up(struct redis_engine *e, uint32_t sym) {
+    struct catch_up *cu = &e->catch_up[sym];
+    if (cu->have != 3 || !e->cmd)
+        return;
+    cu->have = 0;
+    char k[160];
+    key(e, k, sizeof(k), "history:", e->srv->hub.syms->names[sym]);
+    redisAsyncCommand(e->cmd, on_catch_up, NULL, "XRANGE %s %s + COUNT %u", k, cu->marker[0] ? cu->marker : "-",
+                      CATCH_UP_TICKS);
+}
+
+static void on_marker(redisAsyncContext *ac, void *r, void *priv) {
+    struct redis_engine *e = ac->data;
+    uint32_t sym = (uint32_t)(uintptr_t)priv;
+    redisReply *reply = r;
+    if (!reply || e->stopping)
+        return;
+    struct catch_up *cu = &e->catch_up[sym];
+    cu->marker[0] = '\0';
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 && reply->element[0]->type == REDIS_REPLY_ARRAY &&
+        reply->element[0]->elements == 2 && reply->element[0]->element[0]->type == REDIS_REPLY_STRING &&
+        reply->element[0]->element[0]->len < sizeof(cu->marker))
+        snprintf(cu->marker, sizeof(cu->marker), "%s", reply->element[0]->element[0]->str);
+    cu->have |= 1;
+    maybe_catch_up(e, sym);
+}
+
+/* Pub/sub messages and SUBSCRIBE confirmations. */
 static void on_message(redisAsyncContext *ac, void *r, void *priv) {
     struct redis_engine *e = ac->data;
     redisReply *reply = r;
     if (!reply)
         return;
-    if (priv) { /* GET last:<SYM> */
-        if (reply->type == REDIS_REPLY_STRING)
-            deliver_tick(e, reply->str, reply->len);
-        return;
-    }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
         return;
     redisReply *kind = reply->element[0], *ch = reply->element[1], *body = reply->element[2];
+    size_t pl = strlen(e->prefix);
+    if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "subscribe") == 0 && ch->type == REDIS_REPLY_STRING &&
+        ch->len > pl + 5 && strncmp(ch->str + pl, "tick:", 5) == 0 && e->cmd) {
+        /* Listening now: replay what was published since the marker;
+         * hub_deliver skips what this node already has. */
+        int sym = symbols_find(e->srv->hub.syms, ch->str + pl + 5, ch->len - pl - 5);
+        if (sym >= 0) {
+            e->catch_up[sym].have |= 2;
+            maybe_catch_up(e, (uint32_t)sym);
+        }
+        return;
+    }
     if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") != 0 || body->type != REDIS_REPLY_STRING)
         return;
-    size_t pl = strlen(e->prefix);
     if (ch->len > pl + 5 && strncmp(ch->str + pl, "tick:", 5) == 0)
         deliver_tick(e, body->str, body->len);
     else if (ch->len == pl + 7 && strncmp(ch->str + pl, "control", 7) == 0)
@@ -551,9 +609,12 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         } else {
             const char *name = h->syms->names[in->sym];
             char body[256], k1[128], k2[128], k3[128], k4[128], k5[128], start[40], hist[16];
-            snprintf(body, sizeof(body), "%s|%.17g|%.17g|%.17g|%.17g|%lld", name, in->price,
-                     in->has_bid ? in->bid : in->price, in->has_ask ? in->ask : in->price,
-                     in->has_volume ? in->volume : 0.0, (long long)(in->timestamp ? in->timestamp : hub_now_ms()));
+            char vol[40] = "", ts[24];
+            snprintf(body, sizeof(body), "%s|%.17g|%.17g|%.17g", name, in->price, in->has_bid ? in->bid : in->price,
+                     in->has_ask ? in->ask : in->price);
+            if (in->has_volume)
+                snprintf(vol, sizeof(vol), "%.17g", in->volume);
+            snprintf(ts, sizeof(ts), "%lld", (long long)(in->timestamp ? in->timestamp : hub_now_ms()));
             double sp = h->syms->start[in->sym] > 0 ? h->syms->start[in->sym] : in->price;
             snprintf(start, sizeof(start), "%.17g", sp);
             key(e, k1, sizeof(k1), "seq:", name);
@@ -564,8 +625,8 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
             snprintf(hist, sizeof(hist), "%d", e->srv->cfg.feed.history_size);
             /* The tick stays ours until Redis answers: without an answer it
              * is delivered here, so nothing accepted is lost. */
-            if (redisAsyncCommand(e->cmd, on_publish_reply, in, "EVAL %s 5 %s %s %s %s %s %s %s %s", PUBLISH_LUA,
-                                  k1, k2, k3, k4, k5, body, start, hist) == REDIS_OK) {
+            if (redisAsyncCommand(e->cmd, on_publish_reply, in, "EVAL %s 5 %s %s %s %s %s %s %s %s %s %s",
+                                  PUBLISH_LUA, k1, k2, k3, k4, k5, body, start, hist, vol, ts) == REDIS_OK) {
                 atomic_fetch_add(&e->published, 1);
                 break;
             }
@@ -601,7 +662,8 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         struct redis_query *q = m->ptr;
         char k[160], count[16];
         key(e, k, sizeof(k), "history:", h->syms->names[q->sym]);
-        snprintf(count, sizeof(count), "%u", q->analysis ? h->history_size : q->limit);
+        snprintf(count, sizeof(count), "%u",
+                 q->analysis || q->limit > h->history_size ? h->history_size : q->limit);
         if (!up || redisAsyncCommand(e->cmd, on_query_reply, q, "XREVRANGE %s + - COUNT %s", k, count) != REDIS_OK) {
             answer_locally(e, q);
             query_free(q);
@@ -726,9 +788,11 @@ int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *lo
     }
     e->prefix = strdup(srv->cfg.redis.key_prefix);
     e->subscribed = calloc(srv->syms.n, sizeof(bool));
-    if (!e->prefix || !e->subscribed || mailbox_init(&e->inbox, loop, 65536, on_mail, e) < 0) {
+    e->catch_up = calloc(srv->syms.n, sizeof(struct catch_up));
+    if (!e->prefix || !e->subscribed || !e->catch_up || mailbox_init(&e->inbox, loop, 65536, on_mail, e) < 0) {
         free(e->prefix);
         free(e->subscribed);
+        free(e->catch_up);
         free(e->password);
         return -1;
     }
@@ -783,6 +847,7 @@ void redis_engine_free(struct redis_engine *e) {
         return;
     mailbox_destroy(&e->inbox);
     free(e->subscribed);
+    free(e->catch_up);
     free(e->prefix);
     free(e->password);
     e->enabled = false;

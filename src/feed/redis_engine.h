@@ -21,6 +21,14 @@
 
 struct server;
 struct tick_in;
+
+/* Ticks published while a node starts listening to a symbol: the history
+ * stream's newest id before SUBSCRIBE (marker) and the SUBSCRIBE's
+ * confirmation; with both, the node replays the stream from the marker. */
+struct catch_up {
+    uint8_t have;               /* bit 1: marker known, bit 2: subscribed */
+    char marker[32];            /* stream id, "" = stream was empty */
+};
 struct redisAsyncContext;
 
 enum redis_mail {
@@ -82,6 +90,7 @@ struct redis_engine {
     uint64_t backoff_ms;
     uint64_t cleanup_due;
     bool *subscribed;               /* per symbol: SUBSCRIBE sent */
+    struct catch_up *catch_up;      /* per symbol: replay after SUBSCRIBE */
     _Atomic bool up;                /* read by any thread */
     _Atomic uint64_t errors;        /* redis_errors_total */
     _Atomic uint64_t published;     /* ticks sent through Redis */

@@ -9,13 +9,18 @@
 
 #include "core/log.h"
 
+#define AUDIT_FLUSH_MS 50
+
 static void writer(void *arg) {
     struct audit *a = arg;
     char **batch = malloc(sizeof(char *) * a->cap);
     uv_mutex_lock(&a->lock);
     for (;;) {
-        while (a->count == 0 && !a->stopping)
-            uv_cond_wait(&a->cond, &a->lock);
+        /* Wake every AUDIT_FLUSH_MS, or early when the queue fills up or at
+         * stop: one wake-up per batch, not per event, so a busy worker
+         * sharing the core is not interrupted for each line. */
+        if (a->count < a->cap / 2 && !a->stopping)
+            uv_cond_timedwait(&a->cond, &a->lock, AUDIT_FLUSH_MS * 1000000ull);
         if (a->count == 0 && a->stopping)
             break;
         uint32_t n = a->count;
@@ -99,7 +104,8 @@ void audit_event(struct audit *a, const char *event, const char *client_id, cons
     }
     a->ring[(a->head + a->count) % a->cap] = nl;
     a->count++;
-    uv_cond_signal(&a->cond);
+    if (a->count == a->cap / 2)
+        uv_cond_signal(&a->cond);
     uv_mutex_unlock(&a->lock);
 }
 
