@@ -22,7 +22,7 @@ LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all run test unit integration asan deps deps-test clean bench bench-quick
+.PHONY: all run test unit integration asan deps deps-test clean bench bench-quick bench-profile
 all: $(BUILD)/tickgate
 
 deps:
@@ -75,6 +75,10 @@ bench: deps $(BUILD)/tickgate $(BUILD)/loadgen
 
 bench-quick: deps $(BUILD)/tickgate $(BUILD)/loadgen
 	QUICK=1 TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate LOADGEN_BIN=$(CURDIR)/$(BUILD)/loadgen bash bench/run.sh
+
+# Instructions and heap allocations per delivered message (valgrind).
+bench-profile: deps $(BUILD)/tickgate $(BUILD)/loadgen
+	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate LOADGEN_BIN=$(CURDIR)/$(BUILD)/loadgen bash bench/profile.sh
 
 clean:
 	rm -rf build build-asan build-fuzz
