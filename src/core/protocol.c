@@ -35,7 +35,7 @@ static void count(_Atomic uint64_t *c) { atomic_fetch_add_explicit(c, 1, memory_
 
 /* Sends o as one text frame and drops the reference. */
 static void send_json(struct conn *c, json_t *o) {
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(o);
     if (!s) {
         ws_close(c, WS_CLOSE_INTERNAL, "internal error");
@@ -443,7 +443,7 @@ char *protocol_analysis_text(struct server *srv, uint32_t sym, const struct tick
         if (id)
             json_object_set_new(o, "id", id);
     }
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(o);
     return s;
 }
@@ -772,7 +772,7 @@ static void persist_subs(struct conn *c) {
     for (uint16_t i = 0; i < c->nsubs; i++)
         json_array_append_new(a, json_string(srv->syms.names[c->subs[i].sym]));
     struct redis_note *n = calloc(1, sizeof(*n));
-    char *text = json_dumps(a, JSON_COMPACT);
+    char *text = json_dumps(a, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(a);
     if (!n || !text) {
         free(n);
@@ -794,7 +794,7 @@ void protocol_persist(struct conn *c, bool resync) {
     json_t *o = json_pack("{s:s, s:s?, s:s, s:s, s:I}", "node", srv->redis.node, "user_id", c->user_id, "role",
                           role_name(c->role), "ip", ip, "connected_at", (json_int_t)c->connected_at);
     struct redis_note *n = calloc(1, sizeof(*n));
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(o);
     if (!n || !text) {
         free(n);

@@ -102,7 +102,7 @@ static void reply(struct broker *b, struct order *o, json_t *msg) {
         if (id)
             json_object_set_new(msg, "id", id);
     }
-    char *text = json_dumps(msg, JSON_COMPACT);
+    char *text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(msg);
     if (text)
         protocol_reply_later(b->srv, o->worker, o->conn_id, text);

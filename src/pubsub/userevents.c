@@ -21,7 +21,7 @@ void user_event_unref(struct user_event *ev) {
 }
 
 void user_event_send(struct server *srv, const char *user, json_t *msg, bool portfolio_only, bool cluster) {
-    char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    char *text = msg ? json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(msg);
     if (!text || strlen(user) >= sizeof(((struct user_event *)0)->user)) {
         free(text);
