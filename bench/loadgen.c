@@ -198,7 +198,7 @@ struct conn {
     uint8_t kind;    /* enum kind */
     uint8_t state;   /* enum state */
     uint8_t epout;   /* EPOLLOUT is registered */
-    uint8_t closing_by_us;
+    uint8_t aborted; /* closed by us before it became active (run ending) */
     uint16_t nleft;  /* bytes in left[] */
     uint32_t id;     /* index; selects left[] and the symbol slots */
     uint64_t skip;   /* payload bytes of an oversized frame still to discard */
@@ -244,7 +244,7 @@ static struct {
     uint64_t connect_err, http_err, hs_timeout, ready_fallback;
     uint64_t closes_rx, disconnects, eof_rx, proto_err, server_errors, pub_errors;
     uint64_t pub_msgs, pub_acks, snapshots, unmatched, stale, dups, gaps, unexpected, warm_rx, other_rx;
-    uint64_t pings, short_writes;
+    uint64_t pings, short_writes, aborted;
     int inflight, setup_pending, next_conn, open_fds;
     struct hist hs_lat;
     struct hist send_lag; /* enqueue time - scheduled time of a message's first tick */
@@ -450,11 +450,17 @@ static void conn_close(struct conn *c) {
         return;
     }
     if (st == ST_CONNECTING || st == ST_HS_SENT) {
-        S.hs_fail++;
+        if (c->aborted)
+            S.aborted++;
+        else
+            S.hs_fail++;
         S.inflight--;
         S.setup_pending--;
     } else if (st == ST_WAIT_READY || st == ST_SUB_SENT) {
-        S.setup_fail++;
+        if (c->aborted)
+            S.aborted++;
+        else
+            S.setup_fail++;
         S.setup_pending--;
     } else if (st == ST_ACTIVE) {
         S.disconnects++;
@@ -989,7 +995,8 @@ static size_t parse_frames(struct conn *c, uint8_t *buf, size_t len) {
 /* Consumes the HTTP response; returns bytes consumed or (size_t)-1 on failure. */
 static size_t parse_http(struct conn *c, uint8_t *buf, size_t len) {
     if (len >= 12 && memcmp(buf, "HTTP/1.1 101", 12) != 0) {
-        S.http_err++;
+        if (c->kind == K_SUB)
+            S.http_err++;
         const uint8_t *eol = memchr(buf, '\r', len);
         size_t el = eol ? (size_t)(eol - buf) : (len < 40 ? len : 40);
         note_error(c->kind == K_PUB, "handshake: ", (const char *)buf, el);
@@ -1254,8 +1261,10 @@ static void begin_close(int64_t now) {
         if (c->state == ST_ACTIVE) {
             send_close(c, 1000);
             c->state = ST_CLOSING;
-        } else
+        } else {
+            c->aborted = 1;
             conn_close(c);
+        }
     }
     if (pubc.fd >= 0) {
         if (pubc.state == ST_ACTIVE) {
@@ -1492,6 +1501,7 @@ static void report(void) {
         jnum(f, "http_errors", (double)S.http_err, true);
         jnum(f, "handshake_timeouts", (double)S.hs_timeout, true);
         jnum(f, "setup_failures", (double)S.setup_fail, true);
+        jnum(f, "aborted", (double)S.aborted, true);
         jnum(f, "handshakes_per_s", hs_rate, true);
         jnum(f, "handshake_p50_ms", (double)h_pct(&S.hs_lat, .5) / 1e6, true);
         jnum(f, "handshake_p99_ms", (double)h_pct(&S.hs_lat, .99) / 1e6, true);
@@ -1501,6 +1511,10 @@ static void report(void) {
             jnum(f, "subscribed_none", (double)S.sub_empty, true);
             jnum(f, "symbols_rejected", (double)S.sub_rejected_syms, true);
             jnum(f, "subscription_failed_msgs", (double)S.sub_failed_msgs, true);
+            uint32_t mf = 0;
+            for (int i = 0; subcount && i < O.nsyms; i++)
+                mf = subcount[i] > mf ? subcount[i] : mf;
+            jnum(f, "max_subscribers_per_symbol", mf, true);
         }
         if (streamed) {
             fprintf(f, "\"best_step\":%d,", k);
@@ -1600,9 +1614,10 @@ static void report(void) {
     }
     fprintf(f, "mode                 %s%s\n", mode, incomplete ? "  (INCOMPLETE: deadline or failure)" : "");
     fprintf(f, "connections          %llu of %d (handshake failures %llu: connect %llu, http %llu, timeout %llu; "
-               "setup failures %llu)\n",
+               "setup failures %llu; aborted %llu)\n",
             (unsigned long long)S.hs_ok, O.conns, (unsigned long long)S.hs_fail, (unsigned long long)S.connect_err,
-            (unsigned long long)S.http_err, (unsigned long long)S.hs_timeout, (unsigned long long)S.setup_fail);
+            (unsigned long long)S.http_err, (unsigned long long)S.hs_timeout, (unsigned long long)S.setup_fail,
+            (unsigned long long)S.aborted);
     fprintf(f, "handshakes/s         %.0f  (p50 %.2f ms, p99 %.2f ms, max %.2f ms)\n", hs_rate,
             (double)h_pct(&S.hs_lat, .5) / 1e6, (double)h_pct(&S.hs_lat, .99) / 1e6, (double)S.hs_lat.max / 1e6);
     if (S.t_setup_done) {
@@ -1612,10 +1627,17 @@ static void report(void) {
             fprintf(f, ", server cpu %.0f%%", S.conn_srv_pct);
         fprintf(f, "\n");
     }
+    uint32_t maxfan = 0, watched = 0;
+    for (int i = 0; subcount && i < O.nsyms; i++) {
+        watched += subcount[i] > 0;
+        if (subcount[i] > maxfan)
+            maxfan = subcount[i];
+    }
     if (!O.storm)
-        fprintf(f, "subscribed           %llu (none accepted %llu, symbols rejected %llu)\n",
+        fprintf(f, "subscribed           %llu (none accepted %llu, symbols rejected %llu); %u symbols watched, "
+                   "the busiest by %u\n",
                 (unsigned long long)S.sub_ok, (unsigned long long)S.sub_empty,
-                (unsigned long long)S.sub_rejected_syms);
+                (unsigned long long)S.sub_rejected_syms, watched, maxfan);
     if (streamed && k < 0)
         fprintf(f, "ramp                 no step passed\n");
     if (streamed && k >= 0) {
@@ -1635,8 +1657,9 @@ static void report(void) {
             }
             fprintf(f, "best sustained step  %d%s\n", k, saturated ? "" : " (ramp ended before saturation)");
         }
-        fprintf(f, "publish rate         %.0f ticks/s (target %.0f; %llu ticks in %.1f s, skipped %llu)\n",
-                m.pub_rate, m.rate, (unsigned long long)m.published, m.secs, (unsigned long long)m.skipped);
+        fprintf(f, "publish rate         %.0f ticks/s (target %.0f; %llu ticks in %.1f s, skipped %llu; fan-out %.0f)\n",
+                m.pub_rate, m.rate, (unsigned long long)m.published, m.secs, (unsigned long long)m.skipped,
+                m.published ? (double)m.expected / (double)m.published : 0.0);
         fprintf(f, "delivered            %.0f msgs/s (%llu of %llu expected, lost %llu = %.3f%%)\n", m.deliv_rate,
                 (unsigned long long)m.delivered, (unsigned long long)m.expected, (unsigned long long)m.lost,
                 m.expected ? 100.0 * (double)m.lost / (double)m.expected : 0.0);
@@ -2096,7 +2119,7 @@ int main(int argc, char **argv) {
             break;
         }
         t_ret = g_now = now_ns();
-        if (n == 0 && phase == P_PUBLISH && g_now - t_wait - wait > S.max_oversleep)
+        if (phase == P_PUBLISH && g_now - t_wait - wait > S.max_oversleep) /* woken late: not run */
             S.max_oversleep = g_now - t_wait - wait;
         for (int i = 0; i < n; i++) {
             struct conn *c = evs[i].data.ptr;
