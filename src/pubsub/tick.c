@@ -22,7 +22,8 @@ size_t fmt_double(char *out, double v, int decimals) {
         v = 0;
     static const double POW10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
     size_t n = 0;
-    if (v < 0) {
+    bool neg = v < 0;
+    if (neg) {
         out[n++] = '-';
         v = -v;
     }
@@ -35,7 +36,7 @@ size_t fmt_double(char *out, double v, int decimals) {
     uint64_t scaled = (uint64_t)llround(v * POW10[decimals]);
     uint64_t ip = scaled / (uint64_t)POW10[decimals];
     uint64_t fp = scaled % (uint64_t)POW10[decimals];
-    if (out[0] == '-' && scaled == 0)
+    if (neg && scaled == 0)
         n = 0; /* no "-0" */
     n += fmt_u64(out + n, ip);
     if (fp) {
