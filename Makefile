@@ -83,4 +83,7 @@ bench-profile: deps $(BUILD)/tickgate $(BUILD)/loadgen
 clean:
 	rm -rf build build-asan build-fuzz
 
+# fuzz, fuzz-ci, valgrind-smoke, soak, soak-ci (docs/testing.md)
+include mk/hardening.mk
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -7,7 +7,7 @@ libssl-dev libhiredis-dev libinih-dev zlib1g-dev libcmocka-dev"
 if [ "$1" = "test" ]; then
   PKGS="$PKGS redis-server python3 python3-pytest python3-pytest-timeout
 python3-websockets python3-jwt python3-cryptography python3-redis chromium chromium-driver
-python3-selenium"
+python3-selenium clang libclang-rt-14-dev valgrind"
 fi
 missing=""
 for p in $PKGS; do

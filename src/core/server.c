@@ -47,6 +47,10 @@ static int bind_socket(const struct sockaddr *addr, socklen_t alen, bool reusepo
     return fd;
 }
 
+int server_listen_socket(struct server *srv) {
+    return bind_socket((struct sockaddr *)&srv->addr, srv->addrlen, true);
+}
+
 /* Resolves the listen address and binds one SO_REUSEPORT socket per
  * worker. A first plain bind proves the port is not taken by anyone (a
  * second tickgate included) and picks the port when 0 was asked for. */
@@ -77,6 +81,8 @@ static int bind_all(struct server *srv, int *fds) {
                                                   : ((struct sockaddr_in *)&bound)->sin_port);
     close(probe);
     *pp = htons((uint16_t)srv->port);
+    memcpy(&srv->addr, &ss, sizeof(ss));
+    srv->addrlen = alen;
     for (int i = 0; i < srv->nworkers; i++) {
         fds[i] = bind_socket((struct sockaddr *)&ss, alen, true);
         if (fds[i] < 0) {

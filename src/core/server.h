@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "auth/auth.h"
@@ -47,6 +48,8 @@ struct server {
     atomic_long ws_connections;    /* WebSocket connections on this node */
     char host[256];
     int port;                      /* actual port (after port 0) */
+    struct sockaddr_storage addr;  /* bound address, read-only after start */
+    socklen_t addrlen;
     uint64_t started_ms;           /* wall clock at start */
     uint32_t instance;             /* random per process: unique client ids */
     uint64_t trimmed_at;           /* connections accepted at the last malloc_trim */
@@ -70,6 +73,10 @@ void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration
 
 /* The same on this node only (a block that came from another node). */
 void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why);
+
+/* A new SO_REUSEPORT socket bound to the listen address (a worker
+ * reopening its listener). fd or -errno. Any thread. */
+int server_listen_socket(struct server *srv);
 
 /* Reserves one WebSocket connection slot against limits.max_connections.
  * False when the node is full. */

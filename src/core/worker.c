@@ -72,6 +72,7 @@ static void close_handles(struct worker *w) {
     uv_close((uv_handle_t *)&w->timer, NULL);
     uv_close((uv_handle_t *)&w->sweeper, NULL);
     uv_close((uv_handle_t *)&w->batcher, NULL);
+    uv_close((uv_handle_t *)&w->accept_retry, NULL);
     uv_close((uv_handle_t *)&w->flush_prepare, NULL);
     uv_close((uv_handle_t *)&w->flush_check, NULL);
     mailbox_close(&w->inbox, drop_mail);
@@ -178,8 +179,45 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
     }
 }
 
+static void on_connection(uv_stream_t *listener, int status);
+
+/* Out of descriptors: the listener is closed (libuv would otherwise retry
+ * accept in a loop that never yields); the kernel sends new connections to
+ * the other workers' sockets meanwhile. A second later a fresh SO_REUSEPORT
+ * socket is bound, and again every second until descriptors are back. */
+static void on_accept_retry(uv_timer_t *t) {
+    struct worker *w = t->data;
+    if (w->shutting_down || w->listening)
+        return;
+    int fd = server_listen_socket(w->srv);
+    if (fd < 0) {
+        uv_timer_start(&w->accept_retry, on_accept_retry, 1000, 0);
+        return;
+    }
+    uv_tcp_init(&w->loop, &w->listener);
+    w->listener.data = w;
+    if (uv_tcp_open(&w->listener, fd) != 0 || uv_listen((uv_stream_t *)&w->listener, 4096, on_connection) != 0) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        uv_timer_start(&w->accept_retry, on_accept_retry, 1000, 0);
+        return;
+    }
+    w->listening = true;
+    w->accept_paused = false;
+    log_info("worker %d: accepting again", w->id);
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
     struct worker *w = listener->data;
+    if (status == UV_EMFILE || status == UV_ENFILE) {
+        if (!w->accept_paused && w->listening) {
+            w->accept_paused = true;
+            w->listening = false;
+            log_warn("worker %d: accept: %s; not accepting for 1 s", w->id, uv_strerror(status));
+            uv_close((uv_handle_t *)&w->listener, NULL);
+            uv_timer_start(&w->accept_retry, on_accept_retry, 1000, 0);
+        }
+        return;
+    }
     if (status < 0) {
         log_warn("worker %d: accept: %s", w->id, uv_strerror(status));
         return;
@@ -219,6 +257,8 @@ int worker_start(struct worker *w, struct server *srv, int id, int fd) {
     w->sweeper.data = w;
     uv_timer_init(&w->loop, &w->batcher);
     w->batcher.data = w;
+    uv_timer_init(&w->loop, &w->accept_retry);
+    w->accept_retry.data = w;
     uv_prepare_init(&w->loop, &w->flush_prepare);
     w->flush_prepare.data = w;
     uv_check_init(&w->loop, &w->flush_check);

@@ -91,6 +91,8 @@ struct worker {
     uv_thread_t thread;
     uv_tcp_t listener;
     bool listening;
+    bool accept_paused;            /* out of descriptors: listener closed for a while */
+    uv_timer_t accept_retry;       /* reopens the listener after EMFILE */
     struct mailbox inbox;          /* the only way in from other threads */
     uv_timer_t timer;              /* deadlines: handshake timeout, close wait */
     uv_prepare_t flush_prepare;    /* flush writes queued by timers */

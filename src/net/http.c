@@ -79,6 +79,13 @@ static int on_value(http_parser *p, const char *at, size_t len) {
 
 static int on_headers_complete(http_parser *p) {
     struct http_req *r = p->data;
+    /* An upgrade carries no body: one that announces one is refused, so
+     * the body can never be read as a request of its own. */
+    if ((p->flags & F_UPGRADE) &&
+        (((p->flags & F_CONTENTLENGTH) && p->content_length > 0) || (p->flags & F_CHUNKED))) {
+        r->error_status = 400;
+        return -1;
+    }
     /* Content-Length announced beyond the limit: refuse before reading it. */
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->max_body) {
         r->error_status = 413;
@@ -223,8 +230,6 @@ enum http_status_rc http_req_feed(struct http_req *r, const char *data, size_t l
             r->error_status = (e == HPE_HEADER_OVERFLOW) ? 431 : 400;
         return HTTP_ERROR;
     }
-    if (r->parser.upgrade) /* upgrade without message completion cannot happen for GET */
-        return HTTP_COMPLETE;
     return HTTP_NEED_MORE;
 }
 
