@@ -174,6 +174,16 @@ static int64_t local_seq_snapshot(struct hub *h, uint32_t sym, double *first) {
 static void on_message(redisAsyncContext *ac, void *r, void *priv);
 static void on_marker(redisAsyncContext *ac, void *r, void *priv);
 
+static void catch_up_reset(struct catch_up *cu) {
+    for (uint32_t i = 0; i < cu->nheld; i++)
+        free(cu->held[i]);
+    free(cu->held);
+    cu->held = NULL;
+    cu->nheld = 0;
+    cu->have = 0;
+    cu->pending = false;
+}
+
 /* Subscribes or unsubscribes sym's channel to match local activity. */
 static void reconcile(struct redis_engine *e, uint32_t sym) {
     if (!atomic_load(&e->up) || !e->sub)
@@ -189,11 +199,13 @@ static void reconcile(struct redis_engine *e, uint32_t sym) {
          * when both have answered, replay the stream from the marker. */
         char hk[160];
         key(e, hk, sizeof(hk), "history:", h->syms->names[sym]);
-        e->catch_up[sym].have = 0;
+        catch_up_reset(&e->catch_up[sym]);
+        e->catch_up[sym].pending = true;
         redisAsyncCommand(e->cmd, on_marker, (void *)(uintptr_t)sym, "XREVRANGE %s + - COUNT 1", hk);
         redisAsyncCommand(e->sub, on_message, NULL, "SUBSCRIBE %s", ch);
     } else {
         redisAsyncCommand(e->sub, NULL, NULL, "UNSUBSCRIBE %s", ch);
+        catch_up_reset(&e->catch_up[sym]);
     }
     e->subscribed[sym] = want;
 }
@@ -345,28 +357,55 @@ static void apply_control(struct redis_engine *e, const char *msg, size_t len) {
  * marker's own tick included: it refreshes a stale snapshot). */
 static void on_catch_up(redisAsyncContext *ac, void *r, void *priv) {
     struct redis_engine *e = ac->data;
+    struct catch_up *cu = &e->catch_up[(uint32_t)(uintptr_t)priv];
     redisReply *reply = r;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY)
-        return;
-    for (size_t i = 0; i < reply->elements; i++) {
-        redisReply *entry = reply->element[i];
-        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
-            continue;
-        redisReply *f = entry->element[1];
-        if (f->type == REDIS_REPLY_ARRAY && f->elements == 2 && f->element[1]->type == REDIS_REPLY_STRING)
-            deliver_tick(e, f->element[1]->str, f->element[1]->len);
+    if (reply && reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < reply->elements; i++) {
+            redisReply *entry = reply->element[i];
+            if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+                continue;
+            redisReply *f = entry->element[1];
+            if (f->type == REDIS_REPLY_ARRAY && f->elements == 2 && f->element[1]->type == REDIS_REPLY_STRING)
+                deliver_tick(e, f->element[1]->str, f->element[1]->len);
+        }
     }
+    /* Then the live ticks held meanwhile (hub_deliver drops repeats). */
+    for (uint32_t i = 0; i < cu->nheld; i++)
+        deliver_tick(e, cu->held[i], strlen(cu->held[i]));
+    catch_up_reset(cu);
+}
+
+/* A live tick while the replay is pending: hold it (bounded; past the
+ * bound the replay's order wins and the rest arrives live anyway). */
+static bool hold_tick(struct redis_engine *e, const char *ch, size_t chl, const char *msg, size_t len) {
+    int sym = symbols_find(e->srv->hub.syms, ch, chl);
+    if (sym < 0 || !e->catch_up[sym].pending)
+        return false;
+    struct catch_up *cu = &e->catch_up[sym];
+    if (cu->nheld >= CATCH_UP_TICKS)
+        return false;
+    char **n = realloc(cu->held, (cu->nheld + 1) * sizeof(char *));
+    char *copy = n ? strndup(msg, len) : NULL;
+    if (!copy) {
+        if (n)
+            cu->held = n;
+        return false;
+    }
+    cu->held = n;
+    cu->held[cu->nheld++] = copy;
+    return true;
 }
 
 static void maybe_catch_up(struct redis_engine *e, uint32_t sym) {
     struct catch_up *cu = &e->catch_up[sym];
     if (cu->have != 3 || !e->cmd)
         return;
-    cu->have = 0;
+    cu->have = 4; /* replay in flight */
     char k[160];
     key(e, k, sizeof(k), "history:", e->srv->hub.syms->names[sym]);
-    redisAsyncCommand(e->cmd, on_catch_up, NULL, "XRANGE %s %s + COUNT %u", k, cu->marker[0] ? cu->marker : "-",
-                      CATCH_UP_TICKS);
+    if (redisAsyncCommand(e->cmd, on_catch_up, (void *)(uintptr_t)sym, "XRANGE %s %s + COUNT %u", k,
+                          cu->marker[0] ? cu->marker : "-", CATCH_UP_TICKS) != REDIS_OK)
+        catch_up_reset(cu);
 }
 
 static void on_marker(redisAsyncContext *ac, void *r, void *priv) {
@@ -408,8 +447,10 @@ static void on_message(redisAsyncContext *ac, void *r, void *priv) {
     }
     if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") != 0 || body->type != REDIS_REPLY_STRING)
         return;
-    if (ch->len > pl + 5 && strncmp(ch->str + pl, "tick:", 5) == 0)
-        deliver_tick(e, body->str, body->len);
+    if (ch->len > pl + 5 && strncmp(ch->str + pl, "tick:", 5) == 0) {
+        if (!hold_tick(e, ch->str + pl + 5, ch->len - pl - 5, body->str, body->len))
+            deliver_tick(e, body->str, body->len);
+    }
     else if (ch->len == pl + 7 && strncmp(ch->str + pl, "control", 7) == 0)
         apply_control(e, body->str, body->len);
 }
@@ -464,6 +505,8 @@ static void became_up(struct redis_engine *e) {
     key(e, k1, sizeof(k1), "control", NULL);
     redisAsyncCommand(e->sub, on_message, NULL, "SUBSCRIBE %s", k1);
     memset(e->subscribed, 0, h->syms->n * sizeof(bool));
+    for (uint32_t s = 0; s < h->syms->n; s++)
+        catch_up_reset(&e->catch_up[s]);
     for (uint32_t s = 0; s < h->syms->n; s++)
         reconcile(e, s);
     /* Every worker re-sends its connections (the node's one registry). */
@@ -847,6 +890,9 @@ void redis_engine_free(struct redis_engine *e) {
         return;
     mailbox_destroy(&e->inbox);
     free(e->subscribed);
+    if (e->catch_up)
+        for (uint32_t s = 0; s < e->srv->syms.n; s++)
+            catch_up_reset(&e->catch_up[s]);
     free(e->catch_up);
     free(e->prefix);
     free(e->password);

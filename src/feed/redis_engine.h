@@ -27,7 +27,10 @@ struct tick_in;
  * confirmation; with both, the node replays the stream from the marker. */
 struct catch_up {
     uint8_t have;               /* bit 1: marker known, bit 2: subscribed */
+    bool pending;               /* replay not done: hold live ticks */
     char marker[32];            /* stream id, "" = stream was empty */
+    char **held;                /* live tick messages held meanwhile (owned) */
+    uint32_t nheld;
 };
 struct redisAsyncContext;
 
