@@ -390,14 +390,7 @@ static void on_authenticate(struct conn *c, json_t *msg, json_t *id) {
     }
     if (c->redis_user && c->user_id && strcmp(c->user_id, who.user_id) != 0) {
         /* Cluster-wide counts follow the handshake identity only: release it. */
-        struct redis_note *n = calloc(1, sizeof(*n));
-        if (n && (n->user = strdup(c->user_id))) {
-            n->kind = NOTE_CLOSE;
-            snprintf(n->cid, sizeof(n->cid), "-");
-            redis_engine_post(&c->w->srv->redis, RM_NOTE, n, 0);
-        } else {
-            free(n);
-        }
+        redis_engine_release_user(&c->w->srv->redis, c->user_id);
         c->redis_user = false;
     }
     atomic_fetch_sub_explicit(&c->w->stats.by_role[c->role], 1, memory_order_relaxed);
@@ -701,6 +694,8 @@ void protocol_on_close(struct conn *c, unsigned code) {
 static const char *DR_LABELS[DR_COUNT] = {"client_close", "shutdown", "protocol_error", "policy", "internal_error",
                                           "slow_consumer", "heartbeat_timeout", "token_expired", "network"};
 
+const char *protocol_disc_reason_name(int r) { return r >= 0 && r < DR_COUNT ? DR_LABELS[r] : "unknown"; }
+
 static enum disc_reason reason_of(const struct conn *c) {
     if (c->peer_closed_first)
         return DR_CLIENT_CLOSE;
@@ -751,13 +746,7 @@ void protocol_release_identity(struct conn *c) {
         c->guarded = false;
     }
     if (c->redis_user && c->user_id) { /* refused before the upgrade */
-        struct redis_note *n = calloc(1, sizeof(*n));
-        if (n) {
-            n->kind = NOTE_CLOSE;
-            snprintf(n->cid, sizeof(n->cid), "-");
-            n->user = strdup(c->user_id);
-            redis_engine_post(&srv->redis, RM_NOTE, n, 0);
-        }
+        redis_engine_release_user(&srv->redis, c->user_id);
         c->redis_user = false;
     }
     free(c->user_id);

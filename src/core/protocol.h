@@ -37,6 +37,9 @@ char *protocol_history_text(struct server *srv, uint32_t sym, const struct tick 
 char *protocol_analysis_text(struct server *srv, uint32_t sym, const struct tick *t, uint32_t n, int window_s,
                              const char *id_json);
 
+/* Label of an enum disc_reason (metrics, audit). */
+const char *protocol_disc_reason_name(int r);
+
 /* "low", "medium" or "high": the connection's threat level. */
 const char *protocol_threat(const struct conn *c);
 

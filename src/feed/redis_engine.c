@@ -624,6 +624,10 @@ static void handle_note(struct redis_engine *e, struct redis_note *n) {
     case NOTE_SUBS:
         redisAsyncCommand(e->cmd, on_reply, "HSET subscriptions", "HSET %s %s %s", subs, n->cid, n->text);
         break;
+    case NOTE_RELEASE_USER:
+        if (n->user)
+            redisAsyncCommand(e->cmd, on_reply, "release user", "EVAL %s 1 %s %s", RELEASE_LUA, users, n->user);
+        break;
     case NOTE_CLOSE:
         redisAsyncCommand(e->cmd, on_reply, "HDEL connections", "HDEL %s %s", conns, n->cid);
         redisAsyncCommand(e->cmd, on_reply, "HDEL subscriptions", "HDEL %s %s", subs, n->cid);
@@ -764,6 +768,19 @@ int redis_engine_post(struct redis_engine *e, int type, void *ptr, uint64_t a) {
         return -1;
     }
     return 0;
+}
+
+void redis_engine_release_user(struct redis_engine *e, const char *user) {
+    struct redis_note *n = calloc(1, sizeof(*n));
+    if (!n)
+        return;
+    n->kind = NOTE_RELEASE_USER;
+    n->user = strdup(user);
+    if (!n->user) {
+        free(n);
+        return;
+    }
+    redis_engine_post(e, RM_NOTE, n, 0);
 }
 
 bool redis_engine_publish(struct redis_engine *e, const struct tick_in *in) {

@@ -54,7 +54,7 @@ struct redis_query {
     int window_s;       /* analysis */
 };
 
-enum note_kind { NOTE_OPEN = 0, NOTE_SUBS, NOTE_CLOSE };
+enum note_kind { NOTE_OPEN = 0, NOTE_SUBS, NOTE_CLOSE, NOTE_RELEASE_USER };
 
 /* A change of one connection's persisted state. */
 struct redis_note {
@@ -112,6 +112,10 @@ static inline bool redis_engine_up(struct redis_engine *e) { return e->enabled &
 /* Posts; any thread. Ownership of ptr passes on success; on failure the
  * function frees it. Returns 0 or -1. */
 int redis_engine_post(struct redis_engine *e, int type, void *ptr, uint64_t a);
+
+/* Releases one connection of user from this node's cluster-wide count
+ * (a connection counted there that ended or changed identity). Any thread. */
+void redis_engine_release_user(struct redis_engine *e, const char *user);
 
 /* Sends a tick through Redis (seq assigned there). False when Redis is not
  * up (the caller sequences locally). Any thread. */

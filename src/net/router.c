@@ -138,16 +138,8 @@ void router_admit_result(struct worker *w, struct redis_admit *a) {
         if (x->id == a->conn_id && !x->closing)
             c = x;
     if (!c || !c->awaiting || c->phase != PHASE_HTTP) {
-        if (a->counted) { /* counted for a connection that went away */
-            struct redis_note *n = calloc(1, sizeof(*n));
-            if (n && (n->user = strdup(a->user))) {
-                n->kind = NOTE_CLOSE;
-                snprintf(n->cid, sizeof(n->cid), "-");
-                redis_engine_post(&w->srv->redis, RM_NOTE, n, 0);
-            } else if (n) {
-                free(n);
-            }
-        }
+        if (a->counted) /* counted for a connection that went away */
+            redis_engine_release_user(&w->srv->redis, a->user);
         free(a);
         return;
     }

@@ -8,12 +8,11 @@
 #include <string.h>
 
 #include "auth/auth.h"
+#include "core/protocol.h"
 #include "core/server.h"
 #include "core/worker.h"
 #include "net/conn.h"
 
-static const char *DR_NAMES[DR_COUNT] = {"client_close", "shutdown", "protocol_error", "policy", "internal_error",
-                                         "slow_consumer", "heartbeat_timeout", "token_expired", "network"};
 static const char *SV_NAMES[SV_COUNT] = {"rate_limited", "forbidden", "invalid_message", "auth_failed",
                                          "suspicious_content"};
 static const char *TYPE_NAMES[ACT_COUNT + 1] = {"heartbeat", "authenticate", "subscribe", "unsubscribe",
@@ -116,7 +115,7 @@ void metrics_respond(struct conn *c, bool keep) {
     put(&o, "tickgate_connections_total %llu\n", (unsigned long long)t.ws_total);
     head(&o, "disconnections_total", "counter", "WebSocket connections ended, by reason.");
     for (int d = 0; d < DR_COUNT; d++)
-        put(&o, "tickgate_disconnections_total{reason=\"%s\"} %llu\n", DR_NAMES[d], (unsigned long long)t.disc[d]);
+        put(&o, "tickgate_disconnections_total{reason=\"%s\"} %llu\n", protocol_disc_reason_name(d), (unsigned long long)t.disc[d]);
     head(&o, "messages_received_total", "counter", "Client messages received, by type.");
     for (int a = 0; a <= ACT_COUNT; a++)
         put(&o, "tickgate_messages_received_total{type=\"%s\"} %llu\n", TYPE_NAMES[a],
@@ -191,7 +190,7 @@ void stats_respond(struct conn *c, bool keep) {
     for (int r = 0; r < ROLE_COUNT; r++)
         json_object_set_new(roles, role_name(r), json_integer((json_int_t)t.by_role[r]));
     for (int d = 0; d < DR_COUNT; d++)
-        json_object_set_new(disc, DR_NAMES[d], json_integer((json_int_t)t.disc[d]));
+        json_object_set_new(disc, protocol_disc_reason_name(d), json_integer((json_int_t)t.disc[d]));
     for (int a = 0; a <= ACT_COUNT; a++)
         json_object_set_new(recv, TYPE_NAMES[a], json_integer((json_int_t)t.received[a]));
     for (int v = 0; v < SV_COUNT; v++)
