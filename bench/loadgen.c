@@ -589,6 +589,8 @@ static void send_close(struct conn *c, uint16_t code) {
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+static bool send_request_now(struct conn *c);
+
 static void conn_start(struct conn *c) {
     c->state = ST_CONNECTING;
     c->t0 = g_now;
@@ -627,11 +629,28 @@ static void conn_start(struct conn *c) {
         conn_close(c);
         return;
     }
+    if (send_request_now(c))
+        return;
     struct epoll_event e = {.events = EPOLLOUT, .data.ptr = c};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
         S.connect_err++;
         conn_close(c);
     }
+}
+
+/* The upgrade request with a fresh Sec-WebSocket-Key (16 random bytes in
+ * base64: 22 chars + "=="). */
+static char *next_request(struct conn *c, size_t *len) {
+    char *req = c->kind == K_PUB ? hs_req_pub : hs_req_sub;
+    size_t ko = c->kind == K_PUB ? hs_keyoff_pub : hs_keyoff_sub;
+    *len = c->kind == K_PUB ? hs_len_pub : hs_len_sub;
+    uint64_t a = rng64(), b = rng64();
+    for (int i = 0; i < 22; i++) {
+        uint64_t src = i < 11 ? a >> (6 * i) : b >> (6 * (i - 11));
+        req[ko + (size_t)i] = B64[src & 63];
+    }
+    req[ko + 21] = B64[(b >> 60) & 0x30]; /* last char carries 2 bits: keep it canonical */
+    return req;
 }
 
 static void on_connected(struct conn *c) {
@@ -642,18 +661,35 @@ static void on_connected(struct conn *c) {
         conn_close(c);
         return;
     }
-    char *req = c->kind == K_PUB ? hs_req_pub : hs_req_sub;
-    size_t len = c->kind == K_PUB ? hs_len_pub : hs_len_sub, ko = c->kind == K_PUB ? hs_keyoff_pub : hs_keyoff_sub;
-    /* a fresh Sec-WebSocket-Key: 16 random bytes in base64 (22 chars + "==") */
-    uint64_t a = rng64(), b = rng64();
-    for (int i = 0; i < 22; i++) {
-        uint64_t src = i < 11 ? a >> (6 * i) : b >> (6 * (i - 11));
-        req[ko + (size_t)i] = B64[src & 63];
-    }
-    req[ko + 21] = B64[(b >> 60) & 0x30]; /* last char carries 2 bits: keep it canonical */
+    size_t len;
+    char *req = next_request(c, &len);
     c->state = ST_HS_SENT;
     ep_mod(c, EPOLLIN);
     conn_send(c, (const uint8_t *)req, len);
+}
+
+/* On loopback the three-way handshake is over by the time a non-blocking
+ * connect returns: send the upgrade request at once and register for input
+ * only (one epoll_ctl, no writability wake-up, no SO_ERROR check). The
+ * load generator's own cost per handshake bounds the storm scenario, so
+ * this matters. Returns false when the socket is not writable yet (the
+ * caller then waits for EPOLLOUT as usual). */
+static bool send_request_now(struct conn *c) {
+    size_t len;
+    char *req = next_request(c, &len);
+    ssize_t w = send(c->fd, req, len, MSG_NOSIGNAL);
+    if (w < 0)
+        return false; /* not connected yet (EAGAIN/ENOTCONN) or failed: the EPOLLOUT path reports it */
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &e) < 0) {
+        S.connect_err++;
+        conn_close(c);
+        return true;
+    }
+    c->state = ST_HS_SENT;
+    if ((size_t)w < len)
+        conn_send(c, (const uint8_t *)req + w, len - (size_t)w);
+    return true;
 }
 
 static void send_subscribe(struct conn *c) {

@@ -276,6 +276,30 @@ def metric_rss_per_conn(r, p):
     return (rss * 1024 - base) / conns, mark
 
 
+def metric_cpu_ns_per_msg(r, p):
+    """Server CPU per delivered message (ns) at the ramp's best step: the
+    figure that decides when the load generator is near its limit too."""
+    cpu, d = lg_get(r, "server_cpu_pct"), lg_get(r, "delivered_per_s")
+    if cpu is None or not d:
+        return None, ""
+    return cpu / 100 * 1e9 / d, ""
+
+
+def metric_cpu_us_per_handshake(r, p):
+    cpu, h = lg_get(r, "server_cpu_pct"), lg_get(r, "handshakes_per_s")
+    if cpu is None or not h:
+        return None, ""
+    return cpu / 100 * 1e6 / h, ""
+
+
+def metric_vs_one_worker(r, p):
+    """CPU per message with two workers divided by the one-worker run's."""
+    two, _ = metric_cpu_ns_per_msg(r, p)
+    one_r = load(p["dir"], "tickgate", "fanout")
+    one, _ = metric_cpu_ns_per_msg(one_r, p) if one_r else (None, "")
+    return (two / one if two and one else None), ""
+
+
 def metric_conns(r, p):
     return lg_get(r, "conns"), ""
 
@@ -298,12 +322,20 @@ def scenario_rows(params):
             ("delivered msgs/s (max)", metric_ramp_max, "int", "hi"),
             ("lost", metric_lg("lost"), "int", "lo"),
             ("p99 latency us", metric_lg("p99_us"), "int", "lo"),
+            ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
+        ] + cpu),
+        ("fanout2w", "fan-out as above, tickgate with 2 workers on the same pinned core", {}, [
+            ("delivered msgs/s (max)", metric_ramp_max, "int", "hi"),
+            ("lost", metric_lg("lost"), "int", "lo"),
+            ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
+            ("CPU per msg, 2 workers / 1 worker", metric_vs_one_worker, "f2", "lo"),
         ] + cpu),
         ("market", f"market: {P('market_conns')} subscribers, {P('market_symbols')} symbols x {P('market_per')} "
                    f"each, zipf, rate ramped to max", {}, [
             ("delivered msgs/s (max)", metric_ramp_max, "int", "hi"),
             ("lost", metric_lg("lost"), "int", "lo"),
             ("p99 latency us", metric_lg("p99_us"), "int", "lo"),
+            ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
         ] + cpu),
         ("latency", f"latency: {P('fanout_conns')} subscribers x 1 symbol at a fixed {P('latency_rate')} ticks/s "
                     f"(half the weakest server's fan-out max)", {}, [
@@ -324,6 +356,7 @@ def scenario_rows(params):
         ]))
     rows.append(("storm", f"handshake storm: {P('storm_conns')} handshakes, each with an HS256 JWT verified", {}, [
         ("handshakes/s", metric_lg("handshakes_per_s"), "int", "hi"),
+        ("server CPU us per handshake", metric_cpu_us_per_handshake, "f1", "lo"),
     ] + cpu))
     return rows
 
@@ -380,7 +413,7 @@ def cmd_table(a):
                 if r.get("skipped"):
                     cells.append("skipped")
                     continue
-                v, mark = fn(r, dict(params, **extra))
+                v, mark = fn(r, dict(params, dir=a.dir, **extra))
                 vals[s], marks[s] = v, mark
                 if v is None:
                     cell = "n/a"

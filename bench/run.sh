@@ -14,7 +14,7 @@
 #
 # Environment (all optional):
 #   TICKGATE_BIN (build/tickgate)  LOADGEN_BIN (build/loadgen)  NODE (node)
-#   SERVERS ("tickgate uws ws")    SCENARIOS ("fanout market latency idle storm")
+#   SERVERS ("tickgate uws ws")    SCENARIOS ("fanout fanout2w market latency idle storm")
 #   SERVER_CPU (0)  LOADGEN_CPU (1)  SOURCES (127.0.0.1,127.0.0.2,127.0.0.3)
 #   TICKGATE_ARGS   extra --SECTION.KEY=VALUE flags for tickgate
 #   LATENCY_RATE    ticks/s for the latency scenario (default: derived from fan-out)
@@ -34,7 +34,7 @@ TICKGATE_BIN=$(abspath "${TICKGATE_BIN:-build/tickgate}")
 LOADGEN_BIN=$(abspath "${LOADGEN_BIN:-build/loadgen}")
 NODE=${NODE:-node}
 SERVERS=${SERVERS:-tickgate uws ws}
-SCENARIOS=${SCENARIOS:-fanout market latency idle storm}
+SCENARIOS=${SCENARIOS:-fanout fanout2w market latency idle storm}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 SOURCES=${SOURCES:-127.0.0.1,127.0.0.2,127.0.0.3}
@@ -149,7 +149,7 @@ SUB_TOKEN=$(token bench-sub viewer)
 # tickgate's flags. It refuses unknown keys, so the optional ones (limits that
 # would refuse the benchmark's load: per-IP and per-user connection caps,
 # rate limits) are given only when `tickgate --help` lists them.
-TG_FLAGS=(--server.listen=127.0.0.1:0 --server.workers=1 --feed.symbols_file="$SYMFILE"
+TG_FLAGS=(--server.listen=127.0.0.1:0 --feed.symbols_file="$SYMFILE"
     --feed.simulator=false --auth.jwt_secret="$SECRET")
 if [ -x "$TICKGATE_BIN" ]; then
     TG_HELP=$("$TICKGATE_BIN" --help 2>&1 || true)
@@ -166,6 +166,8 @@ if [ -x "$TICKGATE_BIN" ]; then
     done
 fi
 
+TG_WORKERS=1 # the fanout2w scenario runs tickgate with 2 (on the same pinned core)
+
 # start_server NAME TAG: starts NAME pinned, waits for its listening line;
 # sets SERVER_PID and SERVER_PORT.
 start_server() {
@@ -173,7 +175,7 @@ start_server() {
     case $name in
     tickgate)
         # shellcheck disable=SC2206 # TICKGATE_ARGS is split on purpose
-        cmd=("$TICKGATE_BIN" "${TG_FLAGS[@]}" $TICKGATE_ARGS) ;;
+        cmd=("$TICKGATE_BIN" "${TG_FLAGS[@]}" --server.workers="$TG_WORKERS" $TICKGATE_ARGS) ;;
     uws) cmd=("$NODE" "$ROOT/bench/ref/uws-server.js" 0) ;;
     ws) cmd=("$NODE" "$ROOT/bench/ref/ws-server.js" 0) ;;
     *) die "unknown server $name (tickgate, uws, ws)" ;;
@@ -291,6 +293,15 @@ for server in $SERVERS; do
         scenario "$server" fanout $((RAMP_DURATION + WARMUP)) \
             --conns "$FANOUT_CONNS" --symbols 1 --per 1 --dist uniform \
             --rate "$FANOUT_START_RATE" --ramp --step-s "$STEP_S" --duration "$RAMP_DURATION" --warmup "$WARMUP"
+    fi
+    # No contention tax: the same fan-out with two workers sharing the one
+    # pinned core must cost no more CPU per delivered message.
+    if want fanout2w && [ "$server" = tickgate ]; then
+        TG_WORKERS=2
+        scenario "$server" fanout2w $((RAMP_DURATION + WARMUP)) \
+            --conns "$FANOUT_CONNS" --symbols 1 --per 1 --dist uniform \
+            --rate "$FANOUT_START_RATE" --ramp --step-s "$STEP_S" --duration "$RAMP_DURATION" --warmup "$WARMUP"
+        TG_WORKERS=1
     fi
     if want market; then
         scenario "$server" market $((RAMP_DURATION + WARMUP)) \

@@ -13,7 +13,9 @@ static void on_async(uv_async_t *h) {
         uint32_t n = mb->count;
         for (uint32_t i = 0; i < n; i++)
             mb->batch[i] = mb->ring[(mb->head + i) & (mb->cap - 1)];
-        mb->head = (mb->head + n) & (mb->cap - 1);
+        /* Empty now: start over at slot 0, so the ring only ever touches
+         * as many slots (pages) as its deepest backlog, not all of them. */
+        mb->head = 0;
         mb->count = 0;
         uv_mutex_unlock(&mb->lock);
         if (n == 0)

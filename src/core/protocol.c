@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
+#include "core/jsonw.h"
 #include "core/server.h"
 #include "core/worker.h"
 #include "feed/publish.h"
@@ -178,9 +179,18 @@ static void maybe_warn_expiry(struct conn *c) {
     }
 }
 
+static void free_user_id(struct conn *c) {
+    if (c->user_id != c->uid_inl)
+        free_user_id(c);
+}
+
 void protocol_set_identity(struct conn *c, const struct identity *id) {
-    free(c->user_id);
-    c->user_id = id->user_id[0] ? strdup(id->user_id) : NULL;
+    free_user_id(c);
+    size_t l = strlen(id->user_id);
+    if (l && l < sizeof(c->uid_inl)) /* most ids: kept in the connection */
+        c->user_id = memcpy(c->uid_inl, id->user_id, l + 1);
+    else if (l)
+        c->user_id = strdup(id->user_id);
     c->role = (int8_t)id->role;
     c->token_exp = id->exp;
     c->expiry_warned = false;
@@ -199,13 +209,50 @@ void protocol_on_open(struct conn *c) {
     c->last_ping = now;
     c->last_rx = now;
     c->connected_at = hub_now_ms();
-    audit_conn(c, "CONNECTION_OPENED", json_pack("{s:s}", "role", role_name(c->role)));
-    send_json(c, json_pack("{s:s, s:s, s:o, s:s, s:i, s:{s:i, s:i, s:I}}", "type", "connected", "client_id", cid,
-                           "user_id", user_json(c), "role", role_name(c->role), "heartbeat_interval_s",
-                           cfg->limits.heartbeat_interval_s, "limits", "max_subscriptions",
-                           srv->auth.roles.max_symbols[c->role], "max_messages_per_minute",
-                           cfg->limits.max_messages_per_minute, "max_message_bytes",
-                           (json_int_t)cfg->limits.max_message_bytes));
+    /* Every handshake comes through here: both texts are written directly
+     * (no JSON tree), the greeting straight into its frame. */
+    {
+        char details[64], ip[64];
+        struct jw w;
+        jw_init(&w, details, sizeof(details));
+        jw_lit(&w, "{\"role\":");
+        jw_str(&w, role_name(c->role));
+        jw_lit(&w, "}");
+        jw_raw(&w, "", 1);
+        ip16_format(&c->cip, ip, sizeof(ip));
+        audit_event_text(&srv->audit, "CONNECTION_OPENED", cid, c->user_id, ip, details);
+    }
+    size_t cap = 256 + jw_str_max(cid) + jw_str_max(c->user_id);
+    struct outbuf *b = outbuf_new(cap);
+    if (!b) {
+        ws_close(c, WS_CLOSE_INTERNAL, "internal error");
+        return;
+    }
+    struct jw w;
+    jw_init(&w, (char *)outbuf_payload(b), cap);
+    jw_lit(&w, "{\"type\":\"connected\",\"client_id\":");
+    jw_str(&w, cid);
+    jw_lit(&w, ",\"user_id\":");
+    jw_str(&w, c->user_id);
+    jw_lit(&w, ",\"role\":");
+    jw_str(&w, role_name(c->role));
+    jw_lit(&w, ",\"heartbeat_interval_s\":");
+    jw_i64(&w, cfg->limits.heartbeat_interval_s);
+    jw_lit(&w, ",\"limits\":{\"max_subscriptions\":");
+    jw_i64(&w, srv->auth.roles.max_symbols[c->role]);
+    jw_lit(&w, ",\"max_messages_per_minute\":");
+    jw_i64(&w, cfg->limits.max_messages_per_minute);
+    jw_lit(&w, ",\"max_message_bytes\":");
+    jw_i64(&w, (int64_t)cfg->limits.max_message_bytes);
+    jw_lit(&w, "}}");
+    if (w.full) { /* cannot happen: cap covers the worst case */
+        outbuf_unref(b);
+        ws_close(c, WS_CLOSE_INTERNAL, "internal error");
+        return;
+    }
+    outbuf_seal_ws(b, WS_OP_TEXT, w.n);
+    count(&c->w->stats.messages_sent);
+    conn_send(c, b);
     maybe_warn_expiry(c);
     protocol_persist(c, false);
 }
@@ -525,7 +572,10 @@ static void on_set_options(struct conn *c, json_t *msg, json_t *id) {
     }
     if (!int_field(c, msg, "batch_ms", 0, 1000, 0, &ms, id))
         return;
-    subs_set_batch(c, (uint16_t)ms);
+    if (subs_set_batch(c, (uint16_t)ms) < 0) {
+        send_error(c, "internal_error", "out of memory", id);
+        return;
+    }
     reply(c, json_pack("{s:s, s:i}", "type", "options_set", "batch_ms", (int)ms), id);
 }
 
@@ -749,8 +799,7 @@ void protocol_release_identity(struct conn *c) {
         redis_engine_release_user(&srv->redis, c->user_id);
         c->redis_user = false;
     }
-    free(c->user_id);
-    c->user_id = NULL;
+    free_user_id(c);
 }
 
 static void persist_subs(struct conn *c) {

@@ -14,7 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/jwt.h"
 #include "core/log.h"
+#include "ws/handshake.h"
 
 bool server_ws_reserve(struct server *srv) {
     long n = atomic_fetch_add(&srv->ws_connections, 1);
@@ -202,8 +204,36 @@ static uint32_t random32(void) {
     return v;
 }
 
+/* Known-answer checks of the crypto every handshake relies on: the RFC 6455
+ * accept key (SHA-1, base64) and an HS256 token signed, verified and, with
+ * one signature byte changed, refused. A broken or misconfigured OpenSSL
+ * stops the start here, not at the first client; and the first handshake no
+ * longer pays for OpenSSL's lazy set-up (its configuration file, algorithm
+ * tables, code pages). 0 or -1. */
+static int crypto_selftest(FILE *err) {
+    char accept[WS_ACCEPT_LEN];
+    ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, accept);
+    bool ok = strcmp(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0;
+    static unsigned char key[] = "tickgate-selftest-key";
+    struct jwt_verifier v = {.algs = JWT_HS256, .secret = key, .secret_len = sizeof(key) - 1};
+    char *t = ok ? jwt_sign_hs256(key, sizeof(key) - 1, "{\"sub\":\"selftest\",\"exp\":4102444800}") : NULL;
+    struct jwt_claims cl;
+    ok = t && jwt_verify(&v, t, strlen(t), 1700000000, &cl) == JWT_OK && strcmp(cl.sub, "selftest") == 0;
+    if (ok) {
+        size_t n = strlen(t);
+        t[n - 2] = t[n - 2] == 'A' ? 'B' : 'A';
+        ok = jwt_verify(&v, t, n, 1700000000, &cl) == JWT_BAD_SIGNATURE;
+    }
+    free(t);
+    if (!ok)
+        fprintf(err, "tickgate: crypto self-test failed (SHA-1/HMAC-SHA256 from OpenSSL give wrong answers)\n");
+    return ok ? 0 : -1;
+}
+
 int server_init(struct server *srv) {
     srv->instance = random32();
+    if (crypto_selftest(stderr) < 0)
+        return -1;
     if (srv->cfg.server.workers > HUB_MAX_WORKERS) {
         fprintf(stderr, "tickgate: server.workers: at most %d\n", HUB_MAX_WORKERS);
         return -1;

@@ -19,6 +19,7 @@
 
 #include "net/clientip.h"
 #include "net/outbuf.h"
+#include "pubsub/subs.h"
 #include "ws/frame.h"
 #include "ws/utf8.h"
 
@@ -85,21 +86,17 @@ struct conn {
     uint8_t *ctrl;                 /* control frame payload (125 B), allocated when first needed */
     uint64_t last_rx;              /* loop ms of the last frame received */
     /* gateway protocol state (EP_JSON) */
-    char *user_id;                 /* NULL = anonymous; owned */
-    struct conn_sub *subs;         /* owned; see pubsub/subs.h */
+    char *user_id;                 /* NULL = anonymous; uid_inl or owned (protocol.c) */
+    struct conn_sub *subs;         /* &sub1, or owned when more than one; see pubsub/subs.h */
+    struct conn_sub sub1;          /* the first subscription, in place */
+    char uid_inl[24];              /* user ids that fit live here: no allocation */
     int64_t token_exp;             /* s since epoch; 0 = no token */
     int64_t connected_at;          /* wall ms at upgrade */
     double tokens;                 /* rate limit bucket */
     uint64_t tokens_ms;            /* loop ms of the last refill */
     uint64_t last_ping;            /* loop ms of the last ping sent */
     uint64_t first_ping;           /* loop ms of the first ping since last_rx */
-    /* set_options batching (pubsub/subs.h); all zero without batching */
-    uint16_t batch_ms;             /* 0 = off */
-    uint16_t batch_n, batch_cap;
-    uint32_t batch_bytes;
-    uint64_t batch_due;            /* loop ms of the next flush */
-    struct outbuf **batch;         /* tick frames waiting, one reference each */
-    struct conn *bprev, *bnext;    /* worker's list of batching connections */
+    struct conn_batch *batch;      /* price_batch state; NULL = not batching (pubsub/subs.h) */
 };
 
 /* Frees the worker's connection slabs (worker end, no connection left). */

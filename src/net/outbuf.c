@@ -39,15 +39,18 @@ void outbuf_unref(struct outbuf *b) {
 
 int outq_push(struct outq *q, struct outbuf *b) {
     if (q->count == q->cap) {
-        uint32_t ncap = q->cap ? q->cap * 2 : 2;
-        struct outq_item *n = malloc(sizeof(*n) * ncap);
-        if (!n) {
+        struct outq_item *n;
+        uint32_t ncap = q->cap ? q->cap * 2 : OUTQ_INLINE;
+        if (!q->cap) {
+            n = q->inl;
+        } else if (!(n = malloc(sizeof(*n) * ncap))) {
             outbuf_unref(b);
             return -ENOMEM;
         }
         for (uint32_t i = 0; i < q->count; i++)
             n[i] = *outq_at(q, i);
-        free(q->ring);
+        if (q->ring != q->inl)
+            free(q->ring);
         q->ring = n;
         q->cap = ncap;
         q->head = 0;
@@ -96,6 +99,7 @@ void outq_extract_ticks(struct outq *q, uint64_t protect, void (*take)(void *ctx
 void outq_clear(struct outq *q) {
     for (uint32_t i = 0; i < q->count; i++)
         outbuf_unref(outq_at(q, i)->b);
-    free(q->ring);
+    if (q->ring != q->inl)
+        free(q->ring);
     memset(q, 0, sizeof(*q));
 }

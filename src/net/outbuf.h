@@ -67,12 +67,18 @@ struct outq_item {
     uint32_t off;       /* bytes of b already on the wire (first item only) */
 };
 
+#define OUTQ_INLINE 2
+
 struct outq {
-    struct outq_item *ring;
+    struct outq_item *ring; /* inl until more than OUTQ_INLINE blocks wait */
     uint32_t cap;       /* power of two, 0 before first use */
     uint32_t head;
     uint32_t count;
     uint64_t bytes;     /* unsent bytes across all items */
+    /* The first ring lives inside the queue: most connections never have
+     * more than two blocks waiting, and an idle connection then holds no
+     * separate allocation that would pin a page of freed handshake memory. */
+    struct outq_item inl[OUTQ_INLINE];
 };
 
 /* Appends b, taking over the caller's reference. 0 or -ENOMEM (then the

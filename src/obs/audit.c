@@ -7,6 +7,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "core/jsonw.h"
 #include "core/log.h"
 
 #define AUDIT_FLUSH_MS 50
@@ -26,7 +27,7 @@ static void writer(void *arg) {
         uint32_t n = a->count;
         for (uint32_t i = 0; i < n; i++)
             batch[i] = a->ring[(a->head + i) % a->cap];
-        a->head = (a->head + n) % a->cap;
+        a->head = 0; /* empty: start over at slot 0 (touch only the slots a backlog needs) */
         a->count = 0;
         uv_mutex_unlock(&a->lock);
         for (uint32_t i = 0; i < n; i++) {
@@ -69,44 +70,93 @@ int audit_start(struct audit *a, const char *path, int queue, FILE *err) {
     return 0;
 }
 
+/* "2026-11-26T13:45:01.123Z" (24 bytes) into out[25]. */
+static void format_ts(char *out) {
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    int f[7] = {tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                (int)(tv.tv_usec / 1000)};
+    static const char SEP[] = "--T::.";
+    char *p = out;
+    for (int i = 0; i < 7; i++) {
+        int digits = i == 0 ? 4 : i == 6 ? 3 : 2, v = f[i];
+        for (int d = digits - 1; d >= 0; d--, v /= 10)
+            p[d] = (char)('0' + v % 10);
+        p += digits;
+        if (i < 6)
+            *p++ = SEP[i];
+    }
+    *p++ = 'Z';
+    *p = '\0';
+}
+
+void audit_event_text(struct audit *a, const char *event, const char *client_id, const char *user_id,
+                      const char *ip, const char *details) {
+    if (!a->on)
+        return;
+    char ts[32];
+    format_ts(ts);
+    if (!details)
+        details = "{}";
+    size_t dl = strlen(details);
+    size_t cap = 80 + sizeof(ts) + jw_str_max(event) + jw_str_max(client_id) + jw_str_max(user_id) +
+                 jw_str_max(ip) + dl;
+    char *line = malloc(cap);
+    if (!line) {
+        atomic_fetch_add(&a->dropped, 1);
+        return;
+    }
+    struct jw w;
+    jw_init(&w, line, cap);
+    jw_lit(&w, "{\"ts\":\"");
+    jw_raw(&w, ts, strlen(ts));
+    jw_lit(&w, "\",\"event\":");
+    jw_str(&w, event);
+    jw_lit(&w, ",\"client_id\":");
+    jw_str(&w, client_id);
+    jw_lit(&w, ",\"user_id\":");
+    jw_str(&w, user_id);
+    jw_lit(&w, ",\"ip\":");
+    jw_str(&w, ip);
+    jw_lit(&w, ",\"details\":");
+    jw_raw(&w, details, dl);
+    jw_lit(&w, "}\n");
+    jw_raw(&w, "", 1); /* NUL */
+    if (w.full) { /* cannot happen: cap covers the worst case */
+        free(line);
+        atomic_fetch_add(&a->dropped, 1);
+        return;
+    }
+    uv_mutex_lock(&a->lock);
+    if (a->count == a->cap || a->stopping) {
+        uv_mutex_unlock(&a->lock);
+        free(line);
+        atomic_fetch_add(&a->dropped, 1);
+        return;
+    }
+    a->ring[(a->head + a->count) % a->cap] = line;
+    a->count++;
+    if (a->count == a->cap / 2)
+        uv_cond_signal(&a->cond);
+    uv_mutex_unlock(&a->lock);
+}
+
 void audit_event(struct audit *a, const char *event, const char *client_id, const char *user_id, const char *ip,
                  json_t *details) {
     if (!a->on) {
         json_decref(details);
         return;
     }
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[64];
-    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000));
-    json_t *o = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:o}", "ts", ts, "event", event, "client_id", client_id,
-                          "user_id", user_id, "ip", ip, "details", details ? details : json_object());
-    char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    size_t l = line ? strlen(line) : 0;
-    char *nl = line ? realloc(line, l + 2) : NULL;
-    if (!nl) {
-        free(line);
+    char *d = details ? json_dumps(details, JSON_COMPACT) : NULL;
+    json_decref(details);
+    if (details && !d) {
         atomic_fetch_add(&a->dropped, 1);
         return;
     }
-    nl[l] = '\n';
-    nl[l + 1] = '\0';
-    uv_mutex_lock(&a->lock);
-    if (a->count == a->cap || a->stopping) {
-        uv_mutex_unlock(&a->lock);
-        free(nl);
-        atomic_fetch_add(&a->dropped, 1);
-        return;
-    }
-    a->ring[(a->head + a->count) % a->cap] = nl;
-    a->count++;
-    if (a->count == a->cap / 2)
-        uv_cond_signal(&a->cond);
-    uv_mutex_unlock(&a->lock);
+    audit_event_text(a, event, client_id, user_id, ip, d);
+    free(d);
 }
 
 void audit_stop(struct audit *a) {

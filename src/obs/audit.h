@@ -36,6 +36,11 @@ int audit_start(struct audit *a, const char *path, int queue, FILE *err);
 void audit_event(struct audit *a, const char *event, const char *client_id, const char *user_id, const char *ip,
                  json_t *details);
 
+/* The same with details given as JSON object text (NULL = {}): no JSON
+ * tree built, for events on the handshake path. */
+void audit_event_text(struct audit *a, const char *event, const char *client_id, const char *user_id,
+                      const char *ip, const char *details);
+
 /* Writes everything queued, stops the thread, closes the file. */
 void audit_stop(struct audit *a);
 

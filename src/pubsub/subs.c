@@ -43,10 +43,19 @@ int subs_add(struct conn *c, uint32_t sym) {
     struct conn_sub *cs = find(c, sym);
     if (!cs) {
         if (c->nsubs == c->subs_cap) {
+            /* The first subscription lives in the connection itself
+             * (sub1); more move to an array of their own. */
+            struct conn_sub *n;
             uint16_t ncap = c->subs_cap ? (uint16_t)(c->subs_cap * 2) : 1;
-            struct conn_sub *n = realloc(c->subs, ncap * sizeof(*n));
-            if (!n)
+            if (!c->subs_cap) {
+                n = &c->sub1;
+            } else if ((n = malloc(ncap * sizeof(*n)))) {
+                memcpy(n, c->subs, c->nsubs * sizeof(*n));
+                if (c->subs != &c->sub1)
+                    free(c->subs);
+            } else {
                 return -ENOMEM;
+            }
             c->subs = n;
             c->subs_cap = ncap;
         }
@@ -107,19 +116,21 @@ void subs_remove(struct conn *c, uint32_t sym) {
     }
     if (cs->pending)
         outbuf_unref(cs->pending);
-    for (uint16_t i = 0; i < c->batch_n;) { /* nothing of it after the confirmation */
-        if (c->batch[i]->sym == sym) {
-            c->batch_bytes -= c->batch[i]->len;
-            outbuf_unref(c->batch[i]);
-            memmove(&c->batch[i], &c->batch[i + 1], (size_t)(c->batch_n - i - 1) * sizeof(c->batch[0]));
-            c->batch_n--;
+    struct conn_batch *bt = c->batch;
+    for (uint16_t i = 0; bt && i < bt->n;) { /* nothing of it after the confirmation */
+        if (bt->v[i]->sym == sym) {
+            bt->bytes -= bt->v[i]->len;
+            outbuf_unref(bt->v[i]);
+            memmove(&bt->v[i], &bt->v[i + 1], (size_t)(bt->n - i - 1) * sizeof(bt->v[0]));
+            bt->n--;
         } else {
             i++;
         }
     }
     *cs = c->subs[--c->nsubs];
     if (c->nsubs == 0) {
-        free(c->subs);
+        if (c->subs != &c->sub1)
+            free(c->subs);
         c->subs = NULL;
         c->subs_cap = 0;
     }
@@ -161,13 +172,14 @@ static const uint8_t *frame_payload(struct outbuf *b, size_t *len) {
 
 /* Sends c's waiting ticks as one price_batch frame. */
 static void batch_flush(struct conn *c) {
-    if (!c->batch_n || c->closing || c->close_sent)
+    struct conn_batch *bt = c->batch;
+    if (!bt || !bt->n || c->closing || c->close_sent)
         return;
     static const char HEAD[] = "{\"type\":\"price_batch\",\"updates\":[";
     size_t total = sizeof(HEAD) + 2;
-    for (uint16_t i = 0; i < c->batch_n; i++) {
+    for (uint16_t i = 0; i < bt->n; i++) {
         size_t l;
-        frame_payload(c->batch[i], &l);
+        frame_payload(bt->v[i], &l);
         total += l + 1;
     }
     struct outbuf *out = outbuf_new(total);
@@ -176,20 +188,20 @@ static void batch_flush(struct conn *c) {
     uint8_t *p = outbuf_payload(out);
     memcpy(p, HEAD, sizeof(HEAD) - 1);
     size_t o = sizeof(HEAD) - 1;
-    for (uint16_t i = 0; i < c->batch_n; i++) {
+    for (uint16_t i = 0; i < bt->n; i++) {
         size_t l;
-        const uint8_t *pl = frame_payload(c->batch[i], &l);
+        const uint8_t *pl = frame_payload(bt->v[i], &l);
         if (i)
             p[o++] = ',';
         memcpy(p + o, pl, l);
         o += l;
-        outbuf_unref(c->batch[i]);
+        outbuf_unref(bt->v[i]);
     }
     p[o++] = ']';
     p[o++] = '}';
     outbuf_seal_ws(out, WS_OP_TEXT, o);
-    c->batch_n = 0;
-    c->batch_bytes = 0;
+    bt->n = 0;
+    bt->bytes = 0;
     atomic_fetch_add_explicit(&c->w->stats.messages_sent, 1, memory_order_relaxed);
     conn_send(c, out);
 }
@@ -198,10 +210,10 @@ static void on_batch_timer(uv_timer_t *t) {
     struct worker *w = t->data;
     uint64_t now = uv_now(&w->loop);
     uint64_t cap = (uint64_t)w->srv->cfg.limits.max_outbound_bytes;
-    for (struct conn *c = w->batching; c; c = c->bnext) {
-        if (now < c->batch_due)
+    for (struct conn *c = w->batching; c; c = c->batch->next) {
+        if (now < c->batch->due)
             continue;
-        c->batch_due = now + c->batch_ms;
+        c->batch->due = now + c->batch->ms;
         /* A backed-up socket gets nothing new: the batch keeps conflating. */
         if (c->out.bytes < cap)
             batch_flush(c);
@@ -211,77 +223,79 @@ static void on_batch_timer(uv_timer_t *t) {
 /* Adds a tick to c's batch (consumes the reference). Bounded: past the
  * outbound cap the newest tick of a symbol replaces the older one. */
 static void batch_add(struct conn *c, struct outbuf *b) {
+    struct conn_batch *bt = c->batch;
     uint64_t cap = (uint64_t)c->w->srv->cfg.limits.max_outbound_bytes;
-    if (c->batch_bytes + b->len > cap) {
-        for (uint16_t i = 0; i < c->batch_n; i++)
-            if (c->batch[i]->sym == b->sym) {
-                c->batch_bytes -= c->batch[i]->len;
-                outbuf_unref(c->batch[i]);
-                c->batch[i] = b;
-                c->batch_bytes += b->len;
+    if (bt->bytes + b->len > cap) {
+        for (uint16_t i = 0; i < bt->n; i++)
+            if (bt->v[i]->sym == b->sym) {
+                bt->bytes -= bt->v[i]->len;
+                outbuf_unref(bt->v[i]);
+                bt->v[i] = b;
+                bt->bytes += b->len;
                 atomic_fetch_add_explicit(&c->w->stats.conflated, 1, memory_order_relaxed);
                 return;
             }
     }
-    if (c->batch_n == c->batch_cap) {
-        uint16_t ncap = c->batch_cap ? (uint16_t)(c->batch_cap * 2) : 16;
-        if (ncap < c->batch_cap || ncap > 32768) {
+    if (bt->n == bt->cap) {
+        uint16_t ncap = bt->cap ? (uint16_t)(bt->cap * 2) : 16;
+        if (ncap < bt->cap || ncap > 32768) {
             outbuf_unref(b); /* cannot happen within the byte cap; never grow without bound */
             return;
         }
-        struct outbuf **n = realloc(c->batch, ncap * sizeof(*n));
+        struct outbuf **n = realloc(bt->v, ncap * sizeof(*n));
         if (!n) {
             outbuf_unref(b);
             return;
         }
-        c->batch = n;
-        c->batch_cap = ncap;
+        bt->v = n;
+        bt->cap = ncap;
     }
-    c->batch[c->batch_n++] = b;
-    c->batch_bytes += b->len;
+    bt->v[bt->n++] = b;
+    bt->bytes += b->len;
 }
 
-void subs_set_batch(struct conn *c, uint16_t ms) {
+int subs_set_batch(struct conn *c, uint16_t ms) {
     struct worker *w = c->w;
     batch_flush(c); /* a batch still waiting goes out first */
-    bool was = c->batch_ms != 0;
-    c->batch_ms = ms;
-    if (ms && !was) {
-        c->bprev = NULL;
-        c->bnext = w->batching;
+    if (!ms) {
+        subs_batch_release(c);
+        return 0;
+    }
+    if (!c->batch) {
+        struct conn_batch *bt = calloc(1, sizeof(*bt));
+        if (!bt)
+            return -ENOMEM;
+        c->batch = bt;
+        bt->next = w->batching;
         if (w->batching)
-            w->batching->bprev = c;
+            w->batching->batch->prev = c;
         w->batching = c;
         if (!uv_is_active((uv_handle_t *)&w->batcher))
             uv_timer_start(&w->batcher, on_batch_timer, BATCH_TIMER_MS, BATCH_TIMER_MS);
-    } else if (!ms && was) {
-        subs_batch_release(c);
-        return;
     }
-    if (ms)
-        c->batch_due = uv_now(&w->loop) + ms;
+    c->batch->ms = ms;
+    c->batch->due = uv_now(&w->loop) + ms;
+    return 0;
 }
 
 void subs_batch_release(struct conn *c) {
+    struct conn_batch *bt = c->batch;
+    if (!bt)
+        return;
     struct worker *w = c->w;
-    for (uint16_t i = 0; i < c->batch_n; i++)
-        outbuf_unref(c->batch[i]);
-    free(c->batch);
+    for (uint16_t i = 0; i < bt->n; i++)
+        outbuf_unref(bt->v[i]);
+    free(bt->v);
+    if (bt->prev)
+        bt->prev->batch->next = bt->next;
+    else
+        w->batching = bt->next;
+    if (bt->next)
+        bt->next->batch->prev = bt->prev;
+    free(bt);
     c->batch = NULL;
-    c->batch_n = c->batch_cap = 0;
-    c->batch_bytes = 0;
-    if (c->batch_ms) {
-        if (c->bprev)
-            c->bprev->bnext = c->bnext;
-        else
-            w->batching = c->bnext;
-        if (c->bnext)
-            c->bnext->bprev = c->bprev;
-        c->bprev = c->bnext = NULL;
-        c->batch_ms = 0;
-        if (!w->batching)
-            uv_timer_stop(&w->batcher);
-    }
+    if (!w->batching)
+        uv_timer_stop(&w->batcher);
 }
 
 void subs_send_tick(struct conn *c, struct outbuf *b) {
@@ -289,7 +303,7 @@ void subs_send_tick(struct conn *c, struct outbuf *b) {
         outbuf_unref(b);
         return;
     }
-    if (c->batch_ms) {
+    if (c->batch) {
         batch_add(c, b);
         return;
     }

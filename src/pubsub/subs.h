@@ -56,9 +56,21 @@ void subs_deliver(struct worker *w, struct outbuf *b);
  * reference of b whatever happens. */
 void subs_send_tick(struct conn *c, struct outbuf *b);
 
-/* set_options: sets c's batch interval (0..1000 ms; 0 = off). A batch
- * still waiting is sent first. */
-void subs_set_batch(struct conn *c, uint16_t batch_ms);
+/* A connection's price_batch state: allocated when set_options turns
+ * batching on, freed when it is turned off and at release, so connections
+ * that never batch carry one NULL pointer. */
+struct conn_batch {
+    struct conn *prev, *next;   /* the worker's list of batching connections */
+    uint64_t due;               /* loop ms of the next flush */
+    struct outbuf **v;          /* tick frames waiting, one reference each */
+    uint32_t bytes;             /* their total size */
+    uint16_t ms;                /* flush interval, 1..1000 */
+    uint16_t n, cap;
+};
+
+/* set_options: sets c's batch interval (0..1000 ms; 0 = off); a batch
+ * still waiting is sent first. 0, or -ENOMEM (batching stays off). */
+int subs_set_batch(struct conn *c, uint16_t batch_ms);
 
 /* Drops c's batch state (release path). */
 void subs_batch_release(struct conn *c);
