@@ -110,6 +110,8 @@ struct worker {
     uv_timer_t batcher;            /* flushes price_batch frames; runs while batching */
     struct conn *batching;         /* connections with batch_ms > 0 */
     uint64_t next_id;              /* connection id sequence */
+    uint32_t handshaking;          /* connections still in the HTTP phase */
+    uint64_t trimmed_at;           /* stats.accepted at the last malloc_trim (net/conn.c) */
     bool shutting_down;
     bool stopped;                  /* handles closed, loop ending */
     int listen_fd;                 /* bound socket handed over by the server */

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -93,7 +94,7 @@ static void on_closed(uv_handle_t *h) {
         if (*pp)
             *pp = c->dirty_next;
     }
-    http_req_free(c->http);
+    conn_http_done(c);
     outq_clear(&c->out);
     free(c->msg);
     free(c->ctrl);
@@ -104,6 +105,29 @@ static void on_closed(uv_handle_t *h) {
     }
     conn_slot_free(w, c);
     worker_conn_released(w);
+}
+
+/* Handshakes borrow a few KiB each (parser, header bytes) and give them
+ * back at the upgrade. When a burst of them is over (none left in flight,
+ * enough since the last time), the freed pages go back to the system at
+ * once, so that idle connections cost what they hold, not what their
+ * handshakes once needed. The server's timer does the same for a steady
+ * churn that never runs out of handshakes. */
+#define TRIM_AFTER_ACCEPTS 256
+
+void conn_http_done(struct conn *c) {
+    if (!c->http)
+        return;
+    struct worker *w = c->w;
+    http_req_free(c->http);
+    c->http = NULL;
+    if (--w->handshaking == 0) {
+        uint64_t accepted = atomic_load_explicit(&w->stats.accepted, memory_order_relaxed);
+        if (accepted - w->trimmed_at >= TRIM_AFTER_ACCEPTS) {
+            w->trimmed_at = accepted;
+            malloc_trim(0);
+        }
+    }
 }
 
 void conn_set_deadline(struct conn *c, uint64_t ms) {
@@ -327,12 +351,13 @@ int conn_accept(struct worker *w, uv_stream_t *listener) {
         }
         c->family = (uint8_t)ss.ss_family;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    /* TCP_NODELAY comes with the socket: set on the listener (server.c). */
     c->http = http_req_new((size_t)w->srv->cfg.server.max_http_body_bytes);
     if (!c->http) {
         conn_close(c);
         return -ENOMEM;
     }
+    w->handshaking++;
     conn_set_deadline(c, worker_now(w) + (uint64_t)w->srv->cfg.server.handshake_timeout_ms);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
         conn_close(c);

@@ -116,6 +116,10 @@ void conn_send(struct conn *c, struct outbuf *b);
  * worker once per loop turn for each dirty connection. */
 void conn_flush(struct conn *c);
 
+/* Frees the HTTP request state (upgrade or release); after a burst of
+ * handshakes, hands freed memory back to the system. */
+void conn_http_done(struct conn *c);
+
 /* Sets (ms > 0: loop time) or clears (0) the connection's deadline; the
  * worker closes it when the deadline passes. */
 void conn_set_deadline(struct conn *c, uint64_t ms);

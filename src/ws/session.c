@@ -65,8 +65,7 @@ void ws_session_upgrade(struct conn *c, int ep, const char *accept) {
     memcpy(outbuf_payload(b), resp, (size_t)n);
     outbuf_seal_raw(b, (size_t)n);
     conn_send(c, b);
-    http_req_free(c->http);
-    c->http = NULL;
+    conn_http_done(c);
     c->phase = PHASE_WS;
     c->endpoint = (uint8_t)ep;
     conn_set_deadline(c, 0);
