@@ -181,7 +181,8 @@ static void maybe_warn_expiry(struct conn *c) {
 
 static void free_user_id(struct conn *c) {
     if (c->user_id != c->uid_inl)
-        free_user_id(c);
+        free(c->user_id);
+    c->user_id = NULL;
 }
 
 void protocol_set_identity(struct conn *c, const struct identity *id) {

@@ -200,6 +200,28 @@ void conn_send(struct conn *c, struct outbuf *b) {
 
 static void on_write(uv_write_t *req, int status);
 
+/* One non-blocking send of the blocks (uv_buf_t is struct iovec's layout
+ * on Unix): bytes taken, 0 when the socket is full, or -1 when it failed.
+ * send/sendmsg rather than libuv's write/writev: the socket calls skip the
+ * VFS layer, whose per-call share of a one-frame send fell from 13.5% to
+ * 10.5% of the server's CPU in the fixed-rate fan-out (perf; the rest is
+ * TCP and loopback). Only called with no uv_write in flight, so libuv's
+ * own queue is empty. */
+static ssize_t send_now(struct conn *c, uv_buf_t *iov, unsigned n) {
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return -1;
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = n};
+    ssize_t r;
+    do
+        r = n == 1 ? send(fd, iov[0].base, iov[0].len, MSG_NOSIGNAL | MSG_DONTWAIT)
+                   : sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    return r;
+}
+
 /* Hands every queued byte to the socket: first as a non-blocking writev
  * (most writes finish here), the rest as one uv_write whose completion
  * flushes again. The blocks stay referenced by the queue until written. */
@@ -217,9 +239,7 @@ void conn_flush(struct conn *c) {
             iov[n] = uv_buf_init((char *)it->b->p + it->off, it->b->len - it->off);
             total += iov[n].len;
         }
-        int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
-        if (r == UV_EAGAIN || r == UV_ENOSYS)
-            r = 0;
+        ssize_t r = send_now(c, iov, n);
         if (r < 0) {
             conn_close(c);
             return;

@@ -347,6 +347,21 @@ def test_authenticate_in_band(tickgate, jclients):
     assert m['tickgate_connections{role="anonymous"}'] == 0
 
 
+def test_user_ids_short_and_long_across_reauthentication(tickgate, jclients):
+    """Short ids are kept inside the connection, long ones on their own;
+    switching between them in-band keeps the right id every time (and, in
+    `make asan`, frees each exactly once)."""
+    gw = tickgate()
+    long_id = "user-" + "x" * 60 + "-\u00e9\"q"
+    ws = jclients.open(gw, token=mint(long_id, "trader"))
+    assert ws.hello["user_id"] == long_id, ws.hello
+    for i, uid in enumerate(["u" * 23, "u" * 24, "short", long_id + "2", "a"]):
+        r = ws.request({"type": "authenticate", "token": mint(uid, "viewer"), "id": i})
+        assert (r["type"], r["user_id"]) == ("authenticated", uid), r
+    ws.close()
+    assert jclients.open(gw, token=mint("u" * 23, "viewer")).hello["user_id"] == "u" * 23
+
+
 def test_authenticate_with_api_key(tickgate, jclients, users_file):
     gw = tickgate("--auth.users_file=" + users_file)
     ws = jclients.open(gw)
