@@ -22,13 +22,15 @@ LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all run test unit integration asan deps deps-test clean bench bench-quick bench-profile
+.PHONY: all run test unit integration asan deps deps-test deps-bench clean bench bench-quick bench-profile
 all: $(BUILD)/tickgate
 
 deps:
 	@sh scripts/deps.sh
 deps-test:
 	@sh scripts/deps.sh test
+deps-bench:
+	@sh scripts/deps.sh bench
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -70,14 +72,14 @@ $(BUILD)/loadgen: bench/loadgen.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE $< -o $@ -lm
 
-bench: deps $(BUILD)/tickgate $(BUILD)/loadgen
+bench: deps-bench $(BUILD)/tickgate $(BUILD)/loadgen
 	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate LOADGEN_BIN=$(CURDIR)/$(BUILD)/loadgen bash bench/run.sh
 
-bench-quick: deps $(BUILD)/tickgate $(BUILD)/loadgen
+bench-quick: deps-bench $(BUILD)/tickgate $(BUILD)/loadgen
 	QUICK=1 TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate LOADGEN_BIN=$(CURDIR)/$(BUILD)/loadgen bash bench/run.sh
 
 # Instructions and heap allocations per delivered message (valgrind).
-bench-profile: deps $(BUILD)/tickgate $(BUILD)/loadgen
+bench-profile: deps-bench $(BUILD)/tickgate $(BUILD)/loadgen
 	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate LOADGEN_BIN=$(CURDIR)/$(BUILD)/loadgen bash bench/profile.sh
 
 clean:

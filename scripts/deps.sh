@@ -1,6 +1,10 @@
 #!/bin/sh
 # Installs the Debian packages tickgate needs to build and test, only those
 # missing. Used by `make run`, `make test` and CI; safe to run repeatedly.
+#   deps.sh         build
+#   deps.sh test    build + tests (CI)
+#   deps.sh bench   build + `make bench`: valgrind, and Node.js with npm for
+#                   the reference servers unless a node/npm is already there
 set -e
 PKGS="build-essential pkg-config libuv1-dev libhttp-parser-dev libjansson-dev
 libssl-dev libhiredis-dev libinih-dev zlib1g-dev libcmocka-dev"
@@ -8,6 +12,13 @@ if [ "$1" = "test" ]; then
   PKGS="$PKGS redis-server python3 python3-pytest python3-pytest-timeout
 python3-websockets python3-jwt python3-cryptography python3-redis chromium chromium-driver
 python3-selenium clang libclang-rt-14-dev valgrind"
+fi
+if [ "$1" = "bench" ]; then
+  PKGS="$PKGS valgrind python3"
+  # Debian 12's nodejs (18) runs both reference servers (uWebSockets.js
+  # ships its binary for Node 18's ABI); a node already installed is used.
+  command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+  command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 fi
 missing=""
 for p in $PKGS; do
