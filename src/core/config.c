@@ -438,6 +438,10 @@ int config_load(struct config *cfg, int argc, char **argv, FILE *err) {
         fprintf(err, "tickgate: server.listen: '%s' is not HOST:PORT with a port in 0..65535\n", cfg->server.listen);
         goto fail;
     }
+    if (!cfg->server.ws_path[0]) { /* empty would leave the gateway without its endpoint */
+        fprintf(err, "tickgate: server.ws_path: must not be empty (the WebSocket endpoint, e.g. /ws)\n");
+        goto fail;
+    }
     if (cfg->server.echo_path[0] && strcmp(cfg->server.echo_path, cfg->server.ws_path) == 0) {
         fprintf(err, "tickgate: server.echo_path: must differ from server.ws_path\n");
         goto fail;

@@ -491,6 +491,9 @@ static void test_reject_bad_paths(void **state) {
     expect_reject(load(&c, "--server.echo_path=/ws", NULL), &c, "server.echo_path");
     expect_reject(load(&c, "--server.ws_path=/x", "--server.echo_path=/x", NULL), &c, "server.echo_path");
 
+    /* ws_path cannot be empty: the gateway would have no endpoint */
+    expect_reject(load(&c, "--server.ws_path=", NULL), &c, "server.ws_path");
+
     /* empty echo_path (off) and a leading '/' are fine */
     expect_ok(load(&c, "--server.echo_path=", NULL));
     assert_string_equal(c.server.echo_path, "");
