@@ -67,7 +67,7 @@ static void after_load(struct config *cfg) {
     FUZZ_CHECK(config_split_listen(cfg->server.listen, host, sizeof(host), &port) == 0 && port >= 0 &&
                    port <= 65535,
                "server.listen '%s' accepted but does not split", cfg->server.listen);
-    FUZZ_CHECK(cfg->server.ws_path[0] == '/' || !cfg->server.ws_path[0], "ws_path '%s'", cfg->server.ws_path);
+    FUZZ_CHECK(cfg->server.ws_path[0] == '/', "ws_path '%s' accepted (must start with '/')", cfg->server.ws_path);
     FUZZ_CHECK(cfg->limits.max_message_bytes >= 125 && cfg->limits.max_outbound_bytes >= 4096 &&
                    cfg->server.handshake_timeout_ms >= 100 && cfg->limits.max_connections >= 1,
                "a numeric key is outside its bounds");
