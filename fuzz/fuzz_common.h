@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Aborts with a message: libFuzzer reports it as a crash and saves the input. */
 #define FUZZ_CHECK(cond, ...)                                                        \
@@ -75,5 +76,29 @@ static inline uint64_t fuzz_hash(uint64_t h, const void *p, size_t len) {
     return h;
 }
 #define FUZZ_HASH_INIT 14695981039346656037ull
+
+/* The input file of harnesses whose input is a file (configuration, users
+ * file): one private temporary file per process, created at the first call
+ * (mkstemp), removed at exit, rewritten for every input. */
+static char fuzz_file_path[64];
+
+static void fuzz_file_remove(void) { unlink(fuzz_file_path); }
+
+static inline char *fuzz_file_create(const char *tag) {
+    snprintf(fuzz_file_path, sizeof(fuzz_file_path), "/tmp/tickgate-fuzz-%s-XXXXXX", tag);
+    int fd = mkstemp(fuzz_file_path);
+    if (fd < 0)
+        abort();
+    close(fd);
+    atexit(fuzz_file_remove);
+    return fuzz_file_path;
+}
+
+static inline void fuzz_file_write(const void *data, size_t size) {
+    FILE *f = fopen(fuzz_file_path, "wb");
+    if (!f || (size && fwrite(data, 1, size, f) != size))
+        abort();
+    fclose(f);
+}
 
 #endif

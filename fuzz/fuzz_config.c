@@ -21,22 +21,15 @@
 #include "fuzz_common.h"
 #include "net/clientip.h"
 
-static char path[64];
+static char *path; /* the input file (fuzz_common.h) */
 static FILE *devnull;
-
-static void remove_file(void) { unlink(path); }
 
 static void init(void) {
     static bool done;
     if (done)
         return;
     done = true;
-    snprintf(path, sizeof(path), "/tmp/tickgate-fuzz-ini-XXXXXX");
-    int fd = mkstemp(path);
-    if (fd < 0)
-        abort();
-    close(fd);
-    atexit(remove_file);
+    path = fuzz_file_create("ini");
     devnull = fopen("/dev/null", "w");
     for (char **e = environ; *e; e++)
         if (!strncmp(*e, "TICKGATE_", 9))
@@ -119,10 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (z2)
         args_len = (size_t)(z2 - args);
 
-    FILE *f = fopen(path, "wb");
-    if (!f || (ini_len && fwrite(buf, 1, ini_len, f) != ini_len))
-        abort();
-    fclose(f);
+    fuzz_file_write(buf, ini_len);
 
     char *argv[66];
     int argc = 0;

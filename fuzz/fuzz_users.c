@@ -21,24 +21,17 @@
 
 #define SECRET "tickgate-fuzz-secret-0123456789abcdef0123"
 
-static char path[64];
+static char *path; /* the input file (fuzz_common.h) */
 static FILE *devnull;
 static struct config cfg;
 static char *tokens[3];
-
-static void remove_file(void) { unlink(path); }
 
 static void init(void) {
     static bool done;
     if (done)
         return;
     done = true;
-    snprintf(path, sizeof(path), "/tmp/tickgate-fuzz-users-XXXXXX");
-    int fd = mkstemp(path);
-    if (fd < 0)
-        abort();
-    close(fd);
-    atexit(remove_file);
+    path = fuzz_file_create("users");
     devnull = fopen("/dev/null", "w");
     char a1[128], a2[] = "--auth.jwt_secret=" SECRET, a3[] = "--audit.path=";
     snprintf(a1, sizeof(a1), "--auth.users_file=%s", path);
@@ -54,13 +47,6 @@ static void init(void) {
         snprintf(payload, sizeof(payload), "{\"sub\":\"%s\",\"exp\":4102444800}", subs[i]);
         tokens[i] = jwt_sign_hs256((const unsigned char *)SECRET, strlen(SECRET), payload);
     }
-}
-
-static void write_file(const uint8_t *data, size_t size) {
-    FILE *f = fopen(path, "wb");
-    if (!f || (size && fwrite(data, 1, size, f) != size))
-        abort();
-    fclose(f);
 }
 
 static void fuzz_users(void) {
@@ -117,7 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1)
         return 0;
     uint8_t mode = data[0];
-    write_file(data + 1, size - 1);
+    fuzz_file_write(data + 1, size - 1);
     if (mode & 1)
         fuzz_symbols();
     else

@@ -244,7 +244,6 @@ def clients(gateway):
 # ---------------------------------------------------------------------------
 
 import json as _json  # noqa: E402
-import socket as _socket  # noqa: E402
 
 # HS256 secrets must be at least 32 bytes.
 SECRET = "tickgate-integration-secret-0123456789abcdef"
@@ -284,6 +283,50 @@ def wait_until(fn, timeout=10.0, what="condition", interval=0.02):
 
 def http_json(gw, method, path, headers=None, body=b"", timeout=wsraw.DEFAULT_TIMEOUT):
     return wsraw.http_request(gw.host, gw.port, method, path, headers, body, timeout)
+
+
+def auth_headers(token, headers=None):
+    """headers plus Authorization: Bearer token (when a token is given)."""
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = "Bearer " + token
+    return h
+
+
+_DEFAULT = object()
+
+
+def api(gw, method, path, token=None, body=_DEFAULT, headers=None, api_key=None):
+    """An HTTP request with optional Bearer token / X-API-Key and a JSON body
+    (dict/list -> JSON; bytes/str sent as is)."""
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = "Bearer " + token
+    if api_key is not None:
+        h["X-API-Key"] = api_key
+    data = b""
+    if body is not _DEFAULT:
+        if isinstance(body, (dict, list)):
+            data = _json.dumps(body).encode()
+        elif isinstance(body, str):
+            data = body.encode()
+        else:
+            data = body
+        h.setdefault("Content-Type", "application/json")
+        if not data:
+            h["Content-Length"] = "0"
+    return http_json(gw, method, path, h, data)
+
+
+def assert_refused(resp, status):
+    """A handshake refusal: plain HTTP with status and a JSON error body, no upgrade."""
+    assert resp.status == status, "expected %d, got %r" % (status, resp)
+    assert "sec-websocket-accept" not in resp.headers, resp
+    assert resp.headers.get("content-type", "").startswith("application/json"), resp
+    body = resp.json()
+    assert isinstance(body.get("error"), str) and body["error"], body
+    assert isinstance(body.get("message"), str), body
+    return body
 
 
 def get_stats(gw):
@@ -451,22 +494,10 @@ class JsonWS:
         self.raw.close()
 
 
-class SmallRcvBufWS(wsraw.WSRaw):
-    """A WSRaw whose socket gets SO_RCVBUF before connect (so the receive
-    window stays small when the test stops reading)."""
-
-    def __init__(self, host, port, rcvbuf, timeout=wsraw.DEFAULT_TIMEOUT):  # noqa: super not called on purpose
-        s = _socket.socket(_socket.AF_INET6 if ":" in host else _socket.AF_INET, _socket.SOCK_STREAM)
-        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, rcvbuf)
-        s.settimeout(timeout)
-        s.connect((host, port))
-        s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-        self.host, self.port = host, port
-        self.sock = s
-        self.buf = bytearray()
-        self.eof = False
-        self.key = None
-        self.sent_close = False
+def SmallRcvBufWS(host, port, rcvbuf, timeout=wsraw.DEFAULT_TIMEOUT):
+    """A raw WebSocket whose socket gets SO_RCVBUF before connect (so the
+    receive window stays small when the test stops reading)."""
+    return wsraw.BoundWS(host, port, timeout=timeout, rcvbuf=rcvbuf)
 
 
 @pytest.fixture
@@ -495,16 +526,10 @@ def jclients(clients):
     jclients.small(gw, rcvbuf, ...) -> JsonWS over a socket with SO_RCVBUF."""
     opened = []
 
-    def _headers(token, headers):
-        h = dict(headers or {})
-        if token is not None:
-            h["Authorization"] = "Bearer " + token
-        return h
-
     class Factory:
         @staticmethod
         def open(gw, token=None, query="", headers=None, path="/ws", pong=True):
-            raw = clients.ws(gw, path + query, _headers(token, headers))
+            raw = clients.ws(gw, path + query, auth_headers(token, headers))
             ws = JsonWS(raw, pong=pong)
             ws.hello = ws.expect("connected")
             return ws
@@ -512,13 +537,13 @@ def jclients(clients):
         @staticmethod
         def handshake(gw, token=None, query="", headers=None, path="/ws"):
             raw = clients.raw(gw)
-            return raw.handshake(path + query, _headers(token, headers))
+            return raw.handshake(path + query, auth_headers(token, headers))
 
         @staticmethod
         def small(gw, rcvbuf, token=None, query="", headers=None, path="/ws"):
             raw = SmallRcvBufWS(gw.host, gw.port, rcvbuf)
             opened.append(raw)
-            raw.open(path + query, _headers(token, headers))
+            raw.open(path + query, auth_headers(token, headers))
             ws = JsonWS(raw)
             ws.hello = ws.expect("connected")
             return ws

@@ -8,13 +8,12 @@
 - rgw: fixture factory starting tickgate gateways wired to a RedisServer
   (JWT secret, simulator off, own audit file, high message rate) and waiting
   until /health reports checks.redis == "up".
-- BoundWS: a raw WebSocket whose socket is bound to a source address
+- BoundWS (from wsraw): a raw WebSocket bound to a source address
   (e.g. 127.0.0.2) before it connects.
 - small helpers: node id of a gateway, health, admin/API requests.
 
 Test modules import the fixtures by name (`from redis_helpers import ...`),
 which registers them for that module."""
-import json
 import os
 import re
 import signal
@@ -26,7 +25,8 @@ import pytest
 import redis as redis_py
 
 import wsraw
-from conftest import SECRET_FLAG, Gateway, JsonWS, child_env, http_json, tickgate_bin, wait_until
+from conftest import SECRET_FLAG, Gateway, JsonWS, api, child_env, http_json, tickgate_bin, wait_until  # noqa: F401 (api re-exported)
+from wsraw import BoundWS
 
 REDIS_BIN = os.environ.get("REDIS_SERVER_BIN", "/usr/bin/redis-server")
 START_TIMEOUT = 10.0
@@ -199,38 +199,6 @@ def node_id(rdb, gw, prefix="websocket:", timeout=10.0):
         return None
 
     return wait_until(find, timeout, "node id of pid %d in %snodes" % (gw.pid, prefix))
-
-
-def api(gw, method, path, token=None, body=None):
-    h = {}
-    if token is not None:
-        h["Authorization"] = "Bearer " + token
-    data = b""
-    if body is not None:
-        data = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    return http_json(gw, method, path, h, data)
-
-
-class BoundWS(wsraw.WSRaw):
-    """A WSRaw whose socket is bound to source address src before connecting."""
-
-    def __init__(self, host, port, src, timeout=wsraw.DEFAULT_TIMEOUT):  # noqa: super not called on purpose
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.bind((src, 0))
-            s.settimeout(timeout)
-            s.connect((host, port))
-        except OSError:
-            s.close()
-            raise
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.host, self.port = host, port
-        self.sock = s
-        self.buf = bytearray()
-        self.eof = False
-        self.key = None
-        self.sent_close = False
 
 
 @pytest.fixture

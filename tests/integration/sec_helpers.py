@@ -12,53 +12,14 @@ test_admin, test_audit, test_jwt_forgery).
 Test modules import the fixtures by name (`from sec_helpers import sgw, sws`),
 which registers them for that module."""
 import json
-import socket
 
 import pytest
 
 import wsraw
-from conftest import SECRET_FLAG, JsonWS, get_metrics, http_json, wait_until
+from conftest import (SECRET_FLAG, JsonWS, api, assert_refused, auth_headers, get_metrics,  # noqa: F401 (re-exported)
+                      wait_until)
+from wsraw import BoundWS  # noqa: F401 (re-exported for test_security)
 
-_DEFAULT = object()
-
-
-class BoundWS(wsraw.WSRaw):
-    """A WSRaw whose socket is bound to source address src (when given)
-    before it connects."""
-
-    def __init__(self, host, port, src=None, timeout=wsraw.DEFAULT_TIMEOUT):  # noqa: super not called on purpose
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        s = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            if src:
-                s.bind((src, 0))
-            s.settimeout(timeout)
-            s.connect((host, port))
-        except OSError:
-            s.close()
-            raise
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.host, self.port = host, port
-        self.sock = s
-        self.buf = bytearray()
-        self.eof = False
-        self.key = None
-        self.sent_close = False
-
-    def rst(self):
-        """Closes with a TCP reset (SO_LINGER 0)."""
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        except OSError:
-            pass
-        self.close()
-
-
-def _headers(token, headers):
-    h = dict(headers or {})
-    if token is not None:
-        h["Authorization"] = "Bearer " + token
-    return h
 
 
 @pytest.fixture
@@ -105,7 +66,7 @@ def sws(gateway):
         @staticmethod
         def open(gw, token=None, src=None, headers=None, query="", path="/ws", pong=True):
             raw = Factory.raw(gw, src)
-            raw.open(path + query, _headers(token, headers))
+            raw.open(path + query, auth_headers(token, headers))
             ws = JsonWS(raw, pong=pong)
             ws.hello = ws.expect("connected")
             return ws
@@ -114,46 +75,13 @@ def sws(gateway):
         def handshake(gw, token=None, src=None, headers=None, query="", path="/ws"):
             raw = Factory.raw(gw, src)
             try:
-                return raw.handshake(path + query, _headers(token, headers))
+                return raw.handshake(path + query, auth_headers(token, headers))
             finally:
                 raw.close()
 
     yield Factory
     for c in opened:
         c.close()
-
-
-def assert_refused(resp, status):
-    """A handshake refusal: plain HTTP with status and a JSON error body, no upgrade."""
-    assert resp.status == status, "expected %d, got %r" % (status, resp)
-    assert "sec-websocket-accept" not in resp.headers, resp
-    assert resp.headers.get("content-type", "").startswith("application/json"), resp
-    body = resp.json()
-    assert isinstance(body.get("error"), str) and body["error"], body
-    assert isinstance(body.get("message"), str), body
-    return body
-
-
-def api(gw, method, path, token=None, body=_DEFAULT, headers=None, api_key=None):
-    """An HTTP request with optional Bearer token / X-API-Key and a JSON body
-    (dict/list -> JSON; bytes/str sent as is)."""
-    h = dict(headers or {})
-    if token is not None:
-        h["Authorization"] = "Bearer " + token
-    if api_key is not None:
-        h["X-API-Key"] = api_key
-    data = b""
-    if body is not _DEFAULT:
-        if isinstance(body, (dict, list)):
-            data = json.dumps(body).encode()
-        elif isinstance(body, str):
-            data = body.encode()
-        else:
-            data = body
-        h.setdefault("Content-Type", "application/json")
-        if not data:
-            h["Content-Length"] = "0"
-    return http_json(gw, method, path, h, data)
 
 
 def metric(gw, key):

@@ -16,7 +16,7 @@ import time
 import jwt
 import pytest
 
-from conftest import (OTHER_SECRET, SECRET, SECRET_FLAG, child_env, get_metrics, mint, tickgate_bin,
+from conftest import (OTHER_SECRET, SECRET, SECRET_FLAG, assert_refused, child_env, get_metrics, mint, tickgate_bin,
                       wait_metrics, wait_until)
 
 BUILTIN_SYMBOLS = ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "MA", "UNH", "JNJ"]
@@ -41,17 +41,6 @@ def users_file(tmp_path):
     p = tmp_path / "users.json"
     p.write_text(json.dumps(users))
     return str(p)
-
-
-def assert_refused(resp, status):
-    """A handshake refusal: plain HTTP with status and a JSON error body, no upgrade."""
-    assert resp.status == status, "expected %d, got %r" % (status, resp)
-    assert "sec-websocket-accept" not in resp.headers, resp
-    assert resp.headers.get("content-type", "").startswith("application/json"), resp
-    body = resp.json()
-    assert isinstance(body.get("error"), str) and body["error"], body
-    assert isinstance(body.get("message"), str), body
-    return body
 
 
 def assert_no_secret_in_output(gw, *secrets):

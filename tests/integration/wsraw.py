@@ -475,3 +475,38 @@ def _codes(accepted):
 
 def _summ(frames):
     return "[" + ", ".join("%s(%d bytes)" % (op_name(f.opcode), len(f.payload)) for f in frames) + "]"
+
+
+class BoundWS(WSRaw):
+    """A WSRaw whose socket is set up before it connects: bound to source
+    address src (per-IP rules from one machine) and/or given SO_RCVBUF
+    rcvbuf (a small receive window, for slow-consumer tests)."""
+
+    def __init__(self, host, port, src=None, timeout=DEFAULT_TIMEOUT, rcvbuf=None):  # noqa: super not called
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if rcvbuf:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if src:
+                s.bind((src, 0))
+            s.settimeout(timeout)
+            s.connect((host, port))
+        except OSError:
+            s.close()
+            raise
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.host, self.port = host, port
+        self.sock = s
+        self.buf = bytearray()
+        self.eof = False
+        self.key = None
+        self.sent_close = False
+
+    def rst(self):
+        """Closes with a TCP reset (SO_LINGER 0)."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        except OSError:
+            pass
+        self.close()
