@@ -222,7 +222,7 @@ static ssize_t send_now(struct conn *c, uv_buf_t *iov, unsigned n) {
     return r;
 }
 
-/* Hands every queued byte to the socket: first as a non-blocking writev
+/* Hands every queued byte to the socket: first as one non-blocking send
  * (most writes finish here), the rest as one uv_write whose completion
  * flushes again. The blocks stay referenced by the queue until written. */
 void conn_flush(struct conn *c) {
