@@ -19,7 +19,7 @@ import re
 import signal
 import socket
 import subprocess
-import time
+import threading
 
 import pytest
 import redis as redis_py
@@ -55,6 +55,7 @@ class RedisServer:
         self.proc = None
         self.log_path = os.path.join(self.workdir, "redis-%d.log" % self.port)
         self._log = None
+        self._pump = None
 
     @property
     def url(self):
@@ -72,27 +73,37 @@ class RedisServer:
         self._log = open(self.log_path, "ab")
         args = [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--dir", self.workdir, "--protected-mode", "no"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      cwd=self.workdir, start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail("redis-server exited with %s before answering PING\n%s"
-                            % (self.proc.returncode, self.log_tail()), pytrace=False)
-            try:
-                c = self.client(socket_timeout=0.5, socket_connect_timeout=0.5)
-                try:
-                    if c.ping():
-                        return self
-                finally:
-                    c.close()
-            except redis_py.RedisError:
-                pass
-            if time.monotonic() >= deadline:
-                self.kill()
-                pytest.fail("redis-server on port %d did not answer PING within %.0f s\n%s"
-                            % (self.port, START_TIMEOUT, self.log_tail()), pytrace=False)
-            time.sleep(0.02)
+        # Await redis-server's own "Ready to accept connections" line (or its
+        # exit): a thread copies its output to the log and signals the event.
+        ready, settled = [False], threading.Event()
+
+        def pump(out, log):
+            for line in out:
+                log.write(line)
+                log.flush()
+                if not ready[0] and b"Ready to accept connections" in line:
+                    ready[0] = True
+                    settled.set()
+            settled.set()  # EOF: it exited
+
+        self._pump = threading.Thread(target=pump, args=(self.proc.stdout, self._log), daemon=True)
+        self._pump.start()
+        if not settled.wait(START_TIMEOUT):
+            self.kill()
+            pytest.fail("redis-server on port %d did not report ready within %.0f s\n%s"
+                        % (self.port, START_TIMEOUT, self.log_tail()), pytrace=False)
+        if not ready[0]:
+            self.kill()
+            pytest.fail("redis-server exited with %s before it was ready\n%s"
+                        % (self.proc.returncode, self.log_tail()), pytrace=False)
+        c = self.client()
+        try:
+            assert c.ping(), "redis-server reported ready but does not answer PING"
+        finally:
+            c.close()
+        return self
 
     def kill(self):
         """SIGKILL (no shutdown, no save) and reap."""
@@ -100,6 +111,10 @@ class RedisServer:
             self.proc.send_signal(signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait(timeout=10)
+        if self._pump is not None:
+            self._pump.join(timeout=10)  # its output ends with the process
+            self._pump = None
+            self.proc.stdout.close()
         if self._log is not None:
             self._log.close()
             self._log = None
