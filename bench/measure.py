@@ -202,14 +202,20 @@ def cmd_stalled(a):
         return 1
 
 
-def cmd_best(a):
+def load_runs(files):
+    """The results of several attempts at one scenario (unreadable ones skipped)."""
     runs = []
-    for fn in a.files:
+    for fn in files:
         try:
             with open(fn) as f:
                 runs.append(json.load(f))
         except (OSError, ValueError):
             continue
+    return runs
+
+
+def cmd_best(a):
+    runs = load_runs(a.files)
     if not runs:
         return 1
     key = lambda r: num(((r.get("lg") or {}).get("delivered_per_s"))) or -1  # noqa: E731
@@ -223,13 +229,7 @@ def cmd_best(a):
 def cmd_median(a):
     """Keeps the run whose loadgen figure `key` is the median of the runs
     (short scenarios are noisy on their own), with every run's figure."""
-    runs = []
-    for fn in a.files:
-        try:
-            with open(fn) as f:
-                runs.append(json.load(f))
-        except (OSError, ValueError):
-            continue
+    runs = load_runs(a.files)
     ok = [r for r in runs if lg_get(r, a.key) is not None]
     if not ok:
         if not runs:
