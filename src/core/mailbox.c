@@ -7,15 +7,15 @@
 static void on_async(uv_async_t *h) {
     struct mailbox *mb = h->data;
     for (;;) {
-        /* Take everything queued in one critical section, then run the
-         * handler without the lock so it may post (even to itself). */
+        /* Take everything queued in one critical section (the two arrays
+         * swap: nothing is copied), then run the handler without the lock
+         * so it may post (even to itself). Posts always fill from slot 0, so
+         * the arrays touch only as many pages as the deepest backlog. */
         uv_mutex_lock(&mb->lock);
         uint32_t n = mb->count;
-        for (uint32_t i = 0; i < n; i++)
-            mb->batch[i] = mb->ring[(mb->head + i) & (mb->cap - 1)];
-        /* Empty now: start over at slot 0, so the ring only ever touches
-         * as many slots (pages) as its deepest backlog, not all of them. */
-        mb->head = 0;
+        struct mail *taken = mb->ring;
+        mb->ring = mb->batch;
+        mb->batch = taken;
         mb->count = 0;
         uv_mutex_unlock(&mb->lock);
         if (n == 0)
@@ -36,7 +36,7 @@ int mailbox_init(struct mailbox *mb, uv_loop_t *loop, uint32_t cap, mailbox_cb c
     if (uv_mutex_init(&mb->lock) != 0)
         goto out_free;
     mb->cap = c;
-    mb->head = mb->count = 0;
+    mb->count = 0;
     mb->cb = cb;
     mb->data = data;
     if (uv_async_init(loop, &mb->async, on_async) != 0)
@@ -57,8 +57,7 @@ int mailbox_post(struct mailbox *mb, const struct mail *m) {
         uv_mutex_unlock(&mb->lock);
         return -ENOSPC;
     }
-    mb->ring[(mb->head + mb->count) & (mb->cap - 1)] = *m;
-    mb->count++;
+    mb->ring[mb->count++] = *m;
     /* Sent under the lock so it can never race mailbox_close. */
     uv_async_send(&mb->async);
     uv_mutex_unlock(&mb->lock);
@@ -78,7 +77,7 @@ void mailbox_close(struct mailbox *mb, void (*drop)(struct mail *m)) {
     uv_mutex_lock(&mb->lock);
     for (uint32_t i = 0; i < mb->count; i++)
         if (drop)
-            drop(&mb->ring[(mb->head + i) & (mb->cap - 1)]);
+            drop(&mb->ring[i]);
     mb->count = 0;
     mb->cap = 0; /* later posts fail with -ENOSPC and never touch the handle */
     uv_mutex_unlock(&mb->lock);

@@ -23,10 +23,10 @@ typedef void (*mailbox_cb)(struct mailbox *mb, struct mail *m, void *data);
 
 struct mailbox {
     uv_async_t async;   /* owned by the receiving loop */
-    uv_mutex_t lock;    /* guards ring, head, count */
-    struct mail *ring;  /* cap entries */
-    struct mail *batch; /* receiver-only scratch of cap entries */
-    uint32_t cap, head, count;
+    uv_mutex_t lock;    /* guards ring, count */
+    struct mail *ring;  /* cap entries: the first count are queued, in order */
+    struct mail *batch; /* the receiver's: what it took, swapped with ring */
+    uint32_t cap, count;
     mailbox_cb cb;
     void *data;
 };

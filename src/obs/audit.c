@@ -14,7 +14,6 @@
 
 static void writer(void *arg) {
     struct audit *a = arg;
-    char **batch = malloc(sizeof(char *) * a->cap);
     uv_mutex_lock(&a->lock);
     for (;;) {
         /* Wake every AUDIT_FLUSH_MS, or early when the queue fills up or at
@@ -24,10 +23,12 @@ static void writer(void *arg) {
             uv_cond_timedwait(&a->cond, &a->lock, AUDIT_FLUSH_MS * 1000000ull);
         if (a->count == 0 && a->stopping)
             break;
+        /* Take the whole queue by swapping arrays; events always fill from
+         * slot 0, so only as many pages are touched as a backlog needs. */
         uint32_t n = a->count;
-        for (uint32_t i = 0; i < n; i++)
-            batch[i] = a->ring[(a->head + i) % a->cap];
-        a->head = 0; /* empty: start over at slot 0 (touch only the slots a backlog needs) */
+        char **batch = a->ring;
+        a->ring = a->spare;
+        a->spare = batch;
         a->count = 0;
         uv_mutex_unlock(&a->lock);
         for (uint32_t i = 0; i < n; i++) {
@@ -39,7 +40,6 @@ static void writer(void *arg) {
         uv_mutex_lock(&a->lock);
     }
     uv_mutex_unlock(&a->lock);
-    free(batch);
 }
 
 int audit_start(struct audit *a, const char *path, int queue, FILE *err) {
@@ -53,7 +53,10 @@ int audit_start(struct audit *a, const char *path, int queue, FILE *err) {
     }
     a->cap = (uint32_t)queue;
     a->ring = calloc(a->cap, sizeof(char *));
-    if (!a->ring) {
+    a->spare = calloc(a->cap, sizeof(char *));
+    if (!a->ring || !a->spare) {
+        free(a->ring);
+        free(a->spare);
         fclose(a->f);
         return -1;
     }
@@ -63,6 +66,7 @@ int audit_start(struct audit *a, const char *path, int queue, FILE *err) {
         uv_cond_destroy(&a->cond);
         uv_mutex_destroy(&a->lock);
         free(a->ring);
+        free(a->spare);
         fclose(a->f);
         return -1;
     }
@@ -136,8 +140,7 @@ void audit_event_text(struct audit *a, const char *event, const char *client_id,
         atomic_fetch_add(&a->dropped, 1);
         return;
     }
-    a->ring[(a->head + a->count) % a->cap] = line;
-    a->count++;
+    a->ring[a->count++] = line;
     if (a->count == a->cap / 2)
         uv_cond_signal(&a->cond);
     uv_mutex_unlock(&a->lock);
@@ -171,5 +174,6 @@ void audit_stop(struct audit *a) {
     uv_cond_destroy(&a->cond);
     uv_mutex_destroy(&a->lock);
     free(a->ring);
+    free(a->spare);
     a->on = false;
 }

@@ -19,10 +19,11 @@ struct audit {
     bool on;
     FILE *f;                    /* owned by the writer thread after start */
     uv_thread_t thread;
-    uv_mutex_t lock;            /* guards ring, head, count, stopping */
+    uv_mutex_t lock;            /* guards ring, count, stopping */
     uv_cond_t cond;
-    char **ring;
-    uint32_t cap, head, count;
+    char **ring;                /* cap slots: the first count are queued, in order */
+    char **spare;               /* the writer's: what it took, swapped with ring */
+    uint32_t cap, count;
     bool stopping;
     _Atomic uint64_t written;
     _Atomic uint64_t dropped;
