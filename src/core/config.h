@@ -67,6 +67,8 @@ struct config {
         char *key_prefix;           /* prefix of every key and channel */
         int node_ttl_s;             /* node liveness key TTL */
         int reconnect_max_ms;       /* backoff cap */
+        int timeout_ms;             /* no progress this long: the link is stalled */
+        int max_inflight;           /* ticks awaiting Redis; past it: stalled */
     } redis;
     struct {
         char *path;                 /* JSON lines; "" = off */

@@ -240,11 +240,11 @@ static void on_order(struct broker *b, struct order *o) {
     o->ts = hub_now_ms();
     double last;
     o->ref_price = last_price(b, o->sym, &last) ? last : 0;
-    if (srv->cfg.trade.paper && o->type == ORDER_MARKET && redis_engine_up(&srv->redis) && srv->redis.cmd) {
+    if (srv->cfg.trade.paper && o->type == ORDER_MARKET && redis_engine_up(&srv->redis)) {
         /* This node hears only the symbols it watches: ask the cluster. */
         char k[160];
         snprintf(k, sizeof(k), "%slast:%s", srv->redis.prefix, srv->syms.names[o->sym]);
-        if (redisAsyncCommand(srv->redis.cmd, on_cluster_price, o, "GET %s", k) == REDIS_OK)
+        if (redis_engine_command(&srv->redis, on_cluster_price, o, "GET %s", k) == 0)
             return;
     }
     order_checked(b, o);
@@ -280,9 +280,7 @@ static void order_checked(struct broker *b, struct order *o) {
         const char *argv[] = {"XADD", ORDERS_STREAM, "*", "order_id", o->order_id, "user_id", o->user, "symbol",
                               srv->syms.names[o->sym], "side", SIDES[o->side], "quantity", qty, "order_type",
                               TYPES[o->type], "limit_price", lim, "ts", ts};
-        if (!redis_engine_up(e) || !e->cmd ||
-            redisAsyncCommandArgv(e->cmd, on_recorded, o, (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL) !=
-                REDIS_OK) {
+        if (redis_engine_command_argv(e, on_recorded, o, (int)(sizeof(argv) / sizeof(argv[0])), argv) < 0) {
             reject(b, o, "order_store_unavailable");
             order_free(o);
         }

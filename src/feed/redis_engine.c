@@ -10,6 +10,7 @@
 #include "feed/redis_engine.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -20,8 +21,8 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "feed/redis_uv.h"
 #include "core/server.h"
+#include "feed/redis_link.h"
 #include "core/worker.h"
 #include "net/admin.h"
 #include "pubsub/hub.h"
@@ -30,136 +31,124 @@
 
 #define TICK_MS 1000
 #define CATCH_UP_TICKS 256 /* ticks a newly listening node replays from the stream */
-#define BACKOFF_START_MS 100
-
-/* INCR the seq, fix the session's first price, keep the last tick, publish
- * it: one atomic step, so every node sees one order. */
-static const char PUBLISH_LUA[] =
-    "local seq = redis.call('INCR', KEYS[1]) "
-    "redis.call('SET', KEYS[2], ARGV[2], 'NX') "
-    "local first = redis.call('GET', KEYS[2]) "
-    "local vol = ARGV[4] "
-    "if vol == '' then "          /* no volume given: the last tick's stays */
-    "  local prev = redis.call('GET', KEYS[3]) "
-    "  vol = prev and string.match(prev, '^[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)') or '0' end "
-    "local msg = ARGV[1] .. '|' .. vol .. '|' .. ARGV[5] .. '|' .. seq .. '|' .. first "
-    "redis.call('SET', KEYS[3], msg) "
-    "redis.call('XADD', KEYS[5], 'MAXLEN', ARGV[3], '*', 't', msg) "
-    "redis.call('PUBLISH', KEYS[4], msg) "
-    "return seq";
-
-/* After a reconnect: Redis's seq must never fall behind what this node
- * handed out alone. */
-static const char WRITEBACK_LUA[] =
-    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') "
-    "if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end "
-    "redis.call('SET', KEYS[2], ARGV[2], 'NX') return 1";
-
-/* Per-user admission across every live node. */
-static const char ADMIT_LUA[] =
-    "local p, me, user, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]) "
-    "local total = 0 "
-    "for _, n in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do "
-    "  if n == me or redis.call('EXISTS', p .. 'node:' .. n) == 1 then "
-    "    total = total + tonumber(redis.call('HGET', p .. 'node:' .. n .. ':users', user) or '0') end end "
-    "if total >= limit then return 0 end "
-    "redis.call('HINCRBY', p .. 'node:' .. me .. ':users', user, 1) return 1";
-
-static const char RELEASE_LUA[] =
-    "local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1) "
-    "if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end return n";
-
-/* Removes one node's clients from the shared hashes, and its bookkeeping. */
-static const char CLEAN_NODE_LUA[] =
-    "local p, n = ARGV[1], ARGV[2] "
-    "for _, c in ipairs(redis.call('SMEMBERS', p .. 'node:' .. n .. ':clients')) do "
-    "  redis.call('HDEL', p .. 'connections', c) redis.call('HDEL', p .. 'subscriptions', c) end "
-    "redis.call('DEL', p .. 'node:' .. n .. ':clients', p .. 'node:' .. n .. ':users') return 1";
-
-/* Any node removes the entries of nodes whose liveness key has expired. */
-static const char CLEANUP_LUA[] =
-    "local p = ARGV[1] local removed = 0 "
-    "for _, n in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do "
-    "  if redis.call('EXISTS', p .. 'node:' .. n) == 0 then "
-    "    for _, c in ipairs(redis.call('SMEMBERS', p .. 'node:' .. n .. ':clients')) do "
-    "      redis.call('HDEL', p .. 'connections', c) redis.call('HDEL', p .. 'subscriptions', c) end "
-    "    redis.call('DEL', p .. 'node:' .. n .. ':clients', p .. 'node:' .. n .. ':users') "
-    "    redis.call('SREM', p .. 'nodes', n) removed = removed + 1 end end "
-    "return removed";
-
-static void connect_all(struct redis_engine *e);
 
 static void key(struct redis_engine *e, char *out, size_t len, const char *a, const char *b) {
     snprintf(out, len, "%s%s%s", e->prefix, a, b ? b : "");
 }
 
-static void count_error(struct redis_engine *e, const char *what, const char *detail) {
+void redis_engine_count_error(struct redis_engine *e, const char *what, const char *detail) {
     atomic_fetch_add(&e->errors, 1);
     log_warn("redis: %s%s%s", what, detail ? ": " : "", detail ? detail : "");
 }
+#define count_error redis_engine_count_error
 
-/* Generic reply check: errors are counted, never swallowed. */
-static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
+/* Generic reply check: errors are counted, never swallowed. A flushed
+ * script cache (NOSCRIPT) fails the link: the reconnect loads the scripts
+ * again, and no tick is sent out of order meanwhile. */
+void redis_engine_on_reply(redisAsyncContext *ac, void *r, void *priv) {
     struct redis_engine *e = ac->data;
     redisReply *reply = r;
-    if (reply && reply->type == REDIS_REPLY_ERROR)
-        count_error(e, priv ? (const char *)priv : "command failed", reply->str);
+    if (!reply || reply->type != REDIS_REPLY_ERROR || !link_live(e, ac))
+        return;
+    count_error(e, priv ? (const char *)priv : "command failed", reply->str);
+    if (strncmp(reply->str, "NOSCRIPT", 8) == 0)
+        link_fail(e, "script cache flushed", false);
+}
+#define on_reply redis_engine_on_reply
+
+static struct echo_wait *echo_at(struct redis_engine *e, uint32_t i) {
+    return &e->echo[(e->echo_head + i) % (uint32_t)e->srv->cfg.redis.max_inflight];
 }
 
-/* The publish script's answer. No answer (the link died): the tick was
- * most likely not published, so this node sequences it itself. */
+static void echo_pop(struct redis_engine *e) {
+    free(echo_at(e, 0)->msg);
+    e->echo_head = (e->echo_head + 1) % (uint32_t)e->srv->cfg.redis.max_inflight;
+    e->echo_n--;
+}
+
+static uint64_t delivered_seq(struct redis_engine *e, uint32_t sym) {
+    struct sym_state *s = &e->srv->hub.st[sym];
+    uv_mutex_lock(&s->lock);
+    uint64_t seq = s->last.seq;
+    uv_mutex_unlock(&s->lock);
+    return seq;
+}
+
+/* Drops the awaited ticks that have come back (in Redis's order). */
+static void echo_trim(struct redis_engine *e) {
+    while (e->echo_n) {
+        struct echo_wait *w = echo_at(e, 0);
+        if (w->sym != UINT32_MAX && delivered_seq(e, w->sym) < w->seq)
+            break;
+        echo_pop(e);
+    }
+}
+
+static void deliver_tick(struct redis_engine *e, const char *msg, size_t len);
+#define echo_flush redis_engine_echo_flush
+
+/* The pub/sub link is gone: the ticks it did not bring back are delivered
+ * from here, in order (repeats are dropped by the hub). */
+void redis_engine_echo_flush(struct redis_engine *e) {
+    while (e->echo_n) {
+        struct echo_wait *w = echo_at(e, 0);
+        if (w->sym != UINT32_MAX)
+            deliver_tick(e, w->msg, strlen(w->msg));
+        echo_pop(e);
+    }
+}
+
+/* Our tick, sequenced: it comes back on the pub/sub link when this node
+ * listens to its channel; keep it until then. Full ring: the oldest goes
+ * (overdue by max_inflight ticks). */
+static void echo_expect(struct redis_engine *e, uint32_t sym, const char *msg, size_t len, uint64_t seq) {
+    if (!e->subscribed[sym] || e->catch_up[sym].pending || delivered_seq(e, sym) >= seq)
+        return; /* not listening (nobody local), replaying, or already back */
+    if (e->echo_n == (uint32_t)e->srv->cfg.redis.max_inflight)
+        echo_pop(e);
+    char *copy = strndup(msg, len);
+    if (!copy)
+        return;
+    *echo_at(e, e->echo_n++) = (struct echo_wait){.sym = sym, .seq = seq, .msg = copy};
+}
+
+/* The publish script's answer: the published message, or -1 (refused:
+ * past its deadline). A tick Redis did not sequence (no answer, an error,
+ * refused, or the link failed meanwhile) is sequenced here; the link goes
+ * down first, so local and Redis numbering never interleave. */
 static void on_publish_reply(redisAsyncContext *ac, void *r, void *priv) {
     struct redis_engine *e = ac->data;
     struct tick_in *in = priv;
     redisReply *reply = r;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        if (reply)
-            count_error(e, "publish script", reply->str);
-        hub_publish_local(&e->srv->hub, in);
+    e->inflight--;
+    bool live = link_live(e, ac);
+    if (e->stopping) {
+        free(in);
+        return;
     }
+    if (live && reply && reply->type == REDIS_REPLY_STRING) {
+        const char *bar = reply->str;
+        for (int i = 0; bar && i < 6; i++)
+            bar = memchr(bar + 1, '|', reply->len - (size_t)(bar + 1 - reply->str));
+        if (bar)
+            echo_expect(e, in->sym, reply->str, reply->len, strtoull(bar + 1, NULL, 10));
+        free(in);
+        return;
+    }
+    if (live) {
+        bool late = reply && reply->type == REDIS_REPLY_INTEGER;
+        count_error(e, late ? "tick past its deadline in Redis" : "publish script",
+                    reply && reply->type == REDIS_REPLY_ERROR ? reply->str : NULL);
+        link_fail(e, late ? "stalled: Redis answered past the deadline" : "publish failed", false);
+    }
+    echo_flush(e); /* Redis-sequenced ticks first, then this one locally */
+    if (!reply) { /* its fate is unknown: a resumed Redis may still run it until its deadline */
+        uint64_t fence = e->last_publish_ms + (uint64_t)e->srv->cfg.redis.timeout_ms;
+        if (fence > e->fence_ms)
+            e->fence_ms = fence;
+    }
+    hub_publish_local(&e->srv->hub, in);
     free(in);
-}
-
-static void set_down(struct redis_engine *e, const char *why) {
-    e->ready = 0;
-    if (atomic_exchange(&e->up, false))
-        log_error("redis: down (%s); serving local clients only", why);
-}
-
-static void on_retry(uv_timer_t *t) {
-    struct redis_engine *e = t->data;
-    connect_all(e);
-}
-
-static void start_retry(struct redis_engine *e) {
-    if (e->stopping || e->cmd || e->sub)
-        return;
-    uv_timer_start(&e->retry, on_retry, e->backoff_ms, 0);
-    uint64_t cap = (uint64_t)e->srv->cfg.redis.reconnect_max_ms;
-    e->backoff_ms = e->backoff_ms * 2 > cap ? cap : e->backoff_ms * 2;
-}
-
-/* Tears both links down; the disconnect callbacks then schedule a retry. */
-static void fail(struct redis_engine *e, const char *why) {
-    set_down(e, why);
-    if (e->cmd && !(e->cmd->c.flags & REDIS_DISCONNECTING))
-        redisAsyncDisconnect(e->cmd);
-    if (e->sub && !(e->sub->c.flags & REDIS_DISCONNECTING))
-        redisAsyncDisconnect(e->sub);
-    start_retry(e);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status) {
-    struct redis_engine *e = ac->data;
-    if (ac == e->cmd)
-        e->cmd = NULL;
-    if (ac == e->sub)
-        e->sub = NULL;
-    if (e->stopping)
-        return;
-    if (status != REDIS_OK)
-        count_error(e, "connection lost", ac->errstr);
-    fail(e, "connection lost");
 }
 
 static int64_t local_seq_snapshot(struct hub *h, uint32_t sym, double *first) {
@@ -186,7 +175,7 @@ static void catch_up_reset(struct catch_up *cu) {
 
 /* Subscribes or unsubscribes sym's channel to match local activity. */
 static void reconcile(struct redis_engine *e, uint32_t sym) {
-    if (!atomic_load(&e->up) || !e->sub)
+    if (!atomic_load(&e->up) || !link_live(e, e->sub.ac))
         return;
     struct hub *h = &e->srv->hub;
     bool want = hub_is_active(h, sym) || atomic_load(&e->srv->broker.limits[sym]) > 0;
@@ -201,10 +190,10 @@ static void reconcile(struct redis_engine *e, uint32_t sym) {
         key(e, hk, sizeof(hk), "history:", h->syms->names[sym]);
         catch_up_reset(&e->catch_up[sym]);
         e->catch_up[sym].pending = true;
-        redisAsyncCommand(e->cmd, on_marker, (void *)(uintptr_t)sym, "XREVRANGE %s + - COUNT 1", hk);
-        redisAsyncCommand(e->sub, on_message, NULL, "SUBSCRIBE %s", ch);
+        link_cmd(e, on_marker, (void *)(uintptr_t)sym, "XREVRANGE %s + - COUNT 1", hk);
+        redisAsyncCommand(e->sub.ac, on_message, NULL, "SUBSCRIBE %s", ch);
     } else {
-        redisAsyncCommand(e->sub, NULL, NULL, "UNSUBSCRIBE %s", ch);
+        redisAsyncCommand(e->sub.ac, NULL, NULL, "UNSUBSCRIBE %s", ch);
         catch_up_reset(&e->catch_up[sym]);
     }
     e->subscribed[sym] = want;
@@ -398,12 +387,12 @@ static bool hold_tick(struct redis_engine *e, const char *ch, size_t chl, const 
 
 static void maybe_catch_up(struct redis_engine *e, uint32_t sym) {
     struct catch_up *cu = &e->catch_up[sym];
-    if (cu->have != 3 || !e->cmd)
+    if (cu->have != 3 || !link_live(e, e->cmd.ac))
         return;
     cu->have = 4; /* replay in flight */
     char k[160];
     key(e, k, sizeof(k), "history:", e->srv->hub.syms->names[sym]);
-    if (redisAsyncCommand(e->cmd, on_catch_up, (void *)(uintptr_t)sym, "XRANGE %s %s + COUNT %u", k,
+    if (link_cmd(e, on_catch_up, (void *)(uintptr_t)sym, "XRANGE %s %s + COUNT %u", k,
                           cu->marker[0] ? cu->marker : "-", CATCH_UP_TICKS) != REDIS_OK)
         catch_up_reset(cu);
 }
@@ -435,7 +424,7 @@ static void on_message(redisAsyncContext *ac, void *r, void *priv) {
     redisReply *kind = reply->element[0], *ch = reply->element[1], *body = reply->element[2];
     size_t pl = strlen(e->prefix);
     if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "subscribe") == 0 && ch->type == REDIS_REPLY_STRING &&
-        ch->len > pl + 5 && strncmp(ch->str + pl, "tick:", 5) == 0 && e->cmd) {
+        ch->len > pl + 5 && strncmp(ch->str + pl, "tick:", 5) == 0 && link_live(e, e->cmd.ac)) {
         /* Listening now: replay what was published since the marker;
          * hub_deliver skips what this node already has. */
         int sym = symbols_find(e->srv->hub.syms, ch->str + pl + 5, ch->len - pl - 5);
@@ -450,6 +439,8 @@ static void on_message(redisAsyncContext *ac, void *r, void *priv) {
     if (ch->len > pl + 5 && strncmp(ch->str + pl, "tick:", 5) == 0) {
         if (!hold_tick(e, ch->str + pl + 5, ch->len - pl - 5, body->str, body->len))
             deliver_tick(e, body->str, body->len);
+        if (e->echo_n)
+            echo_trim(e);
     }
     else if (ch->len == pl + 7 && strncmp(ch->str + pl, "control", 7) == 0)
         apply_control(e, body->str, body->len);
@@ -472,22 +463,24 @@ static void on_blocked_list(redisAsyncContext *ac, void *r, void *priv) {
     }
 }
 
-/* Both links are ready: write the node's whole state back. */
-static void became_up(struct redis_engine *e) {
+/* Both links are ready: load the scripts, then write the node's whole
+ * state back (one connection: Redis runs them in this order). */
+void redis_engine_became_up(struct redis_engine *e) {
     struct server *srv = e->srv;
     struct hub *h = &srv->hub;
     char k1[160], k2[200];
+    for (int i = 0; i < RS_COUNT; i++)
+        link_cmd(e, on_reply, "SCRIPT LOAD", "SCRIPT LOAD %s", redis_script_text[i]);
     atomic_store(&e->up, true);
-    e->backoff_ms = BACKOFF_START_MS;
     log_info("redis: up (%s:%d), node %s", e->host, e->port, e->node);
     int ttl = srv->cfg.redis.node_ttl_s;
     key(e, k1, sizeof(k1), "nodes", NULL);
-    redisAsyncCommand(e->cmd, on_reply, "SADD nodes", "SADD %s %s", k1, e->node);
+    link_cmd(e, on_reply, "SADD nodes", "SADD %s %s", k1, e->node);
     key(e, k1, sizeof(k1), "node:", e->node);
-    redisAsyncCommand(e->cmd, on_reply, "SET liveness", "SET %s 1 EX %d", k1, ttl);
+    link_cmd(e, on_reply, "SET liveness", "SET %s 1 EX %d", k1, ttl);
     /* Forget what this node wrote before (clients that left while Redis
      * was away included); the workers' resync below writes the live ones. */
-    redisAsyncCommand(e->cmd, on_reply, "clean node state", "EVAL %s 0 %s %s", CLEAN_NODE_LUA, e->prefix, e->node);
+    link_cmd(e, on_reply, "clean node state", "EVALSHA %s 0 %s %s", e->sha[RS_CLEAN_NODE], e->prefix, e->node);
     for (uint32_t s = 0; s < h->syms->n; s++) {
         double first;
         int64_t seq = local_seq_snapshot(h, s, &first);
@@ -497,13 +490,14 @@ static void became_up(struct redis_engine *e) {
         snprintf(fs, sizeof(fs), "%.17g", first);
         key(e, k1, sizeof(k1), "seq:", h->syms->names[s]);
         key(e, k2, sizeof(k2), "first:", h->syms->names[s]);
-        redisAsyncCommand(e->cmd, on_reply, "writeback", "EVAL %s 2 %s %s %lld %s", WRITEBACK_LUA, k1, k2,
-                          (long long)seq, fs);
+        link_cmd(e, on_reply, "writeback", "EVALSHA %s 2 %s %s %lld %s", e->sha[RS_WRITEBACK], k1, k2,
+                 (long long)seq, fs);
     }
     key(e, k1, sizeof(k1), "blocked", NULL);
-    redisAsyncCommand(e->cmd, on_blocked_list, NULL, "HGETALL %s", k1);
+    link_cmd(e, on_blocked_list, NULL, "HGETALL %s", k1);
     key(e, k1, sizeof(k1), "control", NULL);
-    redisAsyncCommand(e->sub, on_message, NULL, "SUBSCRIBE %s", k1);
+    key(e, k2, sizeof(k2), "beat:", e->node); /* the watchdog's proof that this link hears */
+    redisAsyncCommand(e->sub.ac, on_message, NULL, "SUBSCRIBE %s %s", k1, k2);
     memset(e->subscribed, 0, h->syms->n * sizeof(bool));
     for (uint32_t s = 0; s < h->syms->n; s++)
         catch_up_reset(&e->catch_up[s]);
@@ -515,82 +509,19 @@ static void became_up(struct redis_engine *e) {
     e->cleanup_due = 0;
 }
 
-static void on_ready(redisAsyncContext *ac, void *r, void *priv) {
-    struct redis_engine *e = ac->data;
-    redisReply *reply = r;
-    if (!reply)
-        return;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        count_error(e, "handshake refused", reply->str);
-        fail(e, "handshake refused");
-        return;
-    }
-    if (++e->ready == 2)
-        became_up(e);
-}
-
-static void on_connect(const redisAsyncContext *cac, int status) {
-    redisAsyncContext *ac = (redisAsyncContext *)cac;
-    struct redis_engine *e = ac->data;
-    if (status != REDIS_OK) {
-        /* hiredis frees the context after this callback. */
-        if (ac == e->cmd)
-            e->cmd = NULL;
-        if (ac == e->sub)
-            e->sub = NULL;
-        count_error(e, "connect failed", ac->errstr);
-        fail(e, "connect failed");
-        return;
-    }
-    if (e->password)
-        redisAsyncCommand(ac, on_reply, "AUTH", "AUTH %s", e->password);
-    if (ac == e->cmd)
-        redisAsyncCommand(ac, on_ready, NULL, "SELECT %d", e->db);
-    else
-        redisAsyncCommand(ac, on_ready, NULL, "PING");
-}
-
-static redisAsyncContext *open_link(struct redis_engine *e) {
-    redisAsyncContext *ac = redisAsyncConnect(e->host, e->port);
-    if (!ac)
-        return NULL;
-    if (ac->err) {
-        count_error(e, "connect failed", ac->errstr);
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    ac->data = e;
-    if (redis_uv_attach(ac, &e->srv->loop) < 0) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    return ac;
-}
-
-static void connect_all(struct redis_engine *e) {
-    if (e->stopping)
-        return;
-    e->ready = 0;
-    e->cmd = open_link(e);
-    e->sub = e->cmd ? open_link(e) : NULL;
-    if (!e->cmd || !e->sub)
-        fail(e, "connect failed");
-}
-
 static void on_tick(uv_timer_t *t) {
     struct redis_engine *e = t->data;
-    if (!atomic_load(&e->up) || !e->cmd)
+    if (!atomic_load(&e->up))
         return;
-    char k[160];
+    char k[160], now_s[24];
     int ttl = e->srv->cfg.redis.node_ttl_s;
     key(e, k, sizeof(k), "node:", e->node);
-    redisAsyncCommand(e->cmd, on_reply, "SET liveness", "SET %s 1 EX %d", k, ttl);
+    link_cmd(e, on_reply, "SET liveness", "SET %s 1 EX %d", k, ttl);
     uint64_t now = uv_now(t->loop);
     if (now >= e->cleanup_due) {
         e->cleanup_due = now + (uint64_t)ttl * 1000 / 2;
-        redisAsyncCommand(e->cmd, on_reply, "cleanup", "EVAL %s 0 %s", CLEANUP_LUA, e->prefix);
+        snprintf(now_s, sizeof(now_s), "%lld", (long long)time(NULL));
+        link_cmd(e, on_reply, "cleanup", "EVALSHA %s 0 %s %s", e->sha[RS_CLEANUP], e->prefix, now_s);
     }
 }
 
@@ -598,8 +529,14 @@ static void on_admit_reply(redisAsyncContext *ac, void *r, void *priv) {
     struct redis_engine *e = ac->data;
     struct redis_admit *a = priv;
     redisReply *reply = r;
+    if (e->stopping) {
+        free(a);
+        return;
+    }
+    if (!link_live(e, ac))
+        reply = NULL;
     if (reply && reply->type == REDIS_REPLY_ERROR)
-        count_error(e, "admission script", reply->str);
+        on_reply(ac, reply, "admission script");
     /* No answer (Redis went away) or an error: local limits decide. */
     a->ok = !reply || reply->type != REDIS_REPLY_INTEGER || reply->integer == 1;
     a->counted = reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
@@ -616,24 +553,24 @@ static void handle_note(struct redis_engine *e, struct redis_note *n) {
     snprintf(users, sizeof(users), "%s:users", node);
     switch (n->kind) {
     case NOTE_OPEN:
-        redisAsyncCommand(e->cmd, on_reply, "HSET connections", "HSET %s %s %s", conns, n->cid, n->text);
-        redisAsyncCommand(e->cmd, on_reply, "SADD clients", "SADD %s %s", set, n->cid);
+        link_cmd(e, on_reply, "HSET connections", "HSET %s %s %s", conns, n->cid, n->text);
+        link_cmd(e, on_reply, "SADD clients", "SADD %s %s", set, n->cid);
         if (n->resync && n->user)
-            redisAsyncCommand(e->cmd, on_reply, "HINCRBY users", "HINCRBY %s %s 1", users, n->user);
+            link_cmd(e, on_reply, "HINCRBY users", "HINCRBY %s %s 1", users, n->user);
         break;
     case NOTE_SUBS:
-        redisAsyncCommand(e->cmd, on_reply, "HSET subscriptions", "HSET %s %s %s", subs, n->cid, n->text);
+        link_cmd(e, on_reply, "HSET subscriptions", "HSET %s %s %s", subs, n->cid, n->text);
         break;
     case NOTE_RELEASE_USER:
         if (n->user)
-            redisAsyncCommand(e->cmd, on_reply, "release user", "EVAL %s 1 %s %s", RELEASE_LUA, users, n->user);
+            link_cmd(e, on_reply, "release user", "EVALSHA %s 1 %s %s", e->sha[RS_RELEASE], users, n->user);
         break;
     case NOTE_CLOSE:
-        redisAsyncCommand(e->cmd, on_reply, "HDEL connections", "HDEL %s %s", conns, n->cid);
-        redisAsyncCommand(e->cmd, on_reply, "HDEL subscriptions", "HDEL %s %s", subs, n->cid);
-        redisAsyncCommand(e->cmd, on_reply, "SREM clients", "SREM %s %s", set, n->cid);
+        link_cmd(e, on_reply, "HDEL connections", "HDEL %s %s", conns, n->cid);
+        link_cmd(e, on_reply, "HDEL subscriptions", "HDEL %s %s", subs, n->cid);
+        link_cmd(e, on_reply, "SREM clients", "SREM %s %s", set, n->cid);
         if (n->user)
-            redisAsyncCommand(e->cmd, on_reply, "release user", "EVAL %s 1 %s %s", RELEASE_LUA, users, n->user);
+            link_cmd(e, on_reply, "release user", "EVALSHA %s 1 %s %s", e->sha[RS_RELEASE], users, n->user);
         break;
     }
 }
@@ -644,41 +581,54 @@ static void free_note(struct redis_note *n) {
     free(n);
 }
 
+/* Sends a tick to the publish script. The tick stays ours until Redis
+ * answers: without an answer it is delivered here, so nothing accepted is
+ * lost. REDIS_OK or REDIS_ERR. */
+static int send_publish(struct redis_engine *e, struct tick_in *in) {
+    struct hub *h = &e->srv->hub;
+    const char *name = h->syms->names[in->sym];
+    char body[256], k1[128], k2[128], k3[128], k4[128], k5[128], start[40], hist[16];
+    char vol[40] = "", ts[24], deadline[24];
+    snprintf(body, sizeof(body), "%s|%.17g|%.17g|%.17g", name, in->price, in->has_bid ? in->bid : in->price,
+             in->has_ask ? in->ask : in->price);
+    if (in->has_volume)
+        snprintf(vol, sizeof(vol), "%.17g", in->volume);
+    snprintf(ts, sizeof(ts), "%lld", (long long)(in->timestamp ? in->timestamp : hub_now_ms()));
+    double sp = h->syms->start[in->sym] > 0 ? h->syms->start[in->sym] : in->price;
+    snprintf(start, sizeof(start), "%.17g", sp);
+    key(e, k1, sizeof(k1), "seq:", name);
+    key(e, k2, sizeof(k2), "first:", name);
+    key(e, k3, sizeof(k3), "last:", name);
+    key(e, k4, sizeof(k4), "tick:", name);
+    key(e, k5, sizeof(k5), "history:", name);
+    snprintf(hist, sizeof(hist), "%d", e->srv->cfg.feed.history_size);
+    snprintf(deadline, sizeof(deadline), "%lld", (long long)link_deadline_ms(e));
+    int rc = link_cmd(e, on_publish_reply, in, "EVALSHA %s 5 %s %s %s %s %s %s %s %s %s %s %s", e->sha[RS_PUBLISH],
+                      k1, k2, k3, k4, k5, body, start, hist, vol, ts, deadline);
+    if (rc == REDIS_OK) {
+        e->inflight++;
+        e->last_publish_ms = uv_now(&e->srv->loop);
+        atomic_fetch_add(&e->published, 1);
+    }
+    return rc;
+}
+
 static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
     struct redis_engine *e = data;
     struct hub *h = &e->srv->hub;
-    bool up = atomic_load(&e->up) && e->cmd;
+    link_settle(e); /* a failed link's ticks are delivered before anything newer */
+    bool up = atomic_load(&e->up) && link_live(e, e->cmd.ac);
     switch (m->type) {
     case RM_PUBLISH: {
         struct tick_in *in = m->ptr;
-        if (!up) {
-            hub_publish_local(h, in); /* Redis went down meanwhile */
-        } else {
-            const char *name = h->syms->names[in->sym];
-            char body[256], k1[128], k2[128], k3[128], k4[128], k5[128], start[40], hist[16];
-            char vol[40] = "", ts[24];
-            snprintf(body, sizeof(body), "%s|%.17g|%.17g|%.17g", name, in->price, in->has_bid ? in->bid : in->price,
-                     in->has_ask ? in->ask : in->price);
-            if (in->has_volume)
-                snprintf(vol, sizeof(vol), "%.17g", in->volume);
-            snprintf(ts, sizeof(ts), "%lld", (long long)(in->timestamp ? in->timestamp : hub_now_ms()));
-            double sp = h->syms->start[in->sym] > 0 ? h->syms->start[in->sym] : in->price;
-            snprintf(start, sizeof(start), "%.17g", sp);
-            key(e, k1, sizeof(k1), "seq:", name);
-            key(e, k2, sizeof(k2), "first:", name);
-            key(e, k3, sizeof(k3), "last:", name);
-            key(e, k4, sizeof(k4), "tick:", name);
-            key(e, k5, sizeof(k5), "history:", name);
-            snprintf(hist, sizeof(hist), "%d", e->srv->cfg.feed.history_size);
-            /* The tick stays ours until Redis answers: without an answer it
-             * is delivered here, so nothing accepted is lost. */
-            if (redisAsyncCommand(e->cmd, on_publish_reply, in, "EVAL %s 5 %s %s %s %s %s %s %s %s %s %s",
-                                  PUBLISH_LUA, k1, k2, k3, k4, k5, body, start, hist, vol, ts) == REDIS_OK) {
-                atomic_fetch_add(&e->published, 1);
-                break;
-            }
-            hub_publish_local(h, in);
+        if (up && e->inflight >= (uint32_t)e->srv->cfg.redis.max_inflight) {
+            count_error(e, "link stalled", "redis.max_inflight ticks awaiting Redis");
+            link_fail(e, "stalled: redis.max_inflight ticks awaiting Redis", true);
+            up = false;
         }
+        if (up && send_publish(e, in) == REDIS_OK)
+            break;
+        hub_publish_local(h, in); /* Redis is down, or went down meanwhile */
         free(in);
         break;
     }
@@ -695,7 +645,7 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         if (up) {
             char lim[16];
             snprintf(lim, sizeof(lim), "%d", a->limit);
-            if (redisAsyncCommand(e->cmd, on_admit_reply, a, "EVAL %s 0 %s %s %s %s", ADMIT_LUA, e->prefix, e->node,
+            if (link_cmd(e, on_admit_reply, a, "EVALSHA %s 0 %s %s %s %s", e->sha[RS_ADMIT], e->prefix, e->node,
                                   a->user, lim) == REDIS_OK)
                 break;
         }
@@ -711,7 +661,7 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         key(e, k, sizeof(k), "history:", h->syms->names[q->sym]);
         snprintf(count, sizeof(count), "%u",
                  q->analysis || q->limit > h->history_size ? h->history_size : q->limit);
-        if (!up || redisAsyncCommand(e->cmd, on_query_reply, q, "XREVRANGE %s + - COUNT %s", k, count) != REDIS_OK) {
+        if (!up || link_cmd(e, on_query_reply, q, "XREVRANGE %s + - COUNT %s", k, count) != REDIS_OK) {
             answer_locally(e, q);
             query_free(q);
         }
@@ -722,7 +672,7 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         if (up) {
             char k[160];
             key(e, k, sizeof(k), "control", NULL);
-            redisAsyncCommand(e->cmd, on_reply, "PUBLISH control", "PUBLISH %s %s", k, msg);
+            link_cmd(e, on_reply, "PUBLISH control", "PUBLISH %s %s", k, msg);
             if (msg[0] == 'B' || msg[0] == 'U') {
                 /* Keep the shared block list: B|node|ip|dur, U|node|ip */
                 char ip[64] = "";
@@ -740,10 +690,10 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
                 }
                 key(e, k, sizeof(k), "blocked", NULL);
                 if (msg[0] == 'B')
-                    redisAsyncCommand(e->cmd, on_reply, "HSET blocked", "HSET %s %s %lld", k, ip,
+                    link_cmd(e, on_reply, "HSET blocked", "HSET %s %s %lld", k, ip,
                                       dur ? (long long)time(NULL) + dur : 0LL);
                 else
-                    redisAsyncCommand(e->cmd, on_reply, "HDEL blocked", "HDEL %s %s", k, ip);
+                    link_cmd(e, on_reply, "HDEL blocked", "HDEL %s %s", k, ip);
             }
         }
         free(msg);
@@ -781,6 +731,24 @@ void redis_engine_release_user(struct redis_engine *e, const char *user) {
         return;
     }
     redis_engine_post(e, RM_NOTE, n, 0);
+}
+
+int redis_engine_command(struct redis_engine *e, void (*fn)(struct redisAsyncContext *, void *, void *), void *priv,
+                         const char *fmt, ...) {
+    if (!redis_engine_up(e))
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = link_vcmd(e, fn, priv, fmt, ap);
+    va_end(ap);
+    return rc == REDIS_OK ? 0 : -1;
+}
+
+int redis_engine_command_argv(struct redis_engine *e, void (*fn)(struct redisAsyncContext *, void *, void *),
+                              void *priv, int argc, const char **argv) {
+    if (!redis_engine_up(e))
+        return -1;
+    return link_cmd_argv(e, fn, priv, argc, argv) == REDIS_OK ? 0 : -1;
 }
 
 bool redis_engine_publish(struct redis_engine *e, const struct tick_in *in) {
@@ -849,10 +817,14 @@ int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *lo
     e->prefix = strdup(srv->cfg.redis.key_prefix);
     e->subscribed = calloc(srv->syms.n, sizeof(bool));
     e->catch_up = calloc(srv->syms.n, sizeof(struct catch_up));
-    if (!e->prefix || !e->subscribed || !e->catch_up || mailbox_init(&e->inbox, loop, 65536, on_mail, e) < 0) {
+    e->echo = calloc((size_t)srv->cfg.redis.max_inflight, sizeof(struct echo_wait));
+    if (!e->prefix || !e->subscribed || !e->catch_up || !e->echo || redis_scripts_sha(e->sha) < 0 ||
+        mailbox_init(&e->inbox, loop, 65536, on_mail, e) < 0) {
+        fprintf(stderr, "tickgate: cannot start the Redis engine: out of memory\n");
         free(e->prefix);
         free(e->subscribed);
         free(e->catch_up);
+        free(e->echo);
         free(e->password);
         return -1;
     }
@@ -869,35 +841,30 @@ int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *lo
     snprintf(e->node, sizeof(e->node), "%.16s-%d-%02x%02x%02x%02x", host, (int)getpid() % 10000000, rnd[0], rnd[1],
              rnd[2], rnd[3]);
     e->enabled = true;
-    e->backoff_ms = BACKOFF_START_MS;
-    uv_timer_init(loop, &e->retry);
-    e->retry.data = e;
+    link_init(e);
     uv_timer_init(loop, &e->tick);
     e->tick.data = e;
     uv_timer_start(&e->tick, on_tick, TICK_MS, TICK_MS);
-    connect_all(e);
+    link_connect_all(e);
     return 0;
 }
 
 void redis_engine_stop(struct redis_engine *e) {
     if (!e->enabled || e->stopping)
         return;
-    e->stopping = true;
     /* This node's entries go now rather than after the TTL. */
-    if (atomic_load(&e->up) && e->cmd) {
-        char k[160], k2[200];
+    if (atomic_load(&e->up) && link_live(e, e->cmd.ac)) {
+        char k[160], k2[200], now_s[24];
         key(e, k, sizeof(k), "node:", e->node);
-        redisAsyncCommand(e->cmd, NULL, NULL, "DEL %s", k);
-        redisAsyncCommand(e->cmd, NULL, NULL, "EVAL %s 0 %s", CLEANUP_LUA, e->prefix);
+        snprintf(now_s, sizeof(now_s), "%lld", (long long)time(NULL));
+        link_cmd(e, NULL, NULL, "DEL %s", k);
+        link_cmd(e, NULL, NULL, "EVALSHA %s 0 %s %s", e->sha[RS_CLEANUP], e->prefix, now_s);
         snprintf(k2, sizeof(k2), "%s:users", k);
-        redisAsyncCommand(e->cmd, NULL, NULL, "DEL %s", k2);
+        link_cmd(e, NULL, NULL, "DEL %s", k2);
     }
+    e->stopping = true;
     atomic_store(&e->up, false);
-    if (e->cmd)
-        redisAsyncDisconnect(e->cmd); /* sends what is queued, then closes */
-    if (e->sub)
-        redisAsyncDisconnect(e->sub);
-    uv_close((uv_handle_t *)&e->retry, NULL);
+    link_stop(e);
     uv_close((uv_handle_t *)&e->tick, NULL);
     mailbox_close(&e->inbox, drop_mail);
 }
@@ -911,6 +878,9 @@ void redis_engine_free(struct redis_engine *e) {
         for (uint32_t s = 0; s < e->srv->syms.n; s++)
             catch_up_reset(&e->catch_up[s]);
     free(e->catch_up);
+    while (e->echo_n)
+        echo_pop(e);
+    free(e->echo);
     free(e->prefix);
     free(e->password);
     e->enabled = false;

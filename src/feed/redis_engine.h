@@ -5,9 +5,10 @@
  * The engine lives on the main thread's loop (hiredis with its libuv
  * adapter, two connections: commands and pub/sub). Other threads reach it
  * only through its mailbox. It never blocks anyone: while Redis is down
- * the node serves its local clients alone (ticks sequenced locally,
- * limits local), counts errors, shows degraded health, reconnects with
- * capped backoff, and on reconnect writes its whole state back. */
+ * or stalled (no answer within redis.timeout_ms, or redis.max_inflight
+ * ticks waiting) the node serves its local clients alone (ticks sequenced
+ * locally, limits local), counts errors, shows degraded health, reconnects
+ * with capped backoff, and on reconnect writes its whole state back. */
 #ifndef TG_REDIS_ENGINE_H
 #define TG_REDIS_ENGINE_H
 
@@ -17,6 +18,7 @@
 #include <uv.h>
 
 #include "core/mailbox.h"
+#include "feed/redis_scripts.h"
 #include "net/clientip.h"
 
 struct server;
@@ -75,6 +77,23 @@ struct redis_admit {
     bool counted;       /* counted in Redis: release there too */
 };
 
+/* One of the engine's two connections; see redis_link.h. */
+struct redis_link {
+    struct redisAsyncContext *ac;   /* NULL once hiredis freed it */
+    struct redis_engine *e;
+    uint64_t progress_ms;           /* loop ms of the last read (or the send onto an idle link) */
+    bool ready;                     /* handshake answered */
+    bool dead;                      /* failed: its replies no longer count */
+};
+
+/* A tick Redis sequenced for this node, kept until it comes back on the
+ * pub/sub link: if that link fails first, it is delivered from here. */
+struct echo_wait {
+    uint32_t sym;                   /* UINT32_MAX: no longer awaited */
+    uint64_t seq;
+    char *msg;                      /* the published message (owned) */
+};
+
 struct redis_engine {
     struct server *srv;
     bool enabled;                   /* redis.url set */
@@ -83,14 +102,23 @@ struct redis_engine {
     char *password;                 /* never logged */
     char *prefix;
     char node[40];                  /* this node's id */
+    char sha[RS_COUNT][41];         /* the scripts' SHA1s (EVALSHA) */
     struct mailbox inbox;           /* from any thread */
-    struct redisAsyncContext *cmd;  /* commands; NULL when down */
-    struct redisAsyncContext *sub;  /* pub/sub; NULL when down */
-    int ready;                      /* connections ready (0..2) */
+    struct redis_link cmd;          /* commands */
+    struct redis_link sub;          /* pub/sub */
     bool stopping;
+    const char *fail_why;           /* the failure being reaped (static text) */
     uv_timer_t retry;               /* reconnect with backoff */
+    uv_timer_t reap;                /* frees failed links outside hiredis's callbacks */
+    uv_timer_t watch;               /* liveness: every timeout/4 */
     uv_timer_t tick;                /* liveness key, dead-node cleanup */
     uint64_t backoff_ms;
+    uint64_t fence_ms;              /* no reconnect before: ticks of unknown fate expire in Redis */
+    uint64_t last_publish_ms;       /* loop ms of the newest tick sent */
+    int64_t clock_offset_ms;        /* Redis's clock minus ours (TIME at connect) */
+    uint32_t inflight;              /* ticks awaiting their script's answer */
+    struct echo_wait *echo;         /* ring of redis.max_inflight */
+    uint32_t echo_head, echo_n;
     uint64_t cleanup_due;
     bool *subscribed;               /* per symbol: SUBSCRIBE sent */
     struct catch_up *catch_up;      /* per symbol: replay after SUBSCRIBE */
@@ -116,6 +144,15 @@ int redis_engine_post(struct redis_engine *e, int type, void *ptr, uint64_t a);
 /* Releases one connection of user from this node's cluster-wide count
  * (a connection counted there that ended or changed identity). Any thread. */
 void redis_engine_release_user(struct redis_engine *e, const char *user);
+
+/* A command on the engine's command link, for the rooms above that keep
+ * state in Redis (main thread only). The callback gets the engine's
+ * context (ac->data is the engine) and a NULL reply if the link fails
+ * first. 0, or -1 when Redis is not up (the callback never runs). */
+int redis_engine_command(struct redis_engine *e, void (*fn)(struct redisAsyncContext *, void *, void *), void *priv,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int redis_engine_command_argv(struct redis_engine *e, void (*fn)(struct redisAsyncContext *, void *, void *),
+                              void *priv, int argc, const char **argv);
 
 /* Sends a tick through Redis (seq assigned there). False when Redis is not
  * up (the caller sequences locally). Any thread. */

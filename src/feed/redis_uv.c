@@ -8,6 +8,7 @@ struct redis_uv {
     redisAsyncContext *ac;  /* NULL once hiredis cleaned up */
     uv_poll_t poll;
     int events;
+    struct redis_uv_hooks hooks;
 };
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -20,8 +21,10 @@ static void on_poll(uv_poll_t *h, int status, int events) {
         redisAsyncHandleRead(p->ac);
         return;
     }
-    if (events & UV_READABLE)
+    if (events & UV_READABLE) {
+        p->hooks.on_read(p->hooks.arg);
         redisAsyncHandleRead(p->ac);
+    }
     if (p->ac && (events & UV_WRITABLE))
         redisAsyncHandleWrite(p->ac);
 }
@@ -43,11 +46,13 @@ static void on_closed(uv_handle_t *h) { free(h->data); }
 
 static void cleanup(void *d) {
     struct redis_uv *p = d;
+    const char *err = p->ac->err ? p->ac->errstr : NULL;
     p->ac = NULL;
     uv_close((uv_handle_t *)&p->poll, on_closed);
+    p->hooks.on_gone(p->hooks.arg, err);
 }
 
-int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, const struct redis_uv_hooks *hooks) {
     if (ac->ev.data)
         return -1;
     struct redis_uv *p = calloc(1, sizeof(*p));
@@ -58,6 +63,7 @@ int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop) {
         return -1;
     }
     p->ac = ac;
+    p->hooks = *hooks;
     p->poll.data = p;
     ac->ev.addRead = add_read;
     ac->ev.delRead = del_read;

@@ -13,7 +13,16 @@
 
 struct redisAsyncContext;
 
-/* Attaches ac to loop. 0, or -1 (ac untouched). */
-int redis_uv_attach(struct redisAsyncContext *ac, uv_loop_t *loop);
+/* What the owner of a context learns from the adapter: bytes arrived
+ * (progress, for its liveness watchdog) and the context is gone (hiredis
+ * freed it, whichever path freed it). Both get arg. */
+struct redis_uv_hooks {
+    void (*on_read)(void *arg);
+    void (*on_gone)(void *arg, const char *err); /* err: hiredis's reason, NULL if none */
+    void *arg;
+};
+
+/* Attaches ac to loop; hooks is copied. 0, or -1 (ac untouched). */
+int redis_uv_attach(struct redisAsyncContext *ac, uv_loop_t *loop, const struct redis_uv_hooks *hooks);
 
 #endif

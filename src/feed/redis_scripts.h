@@ -1,0 +1,23 @@
+/* redis_scripts.h - the engine's Lua scripts. Loaded once per connection
+ * (SCRIPT LOAD before any other command) and run by SHA1 (EVALSHA), so a
+ * tick carries its arguments, not the script text. */
+#ifndef TG_REDIS_SCRIPTS_H
+#define TG_REDIS_SCRIPTS_H
+
+enum redis_script {
+    RS_PUBLISH,     /* KEYS seq first last channel history; ARGV body start maxlen vol ts deadline_ms */
+    RS_WRITEBACK,   /* KEYS seq first; ARGV seq first */
+    RS_ADMIT,       /* ARGV prefix node user limit */
+    RS_RELEASE,     /* KEYS users-hash; ARGV user */
+    RS_CLEAN_NODE,  /* ARGV prefix node */
+    RS_CLEANUP,     /* ARGV prefix now_s */
+    RS_COUNT
+};
+
+extern const char *const redis_script_text[RS_COUNT];
+
+/* Fills sha[i] with script i's SHA1 in hex. 0, or -1 when the digest
+ * is unavailable. */
+int redis_scripts_sha(char sha[RS_COUNT][41]);
+
+#endif
