@@ -96,6 +96,20 @@ static void format_ts(char *out) {
     *p = '\0';
 }
 
+/* The counter for metrics, the time for health: a drop is news for a
+ * while, not for ever. */
+static void count_drop(struct audit *a) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    atomic_store(&a->last_drop_ms, (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+    atomic_fetch_add(&a->dropped, 1);
+}
+
+bool audit_dropping(struct audit *a, int64_t now_ms) {
+    int64_t last = atomic_load(&a->last_drop_ms);
+    return last && now_ms - last < AUDIT_DROP_WINDOW_MS;
+}
+
 void audit_event_text(struct audit *a, const char *event, const char *client_id, const char *user_id,
                       const char *ip, const char *details) {
     if (!a->on)
@@ -109,7 +123,7 @@ void audit_event_text(struct audit *a, const char *event, const char *client_id,
                  jw_str_max(ip) + dl;
     char *line = malloc(cap);
     if (!line) {
-        atomic_fetch_add(&a->dropped, 1);
+        count_drop(a);
         return;
     }
     struct jw w;
@@ -130,14 +144,14 @@ void audit_event_text(struct audit *a, const char *event, const char *client_id,
     jw_raw(&w, "", 1); /* NUL */
     if (w.full) { /* cannot happen: cap covers the worst case */
         free(line);
-        atomic_fetch_add(&a->dropped, 1);
+        count_drop(a);
         return;
     }
     uv_mutex_lock(&a->lock);
     if (a->count == a->cap || a->stopping) {
         uv_mutex_unlock(&a->lock);
         free(line);
-        atomic_fetch_add(&a->dropped, 1);
+        count_drop(a);
         return;
     }
     a->ring[a->count++] = line;
@@ -155,7 +169,7 @@ void audit_event(struct audit *a, const char *event, const char *client_id, cons
     char *d = details ? json_dumps(details, JSON_COMPACT) : NULL;
     json_decref(details);
     if (details && !d) {
-        atomic_fetch_add(&a->dropped, 1);
+        count_drop(a);
         return;
     }
     audit_event_text(a, event, client_id, user_id, ip, d);

@@ -27,7 +27,14 @@ struct audit {
     bool stopping;
     _Atomic uint64_t written;
     _Atomic uint64_t dropped;
+    _Atomic int64_t last_drop_ms;  /* wall ms of the newest drop; 0 = none */
 };
+
+/* How long one dropped event keeps /health's audit check "dropping". */
+#define AUDIT_DROP_WINDOW_MS 60000
+
+/* True when an event was dropped within AUDIT_DROP_WINDOW_MS of now_ms. */
+bool audit_dropping(struct audit *a, int64_t now_ms);
 
 /* Opens path (append) and starts the writer; path "" = off. 0 or -1. */
 int audit_start(struct audit *a, const char *path, int queue, FILE *err);

@@ -42,7 +42,7 @@ void health_respond(struct conn *c, bool keep_alive) {
     /* Redis down while configured: still serving local clients, degraded. */
     const char *redis = !srv->redis.enabled ? "disabled" : redis_engine_up(&srv->redis) ? "up" : "down";
     bool degraded = srv->redis.enabled && !redis_engine_up(&srv->redis);
-    bool audit_ok = atomic_load_explicit(&srv->audit.dropped, memory_order_relaxed) == 0;
+    bool audit_ok = !audit_dropping(&srv->audit, hub_now_ms()); /* a drop in the last minute */
     const char *status = !healthy ? "unhealthy" : (degraded || !audit_ok) ? "degraded" : "healthy";
     json_t *o = json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:s}}", "status", status, "checks", "workers",
                           workers_ok ? "ok" : "stalled", "sweeper", sweeper_ok ? "ok" : "stalled", "feed",
