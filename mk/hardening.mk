@@ -12,6 +12,12 @@
 #                      (VALGRIND_SUPP=FILE adds a suppression file)
 #   make soak          SOAK_CONNS (10000) churning clients for SOAK_SECONDS (600)
 #   make soak-ci       SOAK_CI_CONNS (2000) for SOAK_CI_SECONDS (120)
+#   make soak-redis    two nodes on one Redis under load while Redis is killed,
+#                      stopped and resumed, for REDIS_FLAP_SECONDS (180); also
+#                      run by `make soak`
+#   make soak-redis-ci the same for REDIS_FLAP_CI_SECONDS (45)
+#   make soak-redis-asan  soak-redis-ci against the ASan+UBSan build
+#                      (build-asan, as `make asan` builds it)
 #
 # Fuzzers are built with clang (FUZZ_CC) into build-fuzz/: the library
 # sources are compiled again there with -fsanitize=fuzzer-no-link,address,
@@ -38,8 +44,14 @@ SOAK_CI_CONNS   ?= 2000
 SOAK_CI_SECONDS ?= 120
 SOAK_ARGS       ?=
 SOAK_DRIVER      = $(BUILD)/tests/soak/soakdrv
+REDIS_FLAP_SECONDS    ?= 180
+REDIS_FLAP_CI_SECONDS ?= 45
+REDIS_FLAP_ARGS       ?=
+ASAN_BUILD       = build-asan
+ASAN_ENV         = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 
-.PHONY: fuzz fuzz-ci fuzz-regress fuzz-build valgrind-smoke soak soak-ci clean-hardening
+.PHONY: fuzz fuzz-ci fuzz-regress fuzz-build valgrind-smoke soak soak-ci soak-redis soak-redis-ci soak-redis-asan \
+        clean-hardening
 
 $(FUZZ_BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -84,12 +96,36 @@ soak:
 	@$(MAKE) --no-print-directory $(BUILD)/tickgate $(SOAK_DRIVER)
 	$(PYTHON) tests/soak/soak.py --bin $(CURDIR)/$(BUILD)/tickgate --driver $(CURDIR)/$(SOAK_DRIVER) \
 	  --conns $(SOAK_CONNS) --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
+	@$(MAKE) --no-print-directory soak-redis
 
 soak-ci:
 	@sh scripts/deps.sh test
 	@$(MAKE) --no-print-directory $(BUILD)/tickgate $(SOAK_DRIVER)
 	$(PYTHON) tests/soak/soak.py --bin $(CURDIR)/$(BUILD)/tickgate --driver $(CURDIR)/$(SOAK_DRIVER) \
 	  --conns $(SOAK_CI_CONNS) --seconds $(SOAK_CI_SECONDS) $(SOAK_ARGS)
+
+# Redis flapping under load (tests/soak/redis_flap.py, docs/testing.md).
+soak-redis:
+	@sh scripts/deps.sh test
+	@$(MAKE) --no-print-directory $(BUILD)/tickgate
+	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate $(PYTHON) tests/soak/redis_flap.py $(REDIS_FLAP_SECONDS) \
+	  --report $(CURDIR)/$(BUILD)/redis-flap-report.json $(REDIS_FLAP_ARGS)
+
+soak-redis-ci:
+	@sh scripts/deps.sh test
+	@$(MAKE) --no-print-directory $(BUILD)/tickgate
+	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate $(PYTHON) tests/soak/redis_flap.py $(REDIS_FLAP_CI_SECONDS) \
+	  --report $(CURDIR)/$(BUILD)/redis-flap-report.json $(REDIS_FLAP_ARGS)
+
+# Under ASan, RSS climbs (about 1 MB/s here) until the allocator's
+# quarantine of freed blocks (256 MiB by default) is full, so the RSS bound is
+# 256 + 64 MiB there; leaks are LeakSanitizer's job at exit (exit code 0).
+soak-redis-asan:
+	@sh scripts/deps.sh test
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) SAN=1 OPT="-O1 -g" $(ASAN_BUILD)/tickgate
+	TICKGATE_BIN=$(CURDIR)/$(ASAN_BUILD)/tickgate $(ASAN_ENV) $(PYTHON) tests/soak/redis_flap.py \
+	  $(REDIS_FLAP_CI_SECONDS) --report $(CURDIR)/$(ASAN_BUILD)/redis-flap-report.json --rss-bound-mb 320 \
+	  $(REDIS_FLAP_ARGS)
 
 clean-hardening:
 	rm -rf $(FUZZ_BUILD)
