@@ -95,7 +95,7 @@ static const struct key KEYS[] = {
     {"limits", "heartbeat_timeout_s", K_INT, F(limits.heartbeat_timeout_s), "90", 1, 86400, NULL,
      "a client silent this long is closed with 4000"},
     {"limits", "sweep_interval_s", K_INT, F(limits.sweep_interval_s), "5", 1, 3600, NULL,
-     "seconds between sweeper runs (heartbeat timeouts, pings)"},
+     "seconds between sweeper runs (token expiry); pings and heartbeat timeouts keep their own clock"},
     {"feed", "history_size", K_INT, F(feed.history_size), "1000", 1, 1000000, NULL,
      "ticks kept per symbol (ring buffer) for get_history and analysis"},
     {"trade", "paper", K_BOOL, F(trade.paper), "true", 0, 0, NULL,

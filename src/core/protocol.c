@@ -258,21 +258,24 @@ void protocol_on_open(struct conn *c) {
     protocol_persist(c, false);
 }
 
-void protocol_sweep(struct conn *c, uint64_t now) {
+void protocol_liveness(struct conn *c, uint64_t now) {
     const struct config *cfg = &c->w->srv->cfg;
-    /* Ping first: a client is only timed out after it was pinged since it
-     * last spoke and had a whole sweep period to answer. */
+    /* A client is only timed out after it was pinged since it last spoke
+     * (heartbeat_timeout_s >= heartbeat_interval_s: config refuses less). */
+    if (now - c->last_rx >= (uint64_t)cfg->limits.heartbeat_timeout_s * 1000 && c->first_ping > c->last_rx) {
+        ws_close(c, WS_CLOSE_HEARTBEAT, "heartbeat timeout");
+        return;
+    }
     if (now - c->last_ping >= (uint64_t)cfg->limits.heartbeat_interval_s * 1000) {
         c->last_ping = now;
         if (c->first_ping <= c->last_rx)
             c->first_ping = now; /* the first ping the client has not answered */
         ws_send(c, WS_OP_PING, "", 0);
     }
-    if (now - c->last_rx >= (uint64_t)cfg->limits.heartbeat_timeout_s * 1000 && c->first_ping > c->last_rx &&
-        now - c->first_ping >= (uint64_t)cfg->limits.sweep_interval_s * 1000) {
-        ws_close(c, WS_CLOSE_HEARTBEAT, "heartbeat timeout");
-        return;
-    }
+}
+
+void protocol_sweep(struct conn *c, uint64_t now) {
+    const struct config *cfg = &c->w->srv->cfg;
     if (c->token_exp) {
         if ((int64_t)time(NULL) > c->token_exp + cfg->auth.jwt_leeway_s) {
             ws_close(c, WS_CLOSE_TOKEN_EXPIRED, "token expired");

@@ -43,8 +43,13 @@ const char *protocol_disc_reason_name(int r);
 /* "low", "medium" or "high": the connection's threat level. */
 const char *protocol_threat(const struct conn *c);
 
-/* Sweeper visit: heartbeat timeout, token expiry, server ping. */
+/* Sweeper visit: token expiry. */
 void protocol_sweep(struct conn *c, uint64_t now);
+
+/* Liveness visit (the worker's heartbeat clock): a ping every
+ * heartbeat_interval_s, close 4000 once the client has been silent for
+ * heartbeat_timeout_s and was pinged meanwhile. */
+void protocol_liveness(struct conn *c, uint64_t now);
 
 /* The connection was upgraded on the JSON endpoint: greet it. */
 void protocol_on_open(struct conn *c);

@@ -71,6 +71,7 @@ static void close_handles(struct worker *w) {
     }
     uv_close((uv_handle_t *)&w->timer, NULL);
     uv_close((uv_handle_t *)&w->sweeper, NULL);
+    uv_close((uv_handle_t *)&w->liveness, NULL);
     uv_close((uv_handle_t *)&w->batcher, NULL);
     uv_close((uv_handle_t *)&w->accept_retry, NULL);
     uv_close((uv_handle_t *)&w->flush_prepare, NULL);
@@ -131,6 +132,22 @@ static void on_sweep(uv_timer_t *h) {
         if (!c->closing && c->phase == PHASE_WS && c->endpoint == EP_JSON && !c->close_sent)
             protocol_sweep(c, now);
     atomic_store_explicit(&w->stats.last_sweep_s, (int64_t)time(NULL), memory_order_relaxed);
+}
+
+/* Liveness runs on its own clock, a quarter of the heartbeat interval
+ * (at most 1 s), so pings go out every heartbeat_interval_s and a silent
+ * client is closed at heartbeat_timeout_s whatever the sweeper's period. */
+static uint64_t liveness_period_ms(const struct config *cfg) {
+    uint64_t q = (uint64_t)cfg->limits.heartbeat_interval_s * 1000 / 4;
+    return q < 1000 ? q : 1000;
+}
+
+static void on_liveness(uv_timer_t *h) {
+    struct worker *w = h->data;
+    uint64_t now = uv_now(&w->loop);
+    for (struct conn *c = w->conns; c; c = c->next)
+        if (!c->closing && c->phase == PHASE_WS && c->endpoint == EP_JSON && !c->close_sent)
+            protocol_liveness(c, now);
 }
 
 static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
@@ -255,6 +272,8 @@ int worker_start(struct worker *w, struct server *srv, int id, int fd) {
     w->timer.data = w;
     uv_timer_init(&w->loop, &w->sweeper);
     w->sweeper.data = w;
+    uv_timer_init(&w->loop, &w->liveness);
+    w->liveness.data = w;
     uv_timer_init(&w->loop, &w->batcher);
     w->batcher.data = w;
     uv_timer_init(&w->loop, &w->accept_retry);
@@ -274,6 +293,8 @@ int worker_start(struct worker *w, struct server *srv, int id, int fd) {
     uv_timer_start(&w->timer, on_timer, TIMER_MS, TIMER_MS);
     uint64_t sweep_ms = (uint64_t)srv->cfg.limits.sweep_interval_s * 1000;
     uv_timer_start(&w->sweeper, on_sweep, sweep_ms, sweep_ms);
+    uint64_t live_ms = liveness_period_ms(&srv->cfg);
+    uv_timer_start(&w->liveness, on_liveness, live_ms, live_ms);
     atomic_store(&w->stats.last_sweep_s, (int64_t)time(NULL));
     uv_prepare_start(&w->flush_prepare, on_prepare);
     uv_check_start(&w->flush_check, on_check);

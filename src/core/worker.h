@@ -106,7 +106,8 @@ struct worker {
     struct conn_slab *slabs;       /* connection memory (net/conn.c) */
     struct conn *free_conns;       /* free slots in slabs */
     struct sub_list *lists;        /* per symbol: local subscribers (pubsub/subs.h) */
-    uv_timer_t sweeper;            /* heartbeats, pings, token expiry */
+    uv_timer_t sweeper;            /* token expiry, sweeper health */
+    uv_timer_t liveness;           /* pings and heartbeat timeouts, at heartbeat resolution */
     uv_timer_t batcher;            /* flushes price_batch frames; runs while batching */
     struct conn *batching;         /* connections with batch_ms > 0 */
     uint64_t next_id;              /* connection id sequence */

@@ -773,6 +773,26 @@ def test_client_answering_pings_is_not_closed(tickgate, jclients):
     assert ws.request({"type": "heartbeat"})["type"] == "heartbeat_ack"
 
 
+def test_heartbeat_keeps_its_own_clock_whatever_the_sweep_period(tickgate, jclients):
+    """Pings every heartbeat_interval_s and close 4000 at heartbeat_timeout_s
+    with the default sweep period (5 s): liveness is not the sweeper's."""
+    gw = tickgate("--limits.heartbeat_interval_s=1", "--limits.heartbeat_timeout_s=3")
+    silent = jclients.open(gw, pong=False)
+    t0 = time.monotonic()
+    pings = []
+    while True:
+        f = silent.raw.recv_frame(timeout=8)
+        if f.opcode != OP_PING:
+            break
+        pings.append(time.monotonic() - t0)
+    elapsed = time.monotonic() - t0
+    assert f.opcode == 0x8, f  # close
+    assert struct.unpack("!H", f.payload[:2])[0] == 4000, f.payload
+    assert len(pings) >= 2, "pings at %r before the close at %.2f s" % (pings, elapsed)
+    assert pings[0] <= 1.6 and all(b - a <= 1.6 for a, b in zip(pings, pings[1:])), pings
+    assert 2.5 <= elapsed <= 4.5, "closed at %.2f s, pings at %r" % (elapsed, pings)
+
+
 # ---------------------------------------------------------------------------
 # rate limit
 # ---------------------------------------------------------------------------
