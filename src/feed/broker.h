@@ -26,6 +26,12 @@ enum broker_mail {
     BM_PORTFOLIO,       /* ptr: malloc'd user id: send the portfolio */
 };
 
+/* Order quantities: fractions down to one millionth (a smaller one would
+ * buy for a cost that rounds to nothing). Limit prices are tick prices:
+ * TICK_PRICE_MIN..TICK_PRICE_MAX (pubsub/tick.h). */
+#define ORDER_QUANTITY_MIN 0.000001
+#define ORDER_QUANTITY_MAX 1e9
+
 enum order_side { SIDE_BUY = 0, SIDE_SELL };
 enum order_type { ORDER_MARKET = 0, ORDER_LIMIT };
 

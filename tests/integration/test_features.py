@@ -15,13 +15,13 @@ import time
 
 import pytest
 
-from conftest import http_json, mint, wait_until
+from conftest import get_metrics, http_json, mint, wait_until
 from redis_helpers import (  # noqa: F401  (fixtures are registered by import)
     api, health, rdb, redis_server, rgw, rws)
 
 # Lenient security limits: the role and bounds tests provoke many
 # violations from 127.0.0.1 on purpose and must not be closed or blocked.
-LENIENT = ("--limits.max_messages_per_minute=100000", "--security.high_violations=1000000",
+LENIENT = ("--limits.max_messages_per_minute=100000", "--security.high_violations=65535",
            "--security.critical_violations=1000000", "--limits.max_connections_per_ip=1000",
            "--limits.max_connections_per_user=50")
 
@@ -372,6 +372,49 @@ def test_batch_options_bounds(tickgate, jclients):
         assert anon.request({"type": "set_options", "batch_ms": v}) == {"type": "options_set", "batch_ms": v}
 
 
+def test_batch_of_a_client_not_reading_conflates_in_seq_order(tickgate, jclients):
+    """Issue 13 item 6, sibling: a batch counted its ticks in 16 bits and
+    stopped at 32,768, dropping every later tick (the newest included)
+    while its bytes were still under limits.max_outbound_bytes; and at the
+    byte bound the newest tick replaced the symbol's *oldest* waiting one,
+    so a price_batch went back in seq. A batching client that does not
+    read: once its socket and queue are full the batch only grows, past
+    32,768 ticks (6 MiB of them), then conflates; reading again, the client
+    sees seqs strictly increasing, ending with the newest tick."""
+    cap = 6 << 20
+    gw = start(tickgate, "--limits.max_outbound_bytes=%d" % cap)
+    slow = jclients.small(gw, 4096)
+    slow.subscribe(["AAPL"])
+    assert slow.request({"type": "set_options", "batch_ms": 1})["type"] == "options_set"
+    pub = jclients.publisher(gw)
+    sent = 0
+
+    def burst(n=1000):
+        nonlocal sent
+        publish(pub, [{"symbol": "AAPL", "price": 100 + (sent + i) / 100, "volume": sent + i}
+                      for i in range(1, n + 1)])
+        sent += n
+
+    # Until the batch passes the byte cap (bounded: a few MB sit in socket
+    # buffers, 6 MiB in the queue, then 6 MiB of batch at ~150 bytes a tick).
+    while get_metrics(gw)["tickgate_slow_consumer_conflated_total"] == 0:
+        assert sent < 400000, "no conflation after %d ticks to a batching client that does not read" % sent
+        burst()
+    for _ in range(3):
+        burst()
+    got = []
+    while not got or got[-1]["seq"] < sent:
+        m = slow.recv(timeout=30)
+        assert m.get("type") == "price_batch", m
+        assert all(u["symbol"] == "AAPL" for u in m["updates"]), m["updates"][:3]
+        seqs = [u["seq"] for u in got[-1:] + m["updates"]]
+        back = [(a, b) for a, b in zip(seqs, seqs[1:]) if a >= b]
+        assert not back, "seq went back in a price_batch: %s" % back[:5]
+        got += m["updates"]
+    assert got[-1]["volume"] == sent and len(got) < sent, (got[-1], len(got), sent)
+    assert_quiet(slow, "after the newest tick")
+
+
 # ---------------------------------------------------------------------------
 # 5. portfolio subscriptions and user events
 # ---------------------------------------------------------------------------
@@ -545,6 +588,8 @@ def test_trade_invalid_fields(tickgate, jclients):
                                                                                       if k != "side"},
            dict(good, order_type="stop"), dict(good, order_type=1), {k: v for k, v in good.items() if k != "order_type"},
            dict(good, quantity=0), dict(good, quantity=-5), dict(good, quantity="10"), dict(good, quantity=None),
+           dict(good, quantity=1e-300), dict(good, quantity=1e9 + 1),  # issue 13 item 15: a cost that rounds to 0
+           dict(good, order_type="limit", limit_price=1e-300), dict(good, order_type="limit", limit_price=2e12),
            {k: v for k, v in good.items() if k != "quantity"},
            dict(good, order_type="limit"), dict(good, order_type="limit", limit_price=0),
            dict(good, order_type="limit", limit_price=-1), dict(good, order_type="limit", limit_price="100"),
