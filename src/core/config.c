@@ -102,6 +102,8 @@ static const struct key KEYS[] = {
      "built-in paper broker: fills market orders at the last price, limit orders when a tick crosses"},
     {"trade", "paper_cash", K_DOUBLE, F(trade.paper_cash), "1000000", 0, 0, NULL,
      "starting cash of each user's paper portfolio"},
+    {"trade", "max_open_orders", K_INT, F(trade.max_open_orders), "100", 1, 100000, NULL,
+     "limit orders one user may have open in the paper broker; beyond: trade_rejected too_many_open_orders"},
     {"security", "auto_block_s", K_INT, F(security.auto_block_s), "300", 1, 31536000, NULL,
      "seconds an IP stays blocked after reaching threat level critical"},
     {"security", "medium_violations", K_INT, F(security.medium_violations), "3", 1, CONFIG_MAX_VIOLATIONS, NULL,

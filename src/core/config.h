@@ -87,6 +87,7 @@ struct config {
     struct {
         bool paper;                 /* built-in paper broker fills orders */
         double paper_cash;          /* starting cash per user */
+        int max_open_orders;        /* resting + in-flight limit orders per user */
     } trade;
     struct {
         char *super_admin, *admin, *analyst, *trader, *viewer, *publisher, *anonymous;

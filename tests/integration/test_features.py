@@ -554,6 +554,68 @@ def test_limit_buy_rests_until_a_tick_crosses(tickgate, jclients):
     assert ev["cash"] == pytest.approx(PAPER_CASH - 3 * 389.5 - 380 + 4 * 412), ev
 
 
+def test_open_limit_orders_are_capped_per_user(tickgate, jclients):
+    """Issue 13 item 8: resting orders per user were unbounded (36,000 in
+    1.4 s, each walked by every tick). trade.max_open_orders (default 100)
+    caps the limit orders a user holds; market orders and other users are
+    not affected, and a fill frees a place."""
+    gw = start(tickgate)
+    pub = jclients.publisher(gw)
+    publish(pub, [{"symbol": "MSFT", "price": 400, "volume": 1}])
+    alice = jclients.open(gw, token=mint("alice", "trader"))
+    for i in range(100):
+        r = trade(alice, i, symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=300 + i / 100)
+        assert r["type"] == "trade_accepted" and r["id"] == i, r
+    r = trade(alice, "over", symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=350)
+    assert r == {"type": "trade_rejected", "reason": "too_many_open_orders", "id": "over"}, r
+    # Her other connection shares the count: it is the user's, not the socket's.
+    alice2 = jclients.open(gw, token=mint("alice", "trader"))
+    r = trade(alice2, "over2", symbol="MSFT", side="sell", quantity=1, order_type="limit", limit_price=500)
+    assert r == {"type": "trade_rejected", "reason": "too_many_open_orders", "id": "over2"}, r
+    # A market order does not rest, so it is not capped; another user is not either.
+    assert trade(alice, "m", **market("MSFT", "buy", 1))["type"] == "trade_accepted"
+    assert alice.recv()["type"] == "trade_filled"
+    bob = jclients.open(gw, token=mint("bob", "trader"))
+    r = trade(bob, "b", symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=300)
+    assert r["type"] == "trade_accepted", r
+    # A tick at 300.98 fills her two best (300.99, 300.98) and nothing else;
+    # each fill frees a place, so two more orders rest and the third is refused.
+    publish(pub, [{"symbol": "MSFT", "price": 300.98, "volume": 1}])
+    fills = [alice.recv() for _ in range(2)]
+    assert [f["type"] for f in fills] == ["trade_filled"] * 2, fills
+    assert_quiet(alice, "only the crossed orders fill")
+    for n in range(2):
+        r = trade(alice, "again%d" % n, symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=200)
+        assert r["type"] == "trade_accepted", r
+    r = trade(alice, "full", symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=200)
+    assert r == {"type": "trade_rejected", "reason": "too_many_open_orders", "id": "full"}, r
+
+
+def test_max_open_orders_option_and_fills_best_limit_first(tickgate, jclients):
+    """trade.max_open_orders is configurable; a tick fills the orders it
+    crosses best limit first, the oldest first among equal limits (the
+    resting list used to fill the newest first)."""
+    gw = start(tickgate, "--trade.max_open_orders=4")
+    pub = jclients.publisher(gw)
+    publish(pub, [{"symbol": "MSFT", "price": 400, "volume": 1}])
+    bob = jclients.open(gw, token=mint("bob", "trader"))
+    ids = {}
+    for name, limit in (("a", 390), ("b", 392), ("c", 391), ("d", 392)):
+        r = trade(bob, name, symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=limit)
+        assert r["type"] == "trade_accepted", r
+        ids[r["order_id"]] = name
+    r = trade(bob, "e", symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=380)
+    assert r == {"type": "trade_rejected", "reason": "too_many_open_orders", "id": "e"}, r
+    publish(pub, [{"symbol": "MSFT", "price": 389, "volume": 1}])
+    got = []
+    for _ in range(4):
+        f = bob.recv()
+        assert f["type"] == "trade_filled" and f["price"] == 389, f
+        got.append(ids[f["order_id"]])
+    assert got == ["b", "d", "c", "a"], got
+    assert_quiet(bob, "four fills")
+
+
 def test_trade_rejections(tickgate, jclients):
     gw = start(tickgate)
     pub = jclients.publisher(gw)

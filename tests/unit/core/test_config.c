@@ -521,6 +521,11 @@ static void test_reject_relations_and_field_bounds(void **state) {
     expect_reject(load(&c, "--limits.max_subscriptions_per_client=100001", NULL), &c,
                   "limits.max_subscriptions_per_client");
     expect_reject(load(&c, "--limits.viewer_max_symbols=100001", NULL), &c, "limits.viewer_max_symbols");
+    expect_reject(load(&c, "--trade.max_open_orders=0", NULL), &c, "trade.max_open_orders"); /* item 8 */
+    expect_reject(load(&c, "--trade.max_open_orders=100001", NULL), &c, "trade.max_open_orders");
+    expect_ok(load(&c, NULL));
+    assert_int_equal(c.trade.max_open_orders, 100);
+    config_free(&c);
 
     /* the edges are accepted */
     expect_ok(load(&c, "--limits.heartbeat_timeout_s=30", "--limits.heartbeat_interval_s=30",
