@@ -415,6 +415,32 @@ def test_batch_of_a_client_not_reading_conflates_in_seq_order(tickgate, jclients
     assert_quiet(slow, "after the newest tick")
 
 
+def test_one_message_larger_than_the_reply_bound_is_delivered(tickgate, jclients):
+    """Issue 13 item 15, a cross-key sibling: a client whose queued replies
+    pass 2 x limits.max_outbound_bytes is taken for one that does not read
+    and closed, but the check counted the message being queued too, so a
+    reader asking for a 1000-tick history (~150 KB) with the smallest cap
+    (4096), or batching 30 symbols, was closed at once. What is already
+    queued is what shows a client not reading."""
+    gw = start(tickgate, "--limits.max_outbound_bytes=4096")
+    pub = jclients.publisher(gw)
+    syms = ["AAPL", "MSFT", "GOOGL", "GOOG", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "MA", "UNH", "JNJ", "XOM",
+            "WMT", "PG", "HD", "CVX", "LLY", "ABBV", "MRK", "KO", "PEP", "AVGO", "COST", "ADBE", "CRM", "NFLX",
+            "AMD", "INTC"]
+    for k in range(2):
+        publish(pub, [{"symbol": "AAPL", "price": 100 + (500 * k + i) / 100, "volume": i} for i in range(500)])
+    viewer = jclients.open(gw, token=mint("v", "viewer"))
+    r = request_id(viewer, {"type": "get_history", "symbol": "AAPL", "limit": 1000, "id": "h"})
+    assert r["type"] == "history" and len(r["updates"]) == 1000 and len(json.dumps(r)) > 2 * 4096, r["type"]
+    batcher = jclients.open(gw, token=mint("t", "trader"))
+    batcher.subscribe(syms)
+    assert batcher.request({"type": "set_options", "batch_ms": 200})["type"] == "options_set"
+    publish(pub, [{"symbol": s, "price": 50} for s in syms])
+    got, _ = read_batches(batcher, len(syms))
+    assert sorted(u["symbol"] for u in got) == sorted(syms)
+    assert_quiet(batcher, "after the batch")
+
+
 # ---------------------------------------------------------------------------
 # 5. portfolio subscriptions and user events
 # ---------------------------------------------------------------------------
