@@ -78,11 +78,11 @@ static const struct key KEYS[] = {
      "WebSocket connections of one authenticated user; beyond: 429 with Retry-After"},
     {"limits", "max_message_bytes", K_LONG, F(limits.max_message_bytes), "65536", 125, 64L << 20, NULL,
      "largest client message after reassembly of fragments; beyond: close 1009"},
-    {"limits", "max_subscriptions_per_client", K_INT, F(limits.max_subscriptions_per_client), "100", 1, 100000, NULL,
-     "symbols one client may watch (roles other than viewer and anonymous)"},
-    {"limits", "viewer_max_symbols", K_INT, F(limits.viewer_max_symbols), "10", 0, 100000, NULL,
+    {"limits", "max_subscriptions_per_client", K_INT, F(limits.max_subscriptions_per_client), "100", 1,
+     CONFIG_MAX_SUBSCRIPTIONS, NULL, "symbols one client may watch (roles other than viewer and anonymous)"},
+    {"limits", "viewer_max_symbols", K_INT, F(limits.viewer_max_symbols), "10", 0, CONFIG_MAX_SUBSCRIPTIONS, NULL,
      "symbols a viewer may watch"},
-    {"limits", "anonymous_max_symbols", K_INT, F(limits.anonymous_max_symbols), "3", 0, 100000, NULL,
+    {"limits", "anonymous_max_symbols", K_INT, F(limits.anonymous_max_symbols), "3", 0, CONFIG_MAX_SUBSCRIPTIONS, NULL,
      "symbols an anonymous client may watch"},
     {"limits", "max_messages_per_minute", K_INT, F(limits.max_messages_per_minute), "60", 1, 100000000, NULL,
      "client messages per minute (token bucket, burst = this); beyond: error rate_limited"},
@@ -102,11 +102,13 @@ static const struct key KEYS[] = {
      "built-in paper broker: fills market orders at the last price, limit orders when a tick crosses"},
     {"trade", "paper_cash", K_DOUBLE, F(trade.paper_cash), "1000000", 0, 0, NULL,
      "starting cash of each user's paper portfolio"},
+    {"trade", "max_open_orders", K_INT, F(trade.max_open_orders), "100", 1, 100000, NULL,
+     "limit orders one user may have open in the paper broker; beyond: trade_rejected too_many_open_orders"},
     {"security", "auto_block_s", K_INT, F(security.auto_block_s), "300", 1, 31536000, NULL,
      "seconds an IP stays blocked after reaching threat level critical"},
-    {"security", "medium_violations", K_INT, F(security.medium_violations), "3", 1, 1000000, NULL,
+    {"security", "medium_violations", K_INT, F(security.medium_violations), "3", 1, CONFIG_MAX_VIOLATIONS, NULL,
      "violations that raise a connection's threat level to medium"},
-    {"security", "high_violations", K_INT, F(security.high_violations), "6", 1, 1000000, NULL,
+    {"security", "high_violations", K_INT, F(security.high_violations), "6", 1, CONFIG_MAX_VIOLATIONS, NULL,
      "violations that raise a connection's threat level to high: close 1008"},
     {"security", "critical_violations", K_INT, F(security.critical_violations), "10", 1, 1000000, NULL,
      "violations from one IP within critical_window_s that block the IP"},
@@ -373,6 +375,30 @@ static int apply_flag(struct config *cfg, const char *arg, FILE *err) {
     return set_value(cfg, k, eq + 1, "command line", err);
 }
 
+/* Relations between keys that each passed their own bounds. 0, or -1
+ * after naming the key to change. */
+static int check_relations(const struct config *cfg, FILE *err) {
+    if (!cfg->server.static_dir[0]) { /* "" + "/etc/passwd" would serve the whole file system */
+        fprintf(err, "tickgate: server.static_dir: must name a directory\n");
+        return -1;
+    }
+    if (cfg->limits.heartbeat_timeout_s < cfg->limits.heartbeat_interval_s) {
+        fprintf(err,
+                "tickgate: limits.heartbeat_timeout_s: %d is less than limits.heartbeat_interval_s (%d): "
+                "clients would time out before they are pinged\n",
+                cfg->limits.heartbeat_timeout_s, cfg->limits.heartbeat_interval_s);
+        return -1;
+    }
+    if (cfg->security.medium_violations > cfg->security.high_violations) {
+        fprintf(err,
+                "tickgate: security.medium_violations: %d is more than security.high_violations (%d): "
+                "threat level medium would never be seen\n",
+                cfg->security.medium_violations, cfg->security.high_violations);
+        return -1;
+    }
+    return 0;
+}
+
 int config_load(struct config *cfg, int argc, char **argv, FILE *err) {
     const char *file = NULL;
     memset(cfg, 0, sizeof(*cfg));
@@ -450,6 +476,8 @@ int config_load(struct config *cfg, int argc, char **argv, FILE *err) {
         fprintf(err, "tickgate: server.echo_path: must differ from server.ws_path\n");
         goto fail;
     }
+    if (check_relations(cfg, err) < 0)
+        goto fail;
     return 0;
 fail:
     config_free(cfg);

@@ -12,6 +12,11 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+/* Largest values of keys whose count lives in a fixed-width field; the
+ * field's owner asserts at compile time that it holds them. */
+#define CONFIG_MAX_SUBSCRIPTIONS 100000 /* symbols per client: struct conn nsubs/subs_cap */
+#define CONFIG_MAX_VIOLATIONS 65535     /* medium/high_violations: struct conn violations */
+
 enum slow_consumer_policy { SLOW_CONFLATE = 0, SLOW_DISCONNECT = 1 };
 
 struct config {
@@ -84,6 +89,7 @@ struct config {
     struct {
         bool paper;                 /* built-in paper broker fills orders */
         double paper_cash;          /* starting cash per user */
+        int max_open_orders;        /* resting + in-flight limit orders per user */
     } trade;
     struct {
         char *super_admin, *admin, *analyst, *trader, *viewer, *publisher, *anonymous;

@@ -74,7 +74,9 @@ static void audit_conn(struct conn *c, const char *event, json_t *details) {
 static void violation(struct conn *c, enum violation v) {
     struct server *srv = c->w->srv;
     count(&c->w->stats.violations[v]);
-    c->violations++;
+    _Static_assert(CONFIG_MAX_VIOLATIONS <= UINT16_MAX, "struct conn violations cannot reach high_violations");
+    if (c->violations < UINT16_MAX)
+        c->violations++;
     audit_conn(c, "SECURITY_VIOLATION", json_pack("{s:s, s:i}", "kind", VIOLATION_NAMES[v], "count", c->violations));
     if (guard_violation(&srv->guard, &c->cip, (int64_t)time(NULL)))
         server_block_ip(srv, &c->cip, srv->cfg.security.auto_block_s, "threat level critical");
@@ -615,10 +617,12 @@ static void on_trade(struct conn *c, json_t *msg, json_t *id) {
         bad = "side must be buy or sell";
     else if (!type || (strcmp(type, "market") && !limit))
         bad = "order_type must be market or limit";
-    else if (!json_is_number(qty) || !(json_number_value(qty) > 0) || json_number_value(qty) > 1e9)
-        bad = "quantity must be a number in (0, 1e9]";
-    else if (limit && (!json_is_number(lim) || !(json_number_value(lim) > 0) || json_number_value(lim) > 1e12))
-        bad = "limit orders need limit_price > 0";
+    else if (!json_is_number(qty) || !(json_number_value(qty) >= ORDER_QUANTITY_MIN) ||
+             json_number_value(qty) > ORDER_QUANTITY_MAX)
+        bad = "quantity must be a number in 0.000001..1e9";
+    else if (limit && (!json_is_number(lim) || !(json_number_value(lim) >= TICK_PRICE_MIN) ||
+                       json_number_value(lim) > TICK_PRICE_MAX))
+        bad = "limit orders need limit_price in 0.000001..1e12 (the prices a tick can have)";
     if (bad) {
         send_error(c, "invalid_message", bad, id);
         violation(c, SV_INVALID_MESSAGE);
@@ -771,7 +775,7 @@ void protocol_on_release(struct conn *c) {
     struct server *srv = c->w->srv;
     if (c->nsubs) {
         json_t *syms = json_array();
-        for (uint16_t i = 0; i < c->nsubs; i++)
+        for (uint32_t i = 0; i < c->nsubs; i++)
             json_array_append_new(syms, json_string(srv->syms.names[c->subs[i].sym]));
         audit_conn(c, "SUBSCRIPTION_REMOVED", json_pack("{s:o, s:s}", "symbols", syms, "reason", "disconnect"));
     }
@@ -811,7 +815,7 @@ static void persist_subs(struct conn *c) {
     if (!srv->redis.enabled)
         return;
     json_t *a = json_array();
-    for (uint16_t i = 0; i < c->nsubs; i++)
+    for (uint32_t i = 0; i < c->nsubs; i++)
         json_array_append_new(a, json_string(srv->syms.names[c->subs[i].sym]));
     struct redis_note *n = calloc(1, sizeof(*n));
     char *text = json_dumps(a, JSON_COMPACT | JSON_REAL_PRECISION(15));

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <malloc.h>
 #include <time.h>
 #include <unistd.h>
@@ -234,9 +235,26 @@ static int crypto_selftest(FILE *err) {
     return ok ? 0 : -1;
 }
 
+/* The demo page's directory must exist: a typo would otherwise turn every
+ * page into a silent 404. */
+static int check_static_dir(const char *dir, FILE *err) {
+    struct stat st;
+    if (stat(dir, &st) < 0) {
+        fprintf(err, "tickgate: server.static_dir: cannot use '%s': %s\n", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(err, "tickgate: server.static_dir: '%s' is not a directory\n", dir);
+        return -1;
+    }
+    return 0;
+}
+
 int server_init(struct server *srv) {
     srv->instance = random32();
     if (crypto_selftest(stderr) < 0)
+        return -1;
+    if (check_static_dir(srv->cfg.server.static_dir, stderr) < 0)
         return -1;
     if (srv->cfg.server.workers > HUB_MAX_WORKERS) {
         fprintf(stderr, "tickgate: server.workers: at most %d\n", HUB_MAX_WORKERS);

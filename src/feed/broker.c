@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/protocol.h"
 #include "core/server.h"
+#include "feed/order_book.h"
 #include "pubsub/hub.h"
 #include "pubsub/userevents.h"
 
@@ -25,6 +26,7 @@ struct position {
 
 struct broker_user {
     struct broker_user *next;
+    uint32_t open;              /* limit orders held (trade.max_open_orders) */
     double cash;
     struct position *pos;
     uint32_t npos, cap;
@@ -117,6 +119,24 @@ static void order_free(struct order *o) {
     free(o);
 }
 
+/* The order is over (filled, cancelled or refused): its user may open
+ * another. Consumes o. */
+static void order_done(struct order *o) {
+    if (o->holder)
+        o->holder->open--;
+    order_free(o);
+}
+
+/* Cancels an accepted order and tells its user why. Consumes o. */
+static void cancel(struct broker *b, struct broker_user *u, struct order *o, const char *why) {
+    json_t *extra = json_pack("{s:s, s:s, s:s}", "kind", "order_cancelled", "order_id", o->order_id, "reason", why);
+    if (u)
+        send_portfolio(b, u, extra);
+    else
+        json_decref(extra);
+    order_done(o);
+}
+
 static bool last_price(struct broker *b, uint32_t sym, double *price) {
     struct sym_state *s = &b->srv->hub.st[sym];
     uv_mutex_lock(&s->lock);
@@ -139,18 +159,12 @@ static void fill(struct broker *b, struct order *o, double price) {
     struct broker_user *u = user_get(b, o->user);
     const char *why = u ? affordable(u, o, price) : "internal_error";
     if (why) {
-        /* A resting order that can no longer be paid for is cancelled. */
-        json_t *extra = json_pack("{s:s, s:s, s:s}", "kind", "order_cancelled", "order_id", o->order_id, "reason", why);
-        if (u)
-            send_portfolio(b, u, extra);
-        else
-            json_decref(extra);
-        order_free(o);
+        cancel(b, u, o, why); /* a resting order that can no longer be paid for */
         return;
     }
     struct position *p = position(u, o->sym, true);
     if (!p) {
-        order_free(o);
+        cancel(b, u, o, "internal_error");
         return;
     }
     if (o->side == SIDE_BUY) {
@@ -171,7 +185,7 @@ static void fill(struct broker *b, struct order *o, double price) {
                               "timestamp", (json_int_t)now),
                     false, false);
     send_portfolio(b, u, json_pack("{s:s, s:s}", "kind", "fill", "order_id", o->order_id));
-    order_free(o);
+    order_done(o);
 }
 
 /* The order is recorded: acknowledge it, then work it. Consumes o. */
@@ -181,7 +195,7 @@ static void accepted(struct broker *b, struct order *o) {
                 json_pack("{s:s, s:s, s:s, s:s, s:f}", "order_id", o->order_id, "symbol", b->srv->syms.names[o->sym],
                           "side", SIDES[o->side], "order_type", TYPES[o->type], "quantity", o->quantity));
     if (!b->srv->cfg.trade.paper) {
-        order_free(o); /* an order system consuming the stream fills it */
+        order_done(o); /* an order system consuming the stream fills it */
         return;
     }
     double last = o->ref_price;
@@ -194,8 +208,10 @@ static void accepted(struct broker *b, struct order *o) {
         fill(b, o, last); /* marketable now */
         return;
     }
-    o->next = b->pending[o->sym];
-    b->pending[o->sym] = o;
+    if (order_book_add(&b->books[o->sym], o->side == SIDE_SELL, o->limit_price, o) < 0) {
+        cancel(b, o->holder, o, "internal_error");
+        return;
+    }
     if (atomic_fetch_add(&b->limits[o->sym], 1) == 0)
         redis_engine_post(&b->srv->redis, RM_SYMBOL, NULL, o->sym); /* hear its ticks from every node */
 }
@@ -206,7 +222,7 @@ static void on_recorded(redisAsyncContext *ac, void *r, void *priv) {
     redisReply *reply = r;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         reject(b, o, "order_store_unavailable");
-        order_free(o);
+        order_done(o);
         return;
     }
     accepted(b, o);
@@ -263,11 +279,19 @@ static void order_checked(struct broker *b, struct order *o) {
             return;
         }
         price = o->type == ORDER_MARKET ? last : o->limit_price;
-        const char *why = u ? affordable(u, o, price) : "internal_error";
+        const char *why = "internal_error";
+        if (u && o->type == ORDER_LIMIT && u->open >= (uint32_t)srv->cfg.trade.max_open_orders)
+            why = "too_many_open_orders"; /* first: at the cap nothing more may rest, whatever it costs */
+        else if (u)
+            why = affordable(u, o, price);
         if (why) {
             reject(b, o, why);
             order_free(o);
             return;
+        }
+        if (o->type == ORDER_LIMIT) { /* held from here until it fills or is cancelled */
+            u->open++;
+            o->holder = u;
         }
     }
     if (srv->redis.enabled) {
@@ -282,24 +306,17 @@ static void order_checked(struct broker *b, struct order *o) {
                               TYPES[o->type], "limit_price", lim, "ts", ts};
         if (redis_engine_command_argv(e, on_recorded, o, (int)(sizeof(argv) / sizeof(argv[0])), argv) < 0) {
             reject(b, o, "order_store_unavailable");
-            order_free(o);
+            order_done(o);
         }
         return;
     }
     accepted(b, o);
 }
 
+/* Fills the orders a tick crosses, best limit first; the others are not
+ * touched. */
 static void on_tick(struct broker *b, uint32_t sym, double price) {
-    struct order **pp = &b->pending[sym];
-    while (*pp) {
-        struct order *o = *pp;
-        bool crosses = (o->side == SIDE_BUY && price <= o->limit_price) ||
-                       (o->side == SIDE_SELL && price >= o->limit_price);
-        if (!crosses) {
-            pp = &o->next;
-            continue;
-        }
-        *pp = o->next;
+    for (struct order *o; (o = order_book_take(&b->books[sym], price));) {
         atomic_fetch_sub(&b->limits[sym], 1);
         fill(b, o, price);
     }
@@ -327,6 +344,8 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
     }
 }
 
+static void drop_order(void *o) { order_free(o); }
+
 static void drop_mail(struct mail *m) {
     if (m->type == BM_ORDER)
         order_free(m->ptr);
@@ -352,11 +371,11 @@ void broker_tick(struct broker *b, uint32_t sym, double price) {
 int broker_start(struct broker *b, struct server *srv, uv_loop_t *loop) {
     memset(b, 0, sizeof(*b));
     b->srv = srv;
-    b->pending = calloc(srv->syms.n, sizeof(struct order *));
+    b->books = calloc(srv->syms.n, sizeof(*b->books));
     b->limits = calloc(srv->syms.n, sizeof(*b->limits));
     b->users = calloc(USER_BUCKETS, sizeof(struct broker_user *));
-    if (!b->pending || !b->limits || !b->users || mailbox_init(&b->inbox, loop, 65536, on_mail, b) < 0) {
-        free(b->pending);
+    if (!b->books || !b->limits || !b->users || mailbox_init(&b->inbox, loop, 65536, on_mail, b) < 0) {
+        free(b->books);
         free((void *)b->limits);
         free(b->users);
         return -1;
@@ -375,10 +394,7 @@ void broker_free(struct broker *b) {
         return;
     mailbox_destroy(&b->inbox);
     for (uint32_t s = 0; s < b->srv->syms.n; s++)
-        for (struct order *o = b->pending[s], *n; o; o = n) {
-            n = o->next;
-            order_free(o);
-        }
+        order_book_clear(&b->books[s], drop_order);
     struct broker_user **bk = (struct broker_user **)b->users;
     for (int i = 0; i < USER_BUCKETS; i++)
         for (struct broker_user *u = bk[i], *n; u; u = n) {
@@ -386,7 +402,7 @@ void broker_free(struct broker *b) {
             free(u->pos);
             free(u);
         }
-    free(b->pending);
+    free(b->books);
     free((void *)b->limits);
     free(b->users);
     b->started = false;

@@ -8,7 +8,10 @@
  * down), otherwise kept in the broker's book and the audit log. With
  * trade.paper the broker fills market orders at the last price and limit
  * orders at the first tick that crosses, keeps each user's cash and
- * positions, and sends trade_filled and portfolio_update. */
+ * positions, and sends trade_filled and portfolio_update. A user has at
+ * most trade.max_open_orders limit orders open (from the funds check until
+ * they fill or are cancelled); resting ones are indexed by symbol and price
+ * (feed/order_book.h), so a tick touches only the orders it fills. */
 #ifndef TG_BROKER_H
 #define TG_BROKER_H
 
@@ -26,6 +29,12 @@ enum broker_mail {
     BM_PORTFOLIO,       /* ptr: malloc'd user id: send the portfolio */
 };
 
+/* Order quantities: fractions down to one millionth (a smaller one would
+ * buy for a cost that rounds to nothing). Limit prices are tick prices:
+ * TICK_PRICE_MIN..TICK_PRICE_MAX (pubsub/tick.h). */
+#define ORDER_QUANTITY_MIN 0.000001
+#define ORDER_QUANTITY_MAX 1e9
+
 enum order_side { SIDE_BUY = 0, SIDE_SELL };
 enum order_type { ORDER_MARKET = 0, ORDER_LIMIT };
 
@@ -41,17 +50,18 @@ struct order {
     double ref_price;          /* last price when checked (0 = none) */
     char order_id[48];
     int64_t ts;                /* ms accepted */
-    struct order *next;        /* broker's pending list for its symbol */
+    struct broker_user *holder; /* counted in this user's open orders, or NULL */
 };
 
 struct broker_user;
+struct order_book;
 
 struct broker {
     struct server *srv;
     struct mailbox inbox;
     bool started;
     uint64_t next_order;
-    struct order **pending;         /* per symbol: resting limit orders */
+    struct order_book *books;       /* per symbol: resting limit orders by price */
     void *users;                    /* paper portfolios: USER_BUCKETS lists */
     _Atomic uint32_t *limits;       /* per symbol: resting limit orders (hub reads) */
 };

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "pubsub/hub.h"
+#include "pubsub/tick.h"
 
 static int num(json_t *o, const char *k, double *out, bool *has) {
     json_t *v = json_object_get(o, k);
@@ -17,6 +18,14 @@ static int num(json_t *o, const char *k, double *out, bool *has) {
     *out = json_number_value(v);
     return isfinite(*out) ? 0 : -1;
 }
+
+/* A value a price_update shows as given: min..max (min being one printed
+ * step, so nothing non-zero prints as 0), or 0 when zero_ok. */
+static bool showable(double v, bool zero_ok, double min, double max) {
+    return (zero_ok && v == 0) || (v >= min && v <= max);
+}
+
+static bool price_ok(double v, bool zero_ok) { return showable(v, zero_ok, TICK_PRICE_MIN, TICK_PRICE_MAX); }
 
 int publish_parse_tick(const struct hub *h, json_t *o, struct tick_in *out, const char **why) {
     memset(out, 0, sizeof(*out));
@@ -37,15 +46,24 @@ int publish_parse_tick(const struct hub *h, json_t *o, struct tick_in *out, cons
     out->sym = (uint32_t)idx;
     bool has_price, has_ts;
     double ts = 0;
-    if (num(o, "price", &out->price, &has_price) < 0 || !has_price || !(out->price > 0) || out->price > 1e12) {
-        *why = "update.price must be a positive number";
+    if (num(o, "price", &out->price, &has_price) < 0 || !has_price || !price_ok(out->price, false)) {
+        *why = "update.price must be a number in 0.000001..1e12 (prices have 6 decimals)";
         return -1;
     }
-    if (num(o, "bid", &out->bid, &out->has_bid) < 0 || (out->has_bid && !(out->bid >= 0 && out->bid <= 1e12)) ||
-        num(o, "ask", &out->ask, &out->has_ask) < 0 || (out->has_ask && !(out->ask >= 0 && out->ask <= 1e12)) ||
-        num(o, "volume", &out->volume, &out->has_volume) < 0 ||
-        (out->has_volume && !(out->volume >= 0 && out->volume <= 1e15))) {
-        *why = "update.bid and ask must be numbers in 0..1e12, volume in 0..1e15";
+    if (num(o, "bid", &out->bid, &out->has_bid) < 0 || (out->has_bid && !price_ok(out->bid, true)) ||
+        num(o, "ask", &out->ask, &out->has_ask) < 0 || (out->has_ask && !price_ok(out->ask, true))) {
+        *why = "update.bid and ask must be 0 or numbers in 0.000001..1e12 (prices have 6 decimals)";
+        return -1;
+    }
+    if (num(o, "volume", &out->volume, &out->has_volume) < 0 ||
+        (out->has_volume && !showable(out->volume, true, TICK_VOLUME_MIN, TICK_VOLUME_MAX))) {
+        *why = "update.volume must be 0 or a number in 0.0001..1e15 (volumes have 4 decimals)";
+        return -1;
+    }
+    /* A crossed quote is a feed error, not a market state: refuse it here
+     * rather than show subscribers a bid above the ask. */
+    if ((out->has_bid ? out->bid : out->price) > (out->has_ask ? out->ask : out->price)) {
+        *why = "update.bid must not be above update.ask (a missing one is the price)";
         return -1;
     }
     if (num(o, "timestamp", &ts, &has_ts) < 0 || (has_ts && (ts < 0 || ts > 1e14))) {

@@ -178,9 +178,12 @@ void conn_send(struct conn *c, struct outbuf *b) {
         return;
     }
     /* Bound for what a client makes us queue by not reading: replies (ticks
-     * are conflated before they get here) and pipelined HTTP responses. */
+     * are conflated before they get here) and pipelined HTTP responses. It
+     * judges what is already queued: one message larger than the bound (a
+     * history, a price_batch under a small max_outbound_bytes) is no sign
+     * of a client that does not read. */
     uint64_t limit = c->phase == PHASE_WS ? 2 * (uint64_t)c->w->srv->cfg.limits.max_outbound_bytes : HTTP_MAX_QUEUED;
-    if (c->out.bytes + b->len > limit && b->kind != OB_TICK) {
+    if (c->out.bytes > limit && b->kind != OB_TICK) {
         outbuf_unref(b);
         if (c->phase == PHASE_WS) {
             atomic_fetch_add_explicit(&c->w->stats.slow_disconnects, 1, memory_order_relaxed);

@@ -71,8 +71,8 @@ struct conn {
     unsigned redis_user : 1;       /* counted in Redis per-user totals */
     uint16_t port;                 /* peer port */
     uint16_t close_code;           /* close handshake code; 0 = none (network) */
-    uint16_t violations;           /* security violations: threat level */
-    uint16_t nsubs, subs_cap;
+    uint16_t violations;           /* security violations (<= CONFIG_MAX_VIOLATIONS): threat level */
+    uint32_t nsubs, subs_cap;      /* subs in use / allocated; holds 2 x CONFIG_MAX_SUBSCRIPTIONS */
     uint8_t ip[16];                /* peer address (v4 in the first 4 bytes) */
     struct ip16 cip;               /* client IP (section 7), set at upgrade */
     /* WebSocket receive state (PHASE_WS) */

@@ -27,8 +27,15 @@ void subs_free(struct worker *w) {
     w->lists = NULL;
 }
 
+/* Counts and capacities are 32-bit and grow by doubling, so the largest
+ * subscription count the configuration allows must fit twice over. */
+_Static_assert(sizeof(((struct conn *)0)->nsubs) == sizeof(uint32_t) &&
+                   sizeof(((struct conn *)0)->subs_cap) == sizeof(uint32_t) &&
+                   CONFIG_MAX_SUBSCRIPTIONS <= UINT32_MAX / 2,
+               "struct conn cannot count limits.max_subscriptions_per_client");
+
 static struct conn_sub *find(const struct conn *c, uint32_t sym) {
-    for (uint16_t i = 0; i < c->nsubs; i++)
+    for (uint32_t i = 0; i < c->nsubs; i++)
         if (c->subs[i].sym == sym)
             return &c->subs[i];
     return NULL;
@@ -46,10 +53,12 @@ int subs_add(struct conn *c, uint32_t sym) {
             /* The first subscription lives in the connection itself
              * (sub1); more move to an array of their own. */
             struct conn_sub *n;
-            uint16_t ncap = c->subs_cap ? (uint16_t)(c->subs_cap * 2) : 1;
+            if (c->subs_cap > UINT32_MAX / 2)
+                return -ENOMEM; /* unreachable within CONFIG_MAX_SUBSCRIPTIONS; never wrap */
+            uint32_t ncap = c->subs_cap ? c->subs_cap * 2 : 1;
             if (!c->subs_cap) {
                 n = &c->sub1;
-            } else if ((n = malloc(ncap * sizeof(*n)))) {
+            } else if ((n = malloc((size_t)ncap * sizeof(*n)))) {
                 memcpy(n, c->subs, c->nsubs * sizeof(*n));
                 if (c->subs != &c->sub1)
                     free(c->subs);
@@ -60,8 +69,10 @@ int subs_add(struct conn *c, uint32_t sym) {
             c->subs_cap = ncap;
         }
         if (l->n == l->cap) {
+            if (l->cap > UINT32_MAX / 2)
+                return -ENOMEM; /* more subscribers than limits.max_connections allows; never wrap */
             uint32_t ncap = l->cap ? l->cap * 2 : 8;
-            struct sub_entry *n = realloc(l->v, ncap * sizeof(*n));
+            struct sub_entry *n = realloc(l->v, (size_t)ncap * sizeof(*n));
             if (!n)
                 return -ENOMEM;
             l->v = n;
@@ -96,11 +107,10 @@ int subs_add(struct conn *c, uint32_t sym) {
     return 0;
 }
 
-void subs_remove(struct conn *c, uint32_t sym) {
+/* Removes the subscription cs of c (found by the caller). */
+static void remove_sub(struct conn *c, struct conn_sub *cs) {
     struct worker *w = c->w;
-    struct conn_sub *cs = find(c, sym);
-    if (!cs)
-        return;
+    uint32_t sym = cs->sym;
     struct sub_list *l = &w->lists[sym];
     uint32_t idx = cs->idx;
     struct sub_entry last = l->v[l->n - 1];
@@ -117,7 +127,7 @@ void subs_remove(struct conn *c, uint32_t sym) {
     if (cs->pending)
         outbuf_unref(cs->pending);
     struct conn_batch *bt = c->batch;
-    for (uint16_t i = 0; bt && i < bt->n;) { /* nothing of it after the confirmation */
+    for (uint32_t i = 0; bt && i < bt->n;) { /* nothing of it after the confirmation */
         if (bt->v[i]->sym == sym) {
             bt->bytes -= bt->v[i]->len;
             outbuf_unref(bt->v[i]);
@@ -137,9 +147,15 @@ void subs_remove(struct conn *c, uint32_t sym) {
     atomic_fetch_sub_explicit(&w->stats.subscriptions, 1, memory_order_relaxed);
 }
 
+void subs_remove(struct conn *c, uint32_t sym) {
+    struct conn_sub *cs = find(c, sym);
+    if (cs)
+        remove_sub(c, cs);
+}
+
 void subs_remove_all(struct conn *c) {
-    while (c->nsubs)
-        subs_remove(c, c->subs[c->nsubs - 1].sym);
+    while (c->nsubs) /* from the end: no search, nothing moves */
+        remove_sub(c, &c->subs[c->nsubs - 1]);
 }
 
 static void take_conflated(void *ctx, struct outbuf *b) {
@@ -177,7 +193,7 @@ static void batch_flush(struct conn *c) {
         return;
     static const char HEAD[] = "{\"type\":\"price_batch\",\"updates\":[";
     size_t total = sizeof(HEAD) + 2;
-    for (uint16_t i = 0; i < bt->n; i++) {
+    for (uint32_t i = 0; i < bt->n; i++) {
         size_t l;
         frame_payload(bt->v[i], &l);
         total += l + 1;
@@ -188,7 +204,7 @@ static void batch_flush(struct conn *c) {
     uint8_t *p = outbuf_payload(out);
     memcpy(p, HEAD, sizeof(HEAD) - 1);
     size_t o = sizeof(HEAD) - 1;
-    for (uint16_t i = 0; i < bt->n; i++) {
+    for (uint32_t i = 0; i < bt->n; i++) {
         size_t l;
         const uint8_t *pl = frame_payload(bt->v[i], &l);
         if (i)
@@ -220,31 +236,41 @@ static void on_batch_timer(uv_timer_t *t) {
     }
 }
 
-/* Adds a tick to c's batch (consumes the reference). Bounded: past the
- * outbound cap the newest tick of a symbol replaces the older one. */
+/* Replaces the newest waiting tick of b's symbol with b (consumed): the
+ * last one, so the batch stays in seq order. False when none waits. */
+static bool batch_conflate(struct conn *c, struct outbuf *b) {
+    struct conn_batch *bt = c->batch;
+    for (uint32_t i = bt->n; i-- > 0;)
+        if (bt->v[i]->sym == b->sym) {
+            bt->bytes -= bt->v[i]->len;
+            outbuf_unref(bt->v[i]);
+            bt->v[i] = b;
+            bt->bytes += b->len;
+            atomic_fetch_add_explicit(&c->w->stats.conflated, 1, memory_order_relaxed);
+            return true;
+        }
+    return false;
+}
+
+/* Adds a tick to c's batch (consumes the reference). Bounded by bytes:
+ * past the outbound cap the newest tick of a symbol replaces the older
+ * one, so the batch holds at most cap bytes plus one tick per subscribed
+ * symbol; the entry count follows from that and never wraps. When the
+ * array cannot grow (out of memory) the tick is conflated too, or
+ * dropped only when nothing of its symbol waits. */
 static void batch_add(struct conn *c, struct outbuf *b) {
     struct conn_batch *bt = c->batch;
     uint64_t cap = (uint64_t)c->w->srv->cfg.limits.max_outbound_bytes;
-    if (bt->bytes + b->len > cap) {
-        for (uint16_t i = 0; i < bt->n; i++)
-            if (bt->v[i]->sym == b->sym) {
-                bt->bytes -= bt->v[i]->len;
-                outbuf_unref(bt->v[i]);
-                bt->v[i] = b;
-                bt->bytes += b->len;
-                atomic_fetch_add_explicit(&c->w->stats.conflated, 1, memory_order_relaxed);
-                return;
-            }
-    }
+    if (bt->bytes + b->len > cap && batch_conflate(c, b))
+        return;
     if (bt->n == bt->cap) {
-        uint16_t ncap = bt->cap ? (uint16_t)(bt->cap * 2) : 16;
-        if (ncap < bt->cap || ncap > 32768) {
-            outbuf_unref(b); /* cannot happen within the byte cap; never grow without bound */
-            return;
-        }
-        struct outbuf **n = realloc(bt->v, ncap * sizeof(*n));
+        struct outbuf **n = NULL;
+        uint32_t ncap = bt->cap ? bt->cap * 2 : 16;
+        if (bt->cap <= UINT32_MAX / 2)
+            n = realloc(bt->v, (size_t)ncap * sizeof(*n));
         if (!n) {
-            outbuf_unref(b);
+            if (!batch_conflate(c, b))
+                outbuf_unref(b);
             return;
         }
         bt->v = n;
@@ -283,7 +309,7 @@ void subs_batch_release(struct conn *c) {
     if (!bt)
         return;
     struct worker *w = c->w;
-    for (uint16_t i = 0; i < bt->n; i++)
+    for (uint32_t i = 0; i < bt->n; i++)
         outbuf_unref(bt->v[i]);
     free(bt->v);
     if (bt->prev)
@@ -344,7 +370,7 @@ void subs_on_drain(struct conn *c) {
     if (!c->congested || c->out.bytes > cap / 2)
         return;
     c->congested = false;
-    for (uint16_t i = 0; i < c->nsubs; i++) {
+    for (uint32_t i = 0; i < c->nsubs; i++) {
         struct outbuf *b = c->subs[i].pending;
         if (b) {
             c->subs[i].pending = NULL;

@@ -63,9 +63,9 @@ struct conn_batch {
     struct conn *prev, *next;   /* the worker's list of batching connections */
     uint64_t due;               /* loop ms of the next flush */
     struct outbuf **v;          /* tick frames waiting, one reference each */
-    uint32_t bytes;             /* their total size */
+    uint64_t bytes;             /* their total size */
+    uint32_t n, cap;            /* entries in v / allocated */
     uint16_t ms;                /* flush interval, 1..1000 */
-    uint16_t n, cap;
 };
 
 /* set_options: sets c's batch interval (0..1000 ms; 0 = off); a batch

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pubsub/tick.h"
+
 /* About 100 well-known tickers with realistic start prices. */
 static const struct {
     const char *name;
@@ -137,8 +139,8 @@ int symbols_load(struct symbol_table *t, const char *path, FILE *err) {
             price = strtod(comma + 1, &end);
             while (*end == ' ' || *end == '\t')
                 end++;
-            if (end == comma + 1 || *end || !(price > 0) || price > 1e12) {
-                fprintf(err, "tickgate: feed.symbols_file: %s: bad start price\n", where);
+            if (end == comma + 1 || *end || !(price >= TICK_PRICE_MIN && price <= TICK_PRICE_MAX)) {
+                fprintf(err, "tickgate: feed.symbols_file: %s: bad start price (0.000001..1e12)\n", where);
                 rc = -1;
                 break;
             }

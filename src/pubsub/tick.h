@@ -16,6 +16,16 @@ struct tick {
     uint64_t seq;
 };
 
+/* Precision of a price_update: prices (price, bid, ask, change) are printed
+ * with up to 6 decimals, volume and change_percent with up to 4. A non-zero
+ * value below one step would print as 0, so publishers may not send one. */
+#define TICK_PRICE_DECIMALS 6
+#define TICK_VOLUME_DECIMALS 4
+#define TICK_PRICE_MIN 0.000001  /* smallest price, bid or ask other than 0 */
+#define TICK_PRICE_MAX 1e12
+#define TICK_VOLUME_MIN 0.0001   /* smallest volume other than 0 */
+#define TICK_VOLUME_MAX 1e15
+
 /* Longest price_update a tick can format to. */
 #define TICK_JSON_MAX 400
 

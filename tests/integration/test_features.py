@@ -15,13 +15,13 @@ import time
 
 import pytest
 
-from conftest import http_json, mint, wait_until
+from conftest import get_metrics, http_json, mint, wait_until
 from redis_helpers import (  # noqa: F401  (fixtures are registered by import)
     api, health, rdb, redis_server, rgw, rws)
 
 # Lenient security limits: the role and bounds tests provoke many
 # violations from 127.0.0.1 on purpose and must not be closed or blocked.
-LENIENT = ("--limits.max_messages_per_minute=100000", "--security.high_violations=1000000",
+LENIENT = ("--limits.max_messages_per_minute=100000", "--security.high_violations=65535",
            "--security.critical_violations=1000000", "--limits.max_connections_per_ip=1000",
            "--limits.max_connections_per_user=50")
 
@@ -372,6 +372,75 @@ def test_batch_options_bounds(tickgate, jclients):
         assert anon.request({"type": "set_options", "batch_ms": v}) == {"type": "options_set", "batch_ms": v}
 
 
+def test_batch_of_a_client_not_reading_conflates_in_seq_order(tickgate, jclients):
+    """Issue 13 item 6, sibling: a batch counted its ticks in 16 bits and
+    stopped at 32,768, dropping every later tick (the newest included)
+    while its bytes were still under limits.max_outbound_bytes; and at the
+    byte bound the newest tick replaced the symbol's *oldest* waiting one,
+    so a price_batch went back in seq. A batching client that does not
+    read: once its socket and queue are full the batch only grows, past
+    32,768 ticks (6 MiB of them), then conflates; reading again, the client
+    sees seqs strictly increasing, ending with the newest tick."""
+    cap = 6 << 20
+    gw = start(tickgate, "--limits.max_outbound_bytes=%d" % cap)
+    slow = jclients.small(gw, 4096)
+    slow.subscribe(["AAPL"])
+    assert slow.request({"type": "set_options", "batch_ms": 1})["type"] == "options_set"
+    pub = jclients.publisher(gw)
+    sent = 0
+
+    def burst(n=1000):
+        nonlocal sent
+        publish(pub, [{"symbol": "AAPL", "price": 100 + (sent + i) / 100, "volume": sent + i}
+                      for i in range(1, n + 1)])
+        sent += n
+
+    # Until the batch passes the byte cap (bounded: a few MB sit in socket
+    # buffers, 6 MiB in the queue, then 6 MiB of batch at ~150 bytes a tick).
+    while get_metrics(gw)["tickgate_slow_consumer_conflated_total"] == 0:
+        assert sent < 400000, "no conflation after %d ticks to a batching client that does not read" % sent
+        burst()
+    for _ in range(3):
+        burst()
+    got = []
+    while not got or got[-1]["seq"] < sent:
+        m = slow.recv(timeout=30)
+        assert m.get("type") == "price_batch", m
+        assert all(u["symbol"] == "AAPL" for u in m["updates"]), m["updates"][:3]
+        seqs = [u["seq"] for u in got[-1:] + m["updates"]]
+        back = [(a, b) for a, b in zip(seqs, seqs[1:]) if a >= b]
+        assert not back, "seq went back in a price_batch: %s" % back[:5]
+        got += m["updates"]
+    assert got[-1]["volume"] == sent and len(got) < sent, (got[-1], len(got), sent)
+    assert_quiet(slow, "after the newest tick")
+
+
+def test_one_message_larger_than_the_reply_bound_is_delivered(tickgate, jclients):
+    """Issue 13 item 15, a cross-key sibling: a client whose queued replies
+    pass 2 x limits.max_outbound_bytes is taken for one that does not read
+    and closed, but the check counted the message being queued too, so a
+    reader asking for a 1000-tick history (~150 KB) with the smallest cap
+    (4096), or batching 30 symbols, was closed at once. What is already
+    queued is what shows a client not reading."""
+    gw = start(tickgate, "--limits.max_outbound_bytes=4096")
+    pub = jclients.publisher(gw)
+    syms = ["AAPL", "MSFT", "GOOGL", "GOOG", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "MA", "UNH", "JNJ", "XOM",
+            "WMT", "PG", "HD", "CVX", "LLY", "ABBV", "MRK", "KO", "PEP", "AVGO", "COST", "ADBE", "CRM", "NFLX",
+            "AMD", "INTC"]
+    for k in range(2):
+        publish(pub, [{"symbol": "AAPL", "price": 100 + (500 * k + i) / 100, "volume": i} for i in range(500)])
+    viewer = jclients.open(gw, token=mint("v", "viewer"))
+    r = request_id(viewer, {"type": "get_history", "symbol": "AAPL", "limit": 1000, "id": "h"})
+    assert r["type"] == "history" and len(r["updates"]) == 1000 and len(json.dumps(r)) > 2 * 4096, r["type"]
+    batcher = jclients.open(gw, token=mint("t", "trader"))
+    batcher.subscribe(syms)
+    assert batcher.request({"type": "set_options", "batch_ms": 200})["type"] == "options_set"
+    publish(pub, [{"symbol": s, "price": 50} for s in syms])
+    got, _ = read_batches(batcher, len(syms))
+    assert sorted(u["symbol"] for u in got) == sorted(syms)
+    assert_quiet(batcher, "after the batch")
+
+
 # ---------------------------------------------------------------------------
 # 5. portfolio subscriptions and user events
 # ---------------------------------------------------------------------------
@@ -511,6 +580,68 @@ def test_limit_buy_rests_until_a_tick_crosses(tickgate, jclients):
     assert ev["cash"] == pytest.approx(PAPER_CASH - 3 * 389.5 - 380 + 4 * 412), ev
 
 
+def test_open_limit_orders_are_capped_per_user(tickgate, jclients):
+    """Issue 13 item 8: resting orders per user were unbounded (36,000 in
+    1.4 s, each walked by every tick). trade.max_open_orders (default 100)
+    caps the limit orders a user holds; market orders and other users are
+    not affected, and a fill frees a place."""
+    gw = start(tickgate)
+    pub = jclients.publisher(gw)
+    publish(pub, [{"symbol": "MSFT", "price": 400, "volume": 1}])
+    alice = jclients.open(gw, token=mint("alice", "trader"))
+    for i in range(100):
+        r = trade(alice, i, symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=300 + i / 100)
+        assert r["type"] == "trade_accepted" and r["id"] == i, r
+    r = trade(alice, "over", symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=350)
+    assert r == {"type": "trade_rejected", "reason": "too_many_open_orders", "id": "over"}, r
+    # Her other connection shares the count: it is the user's, not the socket's.
+    alice2 = jclients.open(gw, token=mint("alice", "trader"))
+    r = trade(alice2, "over2", symbol="MSFT", side="sell", quantity=1, order_type="limit", limit_price=500)
+    assert r == {"type": "trade_rejected", "reason": "too_many_open_orders", "id": "over2"}, r
+    # A market order does not rest, so it is not capped; another user is not either.
+    assert trade(alice, "m", **market("MSFT", "buy", 1))["type"] == "trade_accepted"
+    assert alice.recv()["type"] == "trade_filled"
+    bob = jclients.open(gw, token=mint("bob", "trader"))
+    r = trade(bob, "b", symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=300)
+    assert r["type"] == "trade_accepted", r
+    # A tick at 300.98 fills her two best (300.99, 300.98) and nothing else;
+    # each fill frees a place, so two more orders rest and the third is refused.
+    publish(pub, [{"symbol": "MSFT", "price": 300.98, "volume": 1}])
+    fills = [alice.recv() for _ in range(2)]
+    assert [f["type"] for f in fills] == ["trade_filled"] * 2, fills
+    assert_quiet(alice, "only the crossed orders fill")
+    for n in range(2):
+        r = trade(alice, "again%d" % n, symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=200)
+        assert r["type"] == "trade_accepted", r
+    r = trade(alice, "full", symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=200)
+    assert r == {"type": "trade_rejected", "reason": "too_many_open_orders", "id": "full"}, r
+
+
+def test_max_open_orders_option_and_fills_best_limit_first(tickgate, jclients):
+    """trade.max_open_orders is configurable; a tick fills the orders it
+    crosses best limit first, the oldest first among equal limits (the
+    resting list used to fill the newest first)."""
+    gw = start(tickgate, "--trade.max_open_orders=4")
+    pub = jclients.publisher(gw)
+    publish(pub, [{"symbol": "MSFT", "price": 400, "volume": 1}])
+    bob = jclients.open(gw, token=mint("bob", "trader"))
+    ids = {}
+    for name, limit in (("a", 390), ("b", 392), ("c", 391), ("d", 392)):
+        r = trade(bob, name, symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=limit)
+        assert r["type"] == "trade_accepted", r
+        ids[r["order_id"]] = name
+    r = trade(bob, "e", symbol="MSFT", side="buy", quantity=1, order_type="limit", limit_price=380)
+    assert r == {"type": "trade_rejected", "reason": "too_many_open_orders", "id": "e"}, r
+    publish(pub, [{"symbol": "MSFT", "price": 389, "volume": 1}])
+    got = []
+    for _ in range(4):
+        f = bob.recv()
+        assert f["type"] == "trade_filled" and f["price"] == 389, f
+        got.append(ids[f["order_id"]])
+    assert got == ["b", "d", "c", "a"], got
+    assert_quiet(bob, "four fills")
+
+
 def test_trade_rejections(tickgate, jclients):
     gw = start(tickgate)
     pub = jclients.publisher(gw)
@@ -545,6 +676,8 @@ def test_trade_invalid_fields(tickgate, jclients):
                                                                                       if k != "side"},
            dict(good, order_type="stop"), dict(good, order_type=1), {k: v for k, v in good.items() if k != "order_type"},
            dict(good, quantity=0), dict(good, quantity=-5), dict(good, quantity="10"), dict(good, quantity=None),
+           dict(good, quantity=1e-300), dict(good, quantity=1e9 + 1),  # issue 13 item 15: a cost that rounds to 0
+           dict(good, order_type="limit", limit_price=1e-300), dict(good, order_type="limit", limit_price=2e12),
            {k: v for k, v in good.items() if k != "quantity"},
            dict(good, order_type="limit"), dict(good, order_type="limit", limit_price=0),
            dict(good, order_type="limit", limit_price=-1), dict(good, order_type="limit", limit_price="100"),

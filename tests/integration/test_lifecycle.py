@@ -184,6 +184,28 @@ def test_bad_command_line_rejected(args, needle):
     assert "listening" not in out
 
 
+@pytest.mark.parametrize("args,needle", [
+    (["--server.static_dir=/nonexistent-tickgate-web"], "server.static_dir"),
+    (["--server.static_dir=/etc/hostname"], "server.static_dir"),
+    (["--server.static_dir="], "server.static_dir"),
+    (["--limits.heartbeat_interval_s=30", "--limits.heartbeat_timeout_s=29"], "limits.heartbeat_timeout_s"),
+    (["--security.medium_violations=7", "--security.high_violations=6"], "security.medium_violations"),
+    (["--security.high_violations=65536"], "security.high_violations"),
+    (["--limits.max_subscriptions_per_client=100001"], "limits.max_subscriptions_per_client"),
+], ids=["static-dir-missing", "static-dir-a-file", "static-dir-empty", "heartbeat-timeout-below-interval",
+        "medium-above-high", "violations-past-16-bits", "subscriptions-past-the-bound"])
+def test_settings_the_server_cannot_honour_rejected(args, needle):
+    """Issue 13 items 6 and 15: values each within their own bounds that
+    the server could not honour (a missing demo directory, an empty one
+    serving the whole file system, a timeout before the first ping, a
+    threat level never reached, counts past their fields) stop the start
+    with a message naming the key."""
+    rc, out, err = run_tickgate(["--server.listen=127.0.0.1:0"] + args)
+    assert rc == 2, "accepted %s (rc %s)" % (args, rc)
+    assert needle in err, "stderr does not name %r:\n%s" % (needle, err)
+    assert "listening" not in out
+
+
 @pytest.mark.parametrize("var", ["TICKGATE_SERVER_BOGUS", "TICKGATE_LIMITS_MAX_MESSAGES"])
 def test_unknown_environment_variable_rejected(var):
     rc, out, err = run_tickgate(["--server.listen=127.0.0.1:0"], env={var: "1"})

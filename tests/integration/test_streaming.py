@@ -261,6 +261,37 @@ def test_unsubscribe_stops_updates(tickgate, jclients):
     assert (s["subscriptions"], s["active_streams"]) == (1, 1), s
 
 
+def test_more_than_65536_subscriptions_in_one_connection(tickgate, jclients, tmp_path):
+    """Issue 13 item 6: a connection's subscription count and capacity were
+    16-bit: the 32,769th subscription doubled the capacity to 0 (malloc(0),
+    then a 512 KiB memcpy into it), and 65,536 wrapped the count itself.
+    The universe holds at most 65,536 symbols, so all of them in one
+    connection is the largest count there is."""
+    n = 65536
+    names = ["S%d" % i for i in range(n)]
+    (tmp_path / "syms").write_text("\n".join(names) + "\n")  # no start prices: no snapshots
+    gw = tickgate("--feed.symbols_file=%s" % (tmp_path / "syms"), "--limits.max_subscriptions_per_client=100000",
+                  "--limits.max_messages_per_minute=100000", "--server.workers=1")
+    ws = jclients.open(gw, token=mint("t", "trader"))
+    pub = jclients.publisher(gw)
+    assert ws.hello["limits"]["max_subscriptions"] == 100000
+    for k in range(0, n, 100):
+        ws.send({"type": "subscribe", "symbols": names[k:k + 100], "id": k})
+    for k in range(0, n, 100):
+        r = ws.recv(timeout=30)
+        assert r == {"type": "subscription_confirmed", "symbols": names[k:k + 100], "id": k}, r
+    assert get_stats(gw)["subscriptions"] == n
+    # Every subscription is live, the last one as much as the first.
+    pub.publish([{"symbol": names[0], "price": 1.5}, {"symbol": names[-1], "price": 2.5}])
+    assert [(m["symbol"], m["price"]) for m in (ws.recv(), ws.recv())] == [(names[0], 1.5), (names[-1], 2.5)]
+    r = ws.request({"type": "unsubscribe", "symbols": names[:100]})
+    assert r["type"] == "unsubscription_confirmed"
+    assert ws.fence() == []
+    assert get_stats(gw)["subscriptions"] == n - 100
+    ws.close()  # the release drops the rest
+    wait_stats(gw, lambda s: s["subscriptions"] == 0 and s["active_streams"] == 0, 30, "every subscription released")
+
+
 # ---------------------------------------------------------------------------
 # publishing
 # ---------------------------------------------------------------------------
@@ -339,6 +370,17 @@ INVALID_TICKS = {
     "valid_then_invalid": [{"symbol": "AAPL", "price": 201.0}, {"symbol": "AAPL", "price": -1}],
     "volume_string": [{"symbol": "AAPL", "price": 201.0, "volume": "10"}],
     "more_than_1000": [{"symbol": "AAPL", "price": 200.0}] * 1001,
+    # Issue 13 item 15: values a price_update would print as 0, and crossed quotes.
+    "price_prints_as_0": [{"symbol": "AAPL", "price": 1e-300}],
+    "price_below_one_step": [{"symbol": "AAPL", "price": 0.0000009}],
+    "bid_prints_as_0": [{"symbol": "AAPL", "price": 10, "bid": 1e-300}],
+    "ask_prints_as_0": [{"symbol": "AAPL", "price": 10, "ask": 4e-7}],
+    "volume_prints_as_0": [{"symbol": "AAPL", "price": 10, "volume": 0.00004}],
+    "price_too_big": [{"symbol": "AAPL", "price": 1.5e12}],
+    "bid_above_ask": [{"symbol": "AAPL", "price": 100, "bid": 100.02, "ask": 100.01}],
+    "bid_above_price_no_ask": [{"symbol": "AAPL", "price": 100, "bid": 100.5}],
+    "ask_below_price_no_bid": [{"symbol": "AAPL", "price": 100, "ask": 99.5}],
+    "valid_then_crossed": [{"symbol": "AAPL", "price": 100}, {"symbol": "AAPL", "price": 100, "bid": 2, "ask": 1}],
 }
 
 
@@ -356,6 +398,22 @@ def test_publish_invalid_tick_publishes_nothing(tickgate, jclients, case):
     m = sub.recv()
     assert (m["type"], m["seq"], m["price"]) == ("price_update", 1, 199.0), m
     assert sub.fence() == []
+
+
+def test_publish_precision_edges_are_shown_as_given(tickgate, jclients):
+    """The smallest values a price_update can show (one printed step) are
+    accepted and arrive unchanged; bid 0, volume 0 and a locked quote
+    (bid == ask) are fine too."""
+    gw = tickgate()
+    sub = jclients.open(gw)
+    pub = jclients.publisher(gw)
+    sub.subscribe(["AAPL"])
+    ups = [{"symbol": "AAPL", "price": 0.000001, "bid": 0, "ask": 0.000002, "volume": 0.0001},
+           {"symbol": "AAPL", "price": 5, "bid": 5, "ask": 5, "volume": 0}]
+    assert pub.publish(ups) == {"type": "published", "count": 2}
+    a, b = sub.recv(), sub.recv()
+    assert (a["price"], a["bid"], a["ask"], a["volume"]) == (0.000001, 0, 0.000002, 0.0001), a
+    assert (b["price"], b["bid"], b["ask"], b["volume"]) == (5, 5, 5, 0), b
 
 
 @pytest.mark.parametrize("updates", ['"AAPL"', "{}", "null"], ids=["string", "object", "null"])

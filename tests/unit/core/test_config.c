@@ -503,6 +503,39 @@ static void test_reject_bad_paths(void **state) {
     config_free(&c);
 }
 
+/* Keys within their own bounds whose combination cannot work, and bounds
+ * tied to the width of the fields that count them (issue 13, items 6, 15). */
+static void test_reject_relations_and_field_bounds(void **state) {
+    (void)state;
+    struct config c;
+    expect_reject(load(&c, "--server.static_dir=", NULL), &c, "server.static_dir");
+    expect_reject(load(&c, "--limits.heartbeat_timeout_s=29", "--limits.heartbeat_interval_s=30", NULL), &c,
+                  "limits.heartbeat_timeout_s");
+    setenv("TICKGATE_LIMITS_HEARTBEAT_INTERVAL_S", "120", 1); /* against the default timeout, 90 */
+    expect_reject(load(&c, NULL), &c, "limits.heartbeat_interval_s");
+    unsetenv("TICKGATE_LIMITS_HEARTBEAT_INTERVAL_S");
+    const char *path = write_ini("[security]\nmedium_violations = 7\nhigh_violations = 6\n");
+    expect_reject(load(&c, "--config", path, NULL), &c, "security.medium_violations");
+    expect_reject(load(&c, "--security.high_violations=65536", NULL), &c, "security.high_violations");
+    expect_reject(load(&c, "--security.medium_violations=65536", NULL), &c, "security.medium_violations");
+    expect_reject(load(&c, "--limits.max_subscriptions_per_client=100001", NULL), &c,
+                  "limits.max_subscriptions_per_client");
+    expect_reject(load(&c, "--limits.viewer_max_symbols=100001", NULL), &c, "limits.viewer_max_symbols");
+    expect_reject(load(&c, "--trade.max_open_orders=0", NULL), &c, "trade.max_open_orders"); /* item 8 */
+    expect_reject(load(&c, "--trade.max_open_orders=100001", NULL), &c, "trade.max_open_orders");
+    expect_ok(load(&c, NULL));
+    assert_int_equal(c.trade.max_open_orders, 100);
+    config_free(&c);
+
+    /* the edges are accepted */
+    expect_ok(load(&c, "--limits.heartbeat_timeout_s=30", "--limits.heartbeat_interval_s=30",
+                   "--security.medium_violations=65535", "--security.high_violations=65535",
+                   "--limits.max_subscriptions_per_client=100000", NULL));
+    assert_int_equal(c.security.high_violations, CONFIG_MAX_VIOLATIONS);
+    assert_int_equal(c.limits.max_subscriptions_per_client, CONFIG_MAX_SUBSCRIPTIONS);
+    config_free(&c);
+}
+
 static void test_reject_missing_file(void **state) {
     (void)state;
     struct config c;
@@ -675,6 +708,7 @@ int main(void) {
         T(test_reject_bad_int),
         T(test_reject_bad_listen),
         T(test_reject_bad_paths),
+        T(test_reject_relations_and_field_bounds),
         T(test_reject_missing_file),
         T(test_reject_ini_syntax),
         T(test_help_and_version),

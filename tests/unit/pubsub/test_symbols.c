@@ -253,10 +253,10 @@ static void test_file_single(void **state) {
     assert_int_equal(find(&t, "ONE"), 0);
     assert_true(t.start[0] == 0);
     symbols_free(&t);
-    /* the largest accepted price */
-    expect_loaded(load(&t, write_text("BIG,1e12\nSMALL,1e-9\n")), &t);
+    /* the largest and smallest accepted prices (one printed step: 6 decimals) */
+    expect_loaded(load(&t, write_text("BIG,1e12\nSMALL,0.000001\n")), &t);
     assert_true(t.start[find(&t, "BIG")] == 1e12);
-    assert_true(t.start[find(&t, "SMALL")] == 1e-9);
+    assert_true(t.start[find(&t, "SMALL")] == 0.000001);
     symbols_free(&t);
 }
 
@@ -281,6 +281,8 @@ static void test_file_rejects(void **state) {
         {"X,nan\n", "bad start price"},
         {"X,inf\n", "bad start price"},
         {"X,1e13\n", "bad start price"},
+        {"X,1e-9\n", "bad start price"},   /* would print as 0 (issue 13, item 15) */
+        {"X,1e-300\n", "bad start price"},
         {"", "no symbols"},
         {"\n\n   \n", "no symbols"},
         {"# only a comment\n#another\n", "no symbols"},
