@@ -136,6 +136,50 @@ def test_garbage_request_400(gw, data):
     assert resp.status == 400, resp
 
 
+# Requests a proxy in front could read differently (RFC 9112): refused with
+# 400 and the connection closed, so nothing after them is ever read as a
+# request of its own (docs/protocol.md).
+SMUGGLING = {
+    "space-before-colon": b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello",
+    "te-space-before-colon": b"POST /api/publish HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    "obs-fold": b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+    "obs-fold-tab": b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tb\r\n\r\n",
+    "space-before-first-field": b"GET /health HTTP/1.1\r\n Host: x\r\n\r\n",
+    "tab-in-target": b"GET /health\tx HTTP/1.1\r\nHost: x\r\n\r\n",
+    "te-in-http10": b"POST /api/publish HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "no-host": b"GET /health HTTP/1.1\r\n\r\n",
+    "two-hosts": b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("data", list(SMUGGLING.values()), ids=list(SMUGGLING))
+def test_ambiguous_request_400_and_closed(gw, clients, data):
+    c = clients.http(gw)
+    # A second request behind it must never be answered.
+    c.send(data + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    resp = c.read_response()
+    assert resp.status == 400, resp
+    assert_error_body(resp)
+    c.wait_closed(timeout=5)
+
+
+def test_content_length_with_space_does_not_frame_body(gw, clients):
+    """`Content-Length : 5` used to be honoured: the 5 body bytes were taken
+    and the request behind them answered."""
+    c = clients.http(gw)
+    c.send(b"POST /nosuch HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello"
+           b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert c.read_response().status == 400
+    assert c.wait_closed(timeout=5) == b""
+
+
+def test_strictness_keeps_what_rfc_allows(gw, clients):
+    c = clients.http(gw)
+    c.send(b"GET /health HTTP/1.1\nHost: x\nX-A: a \t b\n\n")  # bare LF, whitespace inside a value
+    assert c.read_response().status == 200
+    assert http_raw(gw.host, gw.port, b"GET /health HTTP/1.0\r\n\r\n").status == 200  # no Host in 1.0
+
+
 # ---------------------------------------------------------------------------
 # WebSocket upgrade
 # ---------------------------------------------------------------------------
