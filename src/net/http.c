@@ -201,7 +201,21 @@ void http_req_free(struct http_req *r) {
     free(r);
 }
 
+/* Buffers larger than this are not kept for the next request: an idle
+ * keep-alive connection holds no more than a small request needs. */
+#define HTTP_KEEP_BUF 4096
+
 void http_req_reset(struct http_req *r) {
+    if (r->head_cap > HTTP_KEEP_BUF) {
+        free(r->head);
+        r->head = NULL;
+        r->head_cap = 0;
+    }
+    if (r->body_cap > HTTP_KEEP_BUF) {
+        free(r->body);
+        r->body = NULL;
+        r->body_cap = 0;
+    }
     r->lines = 0;
     r->head_len = 0;
     r->url = r->url_len = 0;

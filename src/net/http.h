@@ -49,6 +49,7 @@ struct http_req {
     char *body;
     size_t body_len, body_cap;
     size_t max_body;
+    uint64_t born_ms;           /* the connection's accept, loop ms (set by conn.c; kept across requests) */
     /* filled at completion (owned, NUL-terminated; "" when absent) */
     char *path;                 /* the URL's path, not decoded */
     char *query;                /* the raw query string */
@@ -58,7 +59,8 @@ struct http_req {
 struct http_req *http_req_new(size_t max_body);
 void http_req_free(struct http_req *r);
 
-/* Prepares r for the next request on a keep-alive connection. */
+/* Prepares r for the next request on a keep-alive connection; buffers
+ * grown past 4 KiB are freed, so an idle connection holds little. */
 void http_req_reset(struct http_req *r);
 
 /* Feeds bytes; *used gets the bytes consumed. */

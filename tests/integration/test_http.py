@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from wsraw import accept_for, http_raw, http_request
+from wsraw import PeerClosed, accept_for, http_raw, http_request
 
 
 def assert_error_body(resp):
@@ -287,6 +287,31 @@ def test_slowloris_incomplete_upgrade(gateway):
         wait_disconnected(s, timeout=5)
     finally:
         s.close()
+
+
+def test_keep_alive_life_is_bounded(gateway, clients):
+    """A small request every 0.3 s used to keep a connection open for ever
+    (each answer restarted the idle timeout). server.keepalive_max_s bounds
+    its whole life: the first answer after it says Connection: close (or the
+    idle connection is closed at it), never before."""
+    gw = gateway("--server.keepalive_max_s=2", "--server.handshake_timeout_ms=1000")
+    c = clients.http(gw)
+    t0 = time.monotonic()
+    answers = 0
+    while True:
+        assert time.monotonic() - t0 < 15, "still open after 15 s and %d answers" % answers
+        try:
+            resp = c.request("GET", "/health")
+        except PeerClosed:
+            break  # closed by the server between two requests (at the end of its life)
+        assert resp.status == 200, resp
+        answers += 1
+        if resp.headers.get("connection", "").lower() == "close":
+            c.wait_closed(timeout=5)
+            break
+        time.sleep(0.3)
+    assert time.monotonic() - t0 >= 1.9, "closed after %.2f s, before its 2 s life" % (time.monotonic() - t0)
+    assert answers >= 3, answers
 
 
 def test_slow_but_complete_request_works(gateway, clients):
