@@ -453,11 +453,11 @@ static void wait_released(void) {
     FUZZ_CHECK(W->nconns == 0, "connection not released after the client left (%llu left)",
                (unsigned long long)W->nconns);
     pump(4); /* mails in flight (ticks, gathers) */
-    long conns = atomic_load(&srv.ws_connections);
+    long conns = atomic_load(&srv.connections);
     uint64_t open = atomic_load(&W->stats.ws_open), subs = atomic_load(&W->stats.subscriptions);
     long streams = atomic_load(&srv.hub.active_streams);
     FUZZ_CHECK(conns == 0 && open == 0 && subs == 0 && streams == 0,
-               "gauges not back to zero: ws_connections %ld ws_open %llu subscriptions %llu active_streams %ld", conns,
+               "gauges not back to zero: connections %ld ws_open %llu subscriptions %llu active_streams %ld", conns,
                (unsigned long long)open, (unsigned long long)subs, streams);
     for (int r = 0; r < ROLE_COUNT; r++)
         FUZZ_CHECK(atomic_load(&W->stats.by_role[r]) == 0, "role %d gauge %llu", r,

@@ -50,6 +50,8 @@ static const struct key KEYS[] = {
      "comma-separated CIDRs of proxies whose X-Forwarded-For names the client (right-most untrusted address)"},
     {"server", "handshake_timeout_ms", K_INT, F(server.handshake_timeout_ms), "5000", 100, 600000, NULL,
      "a request (and a WebSocket handshake) must complete within this, or the socket is closed"},
+    {"server", "keepalive_max_s", K_INT, F(server.keepalive_max_s), "60", 1, 86400, NULL,
+     "longest life of a plain HTTP keep-alive connection, however busy; the answer after it closes it"},
     {"server", "shutdown_grace_ms", K_INT, F(server.shutdown_grace_ms), "5000", 0, 600000, NULL,
      "on SIGTERM/SIGINT, longest wait for clients to close before exiting"},
     {"server", "max_http_body_bytes", K_LONG, F(server.max_http_body_bytes), "1048576", 0, 1L << 30, NULL,

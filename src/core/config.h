@@ -29,6 +29,7 @@ struct config {
         char *allowed_origins;      /* comma list; "" = any Origin */
         char *trusted_proxies;      /* CIDR list whose X-Forwarded-For is believed */
         int handshake_timeout_ms;   /* a request must complete within this */
+        int keepalive_max_s;        /* total life of a plain HTTP connection */
         int shutdown_grace_ms;      /* SIGTERM to exit, at most */
         long max_http_body_bytes;   /* request bodies above this: 413 */
     } server;

@@ -20,16 +20,16 @@
 #include "core/log.h"
 #include "ws/handshake.h"
 
-bool server_ws_reserve(struct server *srv) {
-    long n = atomic_fetch_add(&srv->ws_connections, 1);
+bool server_conn_reserve(struct server *srv) {
+    long n = atomic_fetch_add(&srv->connections, 1);
     if (n >= srv->cfg.limits.max_connections) {
-        atomic_fetch_sub(&srv->ws_connections, 1);
+        atomic_fetch_sub(&srv->connections, 1);
         return false;
     }
     return true;
 }
 
-void server_ws_release(struct server *srv) { atomic_fetch_sub(&srv->ws_connections, 1); }
+void server_conn_release(struct server *srv) { atomic_fetch_sub(&srv->connections, 1); }
 
 /* Creates a socket bound to addr; reuseport lets every worker bind one. */
 static int bind_socket(const struct sockaddr *addr, socklen_t alen, bool reuseport) {

@@ -45,7 +45,7 @@ struct server {
     uv_async_t worker_done;        /* a worker's loop ended */
     atomic_int workers_running;
     atomic_bool shutting_down;     /* set once by the main thread */
-    atomic_long ws_connections;    /* WebSocket connections on this node */
+    atomic_long connections;       /* counted against limits.max_connections (net/http_guard.h) */
     char host[256];
     int port;                      /* actual port (after port 0) */
     struct sockaddr_storage addr;  /* bound address, read-only after start */
@@ -78,9 +78,10 @@ void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t du
  * reopening its listener). fd or -errno. Any thread. */
 int server_listen_socket(struct server *srv);
 
-/* Reserves one WebSocket connection slot against limits.max_connections.
- * False when the node is full. */
-bool server_ws_reserve(struct server *srv);
-void server_ws_release(struct server *srv);
+/* Reserves one connection slot against limits.max_connections: a
+ * WebSocket connection, or a plain HTTP one while a request is being
+ * answered. False when the node is full. */
+bool server_conn_reserve(struct server *srv);
+void server_conn_release(struct server *srv);
 
 #endif

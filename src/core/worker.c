@@ -2,6 +2,7 @@
 #include "core/worker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -96,10 +97,8 @@ static void begin_shutdown(struct worker *w) {
     for (struct conn *c = w->conns; c; c = c->next) {
         if (c->phase == PHASE_WS)
             ws_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
-        else if (!c->writing && c->out.count == 0)
-            conn_close(c);
         else
-            c->close_after_flush = true;
+            conn_http_end(c);
     }
     worker_conn_released(w);
 }
@@ -121,6 +120,13 @@ static void on_timer(uv_timer_t *h) {
         next = c->tnext;
         if (c->deadline <= now)
             conn_close(c); /* slow request, or no reply to our close frame */
+    }
+    /* Freed output of a client that did not read goes back to the system
+     * (at most once a second: a trim walks the whole heap). */
+    if (w->trim_due && now - w->trim_ms >= 1000) {
+        w->trim_due = false;
+        w->trim_ms = now;
+        malloc_trim(0);
     }
 }
 
@@ -166,9 +172,17 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         struct ip16 ip;
         memcpy(ip.b, &m->a, 8);
         memcpy(ip.b + 8, &m->b, 8);
-        for (struct conn *c = w->conns; c; c = c->next)
-            if (c->phase == PHASE_WS && c->endpoint == EP_JSON && !memcmp(c->cip.b, ip.b, 16))
+        /* Every connection of the IP (cip is set by each request):
+         * WebSockets, echo included, close 1008; HTTP ones once their
+         * answers are out. */
+        for (struct conn *c = w->conns; c; c = c->next) {
+            if (c->closing || memcmp(c->cip.b, ip.b, 16) != 0)
+                continue;
+            if (c->phase == PHASE_WS)
                 ws_close(c, WS_CLOSE_POLICY, "IP blocked");
+            else
+                conn_http_end(c);
+        }
         break;
     }
     case WM_GATHER:

@@ -26,7 +26,7 @@ enum worker_mail {
     WM_SHUTDOWN = 1,   /* stop accepting, close clients with 1001 */
     WM_FORCE_CLOSE,    /* grace expired: close every socket now */
     WM_TICK,           /* ptr: struct outbuf of a price_update (one ref), a: symbol */
-    WM_BLOCK_IP,       /* a, b: the 16 address bytes: close its connections 1008 */
+    WM_BLOCK_IP,       /* a, b: the 16 address bytes: close its connections (WebSocket 1008) */
     WM_GATHER,         /* ptr: struct gather: contribute, pass on (net/admin.h) */
     WM_GATHER_DONE,    /* ptr: struct gather: every worker contributed; answer */
     WM_REDIS_RESYNC,   /* Redis is back: re-send every connection's state */
@@ -68,6 +68,7 @@ struct worker_stats {
     _Atomic uint64_t ws_open;          /* gauge: WebSocket connections now */
     _Atomic uint64_t ws_total;         /* WebSocket connections opened */
     _Atomic uint64_t http_requests;
+    _Atomic uint64_t http_paused;      /* gauge: HTTP connections not read while their answers wait */
     _Atomic uint64_t bytes_sent;
     _Atomic uint64_t messages_sent;    /* frames queued to clients */
     _Atomic uint64_t by_role[ROLE_COUNT];          /* gauge */
@@ -113,6 +114,8 @@ struct worker {
     uint64_t next_id;              /* connection id sequence */
     uint32_t handshaking;          /* connections still in the HTTP phase */
     uint64_t trimmed_at;           /* stats.accepted at the last malloc_trim (net/conn.c) */
+    bool trim_due;                 /* a large output queue is gone: trim (net/conn.c) */
+    uint64_t trim_ms;              /* loop ms of the last trim for trim_due */
     bool shutting_down;
     bool stopped;                  /* handles closed, loop ending */
     int listen_fd;                 /* bound socket handed over by the server */

@@ -11,6 +11,7 @@
 #include "core/worker.h"
 #include "net/conn.h"
 #include "net/http.h"
+#include "net/http_guard.h"
 #include "ws/frame.h"
 #include "ws/session.h"
 #include "feed/redis_engine.h"
@@ -244,19 +245,13 @@ void admin_ws_broadcast(struct conn *c, json_t *msg, json_t *id) {
     gather_start(c, g);
 }
 
-/* Admin credentials: Bearer JWT or X-API-Key of role admin or super_admin. */
+/* Admin credentials: Bearer JWT or X-API-Key of role admin or super_admin.
+ * A refusal (401, 403) is a violation of the client IP. */
 static bool authorize_admin(struct conn *c, bool keep, struct identity *who) {
-    struct server *srv = c->w->srv;
-    const char *why = NULL;
-    size_t l;
-    bool has = http_req_header(c->http, "Authorization", &l) || http_req_header(c->http, "X-API-Key", &l);
-    int st = has ? auth_request(&srv->auth, c->http, who, &why) : 401;
-    if (st) {
-        conn_http_error(c, 401, "unauthorized", has ? why : "credentials required", NULL, keep);
+    if (!http_guard_identify(c, keep, "admin_api", who))
         return false;
-    }
     if (who->role != ROLE_ADMIN && who->role != ROLE_SUPER_ADMIN) {
-        conn_http_error(c, 403, "forbidden", "admin role required", NULL, keep);
+        http_guard_forbidden(c, keep, who, "admin_api", "admin role required");
         return false;
     }
     return true;

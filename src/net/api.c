@@ -11,24 +11,19 @@
 #include "feed/publish.h"
 #include "net/conn.h"
 #include "net/http.h"
+#include "net/http_guard.h"
 #include "pubsub/userevents.h"
 
 /* Answers 401/403 unless the request carries credentials of a role that
- * may publish. Anonymous never may. */
+ * may publish. Anonymous never may. Either refusal is a violation of the
+ * client IP (credential guessing must not be free). */
 static bool authorize_publish(struct conn *c, bool keep) {
-    struct server *srv = c->w->srv;
     struct identity who;
-    const char *why = NULL;
-    size_t l;
-    bool has_creds = http_req_header(c->http, "Authorization", &l) || http_req_header(c->http, "X-API-Key", &l);
-    int st = has_creds ? auth_request(&srv->auth, c->http, &who, &why) : 401;
-    if (st) {
-        conn_http_error(c, 401, "unauthorized", has_creds ? why : "credentials required", NULL, keep);
+    if (!http_guard_identify(c, keep, "api", &who))
         return false;
-    }
-    if (!(roles_allows(&srv->auth.roles, who.role, ACT_PUBLISH) || who.role == ROLE_ADMIN ||
+    if (!(roles_allows(&c->w->srv->auth.roles, who.role, ACT_PUBLISH) || who.role == ROLE_ADMIN ||
           who.role == ROLE_SUPER_ADMIN)) {
-        conn_http_error(c, 403, "forbidden", "role may not publish", NULL, keep);
+        http_guard_forbidden(c, keep, &who, "api", "role may not publish");
         return false;
     }
     return true;

@@ -14,12 +14,29 @@
 #include "core/server.h"
 #include "core/worker.h"
 #include "net/http.h"
+#include "net/http_guard.h"
 #include "net/router.h"
 #include "pubsub/subs.h"
 #include "ws/session.h"
 
 #define MAX_IOV 64
-#define HTTP_MAX_QUEUED (16u << 20)
+
+/* Pipelined requests: a connection whose queued answers reach this many
+ * bytes is not read (nor its already-read requests answered) until they are
+ * written, so a client that sends requests without reading the answers
+ * holds at most this plus one answer, whatever it sends. */
+#define HTTP_PAUSE_QUEUED (64u << 10)
+
+/* Output queues are mostly small blocks, which the allocator keeps when
+ * freed. A queue that grew past this many bytes asks its worker to hand
+ * the freed pages back to the system once it is gone (drained or closed). */
+#define CONN_TRIM_QUEUED (1u << 20)
+
+/* Input that arrived while the connection could not take it. */
+struct held_input {
+    uint32_t len;
+    uint8_t data[];
+};
 
 /* Connections come from per-worker slabs of CONN_SLAB slots: packed
  * together, with no allocator header each, and apart from the short-lived
@@ -95,12 +112,17 @@ static void on_closed(uv_handle_t *h) {
             *pp = c->dirty_next;
     }
     conn_http_done(c);
+    if (c->paused)
+        atomic_fetch_sub_explicit(&w->stats.http_paused, 1, memory_order_relaxed);
+    if (c->big_queue)
+        w->trim_due = true;
+    free(c->held);
     outq_clear(&c->out);
     free(c->msg);
     free(c->ctrl);
     free(c->wreq); /* libuv is done with it: close cancels a pending write first */
     if (c->counted) {
-        server_ws_release(w->srv);
+        server_conn_release(w->srv);
         atomic_fetch_sub_explicit(&w->stats.ws_open, 1, memory_order_relaxed);
     }
     conn_slot_free(w, c);
@@ -119,6 +141,7 @@ void conn_http_done(struct conn *c) {
     if (!c->http)
         return;
     struct worker *w = c->w;
+    http_guard_release(c);
     http_req_free(c->http);
     c->http = NULL;
     if (--w->handshaking == 0) {
@@ -177,19 +200,18 @@ void conn_send(struct conn *c, struct outbuf *b) {
         outbuf_unref(b);
         return;
     }
-    /* Bound for what a client makes us queue by not reading: replies (ticks
-     * are conflated before they get here) and pipelined HTTP responses. It
-     * judges what is already queued: one message larger than the bound (a
-     * history, a price_batch under a small max_outbound_bytes) is no sign
-     * of a client that does not read. */
-    uint64_t limit = c->phase == PHASE_WS ? 2 * (uint64_t)c->w->srv->cfg.limits.max_outbound_bytes : HTTP_MAX_QUEUED;
-    if (c->out.bytes > limit && b->kind != OB_TICK) {
+    /* Bound for the replies a WebSocket client makes us queue by not
+     * reading (ticks are conflated before they get here). It judges what is
+     * already queued: one message larger than the bound (a history, a
+     * price_batch under a small max_outbound_bytes) is no sign of a client
+     * that does not read. HTTP answers are bounded by not reading the
+     * requests behind them (HTTP_PAUSE_QUEUED). */
+    if (c->phase == PHASE_WS && b->kind != OB_TICK &&
+        c->out.bytes > 2 * (uint64_t)c->w->srv->cfg.limits.max_outbound_bytes) {
         outbuf_unref(b);
-        if (c->phase == PHASE_WS) {
-            atomic_fetch_add_explicit(&c->w->stats.slow_disconnects, 1, memory_order_relaxed);
-            if (!c->close_code)
-                c->close_code = WS_CLOSE_TRY_AGAIN;
-        }
+        atomic_fetch_add_explicit(&c->w->stats.slow_disconnects, 1, memory_order_relaxed);
+        if (!c->close_code)
+            c->close_code = WS_CLOSE_TRY_AGAIN;
         conn_close(c);
         return;
     }
@@ -198,7 +220,23 @@ void conn_send(struct conn *c, struct outbuf *b) {
         conn_close(c);
         return;
     }
+    if (c->out.bytes >= CONN_TRIM_QUEUED)
+        c->big_queue = true;
     mark_dirty(c);
+}
+
+/* The end of an HTTP connection's life: server.keepalive_max_s after its
+ * accept, however busy it is. Loop ms. */
+static uint64_t http_life_end(const struct conn *c) {
+    return c->http->born_ms + (uint64_t)c->w->srv->cfg.server.keepalive_max_s * 1000;
+}
+
+/* The deadline of the next request: server.handshake_timeout_ms from now
+ * (accept, or the last answer written), never past the connection's life. */
+static uint64_t http_deadline(const struct conn *c) {
+    uint64_t next = worker_now(c->w) + (uint64_t)c->w->srv->cfg.server.handshake_timeout_ms;
+    uint64_t end = http_life_end(c);
+    return next < end ? next : end;
 }
 
 static void on_write(uv_write_t *req, int status);
@@ -275,10 +313,21 @@ void conn_flush(struct conn *c) {
             return;
         }
     }
+    if (c->big_queue) {
+        c->big_queue = false;
+        c->w->trim_due = true;
+    }
     if (c->close_after_flush)
         conn_close(c);
     else if (c->shutdown_after_flush)
         ws_session_shutdown_write(c);
+    else if (c->phase == PHASE_HTTP && !c->awaiting) {
+        /* Every answer is written: no request in progress. */
+        http_guard_release(c);
+        conn_set_deadline(c, http_deadline(c));
+        if (c->paused)
+            conn_resume_read(c);
+    }
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -296,20 +345,39 @@ static void on_write(uv_write_t *req, int status) {
     conn_flush(c);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-    struct conn *c = s->data;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        /* EOF or error: nothing more can arrive, so nothing can be answered. */
+/* Keeps data[0..len) (at most one read) until the connection can take it,
+ * and stops reading meanwhile. */
+static void hold_input(struct conn *c, const uint8_t *data, size_t len) {
+    struct held_input *h = malloc(sizeof(*h) + len);
+    if (!h) {
+        log_warn("conn %llu: out of memory keeping input; closing", (unsigned long long)c->id);
         conn_close(c);
         return;
     }
-    uint8_t *data = (uint8_t *)buf->base;
-    size_t len = (size_t)nread;
+    h->len = (uint32_t)len;
+    memcpy(h->data, data, len);
+    free(c->held);
+    c->held = h;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+/* Takes input: HTTP requests one at a time, then (after an upgrade) the
+ * WebSocket's bytes. Input the connection cannot take now is held: while
+ * an answer comes later (awaiting), and while HTTP_PAUSE_QUEUED bytes of
+ * answers wait for the client (paused, resumed by conn_flush when they are
+ * written). data stays the caller's. */
+static void conn_input(struct conn *c, const uint8_t *data, size_t len) {
     while (len > 0 && !c->closing && c->phase == PHASE_HTTP) {
-        if (c->close_after_flush || c->awaiting)
-            return; /* answered with Connection: close, or answering later and then closing */
+        if (c->close_after_flush)
+            return; /* answered with Connection: close: nothing more is read */
+        if (c->awaiting || c->out.bytes >= HTTP_PAUSE_QUEUED) {
+            if (!c->awaiting && !c->paused) {
+                c->paused = true;
+                atomic_fetch_add_explicit(&c->w->stats.http_paused, 1, memory_order_relaxed);
+            }
+            hold_input(c, data, len);
+            return;
+        }
         size_t used = 0;
         enum http_status_rc rc = http_req_feed(c->http, (const char *)data, len, &used);
         if (rc == HTTP_NEED_MORE)
@@ -325,17 +393,57 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         atomic_fetch_add_explicit(&c->w->stats.http_requests, 1, memory_order_relaxed);
         router_dispatch(c);
         if (c->phase == PHASE_HTTP && !c->closing && !c->close_after_flush && !c->awaiting) {
+            /* The next request's time starts once the answers are written
+             * (conn_flush); the client reading them is bounded by the life. */
             http_req_reset(c->http);
-            conn_set_deadline(c, worker_now(c->w) + (uint64_t)c->w->srv->cfg.server.handshake_timeout_ms);
+            conn_set_deadline(c, http_life_end(c));
         }
     }
     if (len > 0 && !c->closing && c->phase == PHASE_WS)
-        ws_session_feed(c, data, len);
+        ws_session_feed(c, (uint8_t *)data, len);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    struct conn *c = s->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        /* EOF or error: nothing more can arrive, so nothing can be answered. */
+        conn_close(c);
+        return;
+    }
+    conn_input(c, (uint8_t *)buf->base, (size_t)nread);
 }
 
 void conn_resume_read(struct conn *c) {
-    if (!c->closing && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+    if (c->closing)
+        return;
+    if (c->paused) {
+        c->paused = false;
+        atomic_fetch_sub_explicit(&c->w->stats.http_paused, 1, memory_order_relaxed);
+    }
+    struct held_input *h = c->held;
+    c->held = NULL;
+    if (h) {
+        conn_input(c, h->data, h->len);
+        free(h);
+        if (c->closing || c->held || c->awaiting || c->close_after_flush)
+            return; /* stopped again, or reads nothing more */
+    }
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc != 0 && rc != UV_EALREADY)
         conn_close(c);
+}
+
+void conn_http_end(struct conn *c) {
+    if (c->closing)
+        return;
+    if (!c->writing && c->out.count == 0) {
+        conn_close(c);
+        return;
+    }
+    c->close_after_flush = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 int conn_accept(struct worker *w, uv_stream_t *listener) {
@@ -381,7 +489,8 @@ int conn_accept(struct worker *w, uv_stream_t *listener) {
         return -ENOMEM;
     }
     w->handshaking++;
-    conn_set_deadline(c, worker_now(w) + (uint64_t)w->srv->cfg.server.handshake_timeout_ms);
+    c->http->born_ms = worker_now(w);
+    conn_set_deadline(c, http_deadline(c));
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
         conn_close(c);
         return -EIO;
@@ -393,6 +502,8 @@ void conn_http_respond(struct conn *c, int status, const char *ctype, const char
                        const char *headers, bool keep_alive) {
     if (c->closing)
         return;
+    if (keep_alive && c->http && worker_now(c->w) >= http_life_end(c))
+        keep_alive = false; /* server.keepalive_max_s: the connection's last answer */
     char head[1024];
     int hl = snprintf(head, sizeof(head),
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"

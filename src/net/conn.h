@@ -25,6 +25,7 @@
 
 struct worker;
 struct http_req;
+struct held_input;
 
 enum conn_phase {
     PHASE_HTTP = 0,   /* reading requests */
@@ -46,6 +47,7 @@ struct conn {
     uint64_t id;                   /* unique on this node */
     uint64_t deadline;             /* loop ms; 0 = none (HTTP phase, close wait) */
     struct http_req *http;         /* PHASE_HTTP only */
+    struct held_input *held;       /* input kept while it cannot be taken (at most one read); owned */
     struct outq out;               /* bytes waiting for the socket */
     uint32_t inflight;             /* bytes at the front of out owned by wreq */
     uint8_t phase;                 /* enum conn_phase */
@@ -69,12 +71,16 @@ struct conn {
     unsigned guarded : 1;          /* admitted by the guard: release once */
     unsigned awaiting : 1;         /* HTTP answer comes later (gather, Redis); not reading */
     unsigned redis_user : 1;       /* counted in Redis per-user totals */
+    unsigned paused : 1;           /* HTTP: not read while its answers wait (back-pressure) */
+    unsigned http_ip : 1;          /* HTTP: counted for cip by the guard (net/http_guard.h) */
+    unsigned http_slot : 1;        /* HTTP: holds a limits.max_connections slot */
+    unsigned big_queue : 1;        /* out passed CONN_TRIM_QUEUED: trim once it is gone */
     uint16_t port;                 /* peer port */
     uint16_t close_code;           /* close handshake code; 0 = none (network) */
     uint16_t violations;           /* security violations (<= CONFIG_MAX_VIOLATIONS): threat level */
     uint32_t nsubs, subs_cap;      /* subs in use / allocated; holds 2 x CONFIG_MAX_SUBSCRIPTIONS */
     uint8_t ip[16];                /* peer address (v4 in the first 4 bytes) */
-    struct ip16 cip;               /* client IP (section 7), set at upgrade */
+    struct ip16 cip;               /* client IP (section 7), set by each request */
     /* WebSocket receive state (PHASE_WS) */
     struct ws_parser parser;
     struct utf8_state utf8;        /* validation of the text message in progress */
@@ -124,14 +130,21 @@ void conn_http_done(struct conn *c);
  * worker closes it when the deadline passes. */
 void conn_set_deadline(struct conn *c, uint64_t ms);
 
-/* Reads again after a pause (an answer that waited for another thread). */
+/* Reads again after a pause (an answer that waited for another thread, or
+ * answers that waited for the client): first takes the input kept from
+ * before the pause. */
 void conn_resume_read(struct conn *c);
+
+/* Ends an HTTP-phase connection gracefully: reads nothing more, closes once
+ * the answers already queued are written. */
+void conn_http_end(struct conn *c);
 
 /* Formats the peer address. */
 void conn_ip_str(const struct conn *c, char *out, size_t len);
 
 /* Sends a complete HTTP response. headers: extra "Name: value\r\n" lines
- * or NULL. keep_alive false closes the socket after it is written. */
+ * or NULL. keep_alive false closes the socket after it is written; so does
+ * the first response after server.keepalive_max_s. */
 void conn_http_respond(struct conn *c, int status, const char *ctype, const char *body, size_t len,
                        const char *headers, bool keep_alive);
 

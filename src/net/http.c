@@ -31,8 +31,27 @@ static int append_head(struct http_req *r, const char *at, size_t len) {
     return 0;
 }
 
+/* Marks r malformed (400) unless an error is already recorded; returns -1
+ * for the parser callbacks. */
+static int bad_request(struct http_req *r) {
+    if (!r->error_status)
+        r->error_status = 400;
+    return -1;
+}
+
+/* True when s[0..len) holds whitespace or a control byte. */
+static bool has_space_or_ctl(const char *s, size_t len) {
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
+            return true;
+    return false;
+}
+
 static int on_url(http_parser *p, const char *at, size_t len) {
     struct http_req *r = p->data;
+    /* http-parser lets a tab through; no whitespace or control byte in a target. */
+    if (has_space_or_ctl(at, len))
+        return bad_request(r);
     if (r->url_len == 0)
         r->url = r->head_len;
     if (append_head(r, at, len) < 0)
@@ -43,6 +62,10 @@ static int on_url(http_parser *p, const char *at, size_t len) {
 
 static int on_field(http_parser *p, const char *at, size_t len) {
     struct http_req *r = p->data;
+    /* A name is a token: http-parser lets a space through, and then honours
+     * "Content-Length : 5" (RFC 9112 5.1: 400). */
+    if (memchr(at, ' ', len) || memchr(at, '\t', len))
+        return bad_request(r);
     if (r->in_value || r->nhdrs == 0) {
         if (r->nhdrs == HTTP_MAX_HEADERS) {
             r->error_status = 431;
@@ -77,14 +100,30 @@ static int on_value(http_parser *p, const char *at, size_t len) {
     return 0;
 }
 
+static unsigned count_headers(const struct http_req *r, const char *name) {
+    size_t nl = strlen(name);
+    unsigned n = 0;
+    for (uint16_t i = 0; i < r->nhdrs; i++)
+        n += r->hdrs[i].name_len == nl && strncasecmp(r->head + r->hdrs[i].name, name, nl) == 0;
+    return n;
+}
+
 static int on_headers_complete(http_parser *p) {
     struct http_req *r = p->data;
+    bool v11 = p->http_major > 1 || (p->http_major == 1 && p->http_minor >= 1);
+    /* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one before. */
+    unsigned hosts = count_headers(r, "Host");
+    if (hosts > 1 || (hosts == 0 && v11))
+        return bad_request(r);
+    /* RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
+     * framing (http-parser accepts only chunked, which then sets F_CHUNKED). */
+    if (!v11 && (p->flags & F_CHUNKED))
+        return bad_request(r);
     /* An upgrade carries no body: one that announces one is refused, so
      * the body can never be read as a request of its own. */
     if ((p->flags & F_UPGRADE) &&
         (((p->flags & F_CONTENTLENGTH) && p->content_length > 0) || (p->flags & F_CHUNKED))) {
-        r->error_status = 400;
-        return -1;
+        return bad_request(r);
     }
     /* Content-Length announced beyond the limit: refuse before reading it. */
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->max_body) {
@@ -162,7 +201,22 @@ void http_req_free(struct http_req *r) {
     free(r);
 }
 
+/* Buffers larger than this are not kept for the next request: an idle
+ * keep-alive connection holds no more than a small request needs. */
+#define HTTP_KEEP_BUF 4096
+
 void http_req_reset(struct http_req *r) {
+    if (r->head_cap > HTTP_KEEP_BUF) {
+        free(r->head);
+        r->head = NULL;
+        r->head_cap = 0;
+    }
+    if (r->body_cap > HTTP_KEEP_BUF) {
+        free(r->body);
+        r->body = NULL;
+        r->body_cap = 0;
+    }
+    r->lines = 0;
     r->head_len = 0;
     r->url = r->url_len = 0;
     r->nhdrs = 0;
@@ -212,9 +266,49 @@ static int split_url(struct http_req *r) {
     return 0;
 }
 
+/* States of the head's line scan. */
+enum { LS_START = 0, LS_LINE, LS_BOL, LS_BOL_CR, LS_DONE };
+
+/* Follows the lines of the head through the bytes the parser consumed (any
+ * split across reads) and returns false at a line that starts with SP or
+ * HTAB: obs-fold (RFC 9112 5.2), or whitespace before the first field
+ * (2.2). http-parser joins a folded line to the previous value; a proxy may
+ * not, so it is refused (400) rather than unfolded. Bare LF ends a line as
+ * it does for http-parser (2.2 allows it). Stops at the empty line. */
+static bool scan_lines(struct http_req *r, const char *p, size_t n) {
+    uint8_t s = r->lines;
+    for (size_t i = 0; i < n && s != LS_DONE; i++) {
+        char ch = p[i];
+        switch (s) {
+        case LS_START: /* empty lines before the request line are ignored */
+            if (ch != '\r' && ch != '\n')
+                s = LS_LINE;
+            break;
+        case LS_LINE:
+            if (ch == '\n')
+                s = LS_BOL;
+            break;
+        case LS_BOL:
+            if (ch == ' ' || ch == '\t')
+                return false;
+            s = ch == '\r' ? LS_BOL_CR : ch == '\n' ? LS_DONE : LS_LINE;
+            break;
+        case LS_BOL_CR:
+            s = ch == '\n' ? LS_DONE : LS_LINE;
+            break;
+        }
+    }
+    r->lines = s;
+    return true;
+}
+
 enum http_status_rc http_req_feed(struct http_req *r, const char *data, size_t len, size_t *used) {
     size_t n = http_parser_execute(&r->parser, &SETTINGS, data, len);
     *used = n;
+    if (!scan_lines(r, data, n)) {
+        bad_request(r);
+        return HTTP_ERROR;
+    }
     enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
     if (r->complete) {
         if (split_url(r) < 0) {

@@ -27,6 +27,14 @@ enum http_status_rc {
     HTTP_ERROR = -1,     /* malformed or over a limit: answer req->error_status and close */
 };
 
+/* Stricter than http-parser, where a proxy in front might read a request
+ * differently (request smuggling): a field name with whitespace
+ * ("Content-Length : 5"), a line folded onto the previous one (obs-fold) or
+ * whitespace before the first field, whitespace or control bytes in the
+ * request target, Transfer-Encoding in an HTTP/1.0 request, and a Host
+ * field missing (HTTP/1.1) or repeated are all 400 (RFC 9112 2.2, 3.2, 5.1,
+ * 5.2, 6.1). */
+
 struct http_req {
     http_parser parser;
     char *head;                 /* URL and header bytes (NUL-free, offsets) */
@@ -36,10 +44,12 @@ struct http_req {
     uint16_t nhdrs;
     bool in_value;              /* last callback was a header value */
     bool complete;
+    uint8_t lines;              /* where the head's line scan is (http.c: obs-fold) */
     int error_status;           /* 400, 413 or 431 when HTTP_ERROR */
     char *body;
     size_t body_len, body_cap;
     size_t max_body;
+    uint64_t born_ms;           /* the connection's accept, loop ms (set by conn.c; kept across requests) */
     /* filled at completion (owned, NUL-terminated; "" when absent) */
     char *path;                 /* the URL's path, not decoded */
     char *query;                /* the raw query string */
@@ -49,7 +59,8 @@ struct http_req {
 struct http_req *http_req_new(size_t max_body);
 void http_req_free(struct http_req *r);
 
-/* Prepares r for the next request on a keep-alive connection. */
+/* Prepares r for the next request on a keep-alive connection; buffers
+ * grown past 4 KiB are freed, so an idle connection holds little. */
 void http_req_reset(struct http_req *r);
 
 /* Feeds bytes; *used gets the bytes consumed. */

@@ -1,8 +1,10 @@
 /* router.c - request routing; see router.h.
  *
  * Routes: server.ws_path and server.echo_path (GET upgrades), /health,
- * and the demo page's static files under /. A known path with the wrong
- * method gets 405 with Allow; anything else 404. */
+ * /metrics, /api/stats, /api/admin/..., /api/publish and the demo page's
+ * static files under /. A blocked client IP gets 403 on every path; other
+ * requests are counted against the connection limits (net/http_guard.h). A
+ * known path with the wrong method gets 405 with Allow; anything else 404. */
 #include "net/router.h"
 
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include "core/worker.h"
 #include "net/conn.h"
 #include "net/http.h"
+#include "net/http_guard.h"
 #include "net/static_files.h"
 #include "obs/health.h"
 #include "ws/handshake.h"
@@ -72,17 +75,11 @@ static void upgrade(struct conn *c, int ep) {
         conn_http_error(c, 503, "shutting_down", "server is shutting down", NULL, false);
         return;
     }
-    char ipbuf[64];
-    ip16_format(&c->cip, ipbuf, sizeof(ipbuf));
-    if (ep == EP_JSON && guard_is_blocked(&srv->guard, &c->cip)) {
-        conn_http_error(c, 403, "ip_blocked", "this IP is blocked", NULL, false);
-        return;
-    }
     if (!origin_allowed(srv, c->http)) {
         conn_http_error(c, 403, "origin_not_allowed", "Origin not allowed", NULL, false);
         return;
     }
-    if (!server_ws_reserve(srv)) {
+    if (!server_conn_reserve(srv)) {
         conn_http_error(c, 503, "server_full", "connection limit reached", "Retry-After: 5\r\n", false);
         return;
     }
@@ -93,8 +90,7 @@ static void upgrade(struct conn *c, int ep) {
         const char *why = NULL;
         int st = auth_request(&srv->auth, c->http, &who, &why);
         if (st) {
-            audit_event(&srv->audit, "AUTH_FAILED", NULL, NULL, ipbuf,
-                        json_pack("{s:s, s:i, s:s}", "reason", why, "status", st, "stage", "handshake"));
+            http_guard_auth_failed(c, st, why, "handshake");
             conn_http_error(c, st, st == 401 ? "unauthorized" : "forbidden", why, NULL, false);
             return;
         }
@@ -160,16 +156,32 @@ void router_admit_result(struct worker *w, struct redis_admit *a) {
     conn_resume_read(c);
 }
 
+/* The operator's paths, answered even when the node is full: a full node
+ * must stay observable and manageable, and must not look dead to a
+ * liveness probe. They still count against the per-IP limit. */
+static bool operator_path(const char *path) {
+    return strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0 || strcmp(path, "/api/stats") == 0 ||
+           strncmp(path, "/api/admin/", 11) == 0;
+}
+
 void router_dispatch(struct conn *c) {
     struct server *srv = c->w->srv;
     const char *path = c->http->path;
     bool keep = http_req_keep_alive(c->http);
+    bool ws = strcmp(path, srv->cfg.server.ws_path) == 0;
+    bool echo = !ws && srv->cfg.server.echo_path[0] && strcmp(path, srv->cfg.server.echo_path) == 0;
+    struct ip16 prev = c->cip;
+    if (ws || echo)
+        http_guard_release(c); /* an upgrade is counted as a WebSocket connection */
     resolve_ip(c);
-    if (strcmp(path, srv->cfg.server.ws_path) == 0) {
-        upgrade(c, EP_JSON);
-    } else if (srv->cfg.server.echo_path[0] && strcmp(path, srv->cfg.server.echo_path) == 0) {
-        upgrade(c, EP_ECHO);
-    } else if (strcmp(path, "/health") == 0) {
+    if (ws || echo) {
+        if (!http_guard_blocked(c))
+            upgrade(c, ws ? EP_JSON : EP_ECHO);
+        return;
+    }
+    if (!http_guard_admit(c, &prev, !operator_path(path)))
+        return;
+    if (strcmp(path, "/health") == 0) {
         if (!http_req_is_get(c->http) && !http_req_is_head(c->http))
             method_not_allowed(c, "GET, HEAD");
         else
@@ -185,10 +197,7 @@ void router_dispatch(struct conn *c) {
         else
             stats_respond(c, keep);
     } else if (strncmp(path, "/api/admin/", 11) == 0) {
-        if (guard_is_blocked(&srv->guard, &c->cip))
-            conn_http_error(c, 403, "ip_blocked", "this IP is blocked", NULL, false);
-        else
-            admin_http(c, path, keep);
+        admin_http(c, path, keep);
     } else if (strcmp(path, "/api/publish") == 0) {
         if (!http_req_is_post(c->http))
             method_not_allowed(c, "POST");

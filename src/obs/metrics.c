@@ -23,7 +23,7 @@ static const char *TYPE_NAMES[ACT_COUNT + 1] = {"heartbeat", "authenticate", "su
 
 /* Totals across workers. */
 struct totals {
-    uint64_t ws_open, ws_total, http, bytes, sent, subs, conflated, slow_disc, rate_limited;
+    uint64_t ws_open, ws_total, http, http_paused, bytes, sent, subs, conflated, slow_disc, rate_limited;
     uint64_t by_role[ROLE_COUNT], received[ACT_COUNT + 1], disc[DR_COUNT], viol[SV_COUNT];
     uint64_t buckets[FANOUT_BUCKETS], fcount, fsum_ns;
     int64_t last_sweep;
@@ -37,6 +37,7 @@ static void gather(struct server *srv, struct totals *t) {
         t->ws_open += LOAD(s->ws_open);
         t->ws_total += LOAD(s->ws_total);
         t->http += LOAD(s->http_requests);
+        t->http_paused += LOAD(s->http_paused);
         t->bytes += LOAD(s->bytes_sent);
         t->sent += LOAD(s->messages_sent);
         t->subs += LOAD(s->subscriptions);
@@ -126,6 +127,8 @@ void metrics_respond(struct conn *c, bool keep) {
     put(&o, "tickgate_bytes_sent_total %llu\n", (unsigned long long)t.bytes);
     head(&o, "http_requests_total", "counter", "HTTP requests parsed.");
     put(&o, "tickgate_http_requests_total %llu\n", (unsigned long long)t.http);
+    head(&o, "http_paused_connections", "gauge", "HTTP connections not read while their answers wait for the client.");
+    put(&o, "tickgate_http_paused_connections %llu\n", (unsigned long long)t.http_paused);
     head(&o, "subscriptions", "gauge", "Symbol subscriptions held by clients.");
     put(&o, "tickgate_subscriptions %llu\n", (unsigned long long)t.subs);
     head(&o, "active_streams", "gauge", "Symbols with at least one local subscriber.");
@@ -212,6 +215,7 @@ void stats_respond(struct conn *c, bool keep) {
         "workers", srv->nworkers);
     if (o) {
         json_object_set_new(o, "blocked_ips", json_integer(atomic_load(&srv->guard.blocked)));
+        json_object_set_new(o, "http_paused_connections", json_integer((json_int_t)t.http_paused));
         json_object_set_new(o, "redis_up", json_integer(redis_engine_up(&srv->redis) ? 1 : 0));
         json_object_set_new(o, "redis_errors_total", json_integer((json_int_t)LOAD(srv->redis.errors)));
         json_object_set_new(o, "audit_events_dropped_total", json_integer((json_int_t)LOAD(srv->audit.dropped)));

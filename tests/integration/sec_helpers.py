@@ -6,7 +6,9 @@ test_admin, test_audit, test_jwt_forgery).
   the N-th further gateway of a test), kept in gw.audit_path.
 - sws: JSON WebSocket clients that may bind a source address (127.0.0.2 ...)
   before connecting, so per-IP rules can be exercised from one machine.
-- api(): admin/HTTP requests with credentials and a JSON body.
+- api(): admin/HTTP requests with credentials and a JSON body; api_from()
+  and metrics_from() do the same from another source address (an IP at
+  its connection limit, or blocked, is refused on every path).
 - audit helpers: read the JSON-lines audit file, poll it with a deadline.
 
 Test modules import the fixtures by name (`from sec_helpers import sgw, sws`),
@@ -17,7 +19,7 @@ import pytest
 
 import wsraw
 from conftest import (SECRET_FLAG, JsonWS, api, assert_refused, auth_headers, get_metrics,  # noqa: F401 (re-exported)
-                      wait_until)
+                      parse_metrics, wait_until)
 from wsraw import BoundWS  # noqa: F401 (re-exported for test_security)
 
 
@@ -86,6 +88,26 @@ def sws(gateway):
 
 def metric(gw, key):
     return get_metrics(gw).get(key, 0.0)
+
+
+def api_from(gw, src, method, path, token=None, body=None, headers=None):
+    """Like api(), on a fresh connection from source address src."""
+    h = auth_headers(token, headers)
+    data = b""
+    if body is not None:
+        data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+        h.setdefault("Content-Type", "application/json")
+    c = BoundWS(gw.host, gw.port, src)
+    try:
+        return c.request(method, path, h, data)
+    finally:
+        c.close()
+
+
+def metrics_from(gw, src):
+    r = api_from(gw, src, "GET", "/metrics")
+    assert r.status == 200, r
+    return parse_metrics(r.body.decode("utf-8"))
 
 
 # ---------------------------------------------------------------------------

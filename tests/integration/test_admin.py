@@ -153,8 +153,8 @@ def test_block_ip_refused_for_a_blocked_admin(sgw, sws):
     r = api(gw, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "127.0.0.1"})
     assert r.status == 200, r
     assert_http_error(api(gw, "GET", "/api/admin/connections", token=ADMIN), 403, "ip_blocked")
-    # Plain HTTP endpoints still answer.
-    assert api(gw, "GET", "/health").status == 200
+    # And every other path (docs/security.md).
+    assert_http_error(api(gw, "GET", "/health"), 403, "ip_blocked")
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'"ip"', b"{}", b'{"ip": 7}', b'{"ip": "not-an-ip"}',

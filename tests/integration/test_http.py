@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from wsraw import accept_for, http_raw, http_request
+from wsraw import PeerClosed, accept_for, http_raw, http_request
 
 
 def assert_error_body(resp):
@@ -136,6 +136,50 @@ def test_garbage_request_400(gw, data):
     assert resp.status == 400, resp
 
 
+# Requests a proxy in front could read differently (RFC 9112): refused with
+# 400 and the connection closed, so nothing after them is ever read as a
+# request of its own (docs/protocol.md).
+SMUGGLING = {
+    "space-before-colon": b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello",
+    "te-space-before-colon": b"POST /api/publish HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    "obs-fold": b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+    "obs-fold-tab": b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tb\r\n\r\n",
+    "space-before-first-field": b"GET /health HTTP/1.1\r\n Host: x\r\n\r\n",
+    "tab-in-target": b"GET /health\tx HTTP/1.1\r\nHost: x\r\n\r\n",
+    "te-in-http10": b"POST /api/publish HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "no-host": b"GET /health HTTP/1.1\r\n\r\n",
+    "two-hosts": b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("data", list(SMUGGLING.values()), ids=list(SMUGGLING))
+def test_ambiguous_request_400_and_closed(gw, clients, data):
+    c = clients.http(gw)
+    # A second request behind it must never be answered.
+    c.send(data + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    resp = c.read_response()
+    assert resp.status == 400, resp
+    assert_error_body(resp)
+    c.wait_closed(timeout=5)
+
+
+def test_content_length_with_space_does_not_frame_body(gw, clients):
+    """`Content-Length : 5` used to be honoured: the 5 body bytes were taken
+    and the request behind them answered."""
+    c = clients.http(gw)
+    c.send(b"POST /nosuch HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello"
+           b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert c.read_response().status == 400
+    assert c.wait_closed(timeout=5) == b""
+
+
+def test_strictness_keeps_what_rfc_allows(gw, clients):
+    c = clients.http(gw)
+    c.send(b"GET /health HTTP/1.1\nHost: x\nX-A: a \t b\n\n")  # bare LF, whitespace inside a value
+    assert c.read_response().status == 200
+    assert http_raw(gw.host, gw.port, b"GET /health HTTP/1.0\r\n\r\n").status == 200  # no Host in 1.0
+
+
 # ---------------------------------------------------------------------------
 # WebSocket upgrade
 # ---------------------------------------------------------------------------
@@ -243,6 +287,31 @@ def test_slowloris_incomplete_upgrade(gateway):
         wait_disconnected(s, timeout=5)
     finally:
         s.close()
+
+
+def test_keep_alive_life_is_bounded(gateway, clients):
+    """A small request every 0.3 s used to keep a connection open for ever
+    (each answer restarted the idle timeout). server.keepalive_max_s bounds
+    its whole life: the first answer after it says Connection: close (or the
+    idle connection is closed at it), never before."""
+    gw = gateway("--server.keepalive_max_s=2", "--server.handshake_timeout_ms=1000")
+    c = clients.http(gw)
+    t0 = time.monotonic()
+    answers = 0
+    while True:
+        assert time.monotonic() - t0 < 15, "still open after 15 s and %d answers" % answers
+        try:
+            resp = c.request("GET", "/health")
+        except PeerClosed:
+            break  # closed by the server between two requests (at the end of its life)
+        assert resp.status == 200, resp
+        answers += 1
+        if resp.headers.get("connection", "").lower() == "close":
+            c.wait_closed(timeout=5)
+            break
+        time.sleep(0.3)
+    assert time.monotonic() - t0 >= 1.9, "closed after %.2f s, before its 2 s life" % (time.monotonic() - t0)
+    assert answers >= 3, answers
 
 
 def test_slow_but_complete_request_works(gateway, clients):

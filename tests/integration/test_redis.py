@@ -300,6 +300,26 @@ def test_per_user_limit_counts_every_node(redis_server, rdb, rgw, rws):
     assert r.status == 429, r
 
 
+def test_frames_sent_with_an_admitted_handshake_are_kept(redis_server, rgw):
+    """An authenticated upgrade waits for the cluster-wide per-user count in
+    Redis; frames the client sent in the same write as its handshake used to
+    be dropped meanwhile. They are kept and answered after the upgrade."""
+    import wsraw
+    gw = rgw(redis_server)
+    c = wsraw.WSRaw(gw.host, gw.port)
+    try:
+        req = c.request_bytes("GET", "/ws", {"Upgrade": "websocket", "Connection": "Upgrade",
+                                             "Sec-WebSocket-Key": wsraw.new_key(), "Sec-WebSocket-Version": "13",
+                                             "Authorization": "Bearer " + mint("alice", "viewer")})
+        c.send(req + wsraw.build_frame(wsraw.OP_TEXT, b'{"type":"heartbeat","id":"same-write"}'))
+        assert c.read_response().status == 101
+        assert json.loads(c.recv_frame().payload)["type"] == "connected"
+        ack = json.loads(c.recv_frame().payload)
+        assert ack["type"] == "heartbeat_ack" and ack["id"] == "same-write", ack
+    finally:
+        c.close()
+
+
 # ---------------------------------------------------------------------------
 # 5. IP block on one node closes that IP everywhere
 # ---------------------------------------------------------------------------

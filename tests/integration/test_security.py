@@ -19,8 +19,9 @@ import time
 import pytest
 
 import wsraw
-from conftest import child_env, get_metrics, get_stats, mint, tickgate_bin, wait_metrics, wait_stats, wait_until
-from sec_helpers import BoundWS, api, assert_refused, sgw, sws  # noqa: F401 (fixtures)
+from conftest import OTHER_SECRET, child_env, get_metrics, get_stats, mint, tickgate_bin, wait_metrics, wait_stats, wait_until
+from sec_helpers import (BoundWS, api, api_from, assert_refused, events_of, metrics_from, sgw, sws,  # noqa: F401
+                         wait_audit)
 
 SYMS = ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "MA", "UNH", "JNJ"]
 
@@ -59,14 +60,18 @@ def test_per_ip_limit_429_with_retry_after_and_release(sgw, sws):
     assert body["error"] == "too_many_connections", body
     # Another client IP has its own count.
     other = sws.open(gw, src="127.0.0.2")
+
+    def open_now(n):  # asked from a third IP: 127.0.0.1's requests count against its full limit
+        return api_from(gw, "127.0.0.3", "GET", "/api/stats").json()["connections_open"] == n
+
     # Closing one frees a slot (release is asynchronous: wait for the stats).
     close_clean(conns[0])
-    wait_stats(gw, lambda s: s["connections_open"] == 3, timeout=5, what="3 connections open")
+    wait_until(lambda: open_now(3), timeout=5, what="3 connections open")
     sws.open(gw)
     assert_refused(sws.handshake(gw), 429)
     # An abrupt close (no close frame) frees its slot too.
     conns[1].raw.close()
-    wait_stats(gw, lambda s: s["connections_open"] == 3, timeout=5, what="3 connections open")
+    wait_until(lambda: open_now(3), timeout=5, what="3 connections open")
     sws.open(gw)
     assert_refused(sws.handshake(gw), 429)
     assert other.fence() == []
@@ -229,7 +234,8 @@ def test_connection_counts_exact_after_storm(sgw, sws):
     # Exactly per_ip fit; the next is refused.
     conns = [sws.open(gw) for _ in range(per_ip)]
     assert_refused(sws.handshake(gw), 429)
-    assert get_stats(gw)["connections_open"] == per_ip
+    # (127.0.0.1 is at its limit: its HTTP requests count too.)
+    assert api_from(gw, "127.0.0.2", "GET", "/api/stats").json()["connections_open"] == per_ip
     assert conns[0].fence() == []
 
 
@@ -529,7 +535,64 @@ def test_critical_threshold_above_64_is_honoured(sgw, sws):
     ws.send("{bad 70")
     assert is_error(ws.recv(), "invalid_json")
     ws.raw.expect_close(1008)
-    assert get_metrics(gw)["tickgate_blocked_ips"] == 1
+    assert metrics_from(gw, "127.0.0.2")["tickgate_blocked_ips"] == 1  # 127.0.0.1 is refused everywhere now
+
+
+def test_failed_handshakes_block_the_ip(sgw, sws):
+    """Credential guessing is not free: a failed handshake authentication is
+    an auth_failed violation of the client IP, audited; the 10th within the
+    window blocks the IP like any other critical threat."""
+    gw = sgw()
+    bad = mint("mallory", "admin", secret=OTHER_SECRET)
+    for _ in range(9):
+        assert_refused(sws.handshake(gw, token=bad, src="127.0.0.2"), 401)
+    assert get_metrics(gw)["tickgate_blocked_ips"] == 0
+    assert_refused(sws.handshake(gw, headers={"X-API-Key": "guess"}, src="127.0.0.2"), 401)  # the 10th
+    body = assert_refused(sws.handshake(gw, token=mint("alice", "viewer"), src="127.0.0.2"), 403)
+    assert body["error"] == "ip_blocked", body
+    m = get_metrics(gw)
+    assert m["tickgate_blocked_ips"] == 1
+    assert m['tickgate_security_violations_total{kind="auth_failed"}'] == 10
+    sws.open(gw)  # 127.0.0.1 is not affected
+    ev = wait_audit(gw, lambda ev: events_of(ev, "IP_BLOCKED"), what="IP_BLOCKED")
+    assert [e["details"]["reason"] for e in events_of(ev, "IP_BLOCKED", ip="127.0.0.2")] == ["threat level critical"]
+    failed = events_of(ev, "AUTH_FAILED", ip="127.0.0.2")
+    assert len(failed) == 10 and {e["details"]["stage"] for e in failed} == {"handshake"}, failed
+    kinds = [e["details"]["kind"] for e in events_of(ev, "SECURITY_VIOLATION", ip="127.0.0.2")]
+    assert kinds == ["auth_failed"] * 10, kinds
+
+
+def test_refused_api_credentials_block_the_ip(sgw, sws):
+    """HTTP API refusals used to be neither audited nor counted: a 401
+    (guessed key or token, or none) is an auth_failed violation, a 403
+    (valid credentials, wrong role) a forbidden one."""
+    gw = sgw()
+    for i in range(4):
+        r = api_from(gw, "127.0.0.3", "POST", "/api/publish", headers={"X-API-Key": "guess-%d" % i},
+                     body={"updates": []})
+        assert r.status == 401, r
+    assert api_from(gw, "127.0.0.3", "POST", "/api/publish", body={"updates": []}).status == 401  # none
+    for _ in range(4):
+        r = api_from(gw, "127.0.0.3", "GET", "/api/admin/connections",
+                     token=mint("root", "admin", secret=OTHER_SECRET))
+        assert r.status == 401, r
+    assert get_metrics(gw)["tickgate_blocked_ips"] == 0
+    # The 10th: a viewer on the admin API.
+    assert api_from(gw, "127.0.0.3", "GET", "/api/admin/connections", token=mint("v", "viewer")).status == 403
+    r = api_from(gw, "127.0.0.3", "GET", "/health")
+    assert r.status == 403 and r.json()["error"] == "ip_blocked", r
+    m = get_metrics(gw)
+    assert m["tickgate_blocked_ips"] == 1
+    assert m['tickgate_security_violations_total{kind="auth_failed"}'] == 9
+    assert m['tickgate_security_violations_total{kind="forbidden"}'] == 1
+    ev = wait_audit(gw, lambda ev: events_of(ev, "IP_BLOCKED"), what="IP_BLOCKED")
+    failed = events_of(ev, "AUTH_FAILED", ip="127.0.0.3")
+    assert [(e["details"]["stage"], e["details"]["status"]) for e in failed] == \
+        [("api", 401)] * 5 + [("admin_api", 401)] * 4, failed
+    viol = events_of(ev, "SECURITY_VIOLATION", ip="127.0.0.3")
+    assert [e["details"]["kind"] for e in viol] == ["auth_failed"] * 9 + ["forbidden"], viol
+    assert viol[-1]["user_id"] == "v", viol[-1]
+    assert [e["ip"] for e in events_of(ev, "IP_BLOCKED")] == ["127.0.0.3"]
 
 
 # ---------------------------------------------------------------------------
@@ -543,6 +606,40 @@ def test_blocked_ips_from_config(sgw, sws):
     assert sws.open(gw, src="127.0.0.1").hello["role"] == "anonymous"
     assert sws.open(gw, src="127.0.0.2").hello["role"] == "anonymous"
     assert get_metrics(gw)["tickgate_blocked_ips"] == 1
+
+
+def test_blocked_ip_refused_on_every_path(sgw, sws):
+    """A blocked IP used to be refused only on /ws and the admin API; now
+    every path answers it 403 ip_blocked (docs/security.md)."""
+    gw = sgw("--security.blocked_ips=127.0.0.2")
+    pub, adm = mint("pub", "publisher"), mint("adm", "admin")
+    requests = [("GET", "/health", None, None), ("GET", "/metrics", None, None), ("GET", "/api/stats", None, None),
+                ("GET", "/", None, None), ("GET", "/app.js", None, None), ("GET", "/nosuch", None, None),
+                ("POST", "/api/publish", pub, {"updates": [{"symbol": "AAPL", "price": 1.0}]}),
+                ("GET", "/api/admin/connections", adm, None)]
+    for method, path, token, body in requests:
+        r = api_from(gw, "127.0.0.2", method, path, token=token, body=body)
+        assert r.status == 403 and r.json()["error"] == "ip_blocked", (path, r)
+        assert api_from(gw, "127.0.0.1", method, path, token=token, body=body).status in (200, 404), path
+    for path in ("/ws", "/echo"):
+        body = assert_refused(sws.handshake(gw, src="127.0.0.2", path=path), 403)
+        assert body["error"] == "ip_blocked", (path, body)
+
+
+def test_block_closes_every_connection_of_the_ip(sgw, sws):
+    """A block closes the IP's echo WebSockets (1008) and keep-alive HTTP
+    connections too, not only its /ws clients."""
+    gw = sgw()
+    ws = sws.open(gw, src="127.0.0.3")
+    echo = sws.raw(gw, src="127.0.0.3")
+    echo.open("/echo")
+    keep = sws.raw(gw, src="127.0.0.3")
+    assert keep.request("GET", "/health").status == 200
+    r = api(gw, "POST", "/api/admin/block_ip", token=mint("adm", "admin"), body={"ip": "127.0.0.3"})
+    assert r.status == 200, r
+    ws.raw.expect_close(1008, allow_data=False)
+    echo.expect_close(1008, allow_data=False)
+    keep.wait_closed(timeout=5)
 
 
 def ipv6_loopback():
@@ -565,7 +662,8 @@ def test_blocked_ipv6_from_config(sgw, sws):
         pytest.skip("IPv6 loopback (::1) is not available here")
     gw = sgw("--security.blocked_ips=::1", listen="[::1]:0")
     assert gw.host == "::1"
-    assert api(gw, "GET", "/health").status == 200  # reachable over IPv6
+    # Reachable over IPv6, and refused on every path.
+    assert api(gw, "GET", "/health").json()["error"] == "ip_blocked"
     body = assert_refused(sws.handshake(gw), 403)
     assert body["error"] == "ip_blocked", body
     # The same address in another spelling is the same IP.
@@ -596,7 +694,7 @@ def test_trusted_proxy_xff_names_client(sgw, sws):
     sws.open(gw, headers=xff("203.0.113.5, 203.0.113.7"))
     # Without the header the proxy itself is the client (127.0.0.1: free).
     sws.open(gw)
-    r = api(gw, "GET", "/api/admin/connections", token=mint("adm", "admin"))
+    r = api(gw, "GET", "/api/admin/connections", token=mint("adm", "admin"), headers=xff("203.0.113.99"))
     assert r.status == 200, r
     ips = sorted(c["ip"] for c in r.json()["connections"])
     assert ips == ["127.0.0.1", "203.0.113.5", "203.0.113.6", "203.0.113.7"], ips
@@ -638,7 +736,8 @@ def test_xff_ignored_without_trusted_proxies(sgw, sws):
     sws.open(gw, headers=xff("203.0.113.5"))
     assert_refused(sws.handshake(gw, headers=xff("203.0.113.6")), 429)
     assert_refused(sws.handshake(gw), 429)
-    r = api(gw, "GET", "/api/admin/connections", token=mint("adm", "admin"))
+    # 127.0.0.1 holds its one connection: the admin asks from another IP.
+    r = api_from(gw, "127.0.0.2", "GET", "/api/admin/connections", token=mint("adm", "admin"))
     assert [c["ip"] for c in r.json()["connections"]] == ["127.0.0.1"], r
 
 

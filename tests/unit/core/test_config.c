@@ -349,6 +349,7 @@ static void test_precedence_per_key(void **state) {
     assert_string_equal(c.server.ws_path, "/from-flag");     /* flag over env over file */
     assert_int_equal(c.server.shutdown_grace_ms, 77);        /* flag */
     assert_int_equal(c.server.handshake_timeout_ms, 5000);   /* default */
+    assert_int_equal(c.server.keepalive_max_s, 60);          /* default */
     assert_string_equal(c.server.echo_path, "");             /* default */
     config_free(&c);
 }
@@ -431,6 +432,8 @@ static void test_reject_bad_int(void **state) {
     expect_reject(load(&c, "--server.handshake_timeout_ms=99", NULL), &c, "server.handshake_timeout_ms");
     expect_reject(load(&c, "--server.handshake_timeout_ms=600001", NULL), &c, "server.handshake_timeout_ms");
     expect_reject(load(&c, "--server.shutdown_grace_ms=-1", NULL), &c, "server.shutdown_grace_ms");
+    expect_reject(load(&c, "--server.keepalive_max_s=0", NULL), &c, "server.keepalive_max_s");
+    expect_reject(load(&c, "--server.keepalive_max_s=86401", NULL), &c, "server.keepalive_max_s");
     expect_reject(load(&c, "--server.max_http_body_bytes=1073741825", NULL), &c, "server.max_http_body_bytes");
     expect_reject(load(&c, "--limits.max_connections=0", NULL), &c, "limits.max_connections");
     expect_reject(load(&c, "--limits.max_message_bytes=124", NULL), &c, "limits.max_message_bytes");
