@@ -32,6 +32,8 @@
  *     close frames carry a valid code and a UTF-8 reason; nothing follows
  *     the server's close frame;
  *   - /echo returns exactly the messages sent, in order;
+ *   - the accepted socket has TCP_NODELAY, as the server's listener gives it
+ *     (settle() lets no time pass, so Nagle would hold replies back);
  *   - the connection is released (no hang), and afterwards every gauge is
  *     back to zero: connections, WebSocket slots, subscriptions, active
  *     streams, per-role counts;
@@ -100,12 +102,24 @@ static void init(void) {
     srv.nworkers = 1;
     srv.workers = calloc(1, sizeof(struct worker));
     W = &srv.workers[0];
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* The listener is the server's own (server_listen_socket), with its
+     * socket options: accepted sockets inherit TCP_NODELAY from it. A plain
+     * socket() here left Nagle on, so a flush that took two sends held the
+     * second back until the client's delayed ACK (tens of ms), longer than
+     * settle() waits: "echo returned 12 of 13 bytes" on a correct server. */
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || getsockname(fd, (struct sockaddr *)&a, &al) < 0)
+    memcpy(&srv.addr, &a, sizeof(a));
+    srv.addrlen = sizeof(a);
+    int fd = server_listen_socket(&srv);
+    if (fd < 0) {
+        errno = -fd;
         die("bind");
-    port = ntohs(a.sin_port);
+    }
+    if (getsockname(fd, (struct sockaddr *)&a, &al) < 0)
+        die("getsockname");
+    memcpy(&srv.addr, &a, sizeof(a)); /* the port picked, as bind_all keeps it */
+    port = srv.port = ntohs(a.sin_port);
     if (worker_start(W, &srv, 0, fd) != 0)
         abort();
     static const char *ROLES[8] = {NULL, NULL, "viewer", "trader", "publisher", "analyst", "admin", "super_admin"};
@@ -510,6 +524,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     pump(2); /* accept */
     FUZZ_CHECK(W->nconns == 1, "connection not accepted");
+    uv_os_fd_t sfd;
+    int nodelay = 0;
+    socklen_t nl = sizeof(nodelay);
+    FUZZ_CHECK(uv_fileno((uv_handle_t *)&W->conns->tcp, &sfd) == 0 &&
+                   getsockopt(sfd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &nl) == 0 && nodelay,
+               "accepted socket without TCP_NODELAY (Nagle would delay replies)");
 
     c.json = kind == 0 || kind == 2;
     c.raw_http = kind == 3;
