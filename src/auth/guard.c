@@ -206,9 +206,8 @@ void guard_block(struct guard *g, const struct ip16 *ip, int64_t duration_s) {
     int64_t now = (int64_t)time(NULL);
     uv_mutex_lock(&g->lock);
     struct guard_ip *e = ip_find(g, ip, true);
-    /* 0, or longer than a century: until unblocked (and no overflow). */
     if (e)
-        set_block(g, e, duration_s > 0 && duration_s < 3153600000LL ? now + duration_s : INT64_MAX, now);
+        set_block(g, e, duration_s > 0 && duration_s < GUARD_FOREVER_S ? now + duration_s : INT64_MAX, now);
     uv_mutex_unlock(&g->lock);
 }
 

@@ -63,6 +63,10 @@ bool guard_is_blocked(struct guard *g, const struct ip16 *ip);
  * the IP critical: it is then blocked for security.auto_block_s. */
 bool guard_violation(struct guard *g, const struct ip16 *ip, int64_t now_s);
 
+/* Blocks of GUARD_FOREVER_S (a century) or longer are until unblocked: no
+ * now + duration_s anywhere can overflow. */
+#define GUARD_FOREVER_S INT64_C(3153600000)
+
 /* Blocks ip for duration_s seconds (0 = until unblocked). */
 void guard_block(struct guard *g, const struct ip16 *ip, int64_t duration_s);
 /* Unblocks; true when it was blocked. */

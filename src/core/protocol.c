@@ -274,7 +274,7 @@ void protocol_sweep(struct conn *c, uint64_t now) {
         return;
     }
     if (c->token_exp) {
-        if ((int64_t)time(NULL) > c->token_exp + cfg->auth.jwt_leeway_s) {
+        if ((int64_t)time(NULL) - cfg->auth.jwt_leeway_s > c->token_exp) { /* no exp + leeway: overflow */
             ws_close(c, WS_CLOSE_TOKEN_EXPIRED, "token expired");
             return;
         }

@@ -155,6 +155,8 @@ static int cpu_count(void) {
 }
 
 void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why) {
+    if (duration_s < 0 || duration_s >= GUARD_FOREVER_S)
+        duration_s = 0; /* until unblocked, here and in Redis (where now + it would wrap) */
     server_block_ip_local(srv, ip, duration_s, why);
     if (srv->redis.enabled) {
         char text[64], *msg = malloc(160);
