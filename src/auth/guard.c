@@ -31,17 +31,20 @@ static uint32_t hash_bytes(const void *p, size_t n) {
     return h % GUARD_BUCKETS;
 }
 
-static struct guard_ip *ip_find(struct guard *g, const struct ip16 *ip, bool create) {
-    uint32_t h = hash_bytes(ip->b, 16);
+struct ip16 guard_key(const struct guard *g, const struct ip16 *ip) { return ip16_client_key(ip, g->v6_prefix); }
+
+static struct guard_ip *ip_find(struct guard *g, const struct ip16 *addr, bool create) {
+    struct ip16 k = guard_key(g, addr);
+    uint32_t h = hash_bytes(k.b, 16);
     for (struct guard_ip *e = g->ips[h]; e; e = e->next)
-        if (memcmp(e->ip.b, ip->b, 16) == 0)
+        if (memcmp(e->ip.b, k.b, 16) == 0)
             return e;
     if (!create)
         return NULL;
     struct guard_ip *e = calloc(1, sizeof(*e) + sizeof(int64_t) * (size_t)g->critical);
     if (!e)
         return NULL;
-    e->ip = *ip;
+    e->ip = k;
     e->next = g->ips[h];
     g->ips[h] = e;
     return e;
@@ -74,14 +77,18 @@ int guard_init(struct guard *g, const struct config *cfg, FILE *err) {
     g->critical = cfg->security.critical_violations;
     g->window_s = cfg->security.critical_window_s;
     g->block_s = cfg->security.auto_block_s;
+    g->v6_prefix = cfg->limits.ipv6_prefix_len;
     struct cidr_list l;
     if (cidr_list_parse(&l, cfg->security.blocked_ips, "security.blocked_ips", err) < 0) {
         guard_free(g);
         return -1;
     }
     for (size_t i = 0; i < l.n; i++) {
-        if (l.v[i].bits != 128) {
-            fprintf(err, "tickgate: security.blocked_ips: give single addresses, not ranges\n");
+        /* An address, or an IPv6 prefix of exactly the identity length
+         * (which is what an IPv6 address blocks anyway). */
+        if (l.v[i].bits != 128 && (ip16_is_v4(&l.v[i].net) || l.v[i].bits != g->v6_prefix)) {
+            fprintf(err, "tickgate: security.blocked_ips: give single addresses, not ranges (an IPv6 address "
+                         "blocks its /%d, limits.ipv6_prefix_len)\n", g->v6_prefix);
             cidr_list_free(&l);
             guard_free(g);
             return -1;

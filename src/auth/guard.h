@@ -31,6 +31,7 @@ struct guard {
     struct guard_user *users[GUARD_BUCKETS];
     int per_ip, per_user;                   /* limits, read-only */
     int critical, window_s, block_s;        /* escalation, read-only */
+    int v6_prefix;                          /* IPv6 identity prefix (limits.ipv6_prefix_len), read-only */
     _Atomic long blocked;                   /* gauge: IPs blocked now */
 };
 
@@ -39,6 +40,10 @@ enum guard_verdict {
     GUARD_BLOCKED = 403,
     GUARD_LIMIT = 429,
 };
+
+/* Every per-IP figure below keys on guard_key(ip): an IPv6 address counts
+ * as its limits.ipv6_prefix_len prefix (clientip.h ip16_client_key). */
+struct ip16 guard_key(const struct guard *g, const struct ip16 *ip);
 
 /* Reads limits and security.blocked_ips. 0, or -1 naming the key in err. */
 int guard_init(struct guard *g, const struct config *cfg, FILE *err);

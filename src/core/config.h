@@ -42,6 +42,8 @@ struct config {
         long max_connections;       /* global cap: 503 beyond */
         int max_connections_per_ip;   /* 429 beyond */
         int max_connections_per_user; /* 429 beyond */
+        int max_connects_per_ip_per_minute; /* /ws handshakes per client IP: 429 beyond */
+        int ipv6_prefix_len;        /* IPv6 addresses count per this prefix for per-IP rules */
         long max_message_bytes;     /* reassembled message cap: 1009 beyond */
         int max_subscriptions_per_client;
         int viewer_max_symbols;

@@ -187,6 +187,7 @@ void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t du
 static void on_guard_timer(uv_timer_t *h) {
     struct server *srv = h->data;
     guard_sweep(&srv->guard, (int64_t)time(NULL));
+    budget_sweep(&srv->budgets, uv_now(&srv->loop) * 1000000ULL);
     /* Handshakes borrow a few KiB each (request, headers) and give them
      * back at the upgrade; after a burst, hand the freed pages back to the
      * system so an idle connection costs what it holds. */
@@ -254,10 +255,13 @@ int server_init(struct server *srv) {
         goto out_hub;
     if (guard_init(&srv->guard, &srv->cfg, stderr) < 0)
         goto out_trusted;
+    budgets_init(&srv->budgets, srv->cfg.limits.max_messages_per_minute,
+                 srv->cfg.limits.max_connects_per_ip_per_minute);
     if (audit_start(&srv->audit, srv->cfg.audit.path, srv->cfg.audit.queue, stderr) < 0)
-        goto out_guard;
+        goto out_budgets;
     return 0;
-out_guard:
+out_budgets:
+    budgets_free(&srv->budgets);
     guard_free(&srv->guard);
 out_trusted:
     cidr_list_free(&srv->trusted);
@@ -272,6 +276,7 @@ out_auth:
 
 void server_free(struct server *srv) {
     audit_stop(&srv->audit); /* after the workers: every accepted event is written */
+    budgets_free(&srv->budgets);
     guard_free(&srv->guard);
     cidr_list_free(&srv->trusted);
     hub_free(&srv->hub);

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "auth/auth.h"
+#include "auth/budget.h"
 #include "auth/guard.h"
 #include "net/clientip.h"
 #include "obs/audit.h"
@@ -33,6 +34,7 @@ struct server {
     uv_signal_t sigterm, sigint, sighup;
     struct auth auth;              /* identity; users table reloadable */
     struct guard guard;            /* per-IP/per-user counts, blocks */
+    struct budgets budgets;        /* per-identity message and handshake rates */
     struct audit audit;            /* audit log writer */
     struct cidr_list trusted;      /* server.trusted_proxies, read-only */
     uv_timer_t guard_timer;        /* expires blocks, drops idle entries */

@@ -149,9 +149,12 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         struct ip16 ip;
         memcpy(ip.b, &m->a, 8);
         memcpy(ip.b + 8, &m->b, 8);
-        for (struct conn *c = w->conns; c; c = c->next)
-            if (c->phase == PHASE_WS && c->endpoint == EP_JSON && !memcmp(c->cip.b, ip.b, 16))
+        ip = guard_key(&w->srv->guard, &ip); /* the block covers the whole IPv6 prefix */
+        for (struct conn *c = w->conns; c; c = c->next) {
+            struct ip16 k = guard_key(&w->srv->guard, &c->cip);
+            if (c->phase == PHASE_WS && c->endpoint == EP_JSON && !memcmp(k.b, ip.b, 16))
                 ws_close(c, WS_CLOSE_POLICY, "IP blocked");
+        }
         break;
     }
     case WM_GATHER:

@@ -134,6 +134,50 @@ def test_block_without_duration_is_indefinite_and_ipv6_canonical(sgw, sws):
     assert get_metrics(gw)["tickgate_blocked_ips"] == 2
 
 
+def test_block_of_an_ipv6_address_covers_its_slash64(sgw, sws):
+    """One subscriber holds a whole IPv6 /64: blocking one of its addresses
+    (::2) blocks the client at another one (::1), and its open connections
+    are closed on every worker. limits.ipv6_prefix_len=128 keeps addresses
+    apart. The gateway listens on both families: the admin speaks IPv4, the
+    clients come from ::1."""
+    from types import SimpleNamespace
+
+    from test_security import ipv6_loopback
+    if not ipv6_loopback():
+        pytest.skip("IPv6 loopback (::1) is not available here")
+    try:
+        with open("/proc/sys/net/ipv6/bindv6only") as f:
+            if f.read().strip() != "0":
+                pytest.skip("[::] sockets are IPv6-only here")
+    except OSError:
+        pass
+
+    def start(*flags):
+        gw = sgw(*flags, listen="[::]:0")
+        return SimpleNamespace(host="127.0.0.1", port=gw.port), SimpleNamespace(host="::1", port=gw.port)
+
+    admin, v6 = start("--server.workers=2")
+    victims = [sws.open(v6) for _ in range(3)]
+    r = api(admin, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "::2", "duration_s": 60})
+    assert r.status == 200, r
+    for v in victims:
+        v.raw.expect_close(1008)
+    body = assert_refused(sws.handshake(v6), 403)
+    assert body["error"] == "ip_blocked", body
+    # Unblocking any address of the /64 lifts it.
+    r = api(admin, "POST", "/api/admin/unblock_ip", token=ADMIN, body={"ip": "::abcd"})
+    assert r.status == 200 and r.json()["was_blocked"] is True, r
+    assert sws.open(v6).hello["role"] == "anonymous"
+    # Another /64 (0:0:0:1::2) is another client.
+    r = api(admin, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "0:0:0:1::2"})
+    assert r.status == 200, r
+    assert sws.open(v6).hello["role"] == "anonymous"
+    admin, v6 = start("--limits.ipv6_prefix_len=128")
+    r = api(admin, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "::2"})
+    assert r.status == 200, r
+    assert sws.open(v6).hello["role"] == "anonymous"
+
+
 def test_block_ip_with_huge_duration_still_blocks(sgw, sws):
     """duration_s is any non-negative integer: a huge one is (in effect)
     forever, never a block that silently does nothing. Refusing it with 400
