@@ -87,6 +87,7 @@ static void init(void) {
         "--server.workers=1",
         ("--auth.jwt_secret=" SECRET),
         "--audit.path=",
+        "--security.blocks_file=", /* hermetic: no admin blocks from a file in the working directory */
         "--feed.simulator=false",
         "--limits.max_connections_per_ip=100000000",
         "--limits.max_messages_per_minute=1000",

@@ -12,6 +12,7 @@ struct guard_ip {
     struct ip16 ip;
     uint32_t conns;
     int64_t blocked_until;      /* wall s; 0 = not blocked; INT64_MAX = until unblocked */
+    bool saved;                 /* the block is an admin's: kept in security.blocks_file */
     uint32_t nviol;             /* entries used in viol */
     uint32_t vhead;             /* next slot in the ring */
     int64_t viol[];             /* ring of the last `critical` violation times */
@@ -209,13 +210,38 @@ bool guard_violation(struct guard *g, const struct ip16 *ip, int64_t now) {
     return critical;
 }
 
-void guard_block(struct guard *g, const struct ip16 *ip, int64_t duration_s) {
+static void block(struct guard *g, const struct ip16 *ip, int64_t duration_s, bool saved) {
     int64_t now = (int64_t)time(NULL);
     uv_mutex_lock(&g->lock);
     struct guard_ip *e = ip_find(g, ip, true);
-    if (e)
+    if (e) {
         set_block(g, e, duration_s > 0 && duration_s < GUARD_FOREVER_S ? now + duration_s : INT64_MAX, now);
+        if (saved || e->saved)
+            atomic_store(&g->saved_dirty, true);
+        e->saved |= saved;
+    }
     uv_mutex_unlock(&g->lock);
+}
+
+void guard_block(struct guard *g, const struct ip16 *ip, int64_t duration_s) { block(g, ip, duration_s, false); }
+
+void guard_block_saved(struct guard *g, const struct ip16 *ip, int64_t duration_s) { block(g, ip, duration_s, true); }
+
+size_t guard_saved_blocks(struct guard *g, struct guard_saved *out, size_t max) {
+    int64_t now = (int64_t)time(NULL);
+    size_t n = 0;
+    uv_mutex_lock(&g->lock);
+    atomic_store(&g->saved_dirty, false);
+    for (int i = 0; i < GUARD_BUCKETS; i++)
+        for (struct guard_ip *e = g->ips[i]; e; e = e->next) {
+            if (!e->saved || !is_blocked(e, now))
+                continue;
+            if (n < max)
+                out[n] = (struct guard_saved){e->ip, e->blocked_until == INT64_MAX ? 0 : e->blocked_until};
+            n++;
+        }
+    uv_mutex_unlock(&g->lock);
+    return n;
 }
 
 bool guard_unblock(struct guard *g, const struct ip16 *ip) {
@@ -226,6 +252,10 @@ bool guard_unblock(struct guard *g, const struct ip16 *ip) {
     if (e && e->blocked_until) {
         e->blocked_until = 0;
         atomic_fetch_sub(&g->blocked, 1);
+    }
+    if (e && e->saved) {
+        e->saved = false;
+        atomic_store(&g->saved_dirty, true);
     }
     if (e)
         e->nviol = 0;
@@ -241,6 +271,9 @@ void guard_sweep(struct guard *g, int64_t now) {
             if (e->blocked_until && e->blocked_until <= now) {
                 e->blocked_until = 0; /* expired */
                 atomic_fetch_sub(&g->blocked, 1);
+                if (e->saved)
+                    atomic_store(&g->saved_dirty, true);
+                e->saved = false;
             }
             uint32_t n = (uint32_t)g->critical;
             int64_t last = e->nviol ? e->viol[(e->vhead + n - 1) % n] : 0;

@@ -33,6 +33,13 @@ struct guard {
     int critical, window_s, block_s;        /* escalation, read-only */
     int v6_prefix;                          /* IPv6 identity prefix (limits.ipv6_prefix_len), read-only */
     _Atomic long blocked;                   /* gauge: IPs blocked now */
+    atomic_bool saved_dirty;                /* the saved (admin) blocks changed since guard_saved_blocks */
+};
+
+/* An admin block as kept in security.blocks_file (auth/blockfile.h). */
+struct guard_saved {
+    struct ip16 ip;                         /* the guard's key (an IPv6 prefix) */
+    int64_t until;                          /* wall s; 0 = until unblocked */
 };
 
 enum guard_verdict {
@@ -74,8 +81,17 @@ bool guard_violation(struct guard *g, const struct ip16 *ip, int64_t now_s);
 
 /* Blocks ip for duration_s seconds (0 = until unblocked). */
 void guard_block(struct guard *g, const struct ip16 *ip, int64_t duration_s);
+/* The same for an admin's block, which is also saved: it is listed by
+ * guard_saved_blocks until it expires or any unblock lifts it. */
+void guard_block_saved(struct guard *g, const struct ip16 *ip, int64_t duration_s);
+
 /* Unblocks; true when it was blocked. */
 bool guard_unblock(struct guard *g, const struct ip16 *ip);
+
+/* Copies up to max saved blocks in force into out (may be NULL when max is
+ * 0) and clears saved_dirty; returns how many there are (more than max:
+ * the rest were not copied). */
+size_t guard_saved_blocks(struct guard *g, struct guard_saved *out, size_t max);
 
 /* Drops expired blocks and idle entries; call periodically. */
 void guard_sweep(struct guard *g, int64_t now_s);

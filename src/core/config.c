@@ -118,6 +118,8 @@ static const struct key KEYS[] = {
      "window for critical_violations, seconds"},
     {"security", "blocked_ips", K_STR, F(security.blocked_ips), "", 0, 0, NULL,
      "comma-separated IPs refused from start (until unblocked through the admin API)"},
+    {"security", "blocks_file", K_STR, F(security.blocks_file), "blocked_ips.state", 0, 0, NULL,
+     "file keeping the admin API's IP blocks across restarts (rewritten atomically); empty = not kept"},
     {"security", "suspicious_content", K_BOOL, F(security.suspicious_content), "true", 0, 0, NULL,
      "refuse client strings with script-injection patterns (error suspicious_content)"},
     {"redis", "url", K_STR, F(redis.url), "", 0, 0, NULL,

@@ -62,6 +62,7 @@ struct config {
         int critical_violations;    /* from one IP within critical_window_s: block */
         int critical_window_s;
         char *blocked_ips;          /* comma list blocked from start (permanent) */
+        char *blocks_file;          /* admin blocks kept across restarts; "" = off */
         bool suspicious_content;    /* scan string fields for script injection */
     } security;
     struct {

@@ -1,7 +1,9 @@
 /* test_guard.c - unit tests for per-IP admission (src/auth/guard.c) keyed by
  * client identity: with limits.ipv6_prefix_len (64 by default) every address
  * of one IPv6 /64 shares one connection count, one violation history and
- * one block; IPv4 addresses stay apart; /128 restores per-address rules. */
+ * one block; IPv4 addresses stay apart; /128 restores per-address rules.
+ * And the admin blocks listed for security.blocks_file (guard_saved_blocks):
+ * only saved ones, until unblocked or expired. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -130,6 +132,44 @@ static void test_violations_count_per_prefix(void **state) {
     guard_free(&g);
 }
 
+static void test_saved_blocks_listed(void **state) {
+    (void)state;
+    struct guard g;
+    assert_int_equal(start(&g, 10, 64, "192.0.2.9"), 0);
+    assert_int_equal(guard_saved_blocks(&g, NULL, 0), 0); /* configured: not saved */
+    struct ip16 a = ip("192.0.2.1"), b = ip("2001:db8::1"), c = ip("192.0.2.3");
+    guard_block_saved(&g, &a, 0);
+    guard_block_saved(&g, &b, 60);
+    guard_block(&g, &c, 60); /* automatic or from another node: not saved */
+    assert_true(atomic_load(&g.saved_dirty));
+    struct guard_saved v[4];
+    assert_int_equal(guard_saved_blocks(&g, v, 4), 2);
+    assert_false(atomic_load(&g.saved_dirty));
+    int64_t now = (int64_t)time(NULL);
+    for (int i = 0; i < 2; i++) {
+        if (!memcmp(v[i].ip.b, a.b, 16)) {
+            assert_true(v[i].until == 0);
+        } else {
+            struct ip16 k = guard_key(&g, &b);
+            assert_memory_equal(v[i].ip.b, k.b, 16); /* the prefix */
+            assert_true(v[i].until >= now + 59 && v[i].until <= now + 61);
+        }
+    }
+    assert_int_equal(guard_saved_blocks(&g, v, 1), 2); /* counted beyond max */
+    /* an unblock (through any address of the prefix) drops it */
+    struct ip16 b2 = ip("2001:db8::2");
+    assert_true(guard_unblock(&g, &b2));
+    assert_true(atomic_load(&g.saved_dirty));
+    assert_int_equal(guard_saved_blocks(&g, v, 4), 1);
+    /* expiry drops it at the sweep */
+    guard_block_saved(&g, &c, 5);
+    assert_int_equal(guard_saved_blocks(&g, v, 4), 2);
+    guard_sweep(&g, now + 10);
+    assert_true(atomic_load(&g.saved_dirty));
+    assert_int_equal(guard_saved_blocks(&g, v, 4), 1);
+    guard_free(&g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ipv6_slash64_is_one_client),
@@ -137,6 +177,7 @@ int main(void) {
         cmocka_unit_test(test_prefix_128_is_per_address),
         cmocka_unit_test(test_blocks_cover_the_prefix),
         cmocka_unit_test(test_violations_count_per_prefix),
+        cmocka_unit_test(test_saved_blocks_listed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
