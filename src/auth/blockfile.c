@@ -46,14 +46,14 @@ int blockfile_load(struct blockfile *bf, struct guard *g, FILE *err) {
         lineno++;
         struct ip16 ip;
         int64_t until;
-        if (line[0] == '#' || line[0] == '\n')
-            continue;
         if (!strchr(line, '\n') && !feof(f)) {
             fprintf(err, "tickgate: security.blocks_file: %s line %d: longer than %d bytes\n", bf->path, lineno,
                     LINE_MAX_LEN - 2);
             rc = -1;
             break;
         }
+        if (line[0] == '#' || strcspn(line, "\r\n") == 0)
+            continue;
         if (!parse_line(line, &ip, &until)) {
             fprintf(err, "tickgate: security.blocks_file: %s line %d: expected \"ADDRESS UNTIL\"\n", bf->path,
                     lineno);
