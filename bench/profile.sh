@@ -28,6 +28,7 @@ run() {
     "${vg[@]}" "$TG" --server.listen=127.0.0.1:0 --server.workers=1 --feed.simulator=false \
         --feed.symbols_file="$WORK/syms" --auth.jwt_secret="$SECRET" --audit.path= \
         --limits.max_connections_per_ip=100000 --limits.max_messages_per_minute=100000000 \
+        --limits.max_connects_per_ip_per_minute=100000000 \
         --limits.heartbeat_interval_s=3600 --limits.heartbeat_timeout_s=7200 >"$out.out" 2>"$out.err" &
     local pid=$! port=""
     for _ in $(seq 1 300); do

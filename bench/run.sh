@@ -156,6 +156,7 @@ TG_FLAGS=(--server.listen=127.0.0.1:0 --feed.symbols_file="$SYMFILE"
 if [ -x "$TICKGATE_BIN" ]; then
     TG_HELP=$("$TICKGATE_BIN" --help 2>&1 || true)
     for kv in limits.max_connections=100000000 limits.max_connections_per_ip=100000000 \
+        limits.max_connects_per_ip_per_minute=100000000 \
         limits.max_connections_per_user=100000000 limits.max_messages_per_minute=100000000 \
         limits.anonymous_max_symbols=100 limits.viewer_max_symbols=100 \
         limits.heartbeat_interval_s=$HEARTBEAT_S limits.heartbeat_timeout_s=$HEARTBEAT_S \

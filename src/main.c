@@ -1,6 +1,7 @@
 /* main.c - the tickgate command: the gateway, and its helper subcommands
  * `hash-key` (the stored form of an API key) and `token` (mint a JWT with
  * the configured secret, for development and tests). */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,17 @@ static int cmd_hash_key(int argc, char **argv) {
     return 0;
 }
 
+/* Token lifetimes: 1 s to a century, so now + ttl cannot overflow. A ttl
+ * that is not a plain number in that range is 0 (a usage error). */
+#define TOKEN_TTL_MAX 3153600000L
+
+static long parse_ttl(const char *s) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    return errno || end == s || *end || v < 1 || v > TOKEN_TTL_MAX ? 0 : v;
+}
+
 static int cmd_token(int argc, char **argv) {
     const char *sub = NULL, *role = NULL;
     long ttl = 3600;
@@ -34,7 +46,7 @@ static int cmd_token(int argc, char **argv) {
         else if (!strcmp(argv[i], "--role") && i + 1 < argc)
             role = argv[++i];
         else if (!strcmp(argv[i], "--ttl") && i + 1 < argc)
-            ttl = strtol(argv[++i], NULL, 10);
+            ttl = parse_ttl(argv[++i]);
         else
             rest[nrest++] = argv[i]; /* configuration flags: the secret */
     }
@@ -43,7 +55,8 @@ static int cmd_token(int argc, char **argv) {
     int rc = 2;
     if (!sub || ttl <= 0 || (role && (role_from_name(role) < 0 || role_from_name(role) == ROLE_ANONYMOUS))) {
         fprintf(stderr, "usage: tickgate token --sub USER [--role ROLE] [--ttl SECONDS] [--auth.jwt_secret=...]\n"
-                        "roles: super_admin admin analyst trader viewer publisher\n");
+                        "roles: super_admin admin analyst trader viewer publisher\n"
+                        "--ttl: 1 to %ld seconds (default 3600)\n", TOKEN_TTL_MAX);
         free(rest);
         return 2;
     }

@@ -12,6 +12,7 @@ struct guard_ip {
     struct ip16 ip;
     uint32_t conns;
     int64_t blocked_until;      /* wall s; 0 = not blocked; INT64_MAX = until unblocked */
+    bool saved;                 /* the block is an admin's: kept in security.blocks_file */
     uint32_t nviol;             /* entries used in viol */
     uint32_t vhead;             /* next slot in the ring */
     int64_t viol[];             /* ring of the last `critical` violation times */
@@ -31,17 +32,20 @@ static uint32_t hash_bytes(const void *p, size_t n) {
     return h % GUARD_BUCKETS;
 }
 
-static struct guard_ip *ip_find(struct guard *g, const struct ip16 *ip, bool create) {
-    uint32_t h = hash_bytes(ip->b, 16);
+struct ip16 guard_key(const struct guard *g, const struct ip16 *ip) { return ip16_client_key(ip, g->v6_prefix); }
+
+static struct guard_ip *ip_find(struct guard *g, const struct ip16 *addr, bool create) {
+    struct ip16 k = guard_key(g, addr);
+    uint32_t h = hash_bytes(k.b, 16);
     for (struct guard_ip *e = g->ips[h]; e; e = e->next)
-        if (memcmp(e->ip.b, ip->b, 16) == 0)
+        if (memcmp(e->ip.b, k.b, 16) == 0)
             return e;
     if (!create)
         return NULL;
     struct guard_ip *e = calloc(1, sizeof(*e) + sizeof(int64_t) * (size_t)g->critical);
     if (!e)
         return NULL;
-    e->ip = *ip;
+    e->ip = k;
     e->next = g->ips[h];
     g->ips[h] = e;
     return e;
@@ -74,14 +78,18 @@ int guard_init(struct guard *g, const struct config *cfg, FILE *err) {
     g->critical = cfg->security.critical_violations;
     g->window_s = cfg->security.critical_window_s;
     g->block_s = cfg->security.auto_block_s;
+    g->v6_prefix = cfg->limits.ipv6_prefix_len;
     struct cidr_list l;
     if (cidr_list_parse(&l, cfg->security.blocked_ips, "security.blocked_ips", err) < 0) {
         guard_free(g);
         return -1;
     }
     for (size_t i = 0; i < l.n; i++) {
-        if (l.v[i].bits != 128) {
-            fprintf(err, "tickgate: security.blocked_ips: give single addresses, not ranges\n");
+        /* An address, or an IPv6 prefix of exactly the identity length
+         * (which is what an IPv6 address blocks anyway). */
+        if (l.v[i].bits != 128 && (ip16_is_v4(&l.v[i].net) || l.v[i].bits != g->v6_prefix)) {
+            fprintf(err, "tickgate: security.blocked_ips: give single addresses, not ranges (an IPv6 address "
+                         "blocks its /%d, limits.ipv6_prefix_len)\n", g->v6_prefix);
             cidr_list_free(&l);
             guard_free(g);
             return -1;
@@ -202,14 +210,38 @@ bool guard_violation(struct guard *g, const struct ip16 *ip, int64_t now) {
     return critical;
 }
 
-void guard_block(struct guard *g, const struct ip16 *ip, int64_t duration_s) {
+static void block(struct guard *g, const struct ip16 *ip, int64_t duration_s, bool saved) {
     int64_t now = (int64_t)time(NULL);
     uv_mutex_lock(&g->lock);
     struct guard_ip *e = ip_find(g, ip, true);
-    /* 0, or longer than a century: until unblocked (and no overflow). */
-    if (e)
-        set_block(g, e, duration_s > 0 && duration_s < 3153600000LL ? now + duration_s : INT64_MAX, now);
+    if (e) {
+        set_block(g, e, duration_s > 0 && duration_s < GUARD_FOREVER_S ? now + duration_s : INT64_MAX, now);
+        if (saved || e->saved)
+            atomic_store(&g->saved_dirty, true);
+        e->saved |= saved;
+    }
     uv_mutex_unlock(&g->lock);
+}
+
+void guard_block(struct guard *g, const struct ip16 *ip, int64_t duration_s) { block(g, ip, duration_s, false); }
+
+void guard_block_saved(struct guard *g, const struct ip16 *ip, int64_t duration_s) { block(g, ip, duration_s, true); }
+
+size_t guard_saved_blocks(struct guard *g, struct guard_saved *out, size_t max) {
+    int64_t now = (int64_t)time(NULL);
+    size_t n = 0;
+    uv_mutex_lock(&g->lock);
+    atomic_store(&g->saved_dirty, false);
+    for (int i = 0; i < GUARD_BUCKETS; i++)
+        for (struct guard_ip *e = g->ips[i]; e; e = e->next) {
+            if (!e->saved || !is_blocked(e, now))
+                continue;
+            if (n < max)
+                out[n] = (struct guard_saved){e->ip, e->blocked_until == INT64_MAX ? 0 : e->blocked_until};
+            n++;
+        }
+    uv_mutex_unlock(&g->lock);
+    return n;
 }
 
 bool guard_unblock(struct guard *g, const struct ip16 *ip) {
@@ -220,6 +252,10 @@ bool guard_unblock(struct guard *g, const struct ip16 *ip) {
     if (e && e->blocked_until) {
         e->blocked_until = 0;
         atomic_fetch_sub(&g->blocked, 1);
+    }
+    if (e && e->saved) {
+        e->saved = false;
+        atomic_store(&g->saved_dirty, true);
     }
     if (e)
         e->nviol = 0;
@@ -235,6 +271,9 @@ void guard_sweep(struct guard *g, int64_t now) {
             if (e->blocked_until && e->blocked_until <= now) {
                 e->blocked_until = 0; /* expired */
                 atomic_fetch_sub(&g->blocked, 1);
+                if (e->saved)
+                    atomic_store(&g->saved_dirty, true);
+                e->saved = false;
             }
             uint32_t n = (uint32_t)g->critical;
             int64_t last = e->nviol ? e->viol[(e->vhead + n - 1) % n] : 0;

@@ -47,8 +47,8 @@ static int b64val(char c) {
 }
 
 long b64url_decode(const char *in, size_t len, unsigned char *out) {
-    while (len && in[len - 1] == '=')
-        len--;
+    /* One spelling per byte string (RFC 7515 section 2): no '=' padding and
+     * zero spare bits, so a token cannot be re-spelt and still verify. */
     if (len % 4 == 1)
         return -1;
     long o = 0;
@@ -196,7 +196,12 @@ enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *tok, size_t
      * of its own kind is used: no "none", no HS256 keyed with a public key. */
     unsigned a = !alg ? 0 : !strcmp(alg, "HS256") ? JWT_HS256 : !strcmp(alg, "RS256") ? JWT_RS256
                                                  : !strcmp(alg, "ES256") ? JWT_ES256 : 0;
+    /* "crit" lists extensions the token must not be read without (RFC 7515
+     * 4.1.11, e.g. RFC 7797's unencoded payload); we implement none. */
+    bool crit = json_object_get(hdr, "crit") != NULL;
     json_decref(hdr);
+    if (crit)
+        return JWT_MALFORMED;
     if (!a || !(v->algs & a))
         return JWT_BAD_ALG;
     if (a == JWT_HS256 && !v->secret_len)
@@ -259,7 +264,7 @@ enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *tok, size_t
     }
     strcpy(out->sub, sub);
     snprintf(out->role, sizeof(out->role), "%s", role ? json_string_value(role) : "");
-    out->exp = exp;
+    out->exp = exp < JWT_TIME_MAX ? exp : JWT_TIME_MAX; /* saturated: see jwt.h */
 out:
     json_decref(pl);
     return rc;

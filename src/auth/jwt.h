@@ -39,10 +39,15 @@ enum jwt_result {
     JWT_BAD_AUDIENCE,
 };
 
+/* 9999-12-31T23:59:59Z: the latest time a claim is taken to name. */
+#define JWT_TIME_MAX INT64_C(253402300799)
+
 struct jwt_claims {
     char sub[128];
     char role[32];              /* "" when the token has none */
-    int64_t exp;                /* seconds since the epoch */
+    int64_t exp;                /* seconds since the epoch, at most JWT_TIME_MAX:
+                                 * later is read as that, so exp + leeway or
+                                 * exp * 1000 cannot overflow downstream */
 };
 
 /* Verifies token (len bytes) at time now_s. */
@@ -62,8 +67,9 @@ char *jwt_sign_hs256(const unsigned char *secret, size_t secret_len, const char 
  * the length written. */
 size_t b64url_encode(const unsigned char *in, size_t len, char *out);
 
-/* Decodes base64url (padding optional). Returns the length, or -1. out must
- * hold 3*len/4+3 bytes. */
+/* Decodes canonical base64url: no padding, spare bits zero (anything else,
+ * '=' included, is -1). Returns the length, or -1. out must hold
+ * 3*len/4+3 bytes. */
 long b64url_decode(const char *in, size_t len, unsigned char *out);
 
 #endif

@@ -48,6 +48,8 @@ struct config {
         long max_connections;       /* global cap: 503 beyond */
         int max_connections_per_ip;   /* 429 beyond */
         int max_connections_per_user; /* 429 beyond */
+        int max_connects_per_ip_per_minute; /* /ws handshakes per client IP: 429 beyond */
+        int ipv6_prefix_len;        /* IPv6 addresses count per this prefix for per-IP rules */
         long max_message_bytes;     /* reassembled message cap: 1009 beyond */
         int max_subscriptions_per_client;
         int viewer_max_symbols;
@@ -66,6 +68,7 @@ struct config {
         int critical_violations;    /* from one IP within critical_window_s: block */
         int critical_window_s;
         char *blocked_ips;          /* comma list blocked from start (permanent) */
+        char *blocks_file;          /* admin blocks kept across restarts; "" = off */
         bool suspicious_content;    /* scan string fields for script injection */
     } security;
     struct {

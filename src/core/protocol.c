@@ -187,6 +187,12 @@ static void free_user_id(struct conn *c) {
     c->user_id = NULL;
 }
 
+/* A reference to the message budget of c's identity: its user's, or its IP's. */
+static struct budget *identity_budget(struct conn *c) {
+    struct ip16 k = guard_key(&c->w->srv->guard, &c->cip);
+    return budget_for_client(&c->w->srv->budgets, c->user_id, &k);
+}
+
 void protocol_set_identity(struct conn *c, const struct identity *id) {
     free_user_id(c);
     size_t l = strlen(id->user_id);
@@ -207,8 +213,6 @@ void protocol_on_open(struct conn *c) {
     count(&c->w->stats.by_role[c->role]);
     count(&c->w->stats.ws_total);
     uint64_t now = worker_now(c->w);
-    c->tokens = cfg->limits.max_messages_per_minute;
-    c->tokens_ms = now;
     c->last_ping = now;
     c->last_rx = now;
     c->connected_at = hub_now_ms();
@@ -225,8 +229,9 @@ void protocol_on_open(struct conn *c) {
         ip16_format(&c->cip, ip, sizeof(ip));
         audit_event_text(&srv->audit, "CONNECTION_OPENED", cid, c->user_id, ip, details);
     }
+    c->budget = identity_budget(c); /* put in protocol_release_identity */
     size_t cap = 256 + jw_str_max(cid) + jw_str_max(c->user_id);
-    struct outbuf *b = outbuf_new(cap);
+    struct outbuf *b = c->budget ? outbuf_new(cap) : NULL;
     if (!b) {
         ws_close(c, WS_CLOSE_INTERNAL, "internal error");
         return;
@@ -279,7 +284,7 @@ void protocol_liveness(struct conn *c, uint64_t now) {
 void protocol_sweep(struct conn *c, uint64_t now) {
     const struct config *cfg = &c->w->srv->cfg;
     if (c->token_exp) {
-        if ((int64_t)time(NULL) > c->token_exp + cfg->auth.jwt_leeway_s) {
+        if ((int64_t)time(NULL) - cfg->auth.jwt_leeway_s > c->token_exp) { /* no exp + leeway: overflow */
             ws_close(c, WS_CLOSE_TOKEN_EXPIRED, "token expired");
             return;
         }
@@ -287,18 +292,10 @@ void protocol_sweep(struct conn *c, uint64_t now) {
     }
 }
 
-/* Token bucket: burst = per-minute figure, refilled continuously. */
+/* The identity's token bucket (shared by its connections, kept across
+ * reconnects): burst = per-minute figure, refilled continuously. */
 static bool rate_ok(struct conn *c) {
-    double per_min = c->w->srv->cfg.limits.max_messages_per_minute;
-    uint64_t now = worker_now(c->w);
-    c->tokens += (double)(now - c->tokens_ms) * per_min / 60000.0;
-    c->tokens_ms = now;
-    if (c->tokens > per_min)
-        c->tokens = per_min;
-    if (c->tokens < 1.0)
-        return false;
-    c->tokens -= 1.0;
-    return true;
+    return c->budget && budget_take(&c->w->srv->budgets, c->budget, worker_now(c->w) * 1000000ULL, NULL);
 }
 
 static void on_subscribe(struct conn *c, json_t *msg, json_t *id) {
@@ -449,6 +446,11 @@ static void on_authenticate(struct conn *c, json_t *msg, json_t *id) {
     atomic_fetch_sub_explicit(&c->w->stats.by_role[c->role], 1, memory_order_relaxed);
     protocol_set_identity(c, &who);
     count(&c->w->stats.by_role[c->role]);
+    struct budget *nb = identity_budget(c);
+    if (nb) { /* the new identity's budget from now on (out of memory: the old one stays) */
+        budget_put(&c->w->srv->budgets, c->budget, worker_now(c->w) * 1000000ULL);
+        c->budget = nb;
+    }
     reply(c, json_pack("{s:s, s:o, s:s}", "type", "authenticated", "user_id", user_json(c), "role", role_name(c->role)),
           id);
     maybe_warn_expiry(c);
@@ -799,6 +801,8 @@ void protocol_on_release(struct conn *c) {
 
 void protocol_release_identity(struct conn *c) {
     struct server *srv = c->w->srv;
+    budget_put(&srv->budgets, c->budget, worker_now(c->w) * 1000000ULL);
+    c->budget = NULL;
     if (c->guarded) {
         guard_release(&srv->guard, &c->cip, c->user_id);
         c->guarded = false;

@@ -155,20 +155,13 @@ static int cpu_count(void) {
     return n < 1 ? 1 : (int)n;
 }
 
-void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why) {
-    server_block_ip_local(srv, ip, duration_s, why);
-    if (srv->redis.enabled) {
-        char text[64], *msg = malloc(160);
-        ip16_format(ip, text, sizeof(text));
-        if (msg) {
-            snprintf(msg, 160, "B|%s|%s|%lld", srv->redis.node, text, (long long)duration_s);
-            redis_engine_post(&srv->redis, RM_CONTROL, msg, 0);
-        }
-    }
-}
-
-void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why) {
-    guard_block(&srv->guard, ip, duration_s);
+/* Blocks here (saved: an admin's, kept in security.blocks_file), audits it
+ * and closes the IP's connections on every worker. */
+static void block_local(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why, bool saved) {
+    if (saved)
+        guard_block_saved(&srv->guard, ip, duration_s);
+    else
+        guard_block(&srv->guard, ip, duration_s);
     char text[64];
     ip16_format(ip, text, sizeof(text));
     audit_event(&srv->audit, "IP_BLOCKED", NULL, NULL, text,
@@ -183,9 +176,39 @@ void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t du
     }
 }
 
+/* block_local, then the same on every other node through Redis. */
+static void block_everywhere(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why,
+                             bool saved) {
+    if (duration_s < 0 || duration_s >= GUARD_FOREVER_S)
+        duration_s = 0; /* until unblocked, here and in Redis (where now + it would wrap) */
+    block_local(srv, ip, duration_s, why, saved);
+    if (srv->redis.enabled) {
+        char text[64], *msg = malloc(160);
+        ip16_format(ip, text, sizeof(text));
+        if (msg) {
+            snprintf(msg, 160, "B|%s|%s|%lld", srv->redis.node, text, (long long)duration_s);
+            redis_engine_post(&srv->redis, RM_CONTROL, msg, 0);
+        }
+    }
+}
+
+void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why) {
+    block_everywhere(srv, ip, duration_s, why, false);
+}
+
+void server_block_ip_admin(struct server *srv, const struct ip16 *ip, int64_t duration_s) {
+    block_everywhere(srv, ip, duration_s, "admin", true);
+}
+
+void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why) {
+    block_local(srv, ip, duration_s, why, false);
+}
+
 static void on_guard_timer(uv_timer_t *h) {
     struct server *srv = h->data;
     guard_sweep(&srv->guard, (int64_t)time(NULL));
+    budget_sweep(&srv->budgets, uv_now(&srv->loop) * 1000000ULL);
+    blockfile_flush(&srv->blocks, &srv->guard); /* at most a second after an admin (un)block */
     /* Handshakes borrow a few KiB each (request, headers) and give them
      * back at the upgrade; after a burst, hand the freed pages back to the
      * system so an idle connection costs what it holds. */
@@ -270,10 +293,16 @@ int server_init(struct server *srv) {
         goto out_hub;
     if (guard_init(&srv->guard, &srv->cfg, stderr) < 0)
         goto out_trusted;
+    budgets_init(&srv->budgets, srv->cfg.limits.max_messages_per_minute,
+                 srv->cfg.limits.max_connects_per_ip_per_minute);
+    srv->blocks = (struct blockfile){.path = srv->cfg.security.blocks_file};
+    if (blockfile_load(&srv->blocks, &srv->guard, stderr) < 0)
+        goto out_budgets;
     if (audit_start(&srv->audit, srv->cfg.audit.path, srv->cfg.audit.queue, stderr) < 0)
-        goto out_guard;
+        goto out_budgets;
     return 0;
-out_guard:
+out_budgets:
+    budgets_free(&srv->budgets);
     guard_free(&srv->guard);
 out_trusted:
     cidr_list_free(&srv->trusted);
@@ -288,6 +317,7 @@ out_auth:
 
 void server_free(struct server *srv) {
     audit_stop(&srv->audit); /* after the workers: every accepted event is written */
+    budgets_free(&srv->budgets);
     guard_free(&srv->guard);
     cidr_list_free(&srv->trusted);
     hub_free(&srv->hub);
@@ -363,6 +393,7 @@ int server_run(struct server *srv) {
     uv_run(&srv->loop, UV_RUN_DEFAULT);
     for (int i = 0; i < started; i++)
         worker_join(&srv->workers[i]);
+    blockfile_flush(&srv->blocks, &srv->guard); /* the last second's (un)blocks */
     uv_loop_close(&srv->loop);
     sim_free(&srv->sim);
     broker_free(&srv->broker);

@@ -14,6 +14,8 @@
 #include <uv.h>
 
 #include "auth/auth.h"
+#include "auth/blockfile.h"
+#include "auth/budget.h"
 #include "auth/guard.h"
 #include "net/clientip.h"
 #include "obs/audit.h"
@@ -33,6 +35,8 @@ struct server {
     uv_signal_t sigterm, sigint, sighup;
     struct auth auth;              /* identity; users table reloadable */
     struct guard guard;            /* per-IP/per-user counts, blocks */
+    struct budgets budgets;        /* per-identity message and handshake rates */
+    struct blockfile blocks;       /* admin blocks kept across restarts; main thread */
     struct audit audit;            /* audit log writer */
     struct cidr_list trusted;      /* server.trusted_proxies, read-only */
     uv_timer_t guard_timer;        /* expires blocks, drops idle entries */
@@ -70,6 +74,10 @@ int server_run(struct server *srv);
 /* Blocks ip on every worker: refuses it from now on and closes its
  * connections with 1008. duration_s 0 = until unblocked. Any thread. */
 void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why);
+
+/* server_block_ip for an admin's block, which is also kept across restarts
+ * (security.blocks_file). */
+void server_block_ip_admin(struct server *srv, const struct ip16 *ip, int64_t duration_s);
 
 /* The same on this node only (a block that came from another node). */
 void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why);

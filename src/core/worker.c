@@ -172,11 +172,13 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         struct ip16 ip;
         memcpy(ip.b, &m->a, 8);
         memcpy(ip.b + 8, &m->b, 8);
-        /* Every connection of the IP (cip is set by each request):
-         * WebSockets, echo included, close 1008; HTTP ones once their
-         * answers are out. */
+        /* Every connection of the IP (cip is set by each request; an IPv6
+         * block covers its whole prefix): WebSockets, echo included, close
+         * 1008; HTTP ones once their answers are out. */
+        ip = guard_key(&w->srv->guard, &ip);
         for (struct conn *c = w->conns; c; c = c->next) {
-            if (c->closing || memcmp(c->cip.b, ip.b, 16) != 0)
+            struct ip16 k = guard_key(&w->srv->guard, &c->cip);
+            if (c->closing || memcmp(k.b, ip.b, 16) != 0)
                 continue;
             if (c->phase == PHASE_WS)
                 ws_close(c, WS_CLOSE_POLICY, "IP blocked");

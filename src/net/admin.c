@@ -331,7 +331,7 @@ void admin_http(struct conn *c, const char *path, bool keep) {
         int64_t d = dur ? (int64_t)json_integer_value(dur) : 0;
         audit_event(&srv->audit, "ADMIN_ACTION", NULL, who.user_id, ipbuf,
                     json_pack("{s:s, s:s, s:I}", "action", "block_ip", "target", canon, "duration_s", (json_int_t)d));
-        server_block_ip(srv, &ip, d, "admin");
+        server_block_ip_admin(srv, &ip, d);
         reply = json_pack("{s:s, s:I}", "blocked", canon, "duration_s", (json_int_t)d);
     } else {
         bool was = guard_unblock(&srv->guard, &ip);

@@ -36,13 +36,24 @@ bool ip16_parse(const char *s, size_t len, struct ip16 *out) {
     return false;
 }
 
-static bool is_v4_mapped(const struct ip16 *ip) {
+bool ip16_is_v4(const struct ip16 *ip) {
     static const uint8_t pre[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     return memcmp(ip->b, pre, 12) == 0;
 }
 
+struct ip16 ip16_client_key(const struct ip16 *ip, int v6_prefix) {
+    struct ip16 k = *ip;
+    if (ip16_is_v4(ip) || v6_prefix >= 128)
+        return k;
+    int full = v6_prefix / 8, rest = v6_prefix % 8;
+    if (rest)
+        k.b[full++] &= (uint8_t)(0xff << (8 - rest));
+    memset(k.b + full, 0, (size_t)(16 - full));
+    return k;
+}
+
 void ip16_format(const struct ip16 *ip, char *out, size_t len) {
-    if (is_v4_mapped(ip))
+    if (ip16_is_v4(ip))
         inet_ntop(AF_INET, ip->b + 12, out, (socklen_t)len);
     else
         inet_ntop(AF_INET6, ip->b, out, (socklen_t)len);
@@ -60,7 +71,7 @@ int cidr_list_parse(struct cidr_list *l, const char *text, const char *key, FILE
             fprintf(err, "tickgate: %s: '%.*s' is not an IP address or CIDR\n", key, (int)n, p);
             goto fail;
         }
-        int max = is_v4_mapped(&c.net) ? 32 : 128;
+        int max = ip16_is_v4(&c.net) ? 32 : 128;
         int bits = max;
         if (slash) {
             char num[8];

@@ -35,6 +35,16 @@ bool cidr_list_match(const struct cidr_list *l, const struct ip16 *ip);
 /* Parses an IPv4 or IPv6 text address (len bytes). True on success. */
 bool ip16_parse(const char *s, size_t len, struct ip16 *out);
 
+/* The identity an address counts as for per-IP rules (limits, budgets,
+ * violations, blocks): an IPv4 address itself, an IPv6 address its first
+ * v6_prefix bits (the rest zeroed), because one subscriber usually holds a
+ * whole /64 (RFC 6177) and could otherwise pick a fresh address per
+ * connection. */
+struct ip16 ip16_client_key(const struct ip16 *ip, int v6_prefix);
+
+/* True for an IPv4 address in its 16-byte (::ffff:a.b.c.d) form. */
+bool ip16_is_v4(const struct ip16 *ip);
+
 /* Formats (IPv4-mapped shown as IPv4). out >= 46 bytes. */
 void ip16_format(const struct ip16 *ip, char *out, size_t len);
 

@@ -26,6 +26,7 @@
 struct worker;
 struct http_req;
 struct held_input;
+struct budget;
 
 enum conn_phase {
     PHASE_HTTP = 0,   /* reading requests */
@@ -98,8 +99,7 @@ struct conn {
     char uid_inl[24];              /* user ids that fit live here: no allocation */
     int64_t token_exp;             /* s since epoch; 0 = no token */
     int64_t connected_at;          /* wall ms at upgrade */
-    double tokens;                 /* rate limit bucket */
-    uint64_t tokens_ms;            /* loop ms of the last refill */
+    struct budget *budget;         /* message budget of the identity (auth/budget.h), a reference */
     uint64_t last_ping;            /* loop ms of the last ping sent */
     uint64_t first_ping;           /* loop ms of the first ping since last_rx */
     struct conn_batch *batch;      /* price_batch state; NULL = not batching (pubsub/subs.h) */

@@ -62,6 +62,21 @@ static void resolve_ip(struct conn *c) {
     c->cip = client_ip(&c->w->srv->trusted, &peer, xl ? xff : NULL, xl);
 }
 
+/* limits.max_connects_per_ip_per_minute: the handshake budget of the client
+ * IP. Refused (429, like the other per-IP limits) when spent; a refusal is
+ * no violation. */
+static bool connect_budget_ok(struct conn *c) {
+    struct server *srv = c->w->srv;
+    struct ip16 k = guard_key(&srv->guard, &c->cip);
+    uint64_t wait = 0;
+    if (budget_take_key(&srv->budgets, BUDGET_CONNECT_IP, k.b, sizeof(k.b), worker_now(c->w) * 1000000ULL, &wait))
+        return true;
+    char hdr[48];
+    snprintf(hdr, sizeof(hdr), "Retry-After: %llu\r\n", (unsigned long long)(wait / 1000000000ULL + 1));
+    conn_http_error(c, 429, "too_many_connection_attempts", "handshakes per IP per minute reached", hdr, false);
+    return false;
+}
+
 static void upgrade(struct conn *c, int ep) {
     struct server *srv = c->w->srv;
     char accept[29];
@@ -75,6 +90,8 @@ static void upgrade(struct conn *c, int ep) {
         conn_http_error(c, 503, "shutting_down", "server is shutting down", NULL, false);
         return;
     }
+    if (ep == EP_JSON && !connect_budget_ok(c))
+        return;
     if (!origin_allowed(srv, c->http)) {
         conn_http_error(c, 403, "origin_not_allowed", "Origin not allowed", NULL, false);
         return;

@@ -169,6 +169,13 @@ void metrics_respond(struct conn *c, bool keep) {
     put(&o, "tickgate_redis_published_total %llu\n", (unsigned long long)LOAD(srv->redis.published));
     head(&o, "blocked_ips", "gauge", "IP addresses blocked now.");
     put(&o, "tickgate_blocked_ips %ld\n", atomic_load(&srv->guard.blocked));
+    head(&o, "handshakes_rate_limited_total", "counter", "WebSocket handshakes refused by the per-IP handshake rate.");
+    put(&o, "tickgate_handshakes_rate_limited_total %llu\n",
+        (unsigned long long)LOAD(srv->budgets.refused[BUDGET_CONNECT_IP]));
+    head(&o, "rate_budgets", "gauge", "Rate buckets held: messages per user or anonymous IP, handshakes per IP.");
+    put(&o, "tickgate_rate_budgets %ld\n", atomic_load(&srv->budgets.count));
+    head(&o, "rate_budgets_evicted_total", "counter", "Unused rate buckets forgotten before full (table bound).");
+    put(&o, "tickgate_rate_budgets_evicted_total %llu\n", (unsigned long long)LOAD(srv->budgets.evicted));
     head(&o, "audit_events_dropped_total", "counter", "Audit events dropped because the writer's queue was full.");
     put(&o, "tickgate_audit_events_dropped_total %llu\n", (unsigned long long)LOAD(srv->audit.dropped));
     head(&o, "audit_events_written_total", "counter", "Audit events written.");

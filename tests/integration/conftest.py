@@ -177,9 +177,11 @@ def gateway():
     audit_dir = tempfile.mkdtemp(prefix="tickgate-audit-")
 
     def start(*flags, env=None, listen="127.0.0.1:0", echo_path="/echo", wait=True):
-        # The audit log goes to a private file unless the test names one
-        # (a later flag wins), so runs never write into the repository.
-        args = [binary, "--audit.path=%s" % os.path.join(audit_dir, "audit-%d.log" % len(started))]
+        # The audit log and the admin blocks file go to private files unless
+        # the test names them (a later flag wins), so runs never write into
+        # the repository.
+        args = [binary, "--audit.path=%s" % os.path.join(audit_dir, "audit-%d.log" % len(started)),
+                "--security.blocks_file=%s" % os.path.join(audit_dir, "blocks-%d.state" % len(started))]
         if listen is not None:
             args.append("--server.listen=%s" % listen)
         if echo_path is not None:

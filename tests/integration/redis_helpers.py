@@ -161,7 +161,7 @@ def wait_redis_up(gw, timeout=10.0):
 
 def gateway_args(redis_srv, audit_path, *flags):
     return [SECRET_FLAG, "--feed.simulator=false", "--redis.url=" + redis_srv.url, "--audit.path=" + str(audit_path),
-            "--limits.max_messages_per_minute=100000"] + list(flags)
+            "--security.blocks_file=%s.blocks" % audit_path, "--limits.max_messages_per_minute=100000"] + list(flags)
 
 
 @pytest.fixture

@@ -3,11 +3,12 @@
 IPs, broadcasts to roles; credentials (401 / 403), bad bodies (400) and
 wrong methods (405)."""
 import json
+import os
 import time
 
 import pytest
 
-from conftest import get_metrics, mint, wait_stats
+from conftest import get_metrics, mint, wait_stats, wait_until
 from sec_helpers import api, assert_refused, sgw, sws  # noqa: F401 (fixtures)
 
 ADMIN = mint("root", "admin")
@@ -134,6 +135,50 @@ def test_block_without_duration_is_indefinite_and_ipv6_canonical(sgw, sws):
     assert get_metrics(gw)["tickgate_blocked_ips"] == 2
 
 
+def test_block_of_an_ipv6_address_covers_its_slash64(sgw, sws):
+    """One subscriber holds a whole IPv6 /64: blocking one of its addresses
+    (::2) blocks the client at another one (::1), and its open connections
+    are closed on every worker. limits.ipv6_prefix_len=128 keeps addresses
+    apart. The gateway listens on both families: the admin speaks IPv4, the
+    clients come from ::1."""
+    from types import SimpleNamespace
+
+    from test_security import ipv6_loopback
+    if not ipv6_loopback():
+        pytest.skip("IPv6 loopback (::1) is not available here")
+    try:
+        with open("/proc/sys/net/ipv6/bindv6only") as f:
+            if f.read().strip() != "0":
+                pytest.skip("[::] sockets are IPv6-only here")
+    except OSError:
+        pass
+
+    def start(*flags):
+        gw = sgw(*flags, listen="[::]:0")
+        return SimpleNamespace(host="127.0.0.1", port=gw.port), SimpleNamespace(host="::1", port=gw.port)
+
+    admin, v6 = start("--server.workers=2")
+    victims = [sws.open(v6) for _ in range(3)]
+    r = api(admin, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "::2", "duration_s": 60})
+    assert r.status == 200, r
+    for v in victims:
+        v.raw.expect_close(1008)
+    body = assert_refused(sws.handshake(v6), 403)
+    assert body["error"] == "ip_blocked", body
+    # Unblocking any address of the /64 lifts it.
+    r = api(admin, "POST", "/api/admin/unblock_ip", token=ADMIN, body={"ip": "::abcd"})
+    assert r.status == 200 and r.json()["was_blocked"] is True, r
+    assert sws.open(v6).hello["role"] == "anonymous"
+    # Another /64 (0:0:0:1::2) is another client.
+    r = api(admin, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "0:0:0:1::2"})
+    assert r.status == 200, r
+    assert sws.open(v6).hello["role"] == "anonymous"
+    admin, v6 = start("--limits.ipv6_prefix_len=128")
+    r = api(admin, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "::2"})
+    assert r.status == 200, r
+    assert sws.open(v6).hello["role"] == "anonymous"
+
+
 def test_block_ip_with_huge_duration_still_blocks(sgw, sws):
     """duration_s is any non-negative integer: a huge one is (in effect)
     forever, never a block that silently does nothing. Refusing it with 400
@@ -146,6 +191,116 @@ def test_block_ip_with_huge_duration_still_blocks(sgw, sws):
     assert r.status == 200, r
     victim.raw.expect_close(1008)
     assert_refused(sws.handshake(gw, src="127.0.0.2"), 403)
+
+
+# ---------------------------------------------------------------------------
+# admin blocks across restarts (security.blocks_file)
+# ---------------------------------------------------------------------------
+
+def saved_lines(path):
+    try:
+        with open(path) as f:
+            return sorted(line.strip() for line in f if line.strip() and not line.startswith("#"))
+    except FileNotFoundError:
+        return []
+
+
+def test_admin_blocks_survive_a_restart(sgw, sws, tmp_path):
+    """Permanent and timed admin blocks are kept in security.blocks_file and
+    restored at start (they were lost on a restart without Redis); unblocked
+    ones, automatic and configured blocks are not kept."""
+    path = str(tmp_path / "blocks.state")
+    flags = ("--security.blocks_file=" + path, "--security.critical_violations=2", "--security.high_violations=100")
+    gw = sgw(*flags, "--security.blocked_ips=127.0.0.9")
+    for ip, body in (("127.0.0.2", {}), ("127.0.0.3", {"duration_s": 3600}), ("127.0.0.4", {})):
+        r = api(gw, "POST", "/api/admin/block_ip", token=ADMIN, body=dict(body, ip=ip))
+        assert r.status == 200, r
+    r = api(gw, "POST", "/api/admin/unblock_ip", token=ADMIN, body={"ip": "127.0.0.4"})
+    assert r.status == 200 and r.json()["was_blocked"] is True, r
+    # An automatic block (threat level critical) of 127.0.0.5.
+    ws = sws.open(gw, src="127.0.0.5")
+    ws.send({"type": "nope", "id": 1})
+    ws.send({"type": "nope", "id": 2})
+    ws.raw.expect_close(1008)
+    assert_refused(sws.handshake(gw, src="127.0.0.5"), 403)
+    assert gw.stop() == 0
+    lines = saved_lines(path)
+    assert [l.split()[0] for l in lines] == ["127.0.0.2", "127.0.0.3"], lines
+    assert lines[0] == "127.0.0.2 0", lines
+    assert abs(int(lines[1].split()[1]) - (time.time() + 3600)) < 60, lines
+
+    gw = sgw(*flags)
+    for ip in ("127.0.0.2", "127.0.0.3"):
+        body = assert_refused(sws.handshake(gw, src=ip), 403)
+        assert body["error"] == "ip_blocked", (ip, body)
+    for ip in ("127.0.0.4", "127.0.0.5", "127.0.0.9"):
+        assert sws.open(gw, src=ip).hello["role"] == "anonymous", ip
+    assert get_metrics(gw)["tickgate_blocked_ips"] == 2
+    # An unblock after the restart is kept too, within a second.
+    r = api(gw, "POST", "/api/admin/unblock_ip", token=ADMIN, body={"ip": "127.0.0.2"})
+    assert r.status == 200 and r.json()["was_blocked"] is True, r
+    wait_until(lambda: [l.split()[0] for l in saved_lines(path)] == ["127.0.0.3"], 5, "unblock saved")
+    # A block is on disk within a second: even SIGKILL does not lose it.
+    r = api(gw, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "127.0.0.6"})
+    assert r.status == 200, r
+    wait_until(lambda: "127.0.0.6 0" in saved_lines(path), 5, "block saved")
+    gw.kill()
+    gw.start_failed = True  # killed on purpose: not a teardown failure
+    assert not os.path.exists(path + ".tmp")
+    gw = sgw(*flags)
+    assert_refused(sws.handshake(gw, src="127.0.0.6"), 403)
+    assert_refused(sws.handshake(gw, src="127.0.0.3"), 403)
+    assert sws.open(gw, src="127.0.0.2").hello["role"] == "anonymous"
+
+
+def test_admin_blocks_of_an_ipv6_prefix_survive_a_restart(sgw, sws, tmp_path):
+    path = str(tmp_path / "blocks.state")
+    gw = sgw("--security.blocks_file=" + path)
+    r = api(gw, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": "2001:db8:1:2:3::4"})
+    assert r.status == 200, r
+    assert gw.stop() == 0
+    assert saved_lines(path) == ["2001:db8:1:2:: 0"]
+    gw = sgw("--security.blocks_file=" + path)
+    r = api(gw, "POST", "/api/admin/unblock_ip", token=ADMIN, body={"ip": "2001:db8:1:2::99"})
+    assert r.status == 200 and r.json()["was_blocked"] is True, r
+
+
+@pytest.mark.parametrize("content, line", [
+    ("127.0.0.2\n", 1),
+    ("# comment\n127.0.0.2 soon\n", 2),
+    ("not-an-ip 0\n", 1),
+    ("127.0.0.2 -5\n", 1),
+    ("127.0.0.2 0\n" + "x" * 300 + "\n", 2),
+])
+def test_bad_blocks_file_refuses_start(sgw, tmp_path, content, line):
+    """A list we cannot read is not silently an empty one: start is refused
+    with the key, the file and the line."""
+    from test_lifecycle import run_tickgate
+    path = tmp_path / "blocks.state"
+    path.write_text(content)
+    rc, out, err = run_tickgate(["--server.listen=127.0.0.1:0", "--security.blocks_file=%s" % path,
+                                 "--audit.path="])
+    assert rc != 0 and "listening" not in out, (rc, out, err)
+    assert "security.blocks_file" in err and str(path) in err and "line %d" % line in err, err
+
+
+def test_blocks_file_expired_entries_dropped_and_unwritable_path_logged(sgw, sws, tmp_path):
+    path = tmp_path / "blocks.state"
+    past = int(time.time()) - 10
+    path.write_text("127.0.0.2 %d\n127.0.0.3 0\n\n" % past)
+    gw = sgw("--security.blocks_file=%s" % path)
+    assert sws.open(gw, src="127.0.0.2").hello["role"] == "anonymous"
+    assert_refused(sws.handshake(gw, src="127.0.0.3"), 403)
+    wait_until(lambda: saved_lines(str(path)) == ["127.0.0.3 0"], 5, "expired entry dropped from the file")
+    # A path that cannot be written: logged (once), the block still applies.
+    bad = str(tmp_path / "missing-dir" / "blocks.state")
+    gw = sgw("--security.blocks_file=" + bad)
+    for ip in ("127.0.0.7", "127.0.0.8"):
+        r = api(gw, "POST", "/api/admin/block_ip", token=ADMIN, body={"ip": ip})
+        assert r.status == 200, r
+        assert_refused(sws.handshake(gw, src=ip), 403)
+    wait_until(lambda: "cannot write" in gw.stderr, 5, "write failure logged")
+    assert gw.stderr.count("cannot write") == 1, gw.stderr
 
 
 def test_block_ip_refused_for_a_blocked_admin(sgw, sws):

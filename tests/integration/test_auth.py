@@ -318,6 +318,23 @@ def test_token_subcommand_needs_secret_and_sub():
     assert rc != 0 and out == ""
 
 
+@pytest.mark.parametrize("ttl", ["9223372036854775807", "99999999999999999999", "3600x", "0", "-5", ""])
+def test_token_subcommand_refuses_a_ttl_out_of_range(ttl):
+    """now + ttl must not overflow into an exp in the past (a huge --ttl
+    minted an already-expired token), and a ttl that is not a number of
+    seconds is a usage error, not a silent 3600 or 0."""
+    rc, out, err = run_cmd("token", "--sub", "u1", "--ttl", ttl, SECRET_FLAG)
+    assert rc == 2 and out == "", (rc, out, err)
+    assert "--ttl" in err
+
+
+def test_token_subcommand_longest_ttl():
+    rc, out, err = run_cmd("token", "--sub", "u1", "--ttl", "3153600000", SECRET_FLAG)
+    assert rc == 0, err
+    claims = jwt.decode(out.strip(), SECRET, algorithms=["HS256"])
+    assert claims["exp"] > time.time() + 3153600000 - 60, claims
+
+
 # ---------------------------------------------------------------------------
 # in-band authenticate
 # ---------------------------------------------------------------------------
@@ -504,3 +521,21 @@ def test_long_token_gets_no_expiry_warning(tickgate, jclients):
     gw = tickgate()
     ws = jclients.open(gw, token=mint("u", "trader", ttl=3600))
     assert ws.fence() == []
+
+
+@pytest.mark.parametrize("exp", [2 ** 63 - 1, 2 ** 63 - 20, 2 ** 62, 253402300800])
+def test_far_future_exp_stays_connected(tickgate, jclients, exp):
+    """An exp at the top of the int64 range is a token that does not expire:
+    the sweep's exp + leeway and the warning's exp * 1000 must not wrap it
+    into the past (it was closed 4001 at the first sweep)."""
+    gw = tickgate("--limits.sweep_interval_s=1")
+    ws = jclients.open(gw, token=mint("far", "trader", exp=exp))
+    inband = jclients.open(gw)
+    r = inband.request({"type": "authenticate", "token": mint("far2", "viewer", exp=exp), "id": 1})
+    assert r == {"type": "authenticated", "user_id": "far2", "role": "viewer", "id": 1}, r
+    # Two sweeps after both connected: each has looked at the tokens.
+    first = get_metrics(gw)["tickgate_sweeper_last_run_timestamp_seconds"]
+    wait_metrics(gw, lambda m: m["tickgate_sweeper_last_run_timestamp_seconds"] >= first + 2, timeout=10,
+                 what="two more sweeps")
+    assert ws.fence() == []  # no token_expiring, no close
+    assert inband.fence() == []

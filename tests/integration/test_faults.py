@@ -252,7 +252,8 @@ def test_writes_to_reset_sockets(gateway):
     """100 subscribers reset their connections while the simulator fans ticks
     out to them: the server survives the failed writes and its gauges go
     back to 0."""
-    gw = gateway("--feed.sim_ticks_per_s=5000", "--limits.max_connections_per_ip=1000", "--server.workers=2")
+    gw = gateway("--feed.sim_ticks_per_s=5000", "--limits.max_connections_per_ip=1000", "--server.workers=2",
+                 "--limits.max_messages_per_minute=100000")
     subs = [subscribe_raw(gw, ["AAPL", "MSFT", "GOOG"]) for _ in range(100)]
     wait_until(lambda: get_stats(gw)["connections_open"] >= 100, what="100 subscribers")
     time.sleep(0.3)  # ticks flowing to every one of them

@@ -13,7 +13,7 @@ import time
 import jwt
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from conftest import OTHER_SECRET, SECRET, get_metrics, mint
 from sec_helpers import assert_refused, sgw, sws  # noqa: F401 (fixtures)
@@ -165,6 +165,35 @@ def test_issuer_and_audience(sgw, sws):
     assert ws.hello["user_id"] == "ok2"
 
 
+def test_non_canonical_base64url_refused(sgw, sws):
+    """base64url in a JWS has one spelling (RFC 7515 section 2: no padding,
+    unused bits zero): a second spelling of a valid token is a malleable
+    token, so padding on any part and non-zero spare bits are refused."""
+    gw = sgw()
+    r = Refusals(sws, gw)
+    good = mint("mallory", "viewer")
+    h, p, s = good.split(".")
+    assert len(s) == 43  # 32 bytes: 2 spare bits in the last character
+    r.check(good + "=", "signature with one '='")
+    r.check(good + "==", "signature with two '='")
+    r.check(good + "=", "padded signature via query", query=True)
+    # Header and payload with the padding their length calls for.
+    hp = h + "=" * (-len(h) % 4)
+    pp = p + "=" * (-len(p) % 4)
+    if hp != h:
+        r.check(".".join([hp, p, b64(hs256(SECRET, hp + "." + p))]), "padded header, signed as sent")
+    if pp != p:
+        r.check(".".join([h, pp, b64(hs256(SECRET, h + "." + pp))]), "padded payload, signed as sent")
+    # The last signature character with its spare bits set decodes to the
+    # same bytes in a lenient decoder.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(s[-1])
+    assert last & 3 == 0
+    r.check(".".join([h, p, s[:-1] + alphabet[last | 1]]), "spare bits set in the signature")
+    r.assert_counted()
+    assert sws.open(gw, token=good).hello["user_id"] == "mallory"
+
+
 # ---------------------------------------------------------------------------
 # RS256 / ES256 and algorithm confusion
 # ---------------------------------------------------------------------------
@@ -216,6 +245,28 @@ def test_rs256_and_hs_rs_confusion(sgw, sws, keys, tmp_path):
     h, p, s = ok.split(".")
     r.check(".".join([h, b64(c), s]), "RS256 tampered payload")
     r.check(".".join([h, p, s[:-8]]), "RS256 truncated signature")
+    r.assert_counted()
+
+
+def test_rs256_signature_must_be_the_modulus_length(sgw, sws, keys, tmp_path):
+    """An RS256 signature is exactly the modulus length (RFC 8017 8.2.2): one
+    whose leading zero byte was dropped is another spelling of the same
+    signature, refused like any other non-canonical form."""
+    pub = write(tmp_path, "pub.pem", keys["rsa_pub"])
+    gw = sgw("--auth.jwt_algorithms=RS256", "--auth.jwt_public_key_file=" + pub)
+    priv = serialization.load_pem_private_key(keys["rsa"], password=None)
+    hdr = b64({"alg": "RS256", "typ": "JWT"})
+    for i in range(20000):  # about 1 in 256 signatures starts with a zero byte
+        si = hdr + "." + b64(claims("rsa-%d" % i, "viewer"))
+        sig = priv.sign(si.encode(), padding.PKCS1v15(), hashes.SHA256())
+        if sig[0] == 0:
+            break
+    else:
+        pytest.fail("no signature with a leading zero byte")
+    assert sws.open(gw, token=si + "." + b64(sig)).hello["user_id"] == "rsa-%d" % i
+    r = Refusals(sws, gw)
+    r.check(si + "." + b64(sig[1:]), "leading zero byte dropped")
+    r.check(si + "." + b64(b"\0" + sig), "a zero byte added")
     r.assert_counted()
 
 

@@ -369,6 +369,21 @@ def test_block_ip_is_cluster_wide(redis_server, rdb, rgw, rws):
     assert rdb.hget(P + "blocked", ip) is None
 
 
+def test_block_ip_with_huge_duration_is_permanent_in_redis(redis_server, rdb, rgw, rws):
+    """A duration_s near INT64_MAX is "until unblocked" (as on the node
+    itself): now + duration_s must not wrap into a time in the past in the
+    shared block list, where a joining node would drop it."""
+    gw = rgw(redis_server)
+    ip = "127.0.0.3"
+    r = api(gw, "POST", "/api/admin/block_ip", mint("admin1", "admin"), {"ip": ip, "duration_s": 2 ** 63 - 1})
+    assert r.status == 200, r
+    until = wait_until(lambda: rdb.hget(P + "blocked", ip), 5, "block of %s in Redis" % ip)
+    assert int(until) == 0, "blocked hash entry %r: expected 0 (until unblocked)" % until
+    late = rgw(redis_server)
+    r = rws.handshake(late, src=ip)
+    assert r.status == 403, "late node accepted a blocked IP: %r" % r
+
+
 # ---------------------------------------------------------------------------
 # 6. admin broadcast through Redis
 # ---------------------------------------------------------------------------

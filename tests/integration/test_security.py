@@ -213,7 +213,8 @@ def test_connection_counts_exact_after_storm(sgw, sws):
     drift)."""
     per_ip = 50
     gw = sgw("--limits.max_connections_per_ip=%d" % per_ip, "--server.handshake_timeout_ms=200",
-             "--server.workers=2")
+             "--server.workers=2", "--limits.max_connects_per_ip_per_minute=100000",
+             "--limits.max_messages_per_minute=100000")
     kinds = ["clean", "fin", "rst", "fin_sub", "rst_sub", "rst_sub_nowait", "close_nowait", "close_then_rst",
              "proto_err", "mid_handshake", "upgrade_rst", "upgrade_fin", "never_finish"]
     total = 0
@@ -260,9 +261,96 @@ def test_rate_limit_drops_message(sgw, sws):
     m = get_metrics(gw)
     assert m["tickgate_rate_limited_total"] == 2, m["tickgate_rate_limited_total"]
     assert m['tickgate_security_violations_total{kind="rate_limited"}'] == 2
-    # Each connection has its own bucket.
-    other = sws.open(gw)
+    # The bucket is the anonymous client IP's: another connection from it
+    # shares it, another IP has its own.
+    same = sws.open(gw)
+    assert is_error(same.request({"type": "heartbeat", "id": 1}), "rate_limited", 1)
+    other = sws.open(gw, src="127.0.0.2")
     assert other.request({"type": "heartbeat", "id": 1})["type"] == "heartbeat_ack"
+
+
+def spend(ws, n, prefix="hb"):
+    for i in range(n):
+        r = ws.request({"type": "heartbeat", "id": "%s%d" % (prefix, i)})
+        assert r["type"] == "heartbeat_ack", (i, r)
+
+
+def test_reconnecting_does_not_refill_the_budget(sgw, sws):
+    """The message budget belongs to the user (anonymous: the client IP),
+    not to the socket: closing and reconnecting got a full bucket each time
+    (15 cycles moved 900 messages against 60/minute)."""
+    gw = sgw("--limits.max_messages_per_minute=5", "--server.workers=2", "--security.high_violations=100")
+    tok = mint("budget-user", "viewer")
+    # A user: spend the burst, reconnect (even from another IP), refused.
+    ws = sws.open(gw, token=tok, src="127.0.0.2")
+    spend(ws, 5)
+    close_clean(ws)
+    again = sws.open(gw, token=tok, src="127.0.0.3")
+    assert is_error(again.request({"type": "heartbeat", "id": "x"}), "rate_limited", "x")
+    close_clean(again)
+    # Anonymous: the IP's budget, across reconnects.
+    for i in range(3):
+        anon = sws.open(gw, src="127.0.0.4")
+        if i == 0:
+            spend(anon, 5)
+        else:
+            assert is_error(anon.request({"type": "heartbeat", "id": i}), "rate_limited", i)
+        close_clean(anon)
+    # Others are unaffected: another user, another IP, and the user's budget
+    # is not the anonymous IP's.
+    assert sws.open(gw, token=mint("someone-else", "viewer"), src="127.0.0.4").request(
+        {"type": "heartbeat", "id": 1})["type"] == "heartbeat_ack"
+    assert sws.open(gw, src="127.0.0.5").request({"type": "heartbeat", "id": 1})["type"] == "heartbeat_ack"
+    m = get_metrics(gw)
+    assert m["tickgate_rate_limited_total"] == 3, m["tickgate_rate_limited_total"]
+
+
+def test_connections_of_one_user_share_one_budget(sgw, sws):
+    """Two connections of one user (on either worker) draw on one bucket."""
+    gw = sgw("--limits.max_messages_per_minute=6", "--server.workers=2", "--security.high_violations=100")
+    tok = mint("shared", "viewer")
+    conns = [sws.open(gw, token=tok) for _ in range(4)]
+    spend(conns[0], 2, "a")
+    spend(conns[1], 2, "b")
+    spend(conns[2], 2, "c")
+    for i, ws in enumerate(conns):
+        assert is_error(ws.request({"type": "heartbeat", "id": i}), "rate_limited", i), i
+    # In-band authenticate moves a connection to the new user's budget.
+    r = conns[3].request({"type": "authenticate", "token": mint("fresh", "viewer"), "id": "auth"})
+    assert is_error(r, "rate_limited", "auth"), r  # the authenticate itself is a message of the old identity
+    fresh = sws.open(gw)  # anonymous (127.0.0.1): its own IP budget
+    r = fresh.request({"type": "authenticate", "token": mint("fresh", "viewer"), "id": "auth"})
+    assert r["type"] == "authenticated", r
+    spend(fresh, 6)
+    assert is_error(fresh.request({"type": "heartbeat", "id": "z"}), "rate_limited", "z")
+
+
+def test_connection_attempts_per_ip_per_minute(sgw, sws, clients):
+    """limits.max_connects_per_ip_per_minute bounds /ws handshakes per client
+    IP: past it 429 (the status of the other per-IP limits) with
+    Retry-After, not a violation, nothing else counted."""
+    gw = sgw("--limits.max_connects_per_ip_per_minute=3", "--security.critical_violations=1")
+    for _ in range(3):
+        close_clean(sws.open(gw, src="127.0.0.2"))
+    resp = sws.handshake(gw, src="127.0.0.2")
+    body = assert_refused(resp, 429)
+    assert body["error"] == "too_many_connection_attempts", body
+    assert 1 <= int(resp.headers["retry-after"]) <= 20, resp.headers
+    # Refused attempts do not spend more: still refused, and that is all.
+    assert_refused(sws.handshake(gw, src="127.0.0.2"), 429)
+    # Other IPs, the echo endpoint and plain HTTP are not counted.
+    assert sws.open(gw, src="127.0.0.3").hello["role"] == "anonymous"
+    echo = BoundWS(gw.host, gw.port, "127.0.0.2")
+    try:
+        echo.open("/echo")
+    finally:
+        echo.close()
+    assert api(gw, "GET", "/health").status == 200
+    m = get_metrics(gw)
+    assert m["tickgate_handshakes_rate_limited_total"] == 2, m
+    assert sum(v for k, v in m.items() if k.startswith("tickgate_security_violations_total")) == 0, m
+    assert m["tickgate_blocked_ips"] == 0
+    assert sum(v for k, v in m.items() if k.startswith("tickgate_auth_failures_total")) == 0, m
 
 
 # ---------------------------------------------------------------------------
@@ -669,9 +757,17 @@ def test_blocked_ipv6_from_config(sgw, sws):
     # The same address in another spelling is the same IP.
     gw2 = sgw("--security.blocked_ips=0:0:0:0:0:0:0:1", listen="[::1]:0")
     assert_refused(sws.handshake(gw2), 403)
-    # Not blocked: ::1 connects.
+    # An IPv6 address blocks its /64 (limits.ipv6_prefix_len): ::2 blocks ::1,
+    # as does the prefix itself; another /64 does not.
     gw3 = sgw("--security.blocked_ips=::2", listen="[::1]:0")
-    assert sws.open(gw3).hello["role"] == "anonymous"
+    assert_refused(sws.handshake(gw3), 403)
+    gw4 = sgw("--security.blocked_ips=::/64", listen="[::1]:0")
+    assert_refused(sws.handshake(gw4), 403)
+    gw5 = sgw("--security.blocked_ips=0:0:0:1::1", listen="[::1]:0")
+    assert sws.open(gw5).hello["role"] == "anonymous"
+    # Per address again with /128: ::2 does not block ::1.
+    gw6 = sgw("--security.blocked_ips=::2", "--limits.ipv6_prefix_len=128", listen="[::1]:0")
+    assert sws.open(gw6).hello["role"] == "anonymous"
 
 
 # ---------------------------------------------------------------------------

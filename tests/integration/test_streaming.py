@@ -500,7 +500,8 @@ def test_fanout_1000_clients_every_tick_once_in_order(tickgate):
     have = raise_nofile(4 * N_CLIENTS + 256)
     assert have >= 2 * N_CLIENTS + 100, "open-file limit %d is too low for %d clients" % (have, N_CLIENTS)
     gw = tickgate("--server.workers=2", "--limits.max_messages_per_minute=100000",
-                  "--limits.max_connections_per_ip=%d" % (N_CLIENTS + 10))
+                  "--limits.max_connections_per_ip=%d" % (N_CLIENTS + 10),
+                  "--limits.max_connects_per_ip_per_minute=100000")
     uri = "ws://%s:%d/ws" % (gw.host, gw.port)
     pub_token = mint("feed", "publisher")
 
@@ -638,6 +639,7 @@ def test_connect_disconnect_storm(tickgate):
 
     raise_nofile(4 * STORM_CLIENTS + 256)
     gw = tickgate("--feed.sim_ticks_per_s=2000", "--server.workers=2", "--limits.max_connections_per_ip=100000",
+                  "--limits.max_connects_per_ip_per_minute=100000", "--limits.max_messages_per_minute=100000",
                   simulator=True)
     uri = "ws://%s:%d/ws" % (gw.host, gw.port)
     rng = random.Random(20240601)
@@ -872,6 +874,9 @@ def test_rate_limit(tickgate, jclients):
     assert m["tickgate_rate_limited_total"] == 2, m
     assert m['tickgate_security_violations_total{kind="rate_limited"}'] == 2, m
     assert m["tickgate_subscriptions"] == 0, m
-    # Another connection has its own bucket.
-    other = jclients.open(gw)
+    # The bucket is the identity's: another anonymous connection from this
+    # IP shares it, a user has its own.
+    same = jclients.open(gw)
+    assert is_error(same.request({"type": "heartbeat", "id": 8}), "rate_limited", 8)
+    other = jclients.open(gw, token=mint("u-rate", "viewer"))
     assert other.request({"type": "heartbeat"})["type"] == "heartbeat_ack"

@@ -142,8 +142,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="tickgate-soak-")
     audit = os.path.join(tmp, "audit.log")
     args = [a.bin, "--server.listen=127.0.0.1:0", "--feed.sim_ticks_per_s=%d" % a.ticks,
-            "--limits.max_connections_per_ip=100000000", "--limits.heartbeat_interval_s=5",
+            "--limits.max_connections_per_ip=100000000", "--limits.max_connects_per_ip_per_minute=100000000",
+            "--limits.max_messages_per_minute=100000000", "--limits.heartbeat_interval_s=5",
             "--limits.heartbeat_timeout_s=15", "--limits.sweep_interval_s=1", "--audit.path=" + audit,
+            "--security.blocks_file=" + os.path.join(tmp, "blocks.state"),
             "--server.workers=%d" % a.workers] + a.server_flags
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKGATE_")}
     t_start = time.monotonic()

@@ -107,6 +107,7 @@ def main():
     cmd += [a.bin,
            "--server.listen=127.0.0.1:0", "--server.echo_path=/echo", "--server.workers=2",
            "--auth.jwt_secret=" + SECRET, "--audit.path=" + os.path.join(tmp, "audit.log"),
+           "--security.blocks_file=" + os.path.join(tmp, "blocks.state"),
            "--feed.sim_ticks_per_s=200", "--limits.max_message_bytes=4096", "--server.shutdown_grace_ms=8000",
            "--server.max_http_body_bytes=65536"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKGATE_")}

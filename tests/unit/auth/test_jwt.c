@@ -164,15 +164,23 @@ static void test_b64url_round_trip(void **state) {
         assert_int_equal(d, (long)len);
         if (len)
             assert_memory_equal(dec, in, len);
-        /* padding is optional on input */
+        /* padding is another spelling of the same bytes: refused */
         char padded[sizeof(enc) + 3];
         memcpy(padded, enc, n);
         size_t pn = n;
         while (pn % 4)
             padded[pn++] = '=';
-        assert_int_equal(b64url_decode(padded, pn, dec), (long)len);
-        if (len)
-            assert_memory_equal(dec, in, len);
+        if (pn != n)
+            assert_int_equal(b64url_decode(padded, pn, dec), -1);
+        padded[pn++] = '=';
+        assert_int_equal(b64url_decode(padded, pn, dec), -1);
+        /* spare bits set in the last character: refused */
+        if (n % 4) {
+            char odd[sizeof(enc)];
+            memcpy(odd, enc, n);
+            odd[n - 1] = B64URL[strchr(B64URL, odd[n - 1]) - B64URL + 1];
+            assert_int_equal(b64url_decode(odd, n, dec), -1);
+        }
     }
 }
 
@@ -183,6 +191,8 @@ static void test_b64url_decode_rejects(void **state) {
         "Zm9v+A", "Zm9v/A", /* the standard alphabet's 62 and 63 */
         "Zm 9",   "Zm9\n",  "Zm.9",   "Z=m9", /* '=' before the end */
         "=Zm9",   "Zm9\x80", "Z\xc3\xa4Z", "Zm9v\t\t",
+        /* padding, even where standard base64 would need it */
+        "Zg==", "Zm8=", "Zm9v=", "Zm9v====", "Zm9vYg==", "==",
     };
     unsigned char out[32];
     for (size_t i = 0; i < sizeof(BAD) / sizeof(BAD[0]); i++)
@@ -412,6 +422,49 @@ static void test_tampered(void **state) {
     free(evil);
 }
 
+/* A valid token re-spelt (padding on a part, spare bits set) is another
+ * token: a verifier that accepts it makes tokens malleable. */
+static void test_non_canonical_spellings(void **state) {
+    (void)state;
+    char *good = sign("{\"sub\":\"alice\",\"exp\":1700003600}");
+    expect_result(good, JWT_OK);
+    size_t n = strlen(good);
+    char *t = malloc(n + 8);
+    assert_non_null(t);
+    snprintf(t, n + 8, "%s=", good);
+    expect_result(t, JWT_BAD_SIGNATURE);
+    snprintf(t, n + 8, "%s==", good);
+    expect_result(t, JWT_BAD_SIGNATURE);
+    /* spare bits of the signature's last character (43 chars: 2 spare) */
+    memcpy(t, good, n + 1);
+    int last = b64val(t[n - 1]);
+    assert_int_equal(last & 3, 0);
+    t[n - 1] = B64URL[last | 1];
+    expect_result(t, JWT_BAD_SIGNATURE);
+    free(t);
+    free(good);
+    /* a payload padded to a multiple of 4 and signed as sent: the signature
+     * is good, the spelling is not */
+    const char *pl = "{\"sub\":\"alic\",\"exp\":1700003600}"; /* 31 bytes: 42 chars + "==" */
+    char h[64], p[64], si[160], tok[256];
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int ml = 0;
+    b64url_encode((const unsigned char *)HDR_HS256, strlen(HDR_HS256), h);
+    size_t pn = b64url_encode((const unsigned char *)pl, strlen(pl), p);
+    assert_int_equal(pn % 4, 2);
+    memcpy(p + pn, "==", 3);
+    int sn = snprintf(si, sizeof(si), "%s.%s", h, p);
+    assert_non_null(HMAC(EVP_sha256(), SECRET, 32, (unsigned char *)si, (size_t)sn, mac, &ml));
+    size_t tn = (size_t)snprintf(tok, sizeof(tok), "%s.", si);
+    b64url_encode(mac, ml, tok + tn);
+    expect_result(tok, JWT_MALFORMED);
+    /* a header with "crit" asks for an extension we do not implement */
+    char *c = make_token(SECRET, "{\"alg\":\"HS256\",\"crit\":[\"b64\"],\"b64\":false}",
+                         "{\"sub\":\"alice\",\"exp\":1700003600}");
+    expect_result(c, JWT_MALFORMED);
+    free(c);
+}
+
 /* ---- algorithm ---------------------------------------------------------- */
 
 static void test_alg_none(void **state) {
@@ -524,6 +577,20 @@ static void test_exp_far_future(void **state) {
     v.leeway_s = 0;
     char *t = sign(PLS[0]);
     assert_int_equal(verify_at(&v, t, NOW, NULL), JWT_OK);
+    free(t);
+    /* the exp handed out is saturated, so callers may add a leeway or
+     * convert to milliseconds without overflow */
+    struct jwt_claims c;
+    v.leeway_s = LEEWAY;
+    for (size_t i = 0; i < 2; i++) {
+        t = sign(PLS[i]);
+        assert_int_equal(verify_at(&v, t, NOW, &c), JWT_OK);
+        assert_true(c.exp == JWT_TIME_MAX);
+        free(t);
+    }
+    t = sign("{\"sub\":\"alice\",\"exp\":253402300798}");
+    assert_int_equal(verify_at(&v, t, NOW, &c), JWT_OK);
+    assert_true(c.exp == JWT_TIME_MAX - 1);
     free(t);
 }
 
@@ -860,6 +927,7 @@ int main(void) {
         cmocka_unit_test(test_claim_length_limits),
         cmocka_unit_test(test_wrong_secret),
         cmocka_unit_test(test_tampered),
+        cmocka_unit_test(test_non_canonical_spellings),
         cmocka_unit_test(test_alg_none),
         cmocka_unit_test(test_alg_other),
         cmocka_unit_test(test_verifier_without_hs256),
