@@ -22,7 +22,7 @@ LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all run test unit integration asan deps deps-test deps-bench clean bench bench-quick bench-profile
+.PHONY: all run test unit integration asan check-layers deps deps-test deps-bench clean bench bench-quick bench-profile
 all: $(BUILD)/tickgate
 
 deps:
@@ -51,6 +51,10 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	./$(BUILD)/tickgate
 
+# Dependencies between src/ rooms point one way (docs/architecture.md).
+check-layers:
+	@$(PYTHON) scripts/check_layers.py
+
 unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
@@ -58,7 +62,7 @@ integration: $(BUILD)/tickgate
 	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 test: deps-test
-	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory check-layers all unit
 	@$(MAKE) --no-print-directory integration
 
 asan: deps-test

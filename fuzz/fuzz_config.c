@@ -1,4 +1,4 @@
-/* fuzz_config.c - configuration (src/core/config.c): the INI file through
+/* fuzz_config.c - configuration (src/base/config.c): the INI file through
  * ini_parse, command-line flags and TICKGATE_* environment variables, all
  * via config_load, then what start-up parses out of the values: roles
  * (roles_init / roles_parse_actions), CIDR lists (server.trusted_proxies,
@@ -17,7 +17,7 @@
 
 #include "auth/guard.h"
 #include "auth/roles.h"
-#include "core/config.h"
+#include "base/config.h"
 #include "fuzz_common.h"
 #include "net/clientip.h"
 

@@ -39,7 +39,7 @@
  *     streams, per-role counts;
  *   - ASan/UBSan/LSan on all of it. */
 #define uv_thread_create fuzz_thread_create
-#include "../src/core/worker.c"
+#include "../src/net/worker.c"
 #undef uv_thread_create
 
 #include <arpa/inet.h>

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
-#include "core/config.h"
+#include "base/config.h"
 #include "fuzz_common.h"
 #include "pubsub/symbols.h"
 

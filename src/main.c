@@ -10,8 +10,8 @@
 
 #include "auth/auth.h"
 #include "auth/jwt.h"
-#include "core/config.h"
-#include "core/server.h"
+#include "base/config.h"
+#include "app/server.h"
 
 static int cmd_hash_key(int argc, char **argv) {
     if (argc != 1) {

@@ -10,8 +10,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "core/config.h"
-#include "core/log.h"
+#include "base/config.h"
+#include "base/log.h"
 #include "net/http.h"
 
 #define MIN_SECRET 32

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "auth/guard.h"
-#include "core/log.h"
+#include "base/log.h"
 
 #define LINE_MAX_LEN 128 /* an address (<= 45) and a number, with room */
 

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/config.h"
+#include "base/config.h"
 
 struct guard_ip {
     struct guard_ip *next;

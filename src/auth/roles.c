@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "core/config.h"
+#include "base/config.h"
 
 static const char *ROLE_NAMES[ROLE_COUNT] = {"super_admin", "admin", "analyst", "trader",
                                              "viewer", "publisher", "anonymous"};

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "core/config.h"
+#include "base/config.h"
 
 void ip16_from_raw(struct ip16 *out, int family, const uint8_t *raw) {
     memset(out, 0, sizeof(*out));

@@ -10,12 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
-#include "core/server.h"
-#include "core/worker.h"
+#include "base/log.h"
+#include "app/server.h"
+#include "net/worker.h"
 #include "net/http.h"
-#include "net/http_guard.h"
-#include "net/router.h"
+#include "gateway/http_guard.h"
+#include "gateway/router.h"
 #include "pubsub/subs.h"
 #include "ws/session.h"
 

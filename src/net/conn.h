@@ -73,7 +73,7 @@ struct conn {
     unsigned awaiting : 1;         /* HTTP answer comes later (gather, Redis); not reading */
     unsigned redis_user : 1;       /* counted in Redis per-user totals */
     unsigned paused : 1;           /* HTTP: not read while its answers wait (back-pressure) */
-    unsigned http_ip : 1;          /* HTTP: counted for cip by the guard (net/http_guard.h) */
+    unsigned http_ip : 1;          /* HTTP: counted for cip by the guard (gateway/http_guard.h) */
     unsigned http_slot : 1;        /* HTTP: holds a limits.max_connections slot */
     unsigned big_queue : 1;        /* out passed CONN_TRIM_QUEUED: trim once it is gone */
     uint16_t port;                 /* peer port */

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/server.h"
-#include "core/worker.h"
+#include "app/server.h"
+#include "net/worker.h"
 #include "net/conn.h"
 
 #define STATIC_MAX_FILE (4 * 1024 * 1024)

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include "core/log.h"
-#include "core/server.h"
-#include "core/worker.h"
+#include "base/log.h"
+#include "app/server.h"
+#include "net/worker.h"
 #include "net/outbuf.h"
 #include "ws/frame.h"
 

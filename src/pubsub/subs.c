@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/server.h"
-#include "core/worker.h"
+#include "app/server.h"
+#include "net/worker.h"
 #include "net/conn.h"
 #include "net/outbuf.h"
 #include "pubsub/hub.h"

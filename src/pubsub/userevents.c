@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/server.h"
-#include "core/worker.h"
-#include "feed/redis_engine.h"
+#include "app/server.h"
+#include "net/worker.h"
+#include "cluster/engine.h"
 #include "net/conn.h"
 #include "net/outbuf.h"
 #include "ws/frame.h"

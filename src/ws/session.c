@@ -5,10 +5,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/log.h"
-#include "core/protocol.h"
-#include "core/server.h"
-#include "core/worker.h"
+#include "base/log.h"
+#include "gateway/protocol.h"
+#include "app/server.h"
+#include "net/worker.h"
 #include "net/conn.h"
 #include "net/http.h"
 #include "ws/frame.h"

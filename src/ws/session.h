@@ -2,7 +2,7 @@
  * message assembly and validation, control frames, the close handshake.
  *
  * Complete messages go to the endpoint: echoed back on server.echo_path,
- * handed to the gateway protocol (core/protocol.h) on server.ws_path. */
+ * handed to the gateway protocol (gateway/protocol.h) on server.ws_path. */
 #ifndef TG_SESSION_H
 #define TG_SESSION_H
 

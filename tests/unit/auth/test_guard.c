@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "auth/guard.h"
-#include "core/config.h"
+#include "base/config.h"
 
 static struct config cfg;
 

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "auth/roles.h"
-#include "core/config.h"
+#include "base/config.h"
 
 extern char **environ;
 

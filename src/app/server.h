@@ -1,0 +1,95 @@
+/* server.h - the process: configuration, workers, signals, shutdown.
+ *
+ * The main thread owns the server: it binds the listening sockets, starts
+ * the workers, and runs its own loop for signals and process-wide timers.
+ * Workers read the server's read-only fields freely; the few mutable
+ * process-wide figures are atomics with one writer rule each. */
+#ifndef TG_SERVER_H
+#define TG_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "auth/auth.h"
+#include "auth/blockfile.h"
+#include "auth/budget.h"
+#include "auth/guard.h"
+#include "net/clientip.h"
+#include "base/audit.h"
+#include "base/config.h"
+#include "net/worker.h"
+#include "trade/broker.h"
+#include "cluster/engine.h"
+#include "feed/simulator.h"
+#include "pubsub/hub.h"
+#include "pubsub/symbols.h"
+
+struct server {
+    struct config cfg;             /* read-only after start */
+    int nworkers;
+    struct worker *workers;        /* nworkers, owned by the main thread */
+    uv_loop_t loop;                /* main thread's loop */
+    uv_signal_t sigterm, sigint, sighup;
+    struct auth auth;              /* identity; users table reloadable */
+    struct guard guard;            /* per-IP/per-user counts, blocks */
+    struct budgets budgets;        /* per-identity message and handshake rates */
+    struct blockfile blocks;       /* admin blocks kept across restarts; main thread */
+    struct audit audit;            /* audit log writer */
+    struct cidr_list trusted;      /* server.trusted_proxies, read-only */
+    uv_timer_t guard_timer;        /* expires blocks, drops idle entries */
+    struct symbol_table syms;      /* read-only after start */
+    struct hub hub;                /* per-symbol state, fan-out */
+    struct simulator sim;          /* runs on the main loop */
+    struct redis_engine redis;     /* optional engine, on the main loop */
+    struct broker broker;          /* orders and paper fills, on the main loop */
+    uv_timer_t grace_timer;
+    uv_async_t worker_done;        /* a worker's loop ended */
+    atomic_int workers_running;
+    atomic_bool shutting_down;     /* set once by the main thread */
+    atomic_long connections;       /* counted against limits.max_connections (gateway/http_guard.h) */
+    char host[256];
+    int port;                      /* actual port (after port 0) */
+    struct sockaddr_storage addr;  /* bound address, read-only after start */
+    socklen_t addrlen;
+    uint64_t started_ms;           /* wall clock at start */
+    uint32_t instance;             /* random per process: unique client ids */
+    uint64_t trimmed_at;           /* connections accepted at the last malloc_trim */
+    int trim_ticks;                /* guard timer ticks since a burst began */
+};
+
+/* Loads everything the configuration names (secrets, users, symbols).
+ * 0, or -1 after a message naming the key to stderr. */
+int server_init(struct server *srv);
+
+/* Releases what server_init loaded. */
+void server_free(struct server *srv);
+
+/* Binds, starts workers, prints the listening line and runs until shutdown
+ * completes. Returns the process exit code. */
+int server_run(struct server *srv);
+
+/* Blocks ip on every worker: refuses it from now on and closes its
+ * connections with 1008. duration_s 0 = until unblocked. Any thread. */
+void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why);
+
+/* server_block_ip for an admin's block, which is also kept across restarts
+ * (security.blocks_file). */
+void server_block_ip_admin(struct server *srv, const struct ip16 *ip, int64_t duration_s);
+
+/* The same on this node only (a block that came from another node). */
+void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why);
+
+/* A new SO_REUSEPORT socket bound to the listen address (a worker
+ * reopening its listener). fd or -errno. Any thread. */
+int server_listen_socket(struct server *srv);
+
+/* Reserves one connection slot against limits.max_connections: a
+ * WebSocket connection, or a plain HTTP one while a request is being
+ * answered. False when the node is full. */
+bool server_conn_reserve(struct server *srv);
+void server_conn_release(struct server *srv);
+
+#endif

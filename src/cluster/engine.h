@@ -1,0 +1,161 @@
+/* redis_engine.h - Redis as tickgate's optional engine (PROTOCOL.md s.9):
+ * persistence of connections and subscriptions, cross-node fan-out with
+ * Redis-assigned seqs, cluster-wide per-user limits and IP blocks.
+ *
+ * The engine lives on the main thread's loop (hiredis with its libuv
+ * adapter, two connections: commands and pub/sub). Other threads reach it
+ * only through its mailbox. It never blocks anyone: while Redis is down
+ * or stalled (no answer within redis.timeout_ms, or redis.max_inflight
+ * ticks waiting) the node serves its local clients alone (ticks sequenced
+ * locally, limits local), counts errors, shows degraded health, reconnects
+ * with capped backoff, and on reconnect writes its whole state back. */
+#ifndef TG_REDIS_ENGINE_H
+#define TG_REDIS_ENGINE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/mailbox.h"
+#include "cluster/scripts.h"
+#include "net/clientip.h"
+
+struct server;
+struct tick_in;
+
+/* Ticks published while a node starts listening to a symbol: the history
+ * stream's newest id before SUBSCRIBE (marker) and the SUBSCRIBE's
+ * confirmation; with both, the node replays the stream from the marker. */
+struct catch_up {
+    uint8_t have;               /* bit 1: marker known, bit 2: subscribed */
+    bool pending;               /* replay not done: hold live ticks */
+    char marker[32];            /* stream id, "" = stream was empty */
+    char **held;                /* live tick messages held meanwhile (owned) */
+    uint32_t nheld;
+};
+struct redisAsyncContext;
+
+enum redis_mail {
+    RM_PUBLISH = 1,     /* ptr: struct tick_in (malloc'd) */
+    RM_SYMBOL,          /* a: symbol whose local activity changed */
+    RM_NOTE,            /* ptr: struct redis_note */
+    RM_ADMIT,           /* ptr: struct redis_admit */
+    RM_CONTROL,         /* ptr: char* control message to publish (malloc'd) */
+    RM_QUERY,           /* ptr: struct redis_query: shared history / analysis */
+};
+
+/* get_history / analysis answered from the shared history stream. */
+struct redis_query {
+    int worker;
+    uint64_t conn_id;
+    char *id_json;      /* request id as JSON text, or NULL; owned */
+    bool analysis;
+    uint32_t sym;
+    uint32_t limit;     /* history: newest limit ticks */
+    int window_s;       /* analysis */
+};
+
+enum note_kind { NOTE_OPEN = 0, NOTE_SUBS, NOTE_CLOSE, NOTE_RELEASE_USER };
+
+/* A change of one connection's persisted state. */
+struct redis_note {
+    int kind;
+    bool resync;        /* NOTE_OPEN during a resync: count the user too */
+    char cid[32];
+    char *text;         /* OPEN: connection JSON; SUBS: JSON array; owned */
+    char *user;         /* OPEN/CLOSE: user id or NULL; owned */
+};
+
+/* A cluster-wide per-user admission request, answered to its worker. */
+struct redis_admit {
+    int worker;
+    uint64_t conn_id;
+    char user[128];
+    int limit;
+    bool ok;            /* answer: admit */
+    bool counted;       /* counted in Redis: release there too */
+};
+
+/* One of the engine's two connections; see redis_link.h. */
+struct redis_link {
+    struct redisAsyncContext *ac;   /* NULL once hiredis freed it */
+    struct redis_engine *e;
+    uint64_t progress_ms;           /* loop ms of the last read (or the send onto an idle link) */
+    bool ready;                     /* handshake answered */
+    bool dead;                      /* failed: its replies no longer count */
+};
+
+/* A tick Redis sequenced for this node, kept until it comes back on the
+ * pub/sub link: if that link fails first, it is delivered from here. */
+struct echo_wait {
+    uint32_t sym;                   /* UINT32_MAX: no longer awaited */
+    uint64_t seq;
+    char *msg;                      /* the published message (owned) */
+};
+
+struct redis_engine {
+    struct server *srv;
+    bool enabled;                   /* redis.url set */
+    char host[256];
+    int port, db;
+    char *password;                 /* never logged */
+    char *prefix;
+    char node[40];                  /* this node's id */
+    char sha[RS_COUNT][41];         /* the scripts' SHA1s (EVALSHA) */
+    struct mailbox inbox;           /* from any thread */
+    struct redis_link cmd;          /* commands */
+    struct redis_link sub;          /* pub/sub */
+    bool stopping;
+    const char *fail_why;           /* the failure being reaped (static text) */
+    uv_timer_t retry;               /* reconnect with backoff */
+    uv_timer_t reap;                /* frees failed links outside hiredis's callbacks */
+    uv_timer_t watch;               /* liveness: every timeout/4 */
+    uv_timer_t tick;                /* liveness key, dead-node cleanup */
+    uint64_t backoff_ms;
+    uint64_t fence_ms;              /* no reconnect before: ticks of unknown fate expire in Redis */
+    uint64_t last_publish_ms;       /* loop ms of the newest tick sent */
+    int64_t clock_offset_ms;        /* Redis's clock minus ours (TIME at connect) */
+    uint32_t inflight;              /* ticks awaiting their script's answer */
+    struct echo_wait *echo;         /* ring of redis.max_inflight */
+    uint32_t echo_head, echo_n;
+    uint64_t cleanup_due;
+    bool *subscribed;               /* per symbol: SUBSCRIBE sent */
+    struct catch_up *catch_up;      /* per symbol: replay after SUBSCRIBE */
+    _Atomic bool up;                /* read by any thread */
+    _Atomic uint64_t errors;        /* redis_errors_total */
+    _Atomic uint64_t published;     /* ticks sent through Redis */
+};
+
+/* Parses redis.url and, when set, starts connecting. 0, or -1 with a
+ * message naming the key to stderr. */
+int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *loop);
+
+/* Disconnects and closes handles (main thread, at shutdown). */
+void redis_engine_stop(struct redis_engine *e);
+void redis_engine_free(struct redis_engine *e);
+
+static inline bool redis_engine_up(struct redis_engine *e) { return e->enabled && atomic_load(&e->up); }
+
+/* Posts; any thread. Ownership of ptr passes on success; on failure the
+ * function frees it. Returns 0 or -1. */
+int redis_engine_post(struct redis_engine *e, int type, void *ptr, uint64_t a);
+
+/* Releases one connection of user from this node's cluster-wide count
+ * (a connection counted there that ended or changed identity). Any thread. */
+void redis_engine_release_user(struct redis_engine *e, const char *user);
+
+/* A command on the engine's command link, for the rooms above that keep
+ * state in Redis (main thread only). The callback gets the engine's
+ * context (ac->data is the engine) and a NULL reply if the link fails
+ * first. 0, or -1 when Redis is not up (the callback never runs). */
+int redis_engine_command(struct redis_engine *e, void (*fn)(struct redisAsyncContext *, void *, void *), void *priv,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int redis_engine_command_argv(struct redis_engine *e, void (*fn)(struct redisAsyncContext *, void *, void *),
+                              void *priv, int argc, const char **argv);
+
+/* Sends a tick through Redis (seq assigned there). False when Redis is not
+ * up (the caller sequences locally). Any thread. */
+bool redis_engine_publish(struct redis_engine *e, const struct tick_in *in);
+
+#endif

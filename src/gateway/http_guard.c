@@ -1,0 +1,104 @@
+/* http_guard.c - blocks, connection limits and violations for plain HTTP
+ * requests; see http_guard.h. */
+#include "gateway/http_guard.h"
+
+#include <jansson.h>
+#include <string.h>
+#include <time.h>
+
+#include "app/server.h"
+#include "net/worker.h"
+#include "net/conn.h"
+#include "net/http.h"
+
+bool http_guard_blocked(struct conn *c) {
+    if (!guard_is_blocked(&c->w->srv->guard, &c->cip))
+        return false;
+    conn_http_error(c, 403, "ip_blocked", "this IP is blocked", NULL, false);
+    return true;
+}
+
+bool http_guard_admit(struct conn *c, const struct ip16 *prev, bool global) {
+    struct server *srv = c->w->srv;
+    if (c->http_ip && memcmp(prev->b, c->cip.b, sizeof(c->cip.b)) != 0) {
+        /* Another client behind the same proxy connection. */
+        guard_release(&srv->guard, prev, NULL);
+        c->http_ip = false;
+    }
+    if (c->http_ip) {
+        if (http_guard_blocked(c))
+            return false;
+    } else {
+        const char *which = "ip";
+        enum guard_verdict v = guard_admit(&srv->guard, &c->cip, NULL, &which);
+        if (v == GUARD_BLOCKED) {
+            conn_http_error(c, 403, "ip_blocked", "this IP is blocked", NULL, false);
+            return false;
+        }
+        if (v != GUARD_OK) {
+            conn_http_error(c, 429, "too_many_connections", "connection limit per IP reached",
+                            "Retry-After: 10\r\n", false);
+            return false;
+        }
+        c->http_ip = true;
+    }
+    if (global && !c->http_slot) {
+        if (!server_conn_reserve(srv)) {
+            conn_http_error(c, 503, "server_full", "connection limit reached", "Retry-After: 5\r\n", false);
+            return false;
+        }
+        c->http_slot = true;
+    }
+    return true;
+}
+
+void http_guard_release(struct conn *c) {
+    struct server *srv = c->w->srv;
+    if (c->http_ip) {
+        guard_release(&srv->guard, &c->cip, NULL);
+        c->http_ip = false;
+    }
+    if (c->http_slot) {
+        server_conn_release(srv);
+        c->http_slot = false;
+    }
+}
+
+/* A violation of the client IP (there is no connection-level threat level
+ * before a WebSocket exists): counted, audited, and the one that makes the
+ * IP critical blocks it on every worker. */
+static void violation(struct conn *c, enum violation v, const char *kind, const char *user, const char *stage) {
+    struct server *srv = c->w->srv;
+    char ip[64];
+    ip16_format(&c->cip, ip, sizeof(ip));
+    atomic_fetch_add_explicit(&c->w->stats.violations[v], 1, memory_order_relaxed);
+    audit_event(&srv->audit, "SECURITY_VIOLATION", NULL, user, ip,
+                json_pack("{s:s, s:s}", "kind", kind, "stage", stage));
+    if (guard_violation(&srv->guard, &c->cip, (int64_t)time(NULL)))
+        server_block_ip(srv, &c->cip, srv->cfg.security.auto_block_s, "threat level critical");
+}
+
+void http_guard_auth_failed(struct conn *c, int status, const char *why, const char *stage) {
+    char ip[64];
+    ip16_format(&c->cip, ip, sizeof(ip));
+    audit_event(&c->w->srv->audit, "AUTH_FAILED", NULL, NULL, ip,
+                json_pack("{s:s, s:i, s:s}", "reason", why, "status", status, "stage", stage));
+    violation(c, SV_AUTH_FAILED, "auth_failed", NULL, stage);
+}
+
+bool http_guard_identify(struct conn *c, bool keep_alive, const char *stage, struct identity *who) {
+    const char *why = "credentials required";
+    size_t l;
+    bool has = http_req_header(c->http, "Authorization", &l) || http_req_header(c->http, "X-API-Key", &l);
+    if (has && auth_request(&c->w->srv->auth, c->http, who, &why) == 0)
+        return true;
+    http_guard_auth_failed(c, 401, why, stage);
+    conn_http_error(c, 401, "unauthorized", why, NULL, keep_alive);
+    return false;
+}
+
+void http_guard_forbidden(struct conn *c, bool keep_alive, const struct identity *who, const char *stage,
+                          const char *msg) {
+    violation(c, SV_FORBIDDEN, "forbidden", who->user_id[0] ? who->user_id : NULL, stage);
+    conn_http_error(c, 403, "forbidden", msg, NULL, keep_alive);
+}

@@ -1,0 +1,354 @@
+/* worker.c - a worker thread and its loop; see worker.h. */
+#include "net/worker.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "app/server.h"
+#include "gateway/protocol.h"
+#include "gateway/admin.h"
+#include "net/conn.h"
+#include "gateway/router.h"
+#include "pubsub/subs.h"
+#include "pubsub/userevents.h"
+#include "ws/session.h"
+
+#define TIMER_MS 100
+
+static void flush_dirty(struct worker *w) {
+    struct conn *c = w->dirty;
+    w->dirty = NULL;
+    while (c) {
+        struct conn *next = c->dirty_next;
+        c->dirty = false;
+        c->dirty_next = NULL;
+        conn_flush(c);
+        c = next;
+    }
+}
+
+static void on_prepare(uv_prepare_t *h) { flush_dirty(h->data); }
+static void on_check(uv_check_t *h) { flush_dirty(h->data); }
+
+const double FANOUT_BOUNDS[FANOUT_BUCKETS] = {0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+                                              0.0025,  0.005,   0.01,   0.05,    0.1,    1e300};
+
+void worker_record_fanout(struct worker *w, uint64_t ns) {
+    double s = (double)ns / 1e9;
+    int i = 0;
+    while (i < FANOUT_BUCKETS - 1 && s > FANOUT_BOUNDS[i])
+        i++;
+    atomic_fetch_add_explicit(&w->stats.fanout_buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->stats.fanout_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->stats.fanout_sum_ns, ns, memory_order_relaxed);
+}
+
+/* Releases what an undelivered mail owns. */
+static void drop_mail(struct mail *m) {
+    if (m->type == WM_TICK)
+        outbuf_unref(m->ptr);
+    else if (m->type == WM_GATHER || m->type == WM_GATHER_DONE)
+        admin_gather_abandon(m->ptr, m->type == WM_GATHER_DONE);
+    else if (m->type == WM_ADMIT_RESULT)
+        free(m->ptr);
+    else if (m->type == WM_USER_EVENT)
+        user_event_unref(m->ptr);
+    else if (m->type == WM_REPLY)
+        reply_mail_free(m->ptr);
+}
+
+static void close_handles(struct worker *w) {
+    if (w->stopped)
+        return;
+    w->stopped = true;
+    if (w->listening) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->listening = false;
+    }
+    uv_close((uv_handle_t *)&w->timer, NULL);
+    uv_close((uv_handle_t *)&w->sweeper, NULL);
+    uv_close((uv_handle_t *)&w->liveness, NULL);
+    uv_close((uv_handle_t *)&w->batcher, NULL);
+    uv_close((uv_handle_t *)&w->accept_retry, NULL);
+    uv_close((uv_handle_t *)&w->flush_prepare, NULL);
+    uv_close((uv_handle_t *)&w->flush_check, NULL);
+    mailbox_close(&w->inbox, drop_mail);
+}
+
+void worker_conn_released(struct worker *w) {
+    if (w->shutting_down && w->nconns == 0)
+        close_handles(w);
+}
+
+/* Stop accepting and start the close handshake with every client. */
+static void begin_shutdown(struct worker *w) {
+    if (w->shutting_down)
+        return;
+    w->shutting_down = true;
+    if (w->listening) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->listening = false;
+    }
+    for (struct conn *c = w->conns; c; c = c->next) {
+        if (c->phase == PHASE_WS)
+            ws_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+        else
+            conn_http_end(c);
+    }
+    worker_conn_released(w);
+}
+
+static void force_close(struct worker *w) {
+    begin_shutdown(w);
+    for (struct conn *c = w->conns; c; c = c->next)
+        conn_close(c);
+}
+
+static void on_timer(uv_timer_t *h) {
+    struct worker *w = h->data;
+    uint64_t now = uv_now(&w->loop);
+    atomic_store_explicit(&w->heartbeat_ms, uv_hrtime() / 1000000, memory_order_relaxed);
+    /* Fallback for a shutdown mail that could not be posted. */
+    if (atomic_load(&w->srv->shutting_down) && !w->shutting_down)
+        begin_shutdown(w);
+    for (struct conn *c = w->timed, *next; c; c = next) {
+        next = c->tnext;
+        if (c->deadline <= now)
+            conn_close(c); /* slow request, or no reply to our close frame */
+    }
+    /* Freed output of a client that did not read goes back to the system
+     * (at most once a second: a trim walks the whole heap). */
+    if (w->trim_due && now - w->trim_ms >= 1000) {
+        w->trim_due = false;
+        w->trim_ms = now;
+        malloc_trim(0);
+    }
+}
+
+/* The sweeper: starts with the worker, nobody has to remember it. */
+static void on_sweep(uv_timer_t *h) {
+    struct worker *w = h->data;
+    uint64_t now = uv_now(&w->loop);
+    for (struct conn *c = w->conns; c; c = c->next)
+        if (!c->closing && c->phase == PHASE_WS && c->endpoint == EP_JSON && !c->close_sent)
+            protocol_sweep(c, now);
+    atomic_store_explicit(&w->stats.last_sweep_s, (int64_t)time(NULL), memory_order_relaxed);
+}
+
+/* Liveness runs on its own clock, a quarter of the heartbeat interval
+ * (at most 1 s), so pings go out every heartbeat_interval_s and a silent
+ * client is closed at heartbeat_timeout_s whatever the sweeper's period. */
+static uint64_t liveness_period_ms(const struct config *cfg) {
+    uint64_t q = (uint64_t)cfg->limits.heartbeat_interval_s * 1000 / 4;
+    return q < 1000 ? q : 1000;
+}
+
+static void on_liveness(uv_timer_t *h) {
+    struct worker *w = h->data;
+    uint64_t now = uv_now(&w->loop);
+    for (struct conn *c = w->conns; c; c = c->next)
+        if (!c->closing && c->phase == PHASE_WS && c->endpoint == EP_JSON && !c->close_sent)
+            protocol_liveness(c, now);
+}
+
+static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
+    struct worker *w = data;
+    switch (m->type) {
+    case WM_SHUTDOWN:
+        begin_shutdown(w);
+        break;
+    case WM_FORCE_CLOSE:
+        force_close(w);
+        break;
+    case WM_TICK:
+        subs_deliver(w, m->ptr);
+        break;
+    case WM_BLOCK_IP: {
+        struct ip16 ip;
+        memcpy(ip.b, &m->a, 8);
+        memcpy(ip.b + 8, &m->b, 8);
+        /* Every connection of the IP (cip is set by each request; an IPv6
+         * block covers its whole prefix): WebSockets, echo included, close
+         * 1008; HTTP ones once their answers are out. */
+        ip = guard_key(&w->srv->guard, &ip);
+        for (struct conn *c = w->conns; c; c = c->next) {
+            struct ip16 k = guard_key(&w->srv->guard, &c->cip);
+            if (c->closing || memcmp(k.b, ip.b, 16) != 0)
+                continue;
+            if (c->phase == PHASE_WS)
+                ws_close(c, WS_CLOSE_POLICY, "IP blocked");
+            else
+                conn_http_end(c);
+        }
+        break;
+    }
+    case WM_GATHER:
+        admin_gather_contribute(w, m->ptr);
+        break;
+    case WM_GATHER_DONE:
+        admin_gather_done(w, m->ptr);
+        break;
+    case WM_REDIS_RESYNC:
+        for (struct conn *c = w->conns; c; c = c->next)
+            if (!c->closing && c->phase == PHASE_WS && c->endpoint == EP_JSON)
+                protocol_persist(c, true);
+        break;
+    case WM_ADMIT_RESULT:
+        router_admit_result(w, m->ptr);
+        break;
+    case WM_USER_EVENT:
+        user_event_deliver(w, m->ptr);
+        break;
+    case WM_REPLY:
+        reply_mail_deliver(w, m->ptr);
+        break;
+    default:
+        log_error("worker %d: unknown mail %d", w->id, m->type);
+    }
+}
+
+static void on_connection(uv_stream_t *listener, int status);
+
+/* Out of descriptors: the listener is closed (libuv would otherwise retry
+ * accept in a loop that never yields); the kernel sends new connections to
+ * the other workers' sockets meanwhile. A second later a fresh SO_REUSEPORT
+ * socket is bound, and again every second until descriptors are back. */
+static void on_accept_retry(uv_timer_t *t) {
+    struct worker *w = t->data;
+    if (w->shutting_down || w->listening)
+        return;
+    int fd = server_listen_socket(w->srv);
+    if (fd < 0) {
+        uv_timer_start(&w->accept_retry, on_accept_retry, 1000, 0);
+        return;
+    }
+    uv_tcp_init(&w->loop, &w->listener);
+    w->listener.data = w;
+    if (uv_tcp_open(&w->listener, fd) != 0 || uv_listen((uv_stream_t *)&w->listener, 4096, on_connection) != 0) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        uv_timer_start(&w->accept_retry, on_accept_retry, 1000, 0);
+        return;
+    }
+    w->listening = true;
+    w->accept_paused = false;
+    log_info("worker %d: accepting again", w->id);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+    struct worker *w = listener->data;
+    if (status == UV_EMFILE || status == UV_ENFILE) {
+        if (!w->accept_paused && w->listening) {
+            w->accept_paused = true;
+            w->listening = false;
+            log_warn("worker %d: accept: %s; not accepting for 1 s", w->id, uv_strerror(status));
+            uv_close((uv_handle_t *)&w->listener, NULL);
+            uv_timer_start(&w->accept_retry, on_accept_retry, 1000, 0);
+        }
+        return;
+    }
+    if (status < 0) {
+        log_warn("worker %d: accept: %s", w->id, uv_strerror(status));
+        return;
+    }
+    if (w->shutting_down)
+        return;
+    int rc = conn_accept(w, listener);
+    if (rc < 0)
+        log_warn("worker %d: accept failed: %s", w->id, strerror(-rc));
+}
+
+static void worker_main(void *arg) {
+    struct worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    atomic_fetch_sub(&w->srv->workers_running, 1);
+    uv_async_send(&w->srv->worker_done);
+}
+
+int worker_start(struct worker *w, struct server *srv, int id, int fd) {
+    int rc;
+    w->id = id;
+    w->srv = srv;
+    w->listen_fd = fd;
+    w->rbuf = malloc(WORKER_READ_BUF);
+    if (!w->rbuf)
+        return -ENOMEM;
+    if ((rc = uv_loop_init(&w->loop)) != 0)
+        goto out_buf;
+    if ((rc = mailbox_init(&w->inbox, &w->loop, 65536, on_mail, w)) != 0)
+        goto out_loop;
+    if ((rc = subs_init(w)) != 0)
+        goto out_mailbox;
+    uv_timer_init(&w->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_init(&w->loop, &w->sweeper);
+    w->sweeper.data = w;
+    uv_timer_init(&w->loop, &w->liveness);
+    w->liveness.data = w;
+    uv_timer_init(&w->loop, &w->batcher);
+    w->batcher.data = w;
+    uv_timer_init(&w->loop, &w->accept_retry);
+    w->accept_retry.data = w;
+    uv_prepare_init(&w->loop, &w->flush_prepare);
+    w->flush_prepare.data = w;
+    uv_check_init(&w->loop, &w->flush_check);
+    w->flush_check.data = w;
+    uv_tcp_init(&w->loop, &w->listener);
+    w->listener.data = w;
+    w->listening = true;
+    if ((rc = uv_tcp_open(&w->listener, fd)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection)) != 0) {
+        log_error("worker %d: listen: %s", id, uv_strerror(rc));
+        goto out_handles;
+    }
+    uv_timer_start(&w->timer, on_timer, TIMER_MS, TIMER_MS);
+    uint64_t sweep_ms = (uint64_t)srv->cfg.limits.sweep_interval_s * 1000;
+    uv_timer_start(&w->sweeper, on_sweep, sweep_ms, sweep_ms);
+    uint64_t live_ms = liveness_period_ms(&srv->cfg);
+    uv_timer_start(&w->liveness, on_liveness, live_ms, live_ms);
+    atomic_store(&w->stats.last_sweep_s, (int64_t)time(NULL));
+    uv_prepare_start(&w->flush_prepare, on_prepare);
+    uv_check_start(&w->flush_check, on_check);
+    atomic_store(&w->heartbeat_ms, uv_hrtime() / 1000000);
+    atomic_fetch_add(&srv->workers_running, 1);
+    if ((rc = uv_thread_create(&w->thread, worker_main, w)) != 0) {
+        atomic_fetch_sub(&srv->workers_running, 1);
+        goto out_handles;
+    }
+    return 0;
+out_handles:
+    close_handles(w);
+    uv_run(&w->loop, UV_RUN_DEFAULT); /* let the close callbacks run */
+    subs_free(w);
+    mailbox_destroy(&w->inbox);
+    goto out_loop;
+out_mailbox:
+    mailbox_close(&w->inbox, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    mailbox_destroy(&w->inbox);
+out_loop:
+    uv_loop_close(&w->loop);
+out_buf:
+    free(w->rbuf);
+    w->rbuf = NULL;
+    return rc < 0 ? rc : -EIO;
+}
+
+int worker_post(struct worker *w, int type, void *ptr, uint64_t a) {
+    struct mail m = {.type = type, .ptr = ptr, .a = a, .b = 0};
+    return mailbox_post(&w->inbox, &m);
+}
+
+void worker_join(struct worker *w) {
+    uv_thread_join(&w->thread);
+    conn_slabs_free(w);
+    subs_free(w);
+    mailbox_destroy(&w->inbox);
+    free(w->rbuf);
+    w->rbuf = NULL;
+}

@@ -1,0 +1,148 @@
+/* worker.h - a worker thread: one libuv loop that owns its connections.
+ *
+ * Each worker accepts on its own SO_REUSEPORT listener (the kernel spreads
+ * new connections), reads, parses and writes for the connections it
+ * accepted, and never touches another worker's. Other threads reach it only
+ * through its mailbox. */
+#ifndef TG_WORKER_H
+#define TG_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "auth/roles.h"
+#include "base/mailbox.h"
+
+struct server;
+struct conn;
+struct sub_list;
+struct conn_slab;
+
+#define WORKER_READ_BUF (64 * 1024)
+
+/* Mail types a worker understands. */
+enum worker_mail {
+    WM_SHUTDOWN = 1,   /* stop accepting, close clients with 1001 */
+    WM_FORCE_CLOSE,    /* grace expired: close every socket now */
+    WM_TICK,           /* ptr: struct outbuf of a price_update (one ref), a: symbol */
+    WM_BLOCK_IP,       /* a, b: the 16 address bytes: close its connections (WebSocket 1008) */
+    WM_GATHER,         /* ptr: struct gather: contribute, pass on (gateway/admin.h) */
+    WM_GATHER_DONE,    /* ptr: struct gather: every worker contributed; answer */
+    WM_REDIS_RESYNC,   /* Redis is back: re-send every connection's state */
+    WM_ADMIT_RESULT,   /* ptr: struct redis_admit: finish or refuse an upgrade */
+    WM_USER_EVENT,     /* ptr: struct user_event (one reference) */
+    WM_REPLY,          /* ptr: struct reply_mail: a late reply for one connection */
+};
+
+/* Why a WebSocket connection ended (disconnections_total{reason}). */
+enum disc_reason {
+    DR_CLIENT_CLOSE = 0,   /* the client started the close handshake */
+    DR_SHUTDOWN,           /* 1001 */
+    DR_PROTOCOL,           /* 1002, 1003, 1007, 1009 */
+    DR_POLICY,             /* 1008 */
+    DR_INTERNAL,           /* 1011 */
+    DR_SLOW_CONSUMER,      /* 1013 */
+    DR_HEARTBEAT,          /* 4000 */
+    DR_TOKEN_EXPIRED,      /* 4001 */
+    DR_NETWORK,            /* socket ended without a close handshake */
+    DR_COUNT,
+};
+
+/* Security violation kinds (security_violations_total{kind}). */
+enum violation {
+    SV_RATE_LIMITED = 0,
+    SV_FORBIDDEN,
+    SV_INVALID_MESSAGE,
+    SV_AUTH_FAILED,
+    SV_SUSPICIOUS,
+    SV_COUNT,
+};
+
+#define FANOUT_BUCKETS 12
+
+/* Counters a worker owns (single writer: the worker); the metrics module
+ * only reads them, relaxed. */
+struct worker_stats {
+    _Atomic uint64_t accepted;
+    _Atomic uint64_t ws_open;          /* gauge: WebSocket connections now */
+    _Atomic uint64_t ws_total;         /* WebSocket connections opened */
+    _Atomic uint64_t http_requests;
+    _Atomic uint64_t http_paused;      /* gauge: HTTP connections not read while their answers wait */
+    _Atomic uint64_t bytes_sent;
+    _Atomic uint64_t messages_sent;    /* frames queued to clients */
+    _Atomic uint64_t by_role[ROLE_COUNT];          /* gauge */
+    _Atomic uint64_t received[ACT_COUNT + 1];      /* by action; last = unknown/invalid */
+    _Atomic uint64_t disconnects[DR_COUNT];
+    _Atomic uint64_t violations[SV_COUNT];
+    _Atomic uint64_t rate_limited;
+    _Atomic uint64_t subscriptions;    /* gauge */
+    _Atomic uint64_t conflated;        /* updates replaced by a newer one */
+    _Atomic uint64_t slow_disconnects;
+    _Atomic uint64_t fanout_buckets[FANOUT_BUCKETS];
+    _Atomic uint64_t fanout_count;
+    _Atomic uint64_t fanout_sum_ns;
+    _Atomic int64_t last_sweep_s;      /* wall seconds of the last sweeper run */
+};
+
+struct worker {
+    int id;
+    struct server *srv;            /* read-only after start */
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_tcp_t listener;
+    bool listening;
+    bool accept_paused;            /* out of descriptors: listener closed for a while */
+    uv_timer_t accept_retry;       /* reopens the listener after EMFILE */
+    struct mailbox inbox;          /* the only way in from other threads */
+    uv_timer_t timer;              /* deadlines: handshake timeout, close wait */
+    uv_prepare_t flush_prepare;    /* flush writes queued by timers */
+    uv_check_t flush_check;        /* flush writes queued by I/O callbacks */
+    uint8_t *rbuf;                 /* read buffer shared by all connections */
+    bool rbuf_busy;                /* a read callback holds rbuf */
+    struct conn *conns;            /* every connection of this worker */
+    uint64_t nconns;
+    struct conn *dirty;            /* connections with output to flush */
+    struct conn *timed;            /* connections with a deadline */
+    struct conn_slab *slabs;       /* connection memory (net/conn.c) */
+    struct conn *free_conns;       /* free slots in slabs */
+    struct sub_list *lists;        /* per symbol: local subscribers (pubsub/subs.h) */
+    uv_timer_t sweeper;            /* token expiry, sweeper health */
+    uv_timer_t liveness;           /* pings and heartbeat timeouts, at heartbeat resolution */
+    uv_timer_t batcher;            /* flushes price_batch frames; runs while batching */
+    struct conn *batching;         /* connections with batch_ms > 0 */
+    uint64_t next_id;              /* connection id sequence */
+    uint32_t handshaking;          /* connections still in the HTTP phase */
+    uint64_t trimmed_at;           /* stats.accepted at the last malloc_trim (net/conn.c) */
+    bool trim_due;                 /* a large output queue is gone: trim (net/conn.c) */
+    uint64_t trim_ms;              /* loop ms of the last trim for trim_due */
+    bool shutting_down;
+    bool stopped;                  /* handles closed, loop ending */
+    int listen_fd;                 /* bound socket handed over by the server */
+    struct worker_stats stats;
+    _Atomic uint64_t heartbeat_ms; /* monotonic ms stamped by the timer: liveness */
+};
+
+/* Starts the thread. fd is a bound, not yet listening, socket. 0 or -errno. */
+int worker_start(struct worker *w, struct server *srv, int id, int fd);
+
+/* Posts mail; 0 or -ENOSPC. */
+int worker_post(struct worker *w, int type, void *ptr, uint64_t a);
+
+/* Waits for the thread to end and frees what it owned. */
+void worker_join(struct worker *w);
+
+/* Records one tick's fan-out time (mailbox in -> queued to every local
+ * subscriber). */
+void worker_record_fanout(struct worker *w, uint64_t ns);
+
+/* Upper bounds (seconds) of the fan-out histogram buckets; the last is +Inf. */
+extern const double FANOUT_BOUNDS[FANOUT_BUCKETS];
+
+/* Called by the connection release path: lets a stopping worker finish. */
+void worker_conn_released(struct worker *w);
+
+/* Milliseconds of the worker's loop clock. */
+static inline uint64_t worker_now(struct worker *w) { return uv_now(&w->loop); }
+
+#endif
