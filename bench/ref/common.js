@@ -6,7 +6,8 @@
 // Each server keeps only its transport: how a socket is subscribed to a
 // symbol and how one price_update string reaches that symbol's subscribers.
 // Message shapes and number formatting follow tickgate (src/pubsub/tick.c,
-// src/gateway/protocol.c), so both sides send frames of the same size.
+// src/gateway/protocol.c, lifecycle.c, msg_subscribe.c, msg_publish.c), so
+// both sides send frames of the same size.
 
 const crypto = require('crypto');
 const fs = require('fs');

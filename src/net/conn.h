@@ -93,7 +93,7 @@ struct conn {
     uint8_t *ctrl;                 /* control frame payload (125 B), allocated when first needed */
     uint64_t last_rx;              /* loop ms of the last frame received */
     /* gateway protocol state (EP_JSON) */
-    char *user_id;                 /* NULL = anonymous; uid_inl or owned (protocol.c) */
+    char *user_id;                 /* NULL = anonymous; uid_inl or owned (lifecycle.c) */
     struct conn_sub *subs;         /* &sub1, or owned when more than one; see pubsub/subs.h */
     struct conn_sub sub1;          /* the first subscription, in place */
     char uid_inl[24];              /* user ids that fit live here: no allocation */
