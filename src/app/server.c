@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <malloc.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -209,17 +208,6 @@ static void on_guard_timer(uv_timer_t *h) {
     guard_sweep(&srv->guard, (int64_t)time(NULL));
     budget_sweep(&srv->budgets, uv_now(&srv->loop) * 1000000ULL);
     blockfile_flush(&srv->blocks, &srv->guard); /* at most a second after an admin (un)block */
-    /* Handshakes borrow a few KiB each (request, headers) and give them
-     * back at the upgrade; after a burst, hand the freed pages back to the
-     * system so an idle connection costs what it holds. */
-    uint64_t accepted = 0;
-    for (int i = 0; i < srv->nworkers; i++)
-        accepted += atomic_load_explicit(&srv->workers[i].stats.accepted, memory_order_relaxed);
-    if (accepted - srv->trimmed_at >= 256 && ++srv->trim_ticks >= 2) {
-        malloc_trim(0);
-        srv->trimmed_at = accepted;
-        srv->trim_ticks = 0;
-    }
 }
 
 static uint32_t random32(void) {

@@ -56,8 +56,6 @@ struct server {
     socklen_t addrlen;
     uint64_t started_ms;           /* wall clock at start */
     uint32_t instance;             /* random per process: unique client ids */
-    uint64_t trimmed_at;           /* connections accepted at the last malloc_trim */
-    int trim_ticks;                /* guard timer ticks since a burst began */
 };
 
 /* Loads everything the configuration names (secrets, users, symbols).

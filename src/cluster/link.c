@@ -1,5 +1,5 @@
 /* redis_link.c - the engine's Redis connections; see redis_link.h. */
-#include "cluster/link.h"
+#include "cluster/internal.h"
 
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>

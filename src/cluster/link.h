@@ -55,10 +55,4 @@ void link_init(struct redis_engine *e);
  * are freed; the timers close once both are gone. */
 void link_stop(struct redis_engine *e);
 
-/* Provided by the engine (redis_engine.c). */
-void redis_engine_became_up(struct redis_engine *e);
-void redis_engine_count_error(struct redis_engine *e, const char *what, const char *detail);
-void redis_engine_on_reply(redisAsyncContext *ac, void *reply, void *what);
-void redis_engine_echo_flush(struct redis_engine *e);
-
 #endif

@@ -143,12 +143,6 @@ void admin_gather_abandon(struct gather *g, bool done) {
         gather_free(g); /* nobody is left to answer */
 }
 
-static struct conn *find_conn(struct worker *w, uint64_t id) {
-    for (struct conn *c = w->conns; c; c = c->next)
-        if (c->id == id && !c->closing)
-            return c;
-    return NULL;
-}
 
 static void respond_json(struct conn *c, int status, json_t *o, bool keep) {
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -162,7 +156,7 @@ static void respond_json(struct conn *c, int status, json_t *o, bool keep) {
 }
 
 void admin_gather_done(struct worker *w, struct gather *g) {
-    struct conn *c = find_conn(w, g->conn_id);
+    struct conn *c = conn_find(w, g->conn_id);
     if (c) {
         json_t *o = g->kind == GATHER_LIST ? json_pack("{s:O}", "connections", g->items)
                                            : json_pack("{s:i}", "recipients", (int)g->count);

@@ -146,10 +146,7 @@ static void upgrade(struct conn *c, int ep) {
 }
 
 void router_admit_result(struct worker *w, struct redis_admit *a) {
-    struct conn *c = NULL;
-    for (struct conn *x = w->conns; x; x = x->next)
-        if (x->id == a->conn_id && !x->closing)
-            c = x;
+    struct conn *c = conn_find(w, a->conn_id);
     if (!c || !c->awaiting || c->phase != PHASE_HTTP) {
         if (a->counted) /* counted for a connection that went away */
             redis_engine_release_user(&w->srv->redis, a->user);

@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -129,14 +128,6 @@ static void on_closed(uv_handle_t *h) {
     worker_conn_released(w);
 }
 
-/* Handshakes borrow a few KiB each (parser, header bytes) and give them
- * back at the upgrade. When a burst of them is over (none left in flight,
- * enough since the last time), the freed pages go back to the system at
- * once, so that idle connections cost what they hold, not what their
- * handshakes once needed. The server's timer does the same for a steady
- * churn that never runs out of handshakes. */
-#define TRIM_AFTER_ACCEPTS 256
-
 void conn_http_done(struct conn *c) {
     if (!c->http)
         return;
@@ -144,13 +135,7 @@ void conn_http_done(struct conn *c) {
     http_guard_release(c);
     http_req_free(c->http);
     c->http = NULL;
-    if (--w->handshaking == 0) {
-        uint64_t accepted = atomic_load_explicit(&w->stats.accepted, memory_order_relaxed);
-        if (accepted - w->trimmed_at >= TRIM_AFTER_ACCEPTS) {
-            w->trimmed_at = accepted;
-            malloc_trim(0);
-        }
-    }
+    w->handshaking--;
 }
 
 void conn_set_deadline(struct conn *c, uint64_t ms) {
@@ -182,9 +167,11 @@ void conn_close(struct conn *c) {
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
-void conn_ip_str(const struct conn *c, char *out, size_t len) {
-    if (!inet_ntop(c->family, c->ip, out, (socklen_t)len))
-        snprintf(out, len, "?");
+struct conn *conn_find(struct worker *w, uint64_t id) {
+    for (struct conn *c = w->conns; c; c = c->next)
+        if (c->id == id && !c->closing)
+            return c;
+    return NULL;
 }
 
 static void mark_dirty(struct conn *c) {
@@ -341,7 +328,6 @@ static void on_write(uv_write_t *req, int status) {
     atomic_fetch_add_explicit(&c->w->stats.bytes_sent, c->inflight, memory_order_relaxed);
     outq_consume(&c->out, c->inflight);
     c->inflight = 0;
-    ws_session_on_drain(c);
     conn_flush(c);
 }
 

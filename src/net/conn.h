@@ -139,8 +139,9 @@ void conn_resume_read(struct conn *c);
  * the answers already queued are written. */
 void conn_http_end(struct conn *c);
 
-/* Formats the peer address. */
-void conn_ip_str(const struct conn *c, char *out, size_t len);
+/* The worker's connection with this id that is not closing, or NULL
+ * (answers that come back later: admission, admin gathers, replies). */
+struct conn *conn_find(struct worker *w, uint64_t id);
 
 /* Sends a complete HTTP response. headers: extra "Name: value\r\n" lines
  * or NULL. keep_alive false closes the socket after it is written; so does

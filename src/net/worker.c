@@ -109,6 +109,34 @@ static void force_close(struct worker *w) {
         conn_close(c);
 }
 
+/* The one place freed memory goes back to the system (a trim walks the
+ * whole heap: at most once a second). Due after a large output queue of a
+ * client that did not read is gone, and after TRIM_AFTER_ACCEPTS
+ * handshakes once their burst is over (none in flight) or, for a steady
+ * churn that never runs out of handshakes, two seconds later: handshakes
+ * borrow a few KiB each and give them back at the upgrade, so idle
+ * connections cost what they hold, not what their handshakes once
+ * needed. */
+#define TRIM_AFTER_ACCEPTS 256
+
+static void maybe_trim(struct worker *w, uint64_t now) {
+    uint64_t accepted = atomic_load_explicit(&w->stats.accepted, memory_order_relaxed);
+    if (accepted - w->trimmed_at >= TRIM_AFTER_ACCEPTS) {
+        if (!w->churn_ms)
+            w->churn_ms = now;
+        if (w->handshaking == 0 || now - w->churn_ms >= 2000) {
+            w->trim_due = true;
+            w->trimmed_at = accepted;
+            w->churn_ms = 0;
+        }
+    }
+    if (w->trim_due && now - w->trim_ms >= 1000) {
+        w->trim_due = false;
+        w->trim_ms = now;
+        malloc_trim(0);
+    }
+}
+
 static void on_timer(uv_timer_t *h) {
     struct worker *w = h->data;
     uint64_t now = uv_now(&w->loop);
@@ -121,13 +149,7 @@ static void on_timer(uv_timer_t *h) {
         if (c->deadline <= now)
             conn_close(c); /* slow request, or no reply to our close frame */
     }
-    /* Freed output of a client that did not read goes back to the system
-     * (at most once a second: a trim walks the whole heap). */
-    if (w->trim_due && now - w->trim_ms >= 1000) {
-        w->trim_due = false;
-        w->trim_ms = now;
-        malloc_trim(0);
-    }
+    maybe_trim(w, now);
 }
 
 /* The sweeper: starts with the worker, nobody has to remember it. */

@@ -113,9 +113,10 @@ struct worker {
     struct conn *batching;         /* connections with batch_ms > 0 */
     uint64_t next_id;              /* connection id sequence */
     uint32_t handshaking;          /* connections still in the HTTP phase */
-    uint64_t trimmed_at;           /* stats.accepted at the last malloc_trim (net/conn.c) */
-    bool trim_due;                 /* a large output queue is gone: trim (net/conn.c) */
-    uint64_t trim_ms;              /* loop ms of the last trim for trim_due */
+    uint64_t trimmed_at;           /* stats.accepted when a trim was last made due */
+    uint64_t churn_ms;             /* loop ms the handshakes since then passed the threshold */
+    bool trim_due;                 /* trim at the next timer tick (worker.c maybe_trim) */
+    uint64_t trim_ms;              /* loop ms of the last trim */
     bool shutting_down;
     bool stopped;                  /* handles closed, loop ending */
     int listen_fd;                 /* bound socket handed over by the server */

@@ -291,10 +291,6 @@ static void do_shutdown(struct conn *c) {
     }
 }
 
-void ws_session_on_drain(struct conn *c) {
-    (void)c;
-}
-
 void ws_session_shutdown_write(struct conn *c) {
     c->shutdown_after_flush = false;
     do_shutdown(c);

@@ -35,8 +35,6 @@ void ws_close(struct conn *c, unsigned code, const char *reason);
 /* Sends FIN after a failed connection's close frame is written. */
 void ws_session_shutdown_write(struct conn *c);
 
-/* Output drained below the socket's buffer (write completion). */
-void ws_session_on_drain(struct conn *c);
 
 /* Releases session state (called once, from the connection's release). */
 void ws_session_release(struct conn *c);

@@ -1,0 +1,204 @@
+/* state.c - what the cluster keeps for the rooms above: persisted
+ * connections (notes), cluster-wide admission, the shared block list and
+ * control messages, shared history queries. See cluster/internal.h. */
+
+#include "cluster/internal.h"
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app/server.h"
+#include "net/worker.h"
+#include "pubsub/hub.h"
+#include "gateway/admin.h"
+#include "gateway/protocol.h"
+#include "pubsub/userevents.h"
+
+void cluster_query_free(struct redis_query *q) {
+    free(q->id_json);
+    free(q);
+}
+
+/* Answers q from ticks (oldest first). */
+static void answer_query(struct redis_engine *e, struct redis_query *q, const struct tick *t, uint32_t n) {
+    char *text = q->analysis ? protocol_analysis_text(e->srv, q->sym, t, n, q->window_s, q->id_json)
+                             : protocol_history_text(e->srv, q->sym, t, n, q->id_json);
+    if (text)
+        protocol_reply_later(e->srv, q->worker, q->conn_id, text);
+}
+
+/* Answers q from this node's own ring (Redis unavailable). */
+void cluster_answer_locally(struct redis_engine *e, struct redis_query *q) {
+    uint32_t cap = q->analysis ? e->srv->hub.history_size : q->limit;
+    struct tick *t = malloc(sizeof(*t) * (cap ? cap : 1));
+    if (t) {
+        uint32_t n = hub_history(&e->srv->hub, q->sym, cap, t);
+        answer_query(e, q, t, n);
+        free(t);
+    }
+}
+
+/* XREVRANGE reply: [[id, ["t", msg]], ...] newest first. */
+void cluster_on_query_reply(redisAsyncContext *ac, void *r, void *priv) {
+    struct redis_engine *e = ac->data;
+    struct redis_query *q = priv;
+    redisReply *reply = r;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            count_error(e, "history query", reply->str);
+        cluster_answer_locally(e, q);
+        cluster_query_free(q);
+        return;
+    }
+    size_t n = reply->elements;
+    struct tick *t = malloc(sizeof(*t) * (n ? n : 1));
+    uint32_t got = 0;
+    for (size_t i = 0; t && i < n; i++) {
+        redisReply *entry = reply->element[n - 1 - i]; /* oldest first */
+        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+            continue;
+        redisReply *fields = entry->element[1];
+        if (fields->type != REDIS_REPLY_ARRAY || fields->elements != 2 || fields->element[1]->type != REDIS_REPLY_STRING)
+            continue;
+        double first;
+        if (cluster_parse_tick(e, fields->element[1]->str, fields->element[1]->len, &t[got], &first) == (int)q->sym)
+            got++;
+    }
+    if (t)
+        answer_query(e, q, t, got);
+    free(t);
+    cluster_query_free(q);
+}
+
+void cluster_apply_control(struct redis_engine *e, const char *msg, size_t len) {
+    /* "B|node|ip|duration", "U|node|ip", "M|node|roles|json" */
+    char node[40];
+    const char *p1 = memchr(msg, '|', len);
+    if (!p1 || p1 - msg != 1)
+        return;
+    const char *p2 = memchr(p1 + 1, '|', len - 2);
+    if (!p2 || (size_t)(p2 - p1 - 1) >= sizeof(node))
+        return;
+    memcpy(node, p1 + 1, (size_t)(p2 - p1 - 1));
+    node[p2 - p1 - 1] = '\0';
+    if (strcmp(node, e->node) == 0)
+        return; /* our own: already applied here */
+    const char *rest = p2 + 1;
+    size_t rl = len - (size_t)(rest - msg);
+    struct server *srv = e->srv;
+    if (msg[0] == 'B' || msg[0] == 'U') {
+        const char *bar = memchr(rest, '|', rl);
+        struct ip16 ip;
+        if (!ip16_parse(rest, bar ? (size_t)(bar - rest) : rl, &ip))
+            return;
+        if (msg[0] == 'B')
+            server_block_ip_local(srv, &ip, bar ? strtoll(bar + 1, NULL, 10) : 0, "cluster");
+        else
+            guard_unblock(&srv->guard, &ip);
+    } else if (msg[0] == 'E') { /* E|node|flags|user|json */
+        const char *b1 = memchr(rest, '|', rl);
+        const char *b2 = b1 ? memchr(b1 + 1, '|', rl - (size_t)(b1 + 1 - rest)) : NULL;
+        if (!b2 || (size_t)(b2 - b1 - 1) >= 128)
+            return;
+        char user[128];
+        memcpy(user, b1 + 1, (size_t)(b2 - b1 - 1));
+        user[b2 - b1 - 1] = '\0';
+        json_t *ev = json_loadb(b2 + 1, rl - (size_t)(b2 + 1 - rest), 0, NULL);
+        if (ev)
+            user_event_send(srv, user, ev, rest[0] == '1', false);
+    } else if (msg[0] == 'M') {
+        const char *bar = memchr(rest, '|', rl);
+        if (!bar)
+            return;
+        uint32_t roles = (uint32_t)strtoul(rest, NULL, 10);
+        json_t *frame = json_loadb(bar + 1, rl - (size_t)(bar + 1 - rest), 0, NULL);
+        if (frame)
+            admin_broadcast_local(srv, frame, roles);
+    }
+}
+
+/* XRANGE of a history stream from the marker: deliver in order (the
+ * marker's own tick included: it refreshes a stale snapshot). */
+void cluster_on_blocked_list(redisAsyncContext *ac, void *r, void *priv) {
+    struct redis_engine *e = ac->data;
+    redisReply *reply = r;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        struct ip16 ip;
+        redisReply *k = reply->element[i], *v = reply->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || !ip16_parse(k->str, k->len, &ip))
+            continue;
+        int64_t until = strtoll(v->str, NULL, 10);
+        if (until == 0 || until > now)
+            guard_block(&e->srv->guard, &ip, until ? until - now : 0);
+    }
+}
+
+/* Both links are ready: load the scripts, then write the node's whole
+ * state back (one connection: Redis runs them in this order). */
+void cluster_on_admit_reply(redisAsyncContext *ac, void *r, void *priv) {
+    struct redis_engine *e = ac->data;
+    struct redis_admit *a = priv;
+    redisReply *reply = r;
+    if (e->stopping) {
+        free(a);
+        return;
+    }
+    if (!link_live(e, ac))
+        reply = NULL;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        on_reply(ac, reply, "admission script");
+    /* No answer (Redis went away) or an error: local limits decide. */
+    a->ok = !reply || reply->type != REDIS_REPLY_INTEGER || reply->integer == 1;
+    a->counted = reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    if (worker_post(&e->srv->workers[a->worker], WM_ADMIT_RESULT, a, 0) < 0)
+        free(a);
+}
+
+void cluster_handle_note(struct redis_engine *e, struct redis_note *n) {
+    char conns[160], subs[160], node[160], set[200], users[200];
+    cluster_key(e, conns, sizeof(conns), "connections", NULL);
+    cluster_key(e, subs, sizeof(subs), "subscriptions", NULL);
+    cluster_key(e, node, sizeof(node), "node:", e->node);
+    snprintf(set, sizeof(set), "%s:clients", node);
+    snprintf(users, sizeof(users), "%s:users", node);
+    switch (n->kind) {
+    case NOTE_OPEN:
+        link_cmd(e, on_reply, "HSET connections", "HSET %s %s %s", conns, n->cid, n->text);
+        link_cmd(e, on_reply, "SADD clients", "SADD %s %s", set, n->cid);
+        if (n->resync && n->user)
+            link_cmd(e, on_reply, "HINCRBY users", "HINCRBY %s %s 1", users, n->user);
+        break;
+    case NOTE_SUBS:
+        link_cmd(e, on_reply, "HSET subscriptions", "HSET %s %s %s", subs, n->cid, n->text);
+        break;
+    case NOTE_RELEASE_USER:
+        if (n->user)
+            link_cmd(e, on_reply, "release user", "EVALSHA %s 1 %s %s", e->sha[RS_RELEASE], users, n->user);
+        break;
+    case NOTE_CLOSE:
+        link_cmd(e, on_reply, "HDEL connections", "HDEL %s %s", conns, n->cid);
+        link_cmd(e, on_reply, "HDEL subscriptions", "HDEL %s %s", subs, n->cid);
+        link_cmd(e, on_reply, "SREM clients", "SREM %s %s", set, n->cid);
+        if (n->user)
+            link_cmd(e, on_reply, "release user", "EVALSHA %s 1 %s %s", e->sha[RS_RELEASE], users, n->user);
+        break;
+    }
+}
+
+void cluster_free_note(struct redis_note *n) {
+    free(n->text);
+    free(n->user);
+    free(n);
+}
+
+/* Sends a tick to the publish script. The tick stays ours until Redis
+ * answers: without an answer it is delivered here, so nothing accepted is
+ * lost. REDIS_OK or REDIS_ERR. */

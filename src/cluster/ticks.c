@@ -1,0 +1,338 @@
+/* ticks.c - ticks through Redis: the publish script's sender and its
+ * answer, the own ticks awaited back on pub/sub (echo ring), the pub/sub
+ * messages, and a channel's catch-up from the history stream when this
+ * node starts listening. See cluster/internal.h. */
+
+#include "cluster/internal.h"
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app/server.h"
+#include "pubsub/hub.h"
+
+#define CATCH_UP_TICKS 256 /* ticks a newly listening node replays from the stream */
+
+static void on_marker(redisAsyncContext *ac, void *r, void *priv);
+static void deliver_tick(struct redis_engine *e, const char *msg, size_t len);
+
+static struct echo_wait *echo_at(struct redis_engine *e, uint32_t i) {
+    return &e->echo[(e->echo_head + i) % (uint32_t)e->srv->cfg.redis.max_inflight];
+}
+
+void cluster_echo_pop(struct redis_engine *e) {
+    free(echo_at(e, 0)->msg);
+    e->echo_head = (e->echo_head + 1) % (uint32_t)e->srv->cfg.redis.max_inflight;
+    e->echo_n--;
+}
+
+static uint64_t delivered_seq(struct redis_engine *e, uint32_t sym) {
+    struct sym_state *s = &e->srv->hub.st[sym];
+    uv_mutex_lock(&s->lock);
+    uint64_t seq = s->last.seq;
+    uv_mutex_unlock(&s->lock);
+    return seq;
+}
+
+/* Drops the awaited ticks that have come back (in Redis's order). */
+static void echo_trim(struct redis_engine *e) {
+    while (e->echo_n) {
+        struct echo_wait *w = echo_at(e, 0);
+        if (w->sym != UINT32_MAX && delivered_seq(e, w->sym) < w->seq)
+            break;
+        cluster_echo_pop(e);
+    }
+}
+
+
+/* The pub/sub link is gone: the ticks it did not bring back are delivered
+ * from here, in order (repeats are dropped by the hub). */
+void redis_engine_echo_flush(struct redis_engine *e) {
+    while (e->echo_n) {
+        struct echo_wait *w = echo_at(e, 0);
+        if (w->sym != UINT32_MAX)
+            deliver_tick(e, w->msg, strlen(w->msg));
+        cluster_echo_pop(e);
+    }
+}
+
+/* Our tick, sequenced: it comes back on the pub/sub link when this node
+ * listens to its channel; keep it until then. Full ring: the oldest goes
+ * (overdue by max_inflight ticks). */
+static void echo_expect(struct redis_engine *e, uint32_t sym, const char *msg, size_t len, uint64_t seq) {
+    if (!e->subscribed[sym] || e->catch_up[sym].pending || delivered_seq(e, sym) >= seq)
+        return; /* not listening (nobody local), replaying, or already back */
+    if (e->echo_n == (uint32_t)e->srv->cfg.redis.max_inflight)
+        cluster_echo_pop(e);
+    char *copy = strndup(msg, len);
+    if (!copy)
+        return;
+    *echo_at(e, e->echo_n++) = (struct echo_wait){.sym = sym, .seq = seq, .msg = copy};
+}
+
+/* The publish script's answer: the published message, or -1 (refused:
+ * past its deadline). A tick Redis did not sequence (no answer, an error,
+ * refused, or the link failed meanwhile) is sequenced here; the link goes
+ * down first, so local and Redis numbering never interleave. */
+static void on_publish_reply(redisAsyncContext *ac, void *r, void *priv) {
+    struct redis_engine *e = ac->data;
+    struct tick_in *in = priv;
+    redisReply *reply = r;
+    e->inflight--;
+    bool live = link_live(e, ac);
+    if (e->stopping) {
+        free(in);
+        return;
+    }
+    if (live && reply && reply->type == REDIS_REPLY_STRING) {
+        const char *bar = reply->str;
+        for (int i = 0; bar && i < 6; i++)
+            bar = memchr(bar + 1, '|', reply->len - (size_t)(bar + 1 - reply->str));
+        if (bar)
+            echo_expect(e, in->sym, reply->str, reply->len, strtoull(bar + 1, NULL, 10));
+        free(in);
+        return;
+    }
+    if (live) {
+        bool late = reply && reply->type == REDIS_REPLY_INTEGER;
+        count_error(e, late ? "tick past its deadline in Redis" : "publish script",
+                    reply && reply->type == REDIS_REPLY_ERROR ? reply->str : NULL);
+        link_fail(e, late ? "stalled: Redis answered past the deadline" : "publish failed", false);
+    }
+    echo_flush(e); /* Redis-sequenced ticks first, then this one locally */
+    if (!reply) { /* its fate is unknown: a resumed Redis may still run it until its deadline */
+        uint64_t fence = e->last_publish_ms + (uint64_t)e->srv->cfg.redis.timeout_ms;
+        if (fence > e->fence_ms)
+            e->fence_ms = fence;
+    }
+    hub_publish_local(&e->srv->hub, in);
+    free(in);
+}
+
+int64_t cluster_local_seq(struct hub *h, uint32_t sym, double *first) {
+    struct sym_state *s = &h->st[sym];
+    uv_mutex_lock(&s->lock);
+    int64_t seq = (int64_t)s->last.seq;
+    *first = s->first;
+    uv_mutex_unlock(&s->lock);
+    return seq;
+}
+
+
+void cluster_catch_up_reset(struct catch_up *cu) {
+    for (uint32_t i = 0; i < cu->nheld; i++)
+        free(cu->held[i]);
+    free(cu->held);
+    cu->held = NULL;
+    cu->nheld = 0;
+    cu->have = 0;
+    cu->pending = false;
+}
+
+/* Subscribes or unsubscribes sym's channel to match local activity. */
+void cluster_reconcile(struct redis_engine *e, uint32_t sym) {
+    if (!atomic_load(&e->up) || !link_live(e, e->sub.ac))
+        return;
+    struct hub *h = &e->srv->hub;
+    bool want = hub_is_active(h, sym) || atomic_load(&e->srv->broker.limits[sym]) > 0;
+    if (want == e->subscribed[sym])
+        return;
+    char ch[128];
+    cluster_key(e, ch, sizeof(ch), "tick:", h->syms->names[sym]);
+    if (want) {
+        /* Catch-up: the newest history id now (marker), then SUBSCRIBE;
+         * when both have answered, replay the stream from the marker. */
+        char hk[160];
+        cluster_key(e, hk, sizeof(hk), "history:", h->syms->names[sym]);
+        cluster_catch_up_reset(&e->catch_up[sym]);
+        e->catch_up[sym].pending = true;
+        link_cmd(e, on_marker, (void *)(uintptr_t)sym, "XREVRANGE %s + - COUNT 1", hk);
+        redisAsyncCommand(e->sub.ac, cluster_on_message, NULL, "SUBSCRIBE %s", ch);
+    } else {
+        redisAsyncCommand(e->sub.ac, NULL, NULL, "UNSUBSCRIBE %s", ch);
+        cluster_catch_up_reset(&e->catch_up[sym]);
+    }
+    e->subscribed[sym] = want;
+}
+
+/* Parses "SYM|price|bid|ask|volume|ts|seq|first". Returns the symbol
+ * index or -1. */
+int cluster_parse_tick(struct redis_engine *e, const char *msg, size_t len, struct tick *t, double *first) {
+    char buf[512];
+    if (len >= sizeof(buf))
+        return -1;
+    memcpy(buf, msg, len);
+    buf[len] = '\0';
+    char *f[8];
+    int n = 0;
+    for (char *p = buf, *save = NULL; n < 8 && (p = strtok_r(p, "|", &save)); p = NULL)
+        f[n++] = p;
+    if (n != 8) {
+        count_error(e, "malformed tick message", NULL);
+        return -1;
+    }
+    int sym = symbols_find(e->srv->hub.syms, f[0], strlen(f[0]));
+    if (sym < 0)
+        return -1; /* a symbol another node knows and we do not */
+    memset(t, 0, sizeof(*t));
+    t->price = strtod(f[1], NULL);
+    t->bid = strtod(f[2], NULL);
+    t->ask = strtod(f[3], NULL);
+    t->volume = strtod(f[4], NULL);
+    t->timestamp = strtoll(f[5], NULL, 10);
+    t->seq = strtoull(f[6], NULL, 10);
+    *first = strtod(f[7], NULL);
+    t->change = t->price - *first;
+    t->change_percent = *first > 0 ? t->change / *first * 100.0 : 0;
+    return sym;
+}
+
+static void deliver_tick(struct redis_engine *e, const char *msg, size_t len) {
+    struct tick t;
+    double first;
+    int sym = cluster_parse_tick(e, msg, len, &t, &first);
+    if (sym >= 0)
+        hub_deliver(&e->srv->hub, (uint32_t)sym, &t, first);
+}
+
+/* XRANGE of a history stream from the marker: deliver in order (the
+ * marker's own tick included: it refreshes a stale snapshot). */
+static void on_catch_up(redisAsyncContext *ac, void *r, void *priv) {
+    struct redis_engine *e = ac->data;
+    struct catch_up *cu = &e->catch_up[(uint32_t)(uintptr_t)priv];
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < reply->elements; i++) {
+            redisReply *entry = reply->element[i];
+            if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+                continue;
+            redisReply *f = entry->element[1];
+            if (f->type == REDIS_REPLY_ARRAY && f->elements == 2 && f->element[1]->type == REDIS_REPLY_STRING)
+                deliver_tick(e, f->element[1]->str, f->element[1]->len);
+        }
+    }
+    /* Then the live ticks held meanwhile (hub_deliver drops repeats). */
+    for (uint32_t i = 0; i < cu->nheld; i++)
+        deliver_tick(e, cu->held[i], strlen(cu->held[i]));
+    cluster_catch_up_reset(cu);
+}
+
+/* A live tick while the replay is pending: hold it (bounded; past the
+ * bound the replay's order wins and the rest arrives live anyway). */
+static bool hold_tick(struct redis_engine *e, const char *ch, size_t chl, const char *msg, size_t len) {
+    int sym = symbols_find(e->srv->hub.syms, ch, chl);
+    if (sym < 0 || !e->catch_up[sym].pending)
+        return false;
+    struct catch_up *cu = &e->catch_up[sym];
+    if (cu->nheld >= CATCH_UP_TICKS)
+        return false;
+    char **n = realloc(cu->held, (cu->nheld + 1) * sizeof(char *));
+    char *copy = n ? strndup(msg, len) : NULL;
+    if (!copy) {
+        if (n)
+            cu->held = n;
+        return false;
+    }
+    cu->held = n;
+    cu->held[cu->nheld++] = copy;
+    return true;
+}
+
+static void maybe_catch_up(struct redis_engine *e, uint32_t sym) {
+    struct catch_up *cu = &e->catch_up[sym];
+    if (cu->have != 3 || !link_live(e, e->cmd.ac))
+        return;
+    cu->have = 4; /* replay in flight */
+    char k[160];
+    cluster_key(e, k, sizeof(k), "history:", e->srv->hub.syms->names[sym]);
+    if (link_cmd(e, on_catch_up, (void *)(uintptr_t)sym, "XRANGE %s %s + COUNT %u", k,
+                          cu->marker[0] ? cu->marker : "-", CATCH_UP_TICKS) != REDIS_OK)
+        cluster_catch_up_reset(cu);
+}
+
+static void on_marker(redisAsyncContext *ac, void *r, void *priv) {
+    struct redis_engine *e = ac->data;
+    uint32_t sym = (uint32_t)(uintptr_t)priv;
+    redisReply *reply = r;
+    if (!reply || e->stopping)
+        return;
+    struct catch_up *cu = &e->catch_up[sym];
+    cu->marker[0] = '\0';
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 && reply->element[0]->type == REDIS_REPLY_ARRAY &&
+        reply->element[0]->elements == 2 && reply->element[0]->element[0]->type == REDIS_REPLY_STRING &&
+        reply->element[0]->element[0]->len < sizeof(cu->marker))
+        snprintf(cu->marker, sizeof(cu->marker), "%s", reply->element[0]->element[0]->str);
+    cu->have |= 1;
+    maybe_catch_up(e, sym);
+}
+
+/* Pub/sub messages and SUBSCRIBE confirmations. */
+void cluster_on_message(redisAsyncContext *ac, void *r, void *priv) {
+    struct redis_engine *e = ac->data;
+    redisReply *reply = r;
+    if (!reply)
+        return;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+        return;
+    redisReply *kind = reply->element[0], *ch = reply->element[1], *body = reply->element[2];
+    size_t pl = strlen(e->prefix);
+    if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "subscribe") == 0 && ch->type == REDIS_REPLY_STRING &&
+        ch->len > pl + 5 && strncmp(ch->str + pl, "tick:", 5) == 0 && link_live(e, e->cmd.ac)) {
+        /* Listening now: replay what was published since the marker;
+         * hub_deliver skips what this node already has. */
+        int sym = symbols_find(e->srv->hub.syms, ch->str + pl + 5, ch->len - pl - 5);
+        if (sym >= 0) {
+            e->catch_up[sym].have |= 2;
+            maybe_catch_up(e, (uint32_t)sym);
+        }
+        return;
+    }
+    if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") != 0 || body->type != REDIS_REPLY_STRING)
+        return;
+    if (ch->len > pl + 5 && strncmp(ch->str + pl, "tick:", 5) == 0) {
+        if (!hold_tick(e, ch->str + pl + 5, ch->len - pl - 5, body->str, body->len))
+            deliver_tick(e, body->str, body->len);
+        if (e->echo_n)
+            echo_trim(e);
+    }
+    else if (ch->len == pl + 7 && strncmp(ch->str + pl, "control", 7) == 0)
+        cluster_apply_control(e, body->str, body->len);
+}
+
+/* Sends a tick to the publish script. The tick stays ours until Redis
+ * answers: without an answer it is delivered here, so nothing accepted is
+ * lost. REDIS_OK or REDIS_ERR. */
+int cluster_send_publish(struct redis_engine *e, struct tick_in *in) {
+    struct hub *h = &e->srv->hub;
+    const char *name = h->syms->names[in->sym];
+    char body[256], k1[128], k2[128], k3[128], k4[128], k5[128], start[40], hist[16];
+    char vol[40] = "", ts[24], deadline[24];
+    snprintf(body, sizeof(body), "%s|%.17g|%.17g|%.17g", name, in->price, in->has_bid ? in->bid : in->price,
+             in->has_ask ? in->ask : in->price);
+    if (in->has_volume)
+        snprintf(vol, sizeof(vol), "%.17g", in->volume);
+    snprintf(ts, sizeof(ts), "%lld", (long long)(in->timestamp ? in->timestamp : hub_now_ms()));
+    double sp = h->syms->start[in->sym] > 0 ? h->syms->start[in->sym] : in->price;
+    snprintf(start, sizeof(start), "%.17g", sp);
+    cluster_key(e, k1, sizeof(k1), "seq:", name);
+    cluster_key(e, k2, sizeof(k2), "first:", name);
+    cluster_key(e, k3, sizeof(k3), "last:", name);
+    cluster_key(e, k4, sizeof(k4), "tick:", name);
+    cluster_key(e, k5, sizeof(k5), "history:", name);
+    snprintf(hist, sizeof(hist), "%d", e->srv->cfg.feed.history_size);
+    snprintf(deadline, sizeof(deadline), "%lld", (long long)link_deadline_ms(e));
+    int rc = link_cmd(e, on_publish_reply, in, "EVALSHA %s 5 %s %s %s %s %s %s %s %s %s %s %s", e->sha[RS_PUBLISH],
+                      k1, k2, k3, k4, k5, body, start, hist, vol, ts, deadline);
+    if (rc == REDIS_OK) {
+        e->inflight++;
+        e->last_publish_ms = uv_now(&e->srv->loop);
+        atomic_fetch_add(&e->published, 1);
+    }
+    return rc;
+}
+
