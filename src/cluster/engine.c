@@ -50,6 +50,8 @@ void redis_engine_on_reply(redisAsyncContext *ac, void *r, void *priv) {
         link_fail(e, "script cache flushed", false);
 }
 
+/* Both links are ready: load the scripts, then write the node's whole
+ * state back (one connection: Redis runs them in this order). */
 void redis_engine_became_up(struct redis_engine *e) {
     struct server *srv = e->srv;
     struct hub *h = &srv->hub;
@@ -94,6 +96,8 @@ void redis_engine_became_up(struct redis_engine *e) {
     e->cleanup_due = 0;
 }
 
+/* Every second: this node's liveness key; every node_ttl_s/2 the clean-up
+ * of dead nodes and expired blocks. */
 static void on_tick(uv_timer_t *t) {
     struct redis_engine *e = t->data;
     if (!atomic_load(&e->up))
@@ -306,7 +310,7 @@ int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *lo
     if (!srv->cfg.redis.url[0])
         return 0;
     if (parse_url(e, srv->cfg.redis.url) < 0) {
-        /* The URL may hold a password: name the cluster_key, not the value. */
+        /* The URL may hold a password: name the key, not the value. */
         fprintf(stderr, "tickgate: redis.url: expected redis://[:password@]host[:port][/db]\n");
         free(e->password);
         return -1;

@@ -122,8 +122,8 @@ void cluster_apply_control(struct redis_engine *e, const char *msg, size_t len) 
     }
 }
 
-/* XRANGE of a history stream from the marker: deliver in order (the
- * marker's own tick included: it refreshes a stale snapshot). */
+/* HGETALL of the shared block list (at connect): the live blocks apply
+ * here too. */
 void cluster_on_blocked_list(redisAsyncContext *ac, void *r, void *priv) {
     struct redis_engine *e = ac->data;
     redisReply *reply = r;
@@ -141,8 +141,7 @@ void cluster_on_blocked_list(redisAsyncContext *ac, void *r, void *priv) {
     }
 }
 
-/* Both links are ready: load the scripts, then write the node's whole
- * state back (one connection: Redis runs them in this order). */
+/* The admission script's answer, handed to the asking worker. */
 void cluster_on_admit_reply(redisAsyncContext *ac, void *r, void *priv) {
     struct redis_engine *e = ac->data;
     struct redis_admit *a = priv;
@@ -198,7 +197,3 @@ void cluster_free_note(struct redis_note *n) {
     free(n->user);
     free(n);
 }
-
-/* Sends a tick to the publish script. The tick stays ours until Redis
- * answers: without an answer it is delivered here, so nothing accepted is
- * lost. REDIS_OK or REDIS_ERR. */

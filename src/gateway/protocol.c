@@ -103,11 +103,9 @@ void reply_mail_free(struct reply_mail *r) {
 }
 
 void reply_mail_deliver(struct worker *w, struct reply_mail *r) {
-    for (struct conn *c = w->conns; c; c = c->next)
-        if (c->id == r->conn_id && !c->closing && c->phase == PHASE_WS) {
-            proto_send_text(c, r->text);
-            break;
-        }
+    struct conn *c = conn_find(w, r->conn_id);
+    if (c && c->phase == PHASE_WS)
+        proto_send_text(c, r->text);
     reply_mail_free(r);
 }
 
