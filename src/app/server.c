@@ -17,7 +17,11 @@
 
 #include "auth/jwt.h"
 #include "base/log.h"
+#include "gateway/protocol.h"
+#include "gateway/router.h"
+#include "net/conn.h"
 #include "ws/handshake.h"
+#include "ws/session.h"
 
 bool server_conn_reserve(struct server *srv) {
     long n = atomic_fetch_add(&srv->connections, 1);
@@ -106,7 +110,7 @@ static void on_grace(uv_timer_t *h) {
     struct server *srv = h->data;
     log_warn("shutdown grace expired; closing remaining connections");
     for (int i = 0; i < srv->nworkers; i++)
-        worker_post(&srv->workers[i], WM_FORCE_CLOSE, NULL, 0);
+        worker_post_force_close(&srv->workers[i]);
 }
 
 static void begin_shutdown(struct server *srv) {
@@ -114,7 +118,7 @@ static void begin_shutdown(struct server *srv) {
         return;
     log_info("shutting down");
     for (int i = 0; i < srv->nworkers; i++)
-        worker_post(&srv->workers[i], WM_SHUTDOWN, NULL, 0);
+        worker_post_shutdown(&srv->workers[i]);
     /* Force a little before the grace ends so the exit itself fits in it. */
     uint64_t grace = (uint64_t)srv->cfg.server.shutdown_grace_ms;
     uv_timer_start(&srv->grace_timer, on_grace, grace > 300 ? grace - 300 : grace / 2, 0);
@@ -154,6 +158,27 @@ static int cpu_count(void) {
     return n < 1 ? 1 : (int)n;
 }
 
+/* On a worker: every connection of a blocked IP (a, b: its 16 bytes; an
+ * IPv6 block covers its whole prefix): WebSockets, echo included, close
+ * 1008; HTTP ones once their answers are out. */
+static void run_block_ip(struct worker *w, void *ptr, uint64_t a, uint64_t b) {
+    struct ip16 ip;
+    memcpy(ip.b, &a, 8);
+    memcpy(ip.b + 8, &b, 8);
+    ip = guard_key(&w->srv->guard, &ip);
+    for (struct conn *c = w->conns; c; c = c->next) {
+        struct ip16 k = guard_key(&w->srv->guard, &c->cip);
+        if (c->closing || memcmp(k.b, ip.b, 16) != 0)
+            continue;
+        if (c->phase == PHASE_WS)
+            ws_close(c, WS_CLOSE_POLICY, "IP blocked");
+        else
+            conn_http_end(c);
+    }
+}
+
+static const struct worker_mail BLOCK_IP_MAIL = {"block_ip", run_block_ip, NULL};
+
 /* Blocks here (saved: an admin's, kept in security.blocks_file), audits it
  * and closes the IP's connections on every worker. */
 static void block_local(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why, bool saved) {
@@ -168,11 +193,9 @@ static void block_local(struct server *srv, const struct ip16 *ip, int64_t durat
     uint64_t a, b;
     memcpy(&a, ip->b, 8);
     memcpy(&b, ip->b + 8, 8);
-    for (int i = 0; i < srv->nworkers; i++) {
-        struct mail m = {.type = WM_BLOCK_IP, .ptr = NULL, .a = a, .b = b};
-        if (mailbox_post(&srv->workers[i].inbox, &m) < 0)
+    for (int i = 0; i < srv->nworkers; i++)
+        if (worker_post(&srv->workers[i], &BLOCK_IP_MAIL, NULL, a, b) < 0)
             log_error("worker %d: mailbox full; connections of a blocked IP stay until they reconnect", i);
-    }
 }
 
 /* block_local, then the same on every other node through Redis. */
@@ -313,6 +336,8 @@ void server_free(struct server *srv) {
     auth_free(&srv->auth);
 }
 
+static const struct redis_engine_mail ENGINE_MAIL = {&PROTOCOL_RESYNC_MAIL, &ROUTER_ADMIT_MAIL};
+
 int server_run(struct server *srv) {
     int rc = 1;
     signal(SIGPIPE, SIG_IGN);
@@ -347,7 +372,7 @@ int server_run(struct server *srv) {
     srv->sighup.data = srv;
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     /* The engine exists before any worker can post to it. */
-    bool engine_ok = redis_engine_start(&srv->redis, srv, &srv->loop) == 0 &&
+    bool engine_ok = redis_engine_start(&srv->redis, srv, &srv->loop, &ENGINE_MAIL) == 0 &&
                      broker_start(&srv->broker, srv, &srv->loop) == 0;
     int started = 0;
     for (; engine_ok && started < srv->nworkers; started++) {

@@ -12,7 +12,7 @@
 #include <uv.h>
 
 struct mail {
-    int type;   /* meaning is the receiver's */
+    uintptr_t type; /* meaning is the receiver's (a number, or a pointer to its kind) */
     void *ptr;  /* ownership passes to the receiver on successful post */
     uint64_t a;
     uint64_t b;

@@ -92,7 +92,7 @@ void redis_engine_became_up(struct redis_engine *e) {
         cluster_reconcile(e, s);
     /* Every worker re-sends its connections (the node's one registry). */
     for (int i = 0; i < srv->nworkers; i++)
-        worker_post(&srv->workers[i], WM_REDIS_RESYNC, NULL, 0);
+        worker_post(&srv->workers[i], e->mail.resync, NULL, 0, 0);
     e->cleanup_due = 0;
 }
 
@@ -152,7 +152,7 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         }
         a->ok = true; /* local limits only */
         a->counted = false;
-        if (worker_post(&e->srv->workers[a->worker], WM_ADMIT_RESULT, a, 0) < 0)
+        if (worker_post(&e->srv->workers[a->worker], e->mail.admit_result, a, 0, 0) < 0)
             free(a);
         break;
     }
@@ -304,9 +304,11 @@ static int parse_url(struct redis_engine *e, const char *url) {
     return 0;
 }
 
-int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *loop) {
+int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *loop,
+                       const struct redis_engine_mail *mail) {
     memset(e, 0, sizeof(*e));
     e->srv = srv;
+    e->mail = *mail;
     if (!srv->cfg.redis.url[0])
         return 0;
     if (parse_url(e, srv->cfg.redis.url) < 0) {

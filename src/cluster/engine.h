@@ -77,6 +77,14 @@ struct redis_admit {
     bool counted;       /* counted in Redis: release there too */
 };
 
+/* The worker mail the engine posts, defined by the rooms above and given
+ * at start: resync (every connection re-sends its state), admit_result
+ * (ptr: struct redis_admit). */
+struct redis_engine_mail {
+    const struct worker_mail *resync;
+    const struct worker_mail *admit_result;
+};
+
 /* One of the engine's two connections; see redis_link.h. */
 struct redis_link {
     struct redisAsyncContext *ac;   /* NULL once hiredis freed it */
@@ -96,6 +104,7 @@ struct echo_wait {
 
 struct redis_engine {
     struct server *srv;
+    struct redis_engine_mail mail;  /* worker mail kinds of the rooms above */
     bool enabled;                   /* redis.url set */
     char host[256];
     int port, db;
@@ -127,9 +136,11 @@ struct redis_engine {
     _Atomic uint64_t published;     /* ticks sent through Redis */
 };
 
+
 /* Parses redis.url and, when set, starts connecting. 0, or -1 with a
  * message naming the key to stderr. */
-int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *loop);
+int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *loop,
+                       const struct redis_engine_mail *mail);
 
 /* Disconnects and closes handles (main thread, at shutdown). */
 void redis_engine_stop(struct redis_engine *e);

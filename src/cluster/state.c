@@ -157,7 +157,7 @@ void cluster_on_admit_reply(redisAsyncContext *ac, void *r, void *priv) {
     /* No answer (Redis went away) or an error: local limits decide. */
     a->ok = !reply || reply->type != REDIS_REPLY_INTEGER || reply->integer == 1;
     a->counted = reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    if (worker_post(&e->srv->workers[a->worker], WM_ADMIT_RESULT, a, 0) < 0)
+    if (worker_post(&e->srv->workers[a->worker], e->mail.admit_result, a, 0, 0) < 0)
         free(a);
 }
 

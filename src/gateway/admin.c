@@ -40,6 +40,10 @@ static struct gather *gather_new(struct conn *c, int kind, bool http, json_t *id
     return g;
 }
 
+/* A gather visits every worker (GATHER_MAIL), then its requester's
+ * (GATHER_DONE_MAIL); defined below. */
+static const struct worker_mail GATHER_MAIL, GATHER_DONE_MAIL;
+
 static void finish_one(struct worker *w, struct gather *g) {
     if (atomic_fetch_sub(&g->pending, 1) != 1)
         return;
@@ -48,7 +52,7 @@ static void finish_one(struct worker *w, struct gather *g) {
         return;
     }
     struct worker *origin = &w->srv->workers[g->origin];
-    if (worker_post(origin, WM_GATHER_DONE, g, 0) < 0) {
+    if (worker_post(origin, &GATHER_DONE_MAIL, g, 0, 0) < 0) {
         log_error("admin: requester's mailbox is full; request dropped");
         gather_free(g);
     }
@@ -57,7 +61,7 @@ static void finish_one(struct worker *w, struct gather *g) {
 static void gather_post_all(struct server *srv, struct worker *self, struct gather *g) {
     atomic_store(&g->pending, srv->nworkers);
     for (int i = 0; i < srv->nworkers; i++)
-        if (worker_post(&srv->workers[i], WM_GATHER, g, 0) < 0)
+        if (worker_post(&srv->workers[i], &GATHER_MAIL, g, 0, 0) < 0)
             finish_one(self ? self : &srv->workers[i], g); /* that worker contributes nothing */
 }
 
@@ -97,7 +101,7 @@ void admin_broadcast_local(struct server *srv, json_t *frame_json, uint32_t role
     gather_post_all(srv, NULL, g);
 }
 
-void admin_gather_contribute(struct worker *w, struct gather *g) {
+static void gather_contribute(struct worker *w, struct gather *g) {
     if (g->kind == GATHER_LIST) {
         json_t *mine = json_array();
         for (struct conn *c = w->conns; c; c = c->next) {
@@ -138,7 +142,7 @@ void admin_gather_contribute(struct worker *w, struct gather *g) {
     finish_one(w, g);
 }
 
-void admin_gather_abandon(struct gather *g, bool done) {
+static void gather_abandon(struct gather *g, bool done) {
     if (done || atomic_fetch_sub(&g->pending, 1) == 1)
         gather_free(g); /* nobody is left to answer */
 }
@@ -155,7 +159,7 @@ static void respond_json(struct conn *c, int status, json_t *o, bool keep) {
     free(s);
 }
 
-void admin_gather_done(struct worker *w, struct gather *g) {
+static void gather_done(struct worker *w, struct gather *g) {
     struct conn *c = conn_find(w, g->conn_id);
     if (c) {
         json_t *o = g->kind == GATHER_LIST ? json_pack("{s:O}", "connections", g->items)
@@ -177,6 +181,13 @@ void admin_gather_done(struct worker *w, struct gather *g) {
     }
     gather_free(g);
 }
+
+static void run_gather(struct worker *w, void *g, uint64_t a, uint64_t b) { gather_contribute(w, g); }
+static void run_gather_done(struct worker *w, void *g, uint64_t a, uint64_t b) { gather_done(w, g); }
+static void drop_gather(void *g, uint64_t a, uint64_t b) { gather_abandon(g, false); }
+static void drop_gather_done(void *g, uint64_t a, uint64_t b) { gather_abandon(g, true); }
+static const struct worker_mail GATHER_MAIL = {"gather", run_gather, drop_gather};
+static const struct worker_mail GATHER_DONE_MAIL = {"gather_done", run_gather_done, drop_gather_done};
 
 /* Validates {"message": string <= 4096 chars, "roles": [role]?}. Returns
  * NULL with *why set, or the broadcast's gather fields filled in g. */

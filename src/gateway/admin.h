@@ -44,11 +44,5 @@ void admin_ws_broadcast(struct conn *c, json_t *msg, json_t *id);
  * given roles; no answer. Used for broadcasts from other nodes. */
 void admin_broadcast_local(struct server *srv, json_t *frame_json, uint32_t roles);
 
-/* A gather mail that will never be handled (mailbox closing at shutdown). */
-void admin_gather_abandon(struct gather *g, bool done);
-
-/* Mailbox handlers (worker thread). */
-void admin_gather_contribute(struct worker *w, struct gather *g);
-void admin_gather_done(struct worker *w, struct gather *g);
 
 #endif

@@ -262,3 +262,11 @@ void protocol_persist(struct conn *c, bool resync) {
     if (resync || c->nsubs)
         proto_persist_subs(c);
 }
+
+static void run_resync(struct worker *w, void *ptr, uint64_t a, uint64_t b) {
+    for (struct conn *c = w->conns; c; c = c->next)
+        if (!c->closing && c->phase == PHASE_WS && c->endpoint == EP_JSON)
+            protocol_persist(c, true);
+}
+
+const struct worker_mail PROTOCOL_RESYNC_MAIL = {"redis_resync", run_resync, NULL};

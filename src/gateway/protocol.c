@@ -85,28 +85,19 @@ void proto_refuse(struct conn *c, const char *code, const char *msg, json_t *id,
     proto_violation(c, v);
 }
 
-void protocol_reply_later(struct server *srv, int worker, uint64_t conn_id, char *text) {
-    struct reply_mail *r = malloc(sizeof(*r));
-    if (!r) {
-        free(text);
-        return;
-    }
-    r->conn_id = conn_id;
-    r->text = text;
-    if (worker_post(&srv->workers[worker], WM_REPLY, r, 0) < 0)
-        reply_mail_free(r);
-}
-
-void reply_mail_free(struct reply_mail *r) {
-    free(r->text);
-    free(r);
-}
-
-void reply_mail_deliver(struct worker *w, struct reply_mail *r) {
-    struct conn *c = conn_find(w, r->conn_id);
+static void run_reply(struct worker *w, void *text, uint64_t conn_id, uint64_t unused) {
+    struct conn *c = conn_find(w, conn_id);
     if (c && c->phase == PHASE_WS)
-        proto_send_text(c, r->text);
-    reply_mail_free(r);
+        proto_send_text(c, text);
+    free(text);
+}
+
+static void drop_reply(void *text, uint64_t conn_id, uint64_t unused) { free(text); }
+static const struct worker_mail REPLY_MAIL = {"reply", run_reply, drop_reply};
+
+void protocol_reply_later(struct server *srv, int worker, uint64_t conn_id, char *text) {
+    if (worker_post(&srv->workers[worker], &REPLY_MAIL, text, conn_id, 0) < 0)
+        free(text);
 }
 
 const char *protocol_threat(const struct conn *c) {

@@ -18,16 +18,15 @@ void protocol_set_identity(struct conn *c, const struct identity *id);
 /* "c-<hex>" of the connection id. */
 void protocol_client_id(const struct conn *c, char *out, size_t len);
 
-/* A reply computed on another thread for one connection. */
-struct reply_mail {
-    uint64_t conn_id;
-    char *text;                 /* one JSON message, owned */
-};
-
-/* Posts text (consumed) to connection conn_id of worker. Any thread. */
+/* Posts text (one JSON message, consumed) to connection conn_id of
+ * worker: a reply computed on another thread. Any thread. */
 void protocol_reply_later(struct server *srv, int worker, uint64_t conn_id, char *text);
-void reply_mail_deliver(struct worker *w, struct reply_mail *r);
-void reply_mail_free(struct reply_mail *r);
+
+/* Worker mail of the gateway, for the rooms below that post it without
+ * knowing the gateway (given to them at init): re-send every connection's
+ * persisted state (Redis is back). */
+struct worker_mail;
+extern const struct worker_mail PROTOCOL_RESYNC_MAIL;
 
 struct tick;
 

@@ -145,7 +145,7 @@ static void upgrade(struct conn *c, int ep) {
     ws_session_upgrade(c, ep, accept);
 }
 
-void router_admit_result(struct worker *w, struct redis_admit *a) {
+static void admit_result(struct worker *w, struct redis_admit *a) {
     struct conn *c = conn_find(w, a->conn_id);
     if (!c || !c->awaiting || c->phase != PHASE_HTTP) {
         if (a->counted) /* counted for a connection that went away */
@@ -226,3 +226,7 @@ void router_dispatch(struct conn *c) {
         conn_http_error(c, 404, "not_found", "no such path", NULL, keep);
     }
 }
+
+static void run_admit(struct worker *w, void *a, uint64_t x, uint64_t y) { admit_result(w, a); }
+static void drop_admit(void *a, uint64_t x, uint64_t y) { free(a); }
+const struct worker_mail ROUTER_ADMIT_MAIL = {"admit_result", run_admit, drop_admit};

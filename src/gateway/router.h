@@ -4,14 +4,13 @@
 
 struct conn;
 
-struct worker;
-struct redis_admit;
+struct worker_mail;
 
 /* Answers the request in c->http (or upgrades the connection). */
 void router_dispatch(struct conn *c);
 
-/* The cluster-wide per-user admission answered (worker thread): finishes
- * or refuses the upgrade that waited for it; frees a. */
-void router_admit_result(struct worker *w, struct redis_admit *a);
+/* Worker mail (ptr: struct redis_admit): the cluster-wide per-user
+ * admission answered; finishes or refuses the upgrade that waited for it. */
+extern const struct worker_mail ROUTER_ADMIT_MAIL;
 
 #endif

@@ -11,11 +11,8 @@
 #include "base/log.h"
 #include "app/server.h"
 #include "gateway/protocol.h"
-#include "gateway/admin.h"
 #include "net/conn.h"
-#include "gateway/router.h"
 #include "pubsub/subs.h"
-#include "pubsub/userevents.h"
 #include "ws/session.h"
 
 #define TIMER_MS 100
@@ -50,16 +47,9 @@ void worker_record_fanout(struct worker *w, uint64_t ns) {
 
 /* Releases what an undelivered mail owns. */
 static void drop_mail(struct mail *m) {
-    if (m->type == WM_TICK)
-        outbuf_unref(m->ptr);
-    else if (m->type == WM_GATHER || m->type == WM_GATHER_DONE)
-        admin_gather_abandon(m->ptr, m->type == WM_GATHER_DONE);
-    else if (m->type == WM_ADMIT_RESULT)
-        free(m->ptr);
-    else if (m->type == WM_USER_EVENT)
-        user_event_unref(m->ptr);
-    else if (m->type == WM_REPLY)
-        reply_mail_free(m->ptr);
+    const struct worker_mail *kind = (const struct worker_mail *)m->type;
+    if (kind->drop)
+        kind->drop(m->ptr, m->a, m->b);
 }
 
 static void close_handles(struct worker *w) {
@@ -179,60 +169,17 @@ static void on_liveness(uv_timer_t *h) {
 }
 
 static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
-    struct worker *w = data;
-    switch (m->type) {
-    case WM_SHUTDOWN:
-        begin_shutdown(w);
-        break;
-    case WM_FORCE_CLOSE:
-        force_close(w);
-        break;
-    case WM_TICK:
-        subs_deliver(w, m->ptr);
-        break;
-    case WM_BLOCK_IP: {
-        struct ip16 ip;
-        memcpy(ip.b, &m->a, 8);
-        memcpy(ip.b + 8, &m->b, 8);
-        /* Every connection of the IP (cip is set by each request; an IPv6
-         * block covers its whole prefix): WebSockets, echo included, close
-         * 1008; HTTP ones once their answers are out. */
-        ip = guard_key(&w->srv->guard, &ip);
-        for (struct conn *c = w->conns; c; c = c->next) {
-            struct ip16 k = guard_key(&w->srv->guard, &c->cip);
-            if (c->closing || memcmp(k.b, ip.b, 16) != 0)
-                continue;
-            if (c->phase == PHASE_WS)
-                ws_close(c, WS_CLOSE_POLICY, "IP blocked");
-            else
-                conn_http_end(c);
-        }
-        break;
-    }
-    case WM_GATHER:
-        admin_gather_contribute(w, m->ptr);
-        break;
-    case WM_GATHER_DONE:
-        admin_gather_done(w, m->ptr);
-        break;
-    case WM_REDIS_RESYNC:
-        for (struct conn *c = w->conns; c; c = c->next)
-            if (!c->closing && c->phase == PHASE_WS && c->endpoint == EP_JSON)
-                protocol_persist(c, true);
-        break;
-    case WM_ADMIT_RESULT:
-        router_admit_result(w, m->ptr);
-        break;
-    case WM_USER_EVENT:
-        user_event_deliver(w, m->ptr);
-        break;
-    case WM_REPLY:
-        reply_mail_deliver(w, m->ptr);
-        break;
-    default:
-        log_error("worker %d: unknown mail %d", w->id, m->type);
-    }
+    const struct worker_mail *kind = (const struct worker_mail *)m->type;
+    kind->run(data, m->ptr, m->a, m->b);
 }
+
+static void run_shutdown(struct worker *w, void *ptr, uint64_t a, uint64_t b) { begin_shutdown(w); }
+static void run_force_close(struct worker *w, void *ptr, uint64_t a, uint64_t b) { force_close(w); }
+static const struct worker_mail SHUTDOWN_MAIL = {"shutdown", run_shutdown, NULL};
+static const struct worker_mail FORCE_CLOSE_MAIL = {"force_close", run_force_close, NULL};
+
+int worker_post_shutdown(struct worker *w) { return worker_post(w, &SHUTDOWN_MAIL, NULL, 0, 0); }
+int worker_post_force_close(struct worker *w) { return worker_post(w, &FORCE_CLOSE_MAIL, NULL, 0, 0); }
 
 static void on_connection(uv_stream_t *listener, int status);
 
@@ -361,8 +308,8 @@ out_buf:
     return rc < 0 ? rc : -EIO;
 }
 
-int worker_post(struct worker *w, int type, void *ptr, uint64_t a) {
-    struct mail m = {.type = type, .ptr = ptr, .a = a, .b = 0};
+int worker_post(struct worker *w, const struct worker_mail *kind, void *ptr, uint64_t a, uint64_t b) {
+    struct mail m = {.type = (uintptr_t)kind, .ptr = ptr, .a = a, .b = b};
     return mailbox_post(&w->inbox, &m);
 }
 

@@ -21,18 +21,16 @@ struct conn_slab;
 
 #define WORKER_READ_BUF (64 * 1024)
 
-/* Mail types a worker understands. */
-enum worker_mail {
-    WM_SHUTDOWN = 1,   /* stop accepting, close clients with 1001 */
-    WM_FORCE_CLOSE,    /* grace expired: close every socket now */
-    WM_TICK,           /* ptr: struct outbuf of a price_update (one ref), a: symbol */
-    WM_BLOCK_IP,       /* a, b: the 16 address bytes: close its connections (WebSocket 1008) */
-    WM_GATHER,         /* ptr: struct gather: contribute, pass on (gateway/admin.h) */
-    WM_GATHER_DONE,    /* ptr: struct gather: every worker contributed; answer */
-    WM_REDIS_RESYNC,   /* Redis is back: re-send every connection's state */
-    WM_ADMIT_RESULT,   /* ptr: struct redis_admit: finish or refuse an upgrade */
-    WM_USER_EVENT,     /* ptr: struct user_event (one reference) */
-    WM_REPLY,          /* ptr: struct reply_mail: a late reply for one connection */
+struct worker;
+
+/* A kind of mail for a worker, defined by the room that posts it (the
+ * worker knows none of them): run on the worker's loop with what was
+ * posted; drop (may be NULL) releases what ptr owns when the mail can no
+ * longer be delivered (the worker stopped). */
+struct worker_mail {
+    const char *name;
+    void (*run)(struct worker *w, void *ptr, uint64_t a, uint64_t b);
+    void (*drop)(void *ptr, uint64_t a, uint64_t b);
 };
 
 /* Why a WebSocket connection ended (disconnections_total{reason}). */
@@ -127,8 +125,14 @@ struct worker {
 /* Starts the thread. fd is a bound, not yet listening, socket. 0 or -errno. */
 int worker_start(struct worker *w, struct server *srv, int id, int fd);
 
-/* Posts mail; 0 or -ENOSPC. */
-int worker_post(struct worker *w, int type, void *ptr, uint64_t a);
+/* Posts mail of kind (static storage); any thread. 0 or -ENOSPC (the
+ * caller keeps ptr). */
+int worker_post(struct worker *w, const struct worker_mail *kind, void *ptr, uint64_t a, uint64_t b);
+
+/* Stop accepting and close every client with 1001 / every socket now
+ * (the grace expired). Any thread. */
+int worker_post_shutdown(struct worker *w);
+int worker_post_force_close(struct worker *w);
 
 /* Waits for the thread to end and frees what it owned. */
 void worker_join(struct worker *w);

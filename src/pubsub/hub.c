@@ -1,5 +1,6 @@
 /* hub.c - sequencing and fan-out to workers; see hub.h. */
 #include "pubsub/hub.h"
+#include "pubsub/subs.h"
 
 #include <errno.h>
 #include <math.h>
@@ -67,6 +68,11 @@ static struct outbuf *build_frame(struct hub *h, uint32_t sym, const struct tick
 
 /* Builds the frame of s->last and posts it to every worker with local
  * subscribers. Called with s->lock held, which keeps seq order. */
+static void run_tick(struct worker *w, void *b, uint64_t sym, uint64_t unused) { subs_deliver(w, b); }
+static void drop_tick(void *b, uint64_t sym, uint64_t unused) { outbuf_unref(b); }
+/* A tick's shared frame (one reference) for a worker's subscribers. */
+static const struct worker_mail TICK_MAIL = {"tick", run_tick, drop_tick};
+
 static int fan_out_locked(struct hub *h, uint32_t sym, struct sym_state *s) {
     uint64_t mask = atomic_load_explicit(&s->workers, memory_order_acquire);
     if (!mask)
@@ -78,7 +84,7 @@ static int fan_out_locked(struct hub *h, uint32_t sym, struct sym_state *s) {
     for (int w = 0; mask; w++, mask >>= 1) {
         if (!(mask & 1))
             continue;
-        if (worker_post(&h->srv->workers[w], WM_TICK, b, sym) < 0) {
+        if (worker_post(&h->srv->workers[w], &TICK_MAIL, b, sym, 0) < 0) {
             outbuf_unref(b); /* policy at the bound: drop for that worker, counted */
             atomic_fetch_add_explicit(&h->frames_dropped, 1, memory_order_relaxed);
         }

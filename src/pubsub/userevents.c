@@ -20,6 +20,11 @@ void user_event_unref(struct user_event *ev) {
     }
 }
 
+static void run_user_event(struct worker *w, void *ev, uint64_t a, uint64_t b) { user_event_deliver(w, ev); }
+static void drop_user_event(void *ev, uint64_t a, uint64_t b) { user_event_unref(ev); }
+/* One reference to an event for the user's connections on a worker. */
+static const struct worker_mail USER_EVENT_MAIL = {"user_event", run_user_event, drop_user_event};
+
 void user_event_send(struct server *srv, const char *user, json_t *msg, bool portfolio_only, bool cluster) {
     char *text = msg ? json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(msg);
@@ -52,7 +57,7 @@ void user_event_send(struct server *srv, const char *user, json_t *msg, bool por
     snprintf(ev->user, sizeof(ev->user), "%s", user);
     atomic_init(&ev->refs, srv->nworkers + 1);
     for (int i = 0; i < srv->nworkers; i++)
-        if (worker_post(&srv->workers[i], WM_USER_EVENT, ev, 0) < 0)
+        if (worker_post(&srv->workers[i], &USER_EVENT_MAIL, ev, 0, 0) < 0)
             user_event_unref(ev);
     user_event_unref(ev);
 }

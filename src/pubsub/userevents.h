@@ -28,7 +28,7 @@ struct user_event {
  * through Redis. Any thread. */
 void user_event_send(struct server *srv, const char *user, json_t *msg, bool portfolio_only, bool cluster);
 
-/* Worker side of WM_USER_EVENT; drops the worker's reference. */
+/* Worker side of a user event mail; drops the worker's reference. */
 void user_event_deliver(struct worker *w, struct user_event *ev);
 
 /* Drops one reference (also for mail that will never be handled). */
