@@ -204,14 +204,7 @@ static void block_everywhere(struct server *srv, const struct ip16 *ip, int64_t 
     if (duration_s < 0 || duration_s >= GUARD_FOREVER_S)
         duration_s = 0; /* until unblocked, here and in Redis (where now + it would wrap) */
     block_local(srv, ip, duration_s, why, saved);
-    if (srv->redis.enabled) {
-        char text[64], *msg = malloc(160);
-        ip16_format(ip, text, sizeof(text));
-        if (msg) {
-            snprintf(msg, 160, "B|%s|%s|%lld", srv->redis.node, text, (long long)duration_s);
-            redis_engine_post(&srv->redis, RM_CONTROL, msg, 0);
-        }
-    }
+    redis_engine_announce_block(&srv->redis, ip, duration_s);
 }
 
 void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why) {

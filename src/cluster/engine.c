@@ -23,6 +23,7 @@
 
 #include "base/log.h"
 #include "app/server.h"
+#include "cluster/control.h"
 #include "cluster/internal.h"
 #include "pubsub/hub.h"
 
@@ -170,32 +171,18 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
     }
     case RM_CONTROL: {
         char *msg = m->ptr;
-        if (up) {
-            char k[160];
+        struct control_msg cm;
+        if (up && control_parse(msg, strlen(msg), &cm) == 0) {
+            char k[160], ip[64];
             cluster_key(e, k, sizeof(k), "control", NULL);
             link_cmd(e, on_reply, "PUBLISH control", "PUBLISH %s %s", k, msg);
-            if (msg[0] == 'B' || msg[0] == 'U') {
-                /* Keep the shared block list: B|node|ip|dur, U|node|ip */
-                char ip[64] = "";
-                long long dur = 0;
-                const char *p = strchr(msg + 2, '|');
-                if (p) {
-                    const char *q = strchr(p + 1, '|');
-                    size_t l = q ? (size_t)(q - p - 1) : strlen(p + 1);
-                    if (l < sizeof(ip)) {
-                        memcpy(ip, p + 1, l);
-                        ip[l] = '\0';
-                    }
-                    if (q)
-                        dur = strtoll(q + 1, NULL, 10);
-                }
-                cluster_key(e, k, sizeof(k), "blocked", NULL);
-                if (msg[0] == 'B')
-                    link_cmd(e, on_reply, "HSET blocked", "HSET %s %s %lld", k, ip,
-                                      dur ? (long long)time(NULL) + dur : 0LL);
-                else
-                    link_cmd(e, on_reply, "HDEL blocked", "HDEL %s %s", k, ip);
-            }
+            cluster_key(e, k, sizeof(k), "blocked", NULL); /* the shared block list */
+            ip16_format(&cm.ip, ip, sizeof(ip));
+            if (cm.kind == 'B')
+                link_cmd(e, on_reply, "HSET blocked", "HSET %s %s %lld", k, ip,
+                         cm.duration_s ? (long long)time(NULL) + cm.duration_s : 0LL);
+            else if (cm.kind == 'U')
+                link_cmd(e, on_reply, "HDEL blocked", "HDEL %s %s", k, ip);
         }
         free(msg);
         break;
@@ -250,6 +237,32 @@ int redis_engine_command_argv(struct redis_engine *e, void (*fn)(struct redisAsy
     if (!redis_engine_up(e))
         return -1;
     return link_cmd_argv(e, fn, priv, argc, argv) == REDIS_OK ? 0 : -1;
+}
+
+static void announce(struct redis_engine *e, char *msg) {
+    if (msg)
+        redis_engine_post(e, RM_CONTROL, msg, 0);
+}
+
+void redis_engine_announce_block(struct redis_engine *e, const struct ip16 *ip, int64_t duration_s) {
+    if (e->enabled)
+        announce(e, control_block(e->node, ip, duration_s));
+}
+
+void redis_engine_announce_unblock(struct redis_engine *e, const struct ip16 *ip) {
+    if (e->enabled)
+        announce(e, control_unblock(e->node, ip));
+}
+
+void redis_engine_announce_broadcast(struct redis_engine *e, uint32_t roles, const char *frame_json) {
+    if (e->enabled)
+        announce(e, control_broadcast(e->node, roles, frame_json));
+}
+
+void redis_engine_announce_user_event(struct redis_engine *e, const char *user, bool portfolio_only,
+                                      const char *event_json) {
+    if (e->enabled)
+        announce(e, control_user_event(e->node, user, portfolio_only, event_json));
 }
 
 bool redis_engine_publish(struct redis_engine *e, const struct tick_in *in) {

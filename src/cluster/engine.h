@@ -165,6 +165,17 @@ int redis_engine_command(struct redis_engine *e, void (*fn)(struct redisAsyncCon
 int redis_engine_command_argv(struct redis_engine *e, void (*fn)(struct redisAsyncContext *, void *, void *),
                               void *priv, int argc, const char **argv);
 
+/* Tells every other node, through the control channel (any thread;
+ * nothing without Redis, and nothing queued while it is down): an IP
+ * block (duration_s 0 = until unblocked) or unblock, an admin broadcast
+ * (frame_json: the message, for the given role bits), a user event
+ * (event_json; portfolio_only: only portfolio subscribers). */
+void redis_engine_announce_block(struct redis_engine *e, const struct ip16 *ip, int64_t duration_s);
+void redis_engine_announce_unblock(struct redis_engine *e, const struct ip16 *ip);
+void redis_engine_announce_broadcast(struct redis_engine *e, uint32_t roles, const char *frame_json);
+void redis_engine_announce_user_event(struct redis_engine *e, const char *user, bool portfolio_only,
+                                      const char *event_json);
+
 /* Sends a tick through Redis (seq assigned there). False when Redis is not
  * up (the caller sequences locally). Any thread. */
 bool redis_engine_publish(struct redis_engine *e, const struct tick_in *in);

@@ -2,6 +2,7 @@
  * connections (notes), cluster-wide admission, the shared block list and
  * control messages, shared history queries. See cluster/internal.h. */
 
+#include "cluster/control.h"
 #include "cluster/internal.h"
 
 #include <hiredis/async.h>
@@ -76,49 +77,26 @@ void cluster_on_query_reply(redisAsyncContext *ac, void *r, void *priv) {
 }
 
 void cluster_apply_control(struct redis_engine *e, const char *msg, size_t len) {
-    /* "B|node|ip|duration", "U|node|ip", "M|node|roles|json" */
-    char node[40];
-    const char *p1 = memchr(msg, '|', len);
-    if (!p1 || p1 - msg != 1)
-        return;
-    const char *p2 = memchr(p1 + 1, '|', len - 2);
-    if (!p2 || (size_t)(p2 - p1 - 1) >= sizeof(node))
-        return;
-    memcpy(node, p1 + 1, (size_t)(p2 - p1 - 1));
-    node[p2 - p1 - 1] = '\0';
-    if (strcmp(node, e->node) == 0)
-        return; /* our own: already applied here */
-    const char *rest = p2 + 1;
-    size_t rl = len - (size_t)(rest - msg);
+    struct control_msg m;
+    if (control_parse(msg, len, &m) < 0 || strcmp(m.node, e->node) == 0)
+        return; /* not one, or our own: already applied here */
     struct server *srv = e->srv;
-    if (msg[0] == 'B' || msg[0] == 'U') {
-        const char *bar = memchr(rest, '|', rl);
-        struct ip16 ip;
-        if (!ip16_parse(rest, bar ? (size_t)(bar - rest) : rl, &ip))
-            return;
-        if (msg[0] == 'B')
-            server_block_ip_local(srv, &ip, bar ? strtoll(bar + 1, NULL, 10) : 0, "cluster");
-        else
-            guard_unblock(&srv->guard, &ip);
-    } else if (msg[0] == 'E') { /* E|node|flags|user|json */
-        const char *b1 = memchr(rest, '|', rl);
-        const char *b2 = b1 ? memchr(b1 + 1, '|', rl - (size_t)(b1 + 1 - rest)) : NULL;
-        if (!b2 || (size_t)(b2 - b1 - 1) >= 128)
-            return;
-        char user[128];
-        memcpy(user, b1 + 1, (size_t)(b2 - b1 - 1));
-        user[b2 - b1 - 1] = '\0';
-        json_t *ev = json_loadb(b2 + 1, rl - (size_t)(b2 + 1 - rest), 0, NULL);
-        if (ev)
-            user_event_send(srv, user, ev, rest[0] == '1', false);
-    } else if (msg[0] == 'M') {
-        const char *bar = memchr(rest, '|', rl);
-        if (!bar)
-            return;
-        uint32_t roles = (uint32_t)strtoul(rest, NULL, 10);
-        json_t *frame = json_loadb(bar + 1, rl - (size_t)(bar + 1 - rest), 0, NULL);
-        if (frame)
-            admin_broadcast_local(srv, frame, roles);
+    json_t *j;
+    switch (m.kind) {
+    case 'B':
+        server_block_ip_local(srv, &m.ip, m.duration_s, "cluster");
+        break;
+    case 'U':
+        guard_unblock(&srv->guard, &m.ip);
+        break;
+    case 'E':
+        if ((j = json_loadb(m.json, m.json_len, 0, NULL)))
+            user_event_send(srv, m.user, j, m.portfolio_only, false);
+        break;
+    case 'M':
+        if ((j = json_loadb(m.json, m.json_len, 0, NULL)))
+            admin_broadcast_local(srv, j, m.roles);
+        break;
     }
 }
 

@@ -75,12 +75,8 @@ static void gather_start(struct conn *c, struct gather *g) {
     }
     if (g->kind == GATHER_BROADCAST && srv->redis.enabled) {
         char *frame = json_dumps(g->frame_json, JSON_COMPACT);
-        size_t need = frame ? strlen(frame) + 80 : 0;
-        char *msg = frame ? malloc(need) : NULL;
-        if (msg) {
-            snprintf(msg, need, "M|%s|%u|%s", srv->redis.node, g->roles, frame);
-            redis_engine_post(&srv->redis, RM_CONTROL, msg, 0);
-        }
+        if (frame)
+            redis_engine_announce_broadcast(&srv->redis, g->roles, frame);
         free(frame);
     }
     gather_post_all(srv, c->w, g);
@@ -343,13 +339,7 @@ void admin_http(struct conn *c, const char *path, bool keep) {
         audit_event(&srv->audit, "ADMIN_ACTION", NULL, who.user_id, ipbuf,
                     json_pack("{s:s, s:s}", "action", "unblock_ip", "target", canon));
         audit_event(&srv->audit, "IP_UNBLOCKED", NULL, NULL, canon, json_pack("{s:b}", "was_blocked", was));
-        if (srv->redis.enabled) {
-            char *msg = malloc(160);
-            if (msg) {
-                snprintf(msg, 160, "U|%s|%s", srv->redis.node, canon);
-                redis_engine_post(&srv->redis, RM_CONTROL, msg, 0);
-            }
-        }
+        redis_engine_announce_unblock(&srv->redis, &ip);
         reply = json_pack("{s:s, s:b}", "unblocked", canon, "was_blocked", was);
     }
     json_decref(body);

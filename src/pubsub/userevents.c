@@ -33,15 +33,8 @@ void user_event_send(struct server *srv, const char *user, json_t *msg, bool por
         return;
     }
     size_t tl = strlen(text);
-    if (cluster && srv->redis.enabled) {
-        /* E|node|flags|user|json: the user id may not contain '|'. */
-        size_t need = tl + strlen(user) + 80;
-        char *m = strchr(user, '|') ? NULL : malloc(need);
-        if (m) {
-            snprintf(m, need, "E|%s|%d|%s|%s", srv->redis.node, portfolio_only ? 1 : 0, user, text);
-            redis_engine_post(&srv->redis, RM_CONTROL, m, 0);
-        }
-    }
+    if (cluster)
+        redis_engine_announce_user_event(&srv->redis, user, portfolio_only, text);
     struct user_event *ev = calloc(1, sizeof(*ev));
     struct outbuf *b = ev ? outbuf_new(tl) : NULL;
     if (!b) {
