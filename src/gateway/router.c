@@ -72,7 +72,8 @@ static bool connect_budget_ok(struct conn *c) {
     if (budget_take_key(&srv->budgets, BUDGET_CONNECT_IP, k.b, sizeof(k.b), worker_now(c->w) * 1000000ULL, &wait))
         return true;
     char hdr[48];
-    snprintf(hdr, sizeof(hdr), "Retry-After: %llu\r\n", (unsigned long long)(wait / 1000000000ULL + 1));
+    uint64_t secs = (wait + 999999999ULL) / 1000000000ULL; /* whole seconds, rounded up */
+    snprintf(hdr, sizeof(hdr), "Retry-After: %llu\r\n", (unsigned long long)(secs ? secs : 1));
     conn_http_error(c, 429, "too_many_connection_attempts", "handshakes per IP per minute reached", hdr, false);
     return false;
 }
