@@ -1,12 +1,12 @@
 /* fuzz_frame.c - the RFC 6455 frame decoder (src/ws/frame.c) with message
- * reassembly and UTF-8 validation as src/ws/session.c does them.
+ * reassembly and UTF-8 validation as src/net/websocket.c does them.
  *
  * Input: [options][4 chunking bytes][client bytes...]
  *   options bit 0: JSON endpoint (binary refused with 1003) / echo
  *   options bits 1-2: message limit 125 / 1000 / 65536 / 65536
  *   options bit 3: require masking (server side) / not
  *
- * session.c's receive loop needs a live connection, so it is mirrored here
+ * websocket.c's receive loop needs a live connection, so it is mirrored here
  * (same order of checks, same "direct" zero-copy path for a whole frame in
  * one read, same 125-byte control buffer) with the limit at most 64 KiB.
  * Checks:
@@ -51,7 +51,7 @@ static void ev_close(struct outcome *o, unsigned code) {
     o->events++;
 }
 
-/* ---- the mirror of session.c ------------------------------------------ */
+/* ---- the mirror of websocket.c ------------------------------------------ */
 
 struct sess {
     struct ws_parser parser;

@@ -24,8 +24,8 @@ import sys
 # Lowest first; one entry a layer, rooms of a layer side by side.
 LAYERS = [
     ["base"],
-    ["net"],
     ["ws"],
+    ["net"],
     ["auth", "pubsub"],
     ["feed", "cluster", "trade"],
     ["gateway"],

@@ -18,10 +18,11 @@
 #include "auth/jwt.h"
 #include "base/log.h"
 #include "gateway/protocol.h"
+#include "gateway/hooks.h"
 #include "gateway/router.h"
 #include "net/conn.h"
 #include "ws/handshake.h"
-#include "ws/session.h"
+#include "net/websocket.h"
 
 bool server_conn_reserve(struct server *srv) {
     long n = atomic_fetch_add(&srv->connections, 1);
@@ -136,6 +137,15 @@ static void on_signal(uv_signal_t *h, int signum) {
 static void on_sighup(uv_signal_t *h, int signum) {
     struct server *srv = h->data;
     auth_reload_users(&srv->auth);
+}
+
+static int listen_socket_cb(void *ctx) { return server_listen_socket(ctx); }
+
+/* On the worker's thread: its loop has ended. */
+static void worker_ended(void *ctx) {
+    struct server *srv = ctx;
+    atomic_fetch_sub(&srv->workers_running, 1);
+    uv_async_send(&srv->worker_done);
 }
 
 static void on_worker_done(uv_async_t *h) {
@@ -368,9 +378,20 @@ int server_run(struct server *srv) {
     bool engine_ok = redis_engine_start(&srv->redis, srv, &srv->loop, &ENGINE_MAIL) == 0 &&
                      broker_start(&srv->broker, srv, &srv->loop) == 0;
     int started = 0;
+    struct worker_env env = {
+        .cfg = &srv->cfg,
+        .hooks = &GATEWAY_WORKER_HOOKS,
+        .shutting_down = &srv->shutting_down,
+        .listen_socket = listen_socket_cb,
+        .ended = worker_ended,
+        .ctx = srv,
+    };
     for (; engine_ok && started < srv->nworkers; started++) {
-        int e = worker_start(&srv->workers[started], srv, started, fds[started]);
+        srv->workers[started].srv = srv;
+        atomic_fetch_add(&srv->workers_running, 1);
+        int e = worker_start(&srv->workers[started], &env, started, fds[started]);
         if (e < 0) {
+            atomic_fetch_sub(&srv->workers_running, 1);
             fprintf(stderr, "tickgate: cannot start worker %d: %s\n", started, strerror(-e));
             for (int j = started; j < srv->nworkers; j++)
                 close(fds[j]);

@@ -9,11 +9,12 @@
 #include "gateway/protocol.h"
 #include "app/server.h"
 #include "net/worker.h"
+#include "gateway/session.h"
 #include "net/conn.h"
 #include "net/http.h"
 #include "gateway/http_guard.h"
 #include "ws/frame.h"
-#include "ws/session.h"
+#include "net/websocket.h"
 #include "cluster/engine.h"
 
 #define BROADCAST_MAX_CHARS 4096
@@ -107,8 +108,8 @@ static void gather_contribute(struct worker *w, struct gather *g) {
             protocol_client_id(c, cid, sizeof(cid));
             ip16_format(&c->cip, ip, sizeof(ip));
             json_array_append_new(mine, json_pack("{s:s, s:s?, s:s, s:s, s:I, s:i, s:s}", "id", cid, "user",
-                                                  c->user_id, "role", role_name(c->role), "ip", ip, "connected_at",
-                                                  (json_int_t)c->connected_at, "subscriptions", (int)c->nsubs,
+                                                  session_of(c)->user_id, "role", role_name(session_of(c)->role), "ip", ip, "connected_at",
+                                                  (json_int_t)session_of(c)->connected_at, "subscriptions", (int)conn_subs(c)->nsubs,
                                                   "threat", protocol_threat(c)));
         }
         uv_mutex_lock(&g->lock);
@@ -123,7 +124,7 @@ static void gather_contribute(struct worker *w, struct gather *g) {
             for (struct conn *c = w->conns; c; c = c->next) {
                 if (c->closing || c->close_sent || c->phase != PHASE_WS || c->endpoint != EP_JSON)
                     continue;
-                if (!(g->roles & (1u << c->role)))
+                if (!(g->roles & (1u << session_of(c)->role)))
                     continue;
                 ws_send(c, WS_OP_TEXT, text, tl);
                 atomic_fetch_add_explicit(&w->stats.messages_sent, 1, memory_order_relaxed);
@@ -225,7 +226,7 @@ static bool broadcast_params(json_t *msg, const char *from, struct gather *g, co
 void admin_ws_broadcast(struct conn *c, json_t *msg, json_t *id) {
     struct gather *g = gather_new(c, GATHER_BROADCAST, false, id);
     const char *why = "out of memory";
-    if (!g || !broadcast_params(msg, c->user_id, g, &why)) {
+    if (!g || !broadcast_params(msg, session_of(c)->user_id, g, &why)) {
         json_t *e = json_pack("{s:s, s:s, s:s}", "type", "error", "code", "invalid_message", "message", why);
         if (id)
             json_object_set(e, "id", id);
@@ -241,7 +242,7 @@ void admin_ws_broadcast(struct conn *c, json_t *msg, json_t *id) {
     }
     char cid[32];
     protocol_client_id(c, cid, sizeof(cid));
-    audit_event(&c->w->srv->audit, "ADMIN_ACTION", cid, c->user_id, NULL,
+    audit_event(&c->w->srv->audit, "ADMIN_ACTION", cid, session_of(c)->user_id, NULL,
                 json_pack("{s:s}", "action", "broadcast"));
     gather_start(c, g);
 }

@@ -18,7 +18,7 @@
 #include "pubsub/hub.h"
 #include "pubsub/subs.h"
 #include "ws/frame.h"
-#include "ws/session.h"
+#include "net/websocket.h"
 
 #define EXPIRY_WARNING_S 60
 
@@ -26,42 +26,42 @@
 static json_t *sub_names(const struct conn *c) {
     const struct server *srv = c->w->srv;
     json_t *a = json_array();
-    for (uint32_t i = 0; i < c->nsubs; i++)
-        json_array_append_new(a, json_string(srv->syms.names[c->subs[i].sym]));
+    for (uint32_t i = 0; i < conn_subs(c)->nsubs; i++)
+        json_array_append_new(a, json_string(srv->syms.names[conn_subs(c)->subs[i].sym]));
     return a;
 }
 
 void proto_maybe_warn_expiry(struct conn *c) {
-    if (!c->token_exp || c->expiry_warned)
+    if (!session_of(c)->token_exp || session_of(c)->expiry_warned)
         return;
-    if ((int64_t)time(NULL) >= c->token_exp - EXPIRY_WARNING_S) {
-        c->expiry_warned = true;
-        json_int_t at = (json_int_t)c->token_exp * 1000;
+    if ((int64_t)time(NULL) >= session_of(c)->token_exp - EXPIRY_WARNING_S) {
+        session_of(c)->expiry_warned = true;
+        json_int_t at = (json_int_t)session_of(c)->token_exp * 1000;
         proto_send_json(c, json_pack("{s:s, s:I}", "type", "token_expiring", "expires_at", at));
     }
 }
 
 static void free_user_id(struct conn *c) {
-    if (c->user_id != c->uid_inl)
-        free(c->user_id);
-    c->user_id = NULL;
+    if (session_of(c)->user_id != session_of(c)->uid_inl)
+        free(session_of(c)->user_id);
+    session_of(c)->user_id = NULL;
 }
 
 struct budget *proto_identity_budget(struct conn *c) {
     struct ip16 k = guard_key(&c->w->srv->guard, &c->cip);
-    return budget_for_client(&c->w->srv->budgets, c->user_id, &k);
+    return budget_for_client(&c->w->srv->budgets, session_of(c)->user_id, &k);
 }
 
 void protocol_set_identity(struct conn *c, const struct identity *id) {
     free_user_id(c);
     size_t l = strlen(id->user_id);
-    if (l && l < sizeof(c->uid_inl)) /* most ids: kept in the connection */
-        c->user_id = memcpy(c->uid_inl, id->user_id, l + 1);
+    if (l && l < sizeof(session_of(c)->uid_inl)) /* most ids: kept in the connection */
+        session_of(c)->user_id = memcpy(session_of(c)->uid_inl, id->user_id, l + 1);
     else if (l)
-        c->user_id = strdup(id->user_id);
-    c->role = (int8_t)id->role;
-    c->token_exp = id->exp;
-    c->expiry_warned = false;
+        session_of(c)->user_id = strdup(id->user_id);
+    session_of(c)->role = (int8_t)id->role;
+    session_of(c)->token_exp = id->exp;
+    session_of(c)->expiry_warned = false;
 }
 
 void protocol_on_open(struct conn *c) {
@@ -69,12 +69,12 @@ void protocol_on_open(struct conn *c) {
     const struct config *cfg = &srv->cfg;
     char cid[32];
     protocol_client_id(c, cid, sizeof(cid));
-    proto_count(&c->w->stats.by_role[c->role]);
+    proto_count(&c->w->stats.by_role[session_of(c)->role]);
     proto_count(&c->w->stats.ws_total);
     uint64_t now = worker_now(c->w);
-    c->last_ping = now;
+    session_of(c)->last_ping = now;
     c->last_rx = now;
-    c->connected_at = hub_now_ms();
+    session_of(c)->connected_at = hub_now_ms();
     /* Every handshake comes through here: both texts are written directly
      * (no JSON tree), the greeting straight into its frame. */
     {
@@ -82,15 +82,15 @@ void protocol_on_open(struct conn *c) {
         struct jw w;
         jw_init(&w, details, sizeof(details));
         jw_lit(&w, "{\"role\":");
-        jw_str(&w, role_name(c->role));
+        jw_str(&w, role_name(session_of(c)->role));
         jw_lit(&w, "}");
         jw_raw(&w, "", 1);
         ip16_format(&c->cip, ip, sizeof(ip));
-        audit_event_text(&srv->audit, "CONNECTION_OPENED", cid, c->user_id, ip, details);
+        audit_event_text(&srv->audit, "CONNECTION_OPENED", cid, session_of(c)->user_id, ip, details);
     }
-    c->budget = proto_identity_budget(c); /* put in protocol_release_identity */
-    size_t cap = 256 + jw_str_max(cid) + jw_str_max(c->user_id);
-    struct outbuf *b = c->budget ? outbuf_new(cap) : NULL;
+    session_of(c)->budget = proto_identity_budget(c); /* put in protocol_release_identity */
+    size_t cap = 256 + jw_str_max(cid) + jw_str_max(session_of(c)->user_id);
+    struct outbuf *b = session_of(c)->budget ? outbuf_new(cap) : NULL;
     if (!b) {
         ws_close(c, WS_CLOSE_INTERNAL, "internal error");
         return;
@@ -100,13 +100,13 @@ void protocol_on_open(struct conn *c) {
     jw_lit(&w, "{\"type\":\"connected\",\"client_id\":");
     jw_str(&w, cid);
     jw_lit(&w, ",\"user_id\":");
-    jw_str(&w, c->user_id);
+    jw_str(&w, session_of(c)->user_id);
     jw_lit(&w, ",\"role\":");
-    jw_str(&w, role_name(c->role));
+    jw_str(&w, role_name(session_of(c)->role));
     jw_lit(&w, ",\"heartbeat_interval_s\":");
     jw_i64(&w, cfg->limits.heartbeat_interval_s);
     jw_lit(&w, ",\"limits\":{\"max_subscriptions\":");
-    jw_i64(&w, srv->auth.roles.max_symbols[c->role]);
+    jw_i64(&w, srv->auth.roles.max_symbols[session_of(c)->role]);
     jw_lit(&w, ",\"max_messages_per_minute\":");
     jw_i64(&w, cfg->limits.max_messages_per_minute);
     jw_lit(&w, ",\"max_message_bytes\":");
@@ -128,22 +128,22 @@ void protocol_liveness(struct conn *c, uint64_t now) {
     const struct config *cfg = &c->w->srv->cfg;
     /* A client is only timed out after it was pinged since it last spoke
      * (heartbeat_timeout_s >= heartbeat_interval_s: config refuses less). */
-    if (now - c->last_rx >= (uint64_t)cfg->limits.heartbeat_timeout_s * 1000 && c->first_ping > c->last_rx) {
+    if (now - c->last_rx >= (uint64_t)cfg->limits.heartbeat_timeout_s * 1000 && session_of(c)->first_ping > c->last_rx) {
         ws_close(c, WS_CLOSE_HEARTBEAT, "heartbeat timeout");
         return;
     }
-    if (now - c->last_ping >= (uint64_t)cfg->limits.heartbeat_interval_s * 1000) {
-        c->last_ping = now;
-        if (c->first_ping <= c->last_rx)
-            c->first_ping = now; /* the first ping the client has not answered */
+    if (now - session_of(c)->last_ping >= (uint64_t)cfg->limits.heartbeat_interval_s * 1000) {
+        session_of(c)->last_ping = now;
+        if (session_of(c)->first_ping <= c->last_rx)
+            session_of(c)->first_ping = now; /* the first ping the client has not answered */
         ws_send(c, WS_OP_PING, "", 0);
     }
 }
 
 void protocol_sweep(struct conn *c, uint64_t now) {
     const struct config *cfg = &c->w->srv->cfg;
-    if (c->token_exp) {
-        if ((int64_t)time(NULL) - cfg->auth.jwt_leeway_s > c->token_exp) { /* no exp + leeway: overflow */
+    if (session_of(c)->token_exp) {
+        if ((int64_t)time(NULL) - cfg->auth.jwt_leeway_s > session_of(c)->token_exp) { /* no exp + leeway: overflow */
             ws_close(c, WS_CLOSE_TOKEN_EXPIRED, "token expired");
             return;
         }
@@ -180,7 +180,7 @@ static enum disc_reason reason_of(const struct conn *c) {
 
 void protocol_on_release(struct conn *c) {
     struct server *srv = c->w->srv;
-    if (c->nsubs)
+    if (conn_subs(c)->nsubs)
         proto_audit(c, "SUBSCRIPTION_REMOVED",
                     json_pack("{s:o, s:s}", "symbols", sub_names(c), "reason", "disconnect"));
     subs_batch_release(c);
@@ -192,27 +192,27 @@ void protocol_on_release(struct conn *c) {
         if (n) {
             n->kind = NOTE_CLOSE;
             protocol_client_id(c, n->cid, sizeof(n->cid));
-            n->user = c->redis_user && c->user_id ? strdup(c->user_id) : NULL;
+            n->user = session_of(c)->redis_user && session_of(c)->user_id ? strdup(session_of(c)->user_id) : NULL;
             redis_engine_post(&srv->redis, RM_NOTE, n, 0);
         }
-        c->redis_user = false;
+        session_of(c)->redis_user = false;
     }
-    atomic_fetch_sub_explicit(&c->w->stats.by_role[c->role], 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&c->w->stats.by_role[session_of(c)->role], 1, memory_order_relaxed);
     proto_count(&c->w->stats.disconnects[reason_of(c)]);
     protocol_release_identity(c);
 }
 
 void protocol_release_identity(struct conn *c) {
     struct server *srv = c->w->srv;
-    budget_put(&srv->budgets, c->budget, worker_now(c->w) * 1000000ULL);
-    c->budget = NULL;
-    if (c->guarded) {
-        guard_release(&srv->guard, &c->cip, c->user_id);
-        c->guarded = false;
+    budget_put(&srv->budgets, session_of(c)->budget, worker_now(c->w) * 1000000ULL);
+    session_of(c)->budget = NULL;
+    if (session_of(c)->guarded) {
+        guard_release(&srv->guard, &c->cip, session_of(c)->user_id);
+        session_of(c)->guarded = false;
     }
-    if (c->redis_user && c->user_id) { /* refused before the upgrade */
-        redis_engine_release_user(&srv->redis, c->user_id);
-        c->redis_user = false;
+    if (session_of(c)->redis_user && session_of(c)->user_id) { /* refused before the upgrade */
+        redis_engine_release_user(&srv->redis, session_of(c)->user_id);
+        session_of(c)->redis_user = false;
     }
     free_user_id(c);
 }
@@ -248,18 +248,18 @@ void protocol_persist(struct conn *c, bool resync) {
         return;
     char ip[64];
     ip16_format(&c->cip, ip, sizeof(ip));
-    json_t *o = json_pack("{s:s, s:s?, s:s, s:s, s:I}", "node", srv->redis.node, "user_id", c->user_id, "role",
-                          role_name(c->role), "ip", ip, "connected_at", (json_int_t)c->connected_at);
+    json_t *o = json_pack("{s:s, s:s?, s:s, s:s, s:I}", "node", srv->redis.node, "user_id", session_of(c)->user_id, "role",
+                          role_name(session_of(c)->role), "ip", ip, "connected_at", (json_int_t)session_of(c)->connected_at);
     struct redis_note *n = note_new(c, NOTE_OPEN, o);
     if (!n)
         return;
     n->resync = resync;
-    if (resync && c->user_id) { /* the resync rebuilds the node's user counts */
-        n->user = strdup(c->user_id);
-        c->redis_user = n->user != NULL;
+    if (resync && session_of(c)->user_id) { /* the resync rebuilds the node's user counts */
+        n->user = strdup(session_of(c)->user_id);
+        session_of(c)->redis_user = n->user != NULL;
     }
     redis_engine_post(&srv->redis, RM_NOTE, n, 0);
-    if (resync || c->nsubs)
+    if (resync || conn_subs(c)->nsubs)
         proto_persist_subs(c);
 }
 

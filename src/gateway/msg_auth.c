@@ -9,7 +9,7 @@
 #include "net/conn.h"
 #include "net/worker.h"
 
-static json_t *user_json(const struct conn *c) { return c->user_id ? json_string(c->user_id) : json_null(); }
+static json_t *user_json(const struct conn *c) { return session_of(c)->user_id ? json_string(session_of(c)->user_id) : json_null(); }
 
 void msg_authenticate(struct conn *c, json_t *msg, json_t *id) {
     struct auth *a = &c->w->srv->auth;
@@ -26,7 +26,7 @@ void msg_authenticate(struct conn *c, json_t *msg, json_t *id) {
                      SV_INVALID_MESSAGE);
         return;
     }
-    if (rc == 0 && who.user_id[0] && c->guarded && !guard_switch_user(&c->w->srv->guard, c->user_id, who.user_id)) {
+    if (rc == 0 && who.user_id[0] && session_of(c)->guarded && !guard_switch_user(&c->w->srv->guard, session_of(c)->user_id, who.user_id)) {
         rc = 429;
         why = "connection limit per user reached";
     }
@@ -35,22 +35,22 @@ void msg_authenticate(struct conn *c, json_t *msg, json_t *id) {
         proto_refuse(c, "auth_failed", why, id, SV_AUTH_FAILED);
         return;
     }
-    if (c->redis_user && c->user_id && strcmp(c->user_id, who.user_id) != 0) {
+    if (session_of(c)->redis_user && session_of(c)->user_id && strcmp(session_of(c)->user_id, who.user_id) != 0) {
         /* Cluster-wide counts follow the handshake identity only: release it. */
-        redis_engine_release_user(&c->w->srv->redis, c->user_id);
-        c->redis_user = false;
+        redis_engine_release_user(&c->w->srv->redis, session_of(c)->user_id);
+        session_of(c)->redis_user = false;
     }
-    atomic_fetch_sub_explicit(&c->w->stats.by_role[c->role], 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&c->w->stats.by_role[session_of(c)->role], 1, memory_order_relaxed);
     protocol_set_identity(c, &who);
-    proto_count(&c->w->stats.by_role[c->role]);
+    proto_count(&c->w->stats.by_role[session_of(c)->role]);
     struct budget *nb = proto_identity_budget(c);
     if (nb) { /* the new identity's budget from now on (out of memory: the old one stays) */
-        budget_put(&c->w->srv->budgets, c->budget, worker_now(c->w) * 1000000ULL);
-        c->budget = nb;
+        budget_put(&c->w->srv->budgets, session_of(c)->budget, worker_now(c->w) * 1000000ULL);
+        session_of(c)->budget = nb;
     }
     proto_reply(c,
                 json_pack("{s:s, s:o, s:s}", "type", "authenticated", "user_id", user_json(c), "role",
-                          role_name(c->role)),
+                          role_name(session_of(c)->role)),
                 id);
     proto_maybe_warn_expiry(c);
 }

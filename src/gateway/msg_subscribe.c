@@ -28,8 +28,8 @@ void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
             proto_refuse(c, "invalid_message", "symbols must be strings", id, SV_INVALID_MESSAGE);
             return;
         }
-    int limit = srv->auth.roles.max_symbols[c->role];
-    int have = c->nsubs;
+    int limit = srv->auth.roles.max_symbols[session_of(c)->role];
+    int have = conn_subs(c)->nsubs;
     json_t *ok = json_array(), *invalid = json_array(), *unknown = json_array(), *over = json_array();
     int accepted_idx[SUBSCRIBE_MAX_SYMBOLS];
     int nacc = 0;

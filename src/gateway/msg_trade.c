@@ -12,20 +12,20 @@
 #include "trade/broker.h"
 
 void msg_portfolio_subscribe(struct conn *c, json_t *id) {
-    if (!c->user_id) {
+    if (!session_of(c)->user_id) {
         proto_refuse(c, "forbidden", "portfolio needs an authenticated user", id, SV_FORBIDDEN);
         return;
     }
-    c->portfolio = true;
+    conn_subs(c)->portfolio = true;
     proto_reply(c, json_pack("{s:s}", "type", "portfolio_subscribed"), id);
-    char *u = strdup(c->user_id);
+    char *u = strdup(session_of(c)->user_id);
     if (u)
         broker_post(&c->w->srv->broker, BM_PORTFOLIO, u, 0, 0);
 }
 
 void msg_trade(struct conn *c, json_t *msg, json_t *id) {
     struct server *srv = c->w->srv;
-    if (!c->user_id) {
+    if (!session_of(c)->user_id) {
         proto_refuse(c, "forbidden", "trading needs an authenticated user", id, SV_FORBIDDEN);
         return;
     }
@@ -59,7 +59,7 @@ void msg_trade(struct conn *c, json_t *msg, json_t *id) {
     o->worker = c->w->id;
     o->conn_id = c->id;
     o->reply_id = proto_id_text(id);
-    snprintf(o->user, sizeof(o->user), "%s", c->user_id);
+    snprintf(o->user, sizeof(o->user), "%s", session_of(c)->user_id);
     protocol_client_id(c, o->client, sizeof(o->client));
     o->sym = (uint32_t)sym;
     o->side = strcmp(side, "buy") ? SIDE_SELL : SIDE_BUY;

@@ -22,7 +22,7 @@
 #include "net/worker.h"
 #include "pubsub/hub.h"
 #include "ws/frame.h"
-#include "ws/session.h"
+#include "net/websocket.h"
 
 char *proto_dump(json_t *o) {
     char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
@@ -63,7 +63,7 @@ void proto_audit(struct conn *c, const char *event, json_t *details) {
     char cid[32], ip[64];
     protocol_client_id(c, cid, sizeof(cid));
     ip16_format(&c->cip, ip, sizeof(ip));
-    audit_event(&c->w->srv->audit, event, cid, c->user_id, ip, details);
+    audit_event(&c->w->srv->audit, event, cid, session_of(c)->user_id, ip, details);
 }
 
 /* Critical blocks the IP on every worker. */
@@ -71,12 +71,12 @@ void proto_violation(struct conn *c, enum violation v) {
     struct server *srv = c->w->srv;
     proto_count(&c->w->stats.violations[v]);
     _Static_assert(CONFIG_MAX_VIOLATIONS <= UINT16_MAX, "struct conn violations cannot reach high_violations");
-    if (c->violations < UINT16_MAX)
-        c->violations++;
-    proto_audit(c, "SECURITY_VIOLATION", json_pack("{s:s, s:i}", "kind", VIOLATION_NAMES[v], "count", c->violations));
+    if (session_of(c)->violations < UINT16_MAX)
+        session_of(c)->violations++;
+    proto_audit(c, "SECURITY_VIOLATION", json_pack("{s:s, s:i}", "kind", VIOLATION_NAMES[v], "count", session_of(c)->violations));
     if (guard_violation(&srv->guard, &c->cip, (int64_t)time(NULL)))
         server_block_ip(srv, &c->cip, srv->cfg.security.auto_block_s, "threat level critical");
-    else if (c->violations >= srv->cfg.security.high_violations)
+    else if (session_of(c)->violations >= srv->cfg.security.high_violations)
         ws_close(c, WS_CLOSE_POLICY, "threat level high");
 }
 
@@ -102,9 +102,9 @@ void protocol_reply_later(struct server *srv, int worker, uint64_t conn_id, char
 
 const char *protocol_threat(const struct conn *c) {
     const struct config *cfg = &c->w->srv->cfg;
-    if (c->violations >= cfg->security.high_violations)
+    if (session_of(c)->violations >= cfg->security.high_violations)
         return "high";
-    return c->violations >= cfg->security.medium_violations ? "medium" : "low";
+    return session_of(c)->violations >= cfg->security.medium_violations ? "medium" : "low";
 }
 
 /* True when s looks like script injection: <script, javascript:,
@@ -162,7 +162,7 @@ void protocol_client_id(const struct conn *c, char *out, size_t len) {
 /* The identity's token bucket (shared by its connections, kept across
  * reconnects): burst = per-minute figure, refilled continuously. */
 static bool rate_ok(struct conn *c) {
-    return c->budget && budget_take(&c->w->srv->budgets, c->budget, worker_now(c->w) * 1000000ULL, NULL);
+    return session_of(c)->budget && budget_take(&c->w->srv->budgets, session_of(c)->budget, worker_now(c->w) * 1000000ULL, NULL);
 }
 
 char *proto_id_text(json_t *id) { return id ? json_dumps(id, JSON_ENCODE_ANY) : NULL; }
@@ -225,7 +225,7 @@ void protocol_on_message(struct conn *c, const char *data, size_t len) {
         proto_count(&w->stats.rate_limited);
         proto_audit(c, "RATE_LIMITED", json_pack("{s:s}", "type", type));
         proto_refuse(c, "rate_limited", "too many messages; slow down", id, SV_RATE_LIMITED);
-    } else if (!roles_allows(&w->srv->auth.roles, c->role, (enum action)act)) {
+    } else if (!roles_allows(&w->srv->auth.roles, session_of(c)->role, (enum action)act)) {
         proto_refuse(c, "forbidden", "your role may not do this", id, SV_FORBIDDEN);
     } else if (w->srv->cfg.security.suspicious_content && suspicious_json(msg, 0)) {
         proto_refuse(c, "suspicious_content", "message dropped: it contains a script-injection pattern", id,

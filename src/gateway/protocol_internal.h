@@ -17,6 +17,7 @@
  * "Rooms and layers": the include that still points up). */
 #include "app/server.h"
 #include "gateway/protocol.h"
+#include "gateway/session.h"
 #include "net/conn.h"
 #include "net/worker.h"
 

@@ -12,13 +12,14 @@
 
 #include "app/server.h"
 #include "net/worker.h"
+#include "gateway/session.h"
 #include "net/conn.h"
 #include "net/http.h"
 #include "gateway/http_guard.h"
 #include "net/static_files.h"
 #include "gateway/health.h"
 #include "ws/handshake.h"
-#include "ws/session.h"
+#include "net/websocket.h"
 #include "auth/auth.h"
 #include "gateway/protocol.h"
 #include "cluster/engine.h"
@@ -125,16 +126,16 @@ static void upgrade(struct conn *c, int ep) {
                             "Retry-After: 10\r\n", false);
             return;
         }
-        c->guarded = true; /* released in protocol_on_release */
+        session_of(c)->guarded = true; /* released in protocol_on_release */
         protocol_set_identity(c, &who);
-        if (c->user_id && redis_engine_up(&srv->redis)) {
+        if (session_of(c)->user_id && redis_engine_up(&srv->redis)) {
             /* The per-user limit counts every node: ask Redis, answer later. */
             struct redis_admit *a = calloc(1, sizeof(*a));
             if (a) {
                 a->worker = c->w->id;
                 a->conn_id = c->id;
                 a->limit = srv->cfg.limits.max_connections_per_user;
-                snprintf(a->user, sizeof(a->user), "%s", c->user_id);
+                snprintf(a->user, sizeof(a->user), "%s", session_of(c)->user_id);
                 c->awaiting = true;
                 uv_read_stop((uv_stream_t *)&c->tcp);
                 if (redis_engine_post(&srv->redis, RM_ADMIT, a, 0) == 0)
@@ -161,7 +162,7 @@ static void admit_result(struct worker *w, struct redis_admit *a) {
                         false);
         return;
     }
-    c->redis_user = a->counted;
+    session_of(c)->redis_user = a->counted;
     free(a);
     char accept[29];
     size_t kl = 0;
@@ -218,7 +219,7 @@ void router_dispatch(struct conn *c) {
             method_not_allowed(c, "POST");
         else
             api_publish(c, keep);
-    } else if (static_files_has(srv, path)) {
+    } else if (static_files_has(srv->cfg.server.static_dir, path)) {
         if (!http_req_is_get(c->http) && !http_req_is_head(c->http))
             method_not_allowed(c, "GET, HEAD");
         else

@@ -10,13 +10,10 @@
 #include <string.h>
 
 #include "base/log.h"
-#include "app/server.h"
+#include "base/config.h"
 #include "net/worker.h"
 #include "net/http.h"
-#include "gateway/http_guard.h"
-#include "gateway/router.h"
-#include "pubsub/subs.h"
-#include "ws/session.h"
+#include "net/websocket.h"
 
 #define MAX_IOV 64
 
@@ -45,24 +42,31 @@ struct held_input {
 
 struct conn_slab {
     struct conn_slab *next;
-    struct conn slots[CONN_SLAB];
+    _Alignas(16) unsigned char slots[]; /* CONN_SLAB slots of conn_slot_size(w) */
 };
 
+/* A slot: the connection, then the rooms' upper area (conn_upper). */
+static size_t conn_slot_size(const struct worker *w) {
+    return (CONN_UPPER_OFFSET + w->hooks->conn_upper + 15) & ~(size_t)15;
+}
+
 static struct conn *conn_slot_alloc(struct worker *w) {
+    size_t size = conn_slot_size(w);
     if (!w->free_conns) {
-        struct conn_slab *s = malloc(sizeof(*s));
+        struct conn_slab *s = malloc(sizeof(*s) + CONN_SLAB * size);
         if (!s)
             return NULL;
         s->next = w->slabs;
         w->slabs = s;
         for (int i = CONN_SLAB - 1; i >= 0; i--) {
-            s->slots[i].next = w->free_conns;
-            w->free_conns = &s->slots[i];
+            struct conn *c = (struct conn *)(s->slots + (size_t)i * size);
+            c->next = w->free_conns;
+            w->free_conns = c;
         }
     }
     struct conn *c = w->free_conns;
     w->free_conns = c->next;
-    memset(c, 0, sizeof(*c));
+    memset(c, 0, size);
     return c;
 }
 
@@ -94,7 +98,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 static void on_closed(uv_handle_t *h) {
     struct conn *c = h->data;
     struct worker *w = c->w;
-    ws_session_release(c);
+    w->hooks->release(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -120,10 +124,6 @@ static void on_closed(uv_handle_t *h) {
     free(c->msg);
     free(c->ctrl);
     free(c->wreq); /* libuv is done with it: close cancels a pending write first */
-    if (c->counted) {
-        server_conn_release(w->srv);
-        atomic_fetch_sub_explicit(&w->stats.ws_open, 1, memory_order_relaxed);
-    }
     conn_slot_free(w, c);
     worker_conn_released(w);
 }
@@ -132,7 +132,7 @@ void conn_http_done(struct conn *c) {
     if (!c->http)
         return;
     struct worker *w = c->w;
-    http_guard_release(c);
+    w->hooks->http_idle(c);
     http_req_free(c->http);
     c->http = NULL;
     w->handshaking--;
@@ -194,7 +194,7 @@ void conn_send(struct conn *c, struct outbuf *b) {
      * that does not read. HTTP answers are bounded by not reading the
      * requests behind them (HTTP_PAUSE_QUEUED). */
     if (c->phase == PHASE_WS && b->kind != OB_TICK &&
-        c->out.bytes > 2 * (uint64_t)c->w->srv->cfg.limits.max_outbound_bytes) {
+        c->out.bytes > 2 * (uint64_t)c->w->cfg->limits.max_outbound_bytes) {
         outbuf_unref(b);
         atomic_fetch_add_explicit(&c->w->stats.slow_disconnects, 1, memory_order_relaxed);
         if (!c->close_code)
@@ -215,13 +215,13 @@ void conn_send(struct conn *c, struct outbuf *b) {
 /* The end of an HTTP connection's life: server.keepalive_max_s after its
  * accept, however busy it is. Loop ms. */
 static uint64_t http_life_end(const struct conn *c) {
-    return c->http->born_ms + (uint64_t)c->w->srv->cfg.server.keepalive_max_s * 1000;
+    return c->http->born_ms + (uint64_t)c->w->cfg->server.keepalive_max_s * 1000;
 }
 
 /* The deadline of the next request: server.handshake_timeout_ms from now
  * (accept, or the last answer written), never past the connection's life. */
 static uint64_t http_deadline(const struct conn *c) {
-    uint64_t next = worker_now(c->w) + (uint64_t)c->w->srv->cfg.server.handshake_timeout_ms;
+    uint64_t next = worker_now(c->w) + (uint64_t)c->w->cfg->server.handshake_timeout_ms;
     uint64_t end = http_life_end(c);
     return next < end ? next : end;
 }
@@ -257,7 +257,7 @@ void conn_flush(struct conn *c) {
     if (c->closing || c->writing)
         return;
     if (c->congested)
-        subs_on_drain(c);
+        c->w->hooks->drain(c);
     while (c->out.count > 0) {
         uv_buf_t iov[MAX_IOV];
         unsigned n = 0;
@@ -275,7 +275,7 @@ void conn_flush(struct conn *c) {
         atomic_fetch_add_explicit(&c->w->stats.bytes_sent, (uint64_t)r, memory_order_relaxed);
         outq_consume(&c->out, (size_t)r);
         if (c->congested)
-            subs_on_drain(c);
+            c->w->hooks->drain(c);
         if ((size_t)r < total) {
             /* The socket is full: let libuv finish the rest (up to MAX_IOV
              * blocks) and come back in on_write. */
@@ -310,7 +310,7 @@ void conn_flush(struct conn *c) {
         ws_session_shutdown_write(c);
     else if (c->phase == PHASE_HTTP && !c->awaiting) {
         /* Every answer is written: no request in progress. */
-        http_guard_release(c);
+        c->w->hooks->http_idle(c);
         conn_set_deadline(c, http_deadline(c));
         if (c->paused)
             conn_resume_read(c);
@@ -377,7 +377,7 @@ static void conn_input(struct conn *c, const uint8_t *data, size_t len) {
         data += used;
         len -= used;
         atomic_fetch_add_explicit(&c->w->stats.http_requests, 1, memory_order_relaxed);
-        router_dispatch(c);
+        c->w->hooks->http_request(c);
         if (c->phase == PHASE_HTTP && !c->closing && !c->close_after_flush && !c->awaiting) {
             /* The next request's time starts once the answers are written
              * (conn_flush); the client reading them is bounded by the life. */
@@ -469,7 +469,7 @@ int conn_accept(struct worker *w, uv_stream_t *listener) {
         c->family = (uint8_t)ss.ss_family;
     }
     /* TCP_NODELAY comes with the socket: set on the listener (server.c). */
-    c->http = http_req_new((size_t)w->srv->cfg.server.max_http_body_bytes);
+    c->http = http_req_new((size_t)w->cfg->server.max_http_body_bytes);
     if (!c->http) {
         conn_close(c);
         return -ENOMEM;

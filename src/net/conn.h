@@ -19,14 +19,12 @@
 
 #include "net/clientip.h"
 #include "net/outbuf.h"
-#include "pubsub/subs.h"
 #include "ws/frame.h"
 #include "ws/utf8.h"
 
 struct worker;
 struct http_req;
 struct held_input;
-struct budget;
 
 enum conn_phase {
     PHASE_HTTP = 0,   /* reading requests */
@@ -54,7 +52,6 @@ struct conn {
     uint8_t phase;                 /* enum conn_phase */
     uint8_t endpoint;              /* enum ws_endpoint, PHASE_WS only */
     uint8_t family;                /* AF_INET or AF_INET6 */
-    int8_t role;                   /* enum role */
     /* flags */
     unsigned closing : 1;          /* uv_close called; skip everything */
     unsigned dirty : 1;            /* on the worker's flush list */
@@ -67,19 +64,13 @@ struct conn {
     unsigned discard : 1;          /* failed: ignore further input */
     unsigned shutdown_after_flush : 1; /* send FIN once outq is empty */
     unsigned congested : 1;        /* over max_outbound_bytes: updates conflated */
-    unsigned expiry_warned : 1;    /* token_expiring sent */
-    unsigned portfolio : 1;        /* portfolio_subscribe'd */
-    unsigned guarded : 1;          /* admitted by the guard: release once */
     unsigned awaiting : 1;         /* HTTP answer comes later (gather, Redis); not reading */
-    unsigned redis_user : 1;       /* counted in Redis per-user totals */
     unsigned paused : 1;           /* HTTP: not read while its answers wait (back-pressure) */
     unsigned http_ip : 1;          /* HTTP: counted for cip by the guard (gateway/http_guard.h) */
     unsigned http_slot : 1;        /* HTTP: holds a limits.max_connections slot */
     unsigned big_queue : 1;        /* out passed CONN_TRIM_QUEUED: trim once it is gone */
     uint16_t port;                 /* peer port */
     uint16_t close_code;           /* close handshake code; 0 = none (network) */
-    uint16_t violations;           /* security violations (<= CONFIG_MAX_VIOLATIONS): threat level */
-    uint32_t nsubs, subs_cap;      /* subs in use / allocated; holds 2 x CONFIG_MAX_SUBSCRIPTIONS */
     uint8_t ip[16];                /* peer address (v4 in the first 4 bytes) */
     struct ip16 cip;               /* client IP (section 7), set by each request */
     /* WebSocket receive state (PHASE_WS) */
@@ -92,18 +83,16 @@ struct conn {
     uint8_t *direct;               /* whole message still in the read buffer */
     uint8_t *ctrl;                 /* control frame payload (125 B), allocated when first needed */
     uint64_t last_rx;              /* loop ms of the last frame received */
-    /* gateway protocol state (EP_JSON) */
-    char *user_id;                 /* NULL = anonymous; uid_inl or owned (lifecycle.c) */
-    struct conn_sub *subs;         /* &sub1, or owned when more than one; see pubsub/subs.h */
-    struct conn_sub sub1;          /* the first subscription, in place */
-    char uid_inl[24];              /* user ids that fit live here: no allocation */
-    int64_t token_exp;             /* s since epoch; 0 = no token */
-    int64_t connected_at;          /* wall ms at upgrade */
-    struct budget *budget;         /* message budget of the identity (auth/budget.h), a reference */
-    uint64_t last_ping;            /* loop ms of the last ping sent */
-    uint64_t first_ping;           /* loop ms of the first ping since last_rx */
-    struct conn_batch *batch;      /* price_batch state; NULL = not batching (pubsub/subs.h) */
+    /* The rooms above keep their per-connection state in the same slot,
+     * right after this struct (conn_upper): no allocation of its own. */
 };
+
+/* Where a connection's upper area starts: the rooms above lay their state
+ * out there (pubsub's struct conn_subs first, then the gateway's session),
+ * worker_env.conn_upper bytes of it, zeroed with the slot. */
+#define CONN_UPPER_OFFSET ((sizeof(struct conn) + 15) & ~(size_t)15)
+
+static inline void *conn_upper(struct conn *c) { return (unsigned char *)c + CONN_UPPER_OFFSET; }
 
 /* Frees the worker's connection slabs (worker end, no connection left). */
 void conn_slabs_free(struct worker *w);

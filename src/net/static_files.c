@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "app/server.h"
+#include "base/config.h"
 #include "net/worker.h"
 #include "net/conn.h"
 
@@ -28,18 +28,18 @@ static bool safe_path(const char *path) {
     return true;
 }
 
-static int full_path(struct server *srv, const char *path, char *out, size_t len) {
+static int full_path(const char *dir, const char *path, char *out, size_t len) {
     if (!safe_path(path))
         return -1;
     const char *rel = strcmp(path, "/") == 0 ? "/index.html" : path;
-    int n = snprintf(out, len, "%s%s", srv->cfg.server.static_dir, rel);
+    int n = snprintf(out, len, "%s%s", dir, rel);
     return (n < 0 || (size_t)n >= len) ? -1 : 0;
 }
 
-bool static_files_has(struct server *srv, const char *path) {
+bool static_files_has(const char *dir, const char *path) {
     char fp[PATH_MAX];
     struct stat st;
-    if (full_path(srv, path, fp, sizeof(fp)) < 0)
+    if (full_path(dir, path, fp, sizeof(fp)) < 0)
         return false;
     return stat(fp, &st) == 0 && S_ISREG(st.st_mode);
 }
@@ -70,7 +70,7 @@ void static_files_respond(struct conn *c, const char *path, bool keep_alive) {
     struct stat st;
     int fd = -1;
     char *body = NULL;
-    if (full_path(c->w->srv, path, fp, sizeof(fp)) < 0)
+    if (full_path(c->w->cfg->server.static_dir, path, fp, sizeof(fp)) < 0)
         goto not_found;
     fd = open(fp, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > STATIC_MAX_FILE)

@@ -4,12 +4,11 @@
 
 #include <stdbool.h>
 
-struct server;
 struct conn;
 
-/* True when path names a regular file under the static directory ("/"
+/* True when path names a regular file under dir (server.static_dir; "/"
  * means index.html). Paths with ".." or hidden segments never match. */
-bool static_files_has(struct server *srv, const char *path);
+bool static_files_has(const char *dir, const char *path);
 
 /* Answers GET/HEAD for path. */
 void static_files_respond(struct conn *c, const char *path, bool keep_alive);

@@ -9,11 +9,9 @@
 #include <unistd.h>
 
 #include "base/log.h"
-#include "app/server.h"
-#include "gateway/protocol.h"
+#include "base/config.h"
 #include "net/conn.h"
-#include "pubsub/subs.h"
-#include "ws/session.h"
+#include "net/websocket.h"
 
 #define TIMER_MS 100
 
@@ -132,7 +130,7 @@ static void on_timer(uv_timer_t *h) {
     uint64_t now = uv_now(&w->loop);
     atomic_store_explicit(&w->heartbeat_ms, uv_hrtime() / 1000000, memory_order_relaxed);
     /* Fallback for a shutdown mail that could not be posted. */
-    if (atomic_load(&w->srv->shutting_down) && !w->shutting_down)
+    if (atomic_load(w->env.shutting_down) && !w->shutting_down)
         begin_shutdown(w);
     for (struct conn *c = w->timed, *next; c; c = next) {
         next = c->tnext;
@@ -148,7 +146,7 @@ static void on_sweep(uv_timer_t *h) {
     uint64_t now = uv_now(&w->loop);
     for (struct conn *c = w->conns; c; c = c->next)
         if (!c->closing && c->phase == PHASE_WS && c->endpoint == EP_JSON && !c->close_sent)
-            protocol_sweep(c, now);
+            w->hooks->sweep(c, now);
     atomic_store_explicit(&w->stats.last_sweep_s, (int64_t)time(NULL), memory_order_relaxed);
 }
 
@@ -165,7 +163,7 @@ static void on_liveness(uv_timer_t *h) {
     uint64_t now = uv_now(&w->loop);
     for (struct conn *c = w->conns; c; c = c->next)
         if (!c->closing && c->phase == PHASE_WS && c->endpoint == EP_JSON && !c->close_sent)
-            protocol_liveness(c, now);
+            w->hooks->liveness(c, now);
 }
 
 static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
@@ -191,7 +189,7 @@ static void on_accept_retry(uv_timer_t *t) {
     struct worker *w = t->data;
     if (w->shutting_down || w->listening)
         return;
-    int fd = server_listen_socket(w->srv);
+    int fd = w->env.listen_socket(w->env.ctx);
     if (fd < 0) {
         uv_timer_start(&w->accept_retry, on_accept_retry, 1000, 0);
         return;
@@ -235,14 +233,15 @@ static void worker_main(void *arg) {
     struct worker *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
-    atomic_fetch_sub(&w->srv->workers_running, 1);
-    uv_async_send(&w->srv->worker_done);
+    w->env.ended(w->env.ctx);
 }
 
-int worker_start(struct worker *w, struct server *srv, int id, int fd) {
+int worker_start(struct worker *w, const struct worker_env *env, int id, int fd) {
     int rc;
     w->id = id;
-    w->srv = srv;
+    w->env = *env;
+    w->cfg = env->cfg;
+    w->hooks = env->hooks;
     w->listen_fd = fd;
     w->rbuf = malloc(WORKER_READ_BUF);
     if (!w->rbuf)
@@ -251,7 +250,7 @@ int worker_start(struct worker *w, struct server *srv, int id, int fd) {
         goto out_buf;
     if ((rc = mailbox_init(&w->inbox, &w->loop, 65536, on_mail, w)) != 0)
         goto out_loop;
-    if ((rc = subs_init(w)) != 0)
+    if ((rc = w->hooks->start(w)) != 0)
         goto out_mailbox;
     uv_timer_init(&w->loop, &w->timer);
     w->timer.data = w;
@@ -276,24 +275,21 @@ int worker_start(struct worker *w, struct server *srv, int id, int fd) {
         goto out_handles;
     }
     uv_timer_start(&w->timer, on_timer, TIMER_MS, TIMER_MS);
-    uint64_t sweep_ms = (uint64_t)srv->cfg.limits.sweep_interval_s * 1000;
+    uint64_t sweep_ms = (uint64_t)w->cfg->limits.sweep_interval_s * 1000;
     uv_timer_start(&w->sweeper, on_sweep, sweep_ms, sweep_ms);
-    uint64_t live_ms = liveness_period_ms(&srv->cfg);
+    uint64_t live_ms = liveness_period_ms(w->cfg);
     uv_timer_start(&w->liveness, on_liveness, live_ms, live_ms);
     atomic_store(&w->stats.last_sweep_s, (int64_t)time(NULL));
     uv_prepare_start(&w->flush_prepare, on_prepare);
     uv_check_start(&w->flush_check, on_check);
     atomic_store(&w->heartbeat_ms, uv_hrtime() / 1000000);
-    atomic_fetch_add(&srv->workers_running, 1);
-    if ((rc = uv_thread_create(&w->thread, worker_main, w)) != 0) {
-        atomic_fetch_sub(&srv->workers_running, 1);
+    if ((rc = uv_thread_create(&w->thread, worker_main, w)) != 0)
         goto out_handles;
-    }
     return 0;
 out_handles:
     close_handles(w);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* let the close callbacks run */
-    subs_free(w);
+    w->hooks->stop(w);
     mailbox_destroy(&w->inbox);
     goto out_loop;
 out_mailbox:
@@ -316,7 +312,7 @@ int worker_post(struct worker *w, const struct worker_mail *kind, void *ptr, uin
 void worker_join(struct worker *w) {
     uv_thread_join(&w->thread);
     conn_slabs_free(w);
-    subs_free(w);
+    w->hooks->stop(w);
     mailbox_destroy(&w->inbox);
     free(w->rbuf);
     w->rbuf = NULL;

@@ -7,7 +7,9 @@
 #ifndef TG_WORKER_H
 #define TG_WORKER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -15,6 +17,7 @@
 #include "base/mailbox.h"
 
 struct server;
+struct config;
 struct conn;
 struct sub_list;
 struct conn_slab;
@@ -31,6 +34,34 @@ struct worker_mail {
     const char *name;
     void (*run)(struct worker *w, void *ptr, uint64_t a, uint64_t b);
     void (*drop)(void *ptr, uint64_t a, uint64_t b);
+};
+
+/* How the rooms above take part in a worker's life and its connections'
+ * (registered once, at start; net calls up only through these). Every
+ * function is required. */
+struct worker_hooks {
+    size_t conn_upper;                   /* bytes of their state in each connection's slot (conn_upper) */
+    int (*start)(struct worker *w);      /* the rooms' per-worker state: 0 or -errno */
+    void (*stop)(struct worker *w);      /* releases it: loop ended, or start failed */
+    void (*http_request)(struct conn *c); /* c->http holds a complete request */
+    void (*http_idle)(struct conn *c);   /* every answer written, or the request state freed */
+    void (*ws_open)(struct conn *c);     /* upgraded to the gateway endpoint (EP_JSON) */
+    void (*ws_message)(struct conn *c, const char *data, size_t len); /* EP_JSON: one complete text message */
+    void (*ws_closing)(struct conn *c, unsigned code); /* the close handshake starts (either side) */
+    void (*release)(struct conn *c);     /* the connection's memory goes next (once) */
+    void (*drain)(struct conn *c);       /* a congested connection's queue shrank */
+    void (*liveness)(struct conn *c, uint64_t now); /* EP_JSON, at heartbeat resolution */
+    void (*sweep)(struct conn *c, uint64_t now);    /* EP_JSON, every limits.sweep_interval_s */
+};
+
+/* What a worker is given at start (copied). */
+struct worker_env {
+    const struct config *cfg;            /* read-only for the process's life */
+    const struct worker_hooks *hooks;
+    const atomic_bool *shutting_down;    /* process-wide: fallback for a refused shutdown mail */
+    int (*listen_socket)(void *ctx);     /* a fresh bound listener (after EMFILE): fd or -errno */
+    void (*ended)(void *ctx);            /* on the worker's thread: its loop has ended */
+    void *ctx;                           /* for listen_socket and ended */
 };
 
 /* Why a WebSocket connection ended (disconnections_total{reason}). */
@@ -85,7 +116,10 @@ struct worker_stats {
 
 struct worker {
     int id;
-    struct server *srv;            /* read-only after start */
+    struct worker_env env;
+    const struct config *cfg;      /* env.cfg */
+    const struct worker_hooks *hooks; /* env.hooks */
+    struct server *srv;            /* the rooms above (not net): being replaced by init arguments */
     uv_loop_t loop;
     uv_thread_t thread;
     uv_tcp_t listener;
@@ -123,7 +157,7 @@ struct worker {
 };
 
 /* Starts the thread. fd is a bound, not yet listening, socket. 0 or -errno. */
-int worker_start(struct worker *w, struct server *srv, int id, int fd);
+int worker_start(struct worker *w, const struct worker_env *env, int id, int fd);
 
 /* Posts mail of kind (static storage); any thread. 0 or -ENOSPC (the
  * caller keeps ptr). */

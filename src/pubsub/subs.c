@@ -11,7 +11,7 @@
 #include "net/outbuf.h"
 #include "pubsub/hub.h"
 #include "ws/frame.h"
-#include "ws/session.h"
+#include "net/websocket.h"
 
 int subs_init(struct worker *w) {
     w->lists = calloc(w->srv->syms.n, sizeof(struct sub_list));
@@ -29,15 +29,15 @@ void subs_free(struct worker *w) {
 
 /* Counts and capacities are 32-bit and grow by doubling, so the largest
  * subscription count the configuration allows must fit twice over. */
-_Static_assert(sizeof(((struct conn *)0)->nsubs) == sizeof(uint32_t) &&
-                   sizeof(((struct conn *)0)->subs_cap) == sizeof(uint32_t) &&
+_Static_assert(sizeof(((struct conn_subs *)0)->nsubs) == sizeof(uint32_t) &&
+                   sizeof(((struct conn_subs *)0)->subs_cap) == sizeof(uint32_t) &&
                    CONFIG_MAX_SUBSCRIPTIONS <= UINT32_MAX / 2,
-               "struct conn cannot count limits.max_subscriptions_per_client");
+               "struct conn_subs cannot count limits.max_subscriptions_per_client");
 
 static struct conn_sub *find(const struct conn *c, uint32_t sym) {
-    for (uint32_t i = 0; i < c->nsubs; i++)
-        if (c->subs[i].sym == sym)
-            return &c->subs[i];
+    for (uint32_t i = 0; i < conn_subs(c)->nsubs; i++)
+        if (conn_subs(c)->subs[i].sym == sym)
+            return &conn_subs(c)->subs[i];
     return NULL;
 }
 
@@ -49,24 +49,24 @@ int subs_add(struct conn *c, uint32_t sym) {
     struct sub_list *l = &w->lists[sym];
     struct conn_sub *cs = find(c, sym);
     if (!cs) {
-        if (c->nsubs == c->subs_cap) {
+        if (conn_subs(c)->nsubs == conn_subs(c)->subs_cap) {
             /* The first subscription lives in the connection itself
              * (sub1); more move to an array of their own. */
             struct conn_sub *n;
-            if (c->subs_cap > UINT32_MAX / 2)
+            if (conn_subs(c)->subs_cap > UINT32_MAX / 2)
                 return -ENOMEM; /* unreachable within CONFIG_MAX_SUBSCRIPTIONS; never wrap */
-            uint32_t ncap = c->subs_cap ? c->subs_cap * 2 : 1;
-            if (!c->subs_cap) {
-                n = &c->sub1;
+            uint32_t ncap = conn_subs(c)->subs_cap ? conn_subs(c)->subs_cap * 2 : 1;
+            if (!conn_subs(c)->subs_cap) {
+                n = &conn_subs(c)->sub1;
             } else if ((n = malloc((size_t)ncap * sizeof(*n)))) {
-                memcpy(n, c->subs, c->nsubs * sizeof(*n));
-                if (c->subs != &c->sub1)
-                    free(c->subs);
+                memcpy(n, conn_subs(c)->subs, conn_subs(c)->nsubs * sizeof(*n));
+                if (conn_subs(c)->subs != &conn_subs(c)->sub1)
+                    free(conn_subs(c)->subs);
             } else {
                 return -ENOMEM;
             }
-            c->subs = n;
-            c->subs_cap = ncap;
+            conn_subs(c)->subs = n;
+            conn_subs(c)->subs_cap = ncap;
         }
         if (l->n == l->cap) {
             if (l->cap > UINT32_MAX / 2)
@@ -82,7 +82,7 @@ int subs_add(struct conn *c, uint32_t sym) {
          * snapshot is then posted to this worker. */
         if (l->n == 0)
             hub_activate(h, sym, w->id);
-        cs = &c->subs[c->nsubs++];
+        cs = &conn_subs(c)->subs[conn_subs(c)->nsubs++];
         cs->sym = sym;
         cs->idx = l->n;
         cs->pending = NULL;
@@ -126,7 +126,7 @@ static void remove_sub(struct conn *c, struct conn_sub *cs) {
     }
     if (cs->pending)
         outbuf_unref(cs->pending);
-    struct conn_batch *bt = c->batch;
+    struct conn_batch *bt = conn_subs(c)->batch;
     for (uint32_t i = 0; bt && i < bt->n;) { /* nothing of it after the confirmation */
         if (bt->v[i]->sym == sym) {
             bt->bytes -= bt->v[i]->len;
@@ -137,12 +137,12 @@ static void remove_sub(struct conn *c, struct conn_sub *cs) {
             i++;
         }
     }
-    *cs = c->subs[--c->nsubs];
-    if (c->nsubs == 0) {
-        if (c->subs != &c->sub1)
-            free(c->subs);
-        c->subs = NULL;
-        c->subs_cap = 0;
+    *cs = conn_subs(c)->subs[--conn_subs(c)->nsubs];
+    if (conn_subs(c)->nsubs == 0) {
+        if (conn_subs(c)->subs != &conn_subs(c)->sub1)
+            free(conn_subs(c)->subs);
+        conn_subs(c)->subs = NULL;
+        conn_subs(c)->subs_cap = 0;
     }
     atomic_fetch_sub_explicit(&w->stats.subscriptions, 1, memory_order_relaxed);
 }
@@ -154,8 +154,8 @@ void subs_remove(struct conn *c, uint32_t sym) {
 }
 
 void subs_remove_all(struct conn *c) {
-    while (c->nsubs) /* from the end: no search, nothing moves */
-        remove_sub(c, &c->subs[c->nsubs - 1]);
+    while (conn_subs(c)->nsubs) /* from the end: no search, nothing moves */
+        remove_sub(c, &conn_subs(c)->subs[conn_subs(c)->nsubs - 1]);
 }
 
 static void take_conflated(void *ctx, struct outbuf *b) {
@@ -188,7 +188,7 @@ static const uint8_t *frame_payload(struct outbuf *b, size_t *len) {
 
 /* Sends c's waiting ticks as one price_batch frame. */
 static void batch_flush(struct conn *c) {
-    struct conn_batch *bt = c->batch;
+    struct conn_batch *bt = conn_subs(c)->batch;
     if (!bt || !bt->n || c->closing || c->close_sent)
         return;
     static const char HEAD[] = "{\"type\":\"price_batch\",\"updates\":[";
@@ -226,10 +226,10 @@ static void on_batch_timer(uv_timer_t *t) {
     struct worker *w = t->data;
     uint64_t now = uv_now(&w->loop);
     uint64_t cap = (uint64_t)w->srv->cfg.limits.max_outbound_bytes;
-    for (struct conn *c = w->batching; c; c = c->batch->next) {
-        if (now < c->batch->due)
+    for (struct conn *c = w->batching; c; c = conn_subs(c)->batch->next) {
+        if (now < conn_subs(c)->batch->due)
             continue;
-        c->batch->due = now + c->batch->ms;
+        conn_subs(c)->batch->due = now + conn_subs(c)->batch->ms;
         /* A backed-up socket gets nothing new: the batch keeps conflating. */
         if (c->out.bytes < cap)
             batch_flush(c);
@@ -239,7 +239,7 @@ static void on_batch_timer(uv_timer_t *t) {
 /* Replaces the newest waiting tick of b's symbol with b (consumed): the
  * last one, so the batch stays in seq order. False when none waits. */
 static bool batch_conflate(struct conn *c, struct outbuf *b) {
-    struct conn_batch *bt = c->batch;
+    struct conn_batch *bt = conn_subs(c)->batch;
     for (uint32_t i = bt->n; i-- > 0;)
         if (bt->v[i]->sym == b->sym) {
             bt->bytes -= bt->v[i]->len;
@@ -259,7 +259,7 @@ static bool batch_conflate(struct conn *c, struct outbuf *b) {
  * array cannot grow (out of memory) the tick is conflated too, or
  * dropped only when nothing of its symbol waits. */
 static void batch_add(struct conn *c, struct outbuf *b) {
-    struct conn_batch *bt = c->batch;
+    struct conn_batch *bt = conn_subs(c)->batch;
     uint64_t cap = (uint64_t)c->w->srv->cfg.limits.max_outbound_bytes;
     if (bt->bytes + b->len > cap && batch_conflate(c, b))
         return;
@@ -287,25 +287,25 @@ int subs_set_batch(struct conn *c, uint16_t ms) {
         subs_batch_release(c);
         return 0;
     }
-    if (!c->batch) {
+    if (!conn_subs(c)->batch) {
         struct conn_batch *bt = calloc(1, sizeof(*bt));
         if (!bt)
             return -ENOMEM;
-        c->batch = bt;
+        conn_subs(c)->batch = bt;
         bt->next = w->batching;
         if (w->batching)
-            w->batching->batch->prev = c;
+            conn_subs(w->batching)->batch->prev = c;
         w->batching = c;
         if (!uv_is_active((uv_handle_t *)&w->batcher))
             uv_timer_start(&w->batcher, on_batch_timer, BATCH_TIMER_MS, BATCH_TIMER_MS);
     }
-    c->batch->ms = ms;
-    c->batch->due = uv_now(&w->loop) + ms;
+    conn_subs(c)->batch->ms = ms;
+    conn_subs(c)->batch->due = uv_now(&w->loop) + ms;
     return 0;
 }
 
 void subs_batch_release(struct conn *c) {
-    struct conn_batch *bt = c->batch;
+    struct conn_batch *bt = conn_subs(c)->batch;
     if (!bt)
         return;
     struct worker *w = c->w;
@@ -313,13 +313,13 @@ void subs_batch_release(struct conn *c) {
         outbuf_unref(bt->v[i]);
     free(bt->v);
     if (bt->prev)
-        bt->prev->batch->next = bt->next;
+        conn_subs(bt->prev)->batch->next = bt->next;
     else
         w->batching = bt->next;
     if (bt->next)
-        bt->next->batch->prev = bt->prev;
+        conn_subs(bt->next)->batch->prev = bt->prev;
     free(bt);
-    c->batch = NULL;
+    conn_subs(c)->batch = NULL;
     if (!w->batching)
         uv_timer_stop(&w->batcher);
 }
@@ -329,7 +329,7 @@ void subs_send_tick(struct conn *c, struct outbuf *b) {
         outbuf_unref(b);
         return;
     }
-    if (c->batch) {
+    if (conn_subs(c)->batch) {
         batch_add(c, b);
         return;
     }
@@ -370,10 +370,10 @@ void subs_on_drain(struct conn *c) {
     if (!c->congested || c->out.bytes > cap / 2)
         return;
     c->congested = false;
-    for (uint32_t i = 0; i < c->nsubs; i++) {
-        struct outbuf *b = c->subs[i].pending;
+    for (uint32_t i = 0; i < conn_subs(c)->nsubs; i++) {
+        struct outbuf *b = conn_subs(c)->subs[i].pending;
         if (b) {
-            c->subs[i].pending = NULL;
+            conn_subs(c)->subs[i].pending = NULL;
             atomic_fetch_add_explicit(&c->w->stats.messages_sent, 1, memory_order_relaxed);
             conn_send(c, b);
         }

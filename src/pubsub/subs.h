@@ -11,9 +11,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "net/conn.h"
+
 struct worker;
-struct conn;
 struct outbuf;
+struct conn_batch;
 
 struct sub_entry {
     struct conn *c;
@@ -31,6 +33,20 @@ struct conn_sub {
     uint32_t idx;               /* position in the worker's list for sym */
     struct outbuf *pending;     /* newest conflated update, or NULL */
 };
+
+/* A connection's subscriptions: the first thing in its upper area
+ * (net/conn.h conn_upper); the rooms above put their own state after it. */
+struct conn_subs {
+    struct conn_sub *subs;      /* &sub1, or owned when more than one */
+    struct conn_batch *batch;   /* price_batch state; NULL = not batching */
+    uint32_t nsubs, subs_cap;   /* subs in use / allocated; holds 2 x CONFIG_MAX_SUBSCRIPTIONS */
+    bool portfolio;             /* portfolio_subscribe'd (pubsub/userevents.h) */
+    struct conn_sub sub1;       /* the first subscription, in place */
+};
+
+static inline struct conn_subs *conn_subs(const struct conn *c) {
+    return (struct conn_subs *)conn_upper((struct conn *)c);
+}
 
 /* Allocates the worker's per-symbol lists. 0 or -ENOMEM. */
 int subs_init(struct worker *w);

@@ -9,6 +9,7 @@
 #include "app/server.h"
 #include "net/worker.h"
 #include "cluster/engine.h"
+#include "gateway/session.h"
 #include "net/conn.h"
 #include "net/outbuf.h"
 #include "ws/frame.h"
@@ -57,9 +58,9 @@ void user_event_send(struct server *srv, const char *user, json_t *msg, bool por
 
 void user_event_deliver(struct worker *w, struct user_event *ev) {
     for (struct conn *c = w->conns; c; c = c->next) {
-        if (c->closing || c->close_sent || c->phase != PHASE_WS || c->endpoint != EP_JSON || !c->user_id)
+        if (c->closing || c->close_sent || c->phase != PHASE_WS || c->endpoint != EP_JSON || !session_of(c)->user_id)
             continue;
-        if ((ev->portfolio_only && !c->portfolio) || strcmp(c->user_id, ev->user) != 0)
+        if ((ev->portfolio_only && !conn_subs(c)->portfolio) || strcmp(session_of(c)->user_id, ev->user) != 0)
             continue;
         atomic_fetch_add_explicit(&w->stats.messages_sent, 1, memory_order_relaxed);
         conn_send(c, outbuf_ref(ev->frame));

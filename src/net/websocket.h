@@ -2,7 +2,8 @@
  * message assembly and validation, control frames, the close handshake.
  *
  * Complete messages go to the endpoint: echoed back on server.echo_path,
- * handed to the gateway protocol (gateway/protocol.h) on server.ws_path. */
+ * handed to the worker's ws_message hook (the gateway) on server.ws_path;
+ * this room knows nothing of what they mean. */
 #ifndef TG_SESSION_H
 #define TG_SESSION_H
 
@@ -35,8 +36,5 @@ void ws_close(struct conn *c, unsigned code, const char *reason);
 /* Sends FIN after a failed connection's close frame is written. */
 void ws_session_shutdown_write(struct conn *c);
 
-
-/* Releases session state (called once, from the connection's release). */
-void ws_session_release(struct conn *c);
 
 #endif

@@ -1,13 +1,12 @@
 /* session.c - RFC 6455 over a connection; see session.h. */
-#include "ws/session.h"
+#include "net/websocket.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "base/log.h"
-#include "gateway/protocol.h"
-#include "app/server.h"
+#include "base/config.h"
 #include "net/worker.h"
 #include "net/conn.h"
 #include "net/http.h"
@@ -71,7 +70,7 @@ void ws_session_upgrade(struct conn *c, int ep, const char *accept) {
     conn_set_deadline(c, 0);
     ws_parser_init(&c->parser, true);
     if (ep == EP_JSON)
-        protocol_on_open(c);
+        c->w->hooks->ws_open(c);
 }
 
 void ws_send(struct conn *c, unsigned opcode, const void *data, size_t len) {
@@ -104,7 +103,7 @@ static void send_close_frame(struct conn *c, unsigned code, const char *reason) 
 void ws_close(struct conn *c, unsigned code, const char *reason) {
     if (c->closing || c->close_sent)
         return;
-    protocol_on_close(c, code);
+    c->w->hooks->ws_closing(c, code);
     send_close_frame(c, code, reason);
     conn_set_deadline(c, worker_now(c->w) + WS_CLOSE_WAIT_MS);
 }
@@ -114,7 +113,7 @@ void ws_close(struct conn *c, unsigned code, const char *reason) {
  * on the peer's EOF or the close-wait deadline. */
 static void ws_fail(struct conn *c, unsigned code, const char *reason) {
     if (!c->close_sent) {
-        protocol_on_close(c, code);
+        c->w->hooks->ws_closing(c, code);
         send_close_frame(c, code, reason);
     }
     c->discard = true;
@@ -129,7 +128,7 @@ static void deliver(struct conn *c, uint8_t op, uint8_t *data, size_t len) {
     if (c->endpoint == EP_ECHO)
         ws_send(c, op, data, len);
     else
-        protocol_on_message(c, (char *)data, len);
+        c->w->hooks->ws_message(c, (char *)data, len);
 }
 
 static void handle_control(struct conn *c, uint8_t op) {
@@ -159,7 +158,7 @@ static void handle_control(struct conn *c, uint8_t op) {
         c->close_rcvd = true;
         if (!c->close_sent) {
             c->peer_closed_first = true;
-            protocol_on_close(c, code);
+            c->w->hooks->ws_closing(c, code);
             send_close_frame(c, code, NULL);
         }
         /* Handshake complete: the server closes TCP first (RFC 6455 7.1.1). */
@@ -172,7 +171,7 @@ static void handle_control(struct conn *c, uint8_t op) {
 }
 
 void ws_session_feed(struct conn *c, uint8_t *data, size_t len) {
-    long max = c->w->srv->cfg.limits.max_message_bytes;
+    long max = c->w->cfg->limits.max_message_bytes;
     if (c->discard)
         return;
     for (;;) {
@@ -294,11 +293,4 @@ static void do_shutdown(struct conn *c) {
 void ws_session_shutdown_write(struct conn *c) {
     c->shutdown_after_flush = false;
     do_shutdown(c);
-}
-
-void ws_session_release(struct conn *c) {
-    if (c->phase == PHASE_WS && c->endpoint == EP_JSON)
-        protocol_on_release(c);
-    else
-        protocol_release_identity(c); /* admitted, then refused before the upgrade */
 }
