@@ -51,6 +51,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "app/wiring.h"
 #include "auth/jwt.h"
 #include "fuzz_common.h"
 #include "ws/utf8.h"
@@ -103,6 +104,7 @@ static void init(void) {
     srv.nworkers = 1;
     srv.workers = calloc(1, sizeof(struct worker));
     W = &srv.workers[0];
+    wiring_hub(&srv); /* no engine, no broker: the hub's workers and the user events */
     /* The listener is the server's own (server_listen_socket), with its
      * socket options: accepted sockets inherit TCP_NODELAY from it. A plain
      * socket() here left Nagle on, so a flush that took two sends held the

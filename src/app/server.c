@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "auth/jwt.h"
+#include "app/wiring.h"
 #include "base/log.h"
 #include "gateway/protocol.h"
 #include "gateway/hooks.h"
@@ -301,7 +302,7 @@ int server_init(struct server *srv) {
         return -1;
     if (symbols_load(&srv->syms, srv->cfg.feed.symbols_file, stderr) < 0)
         goto out_auth;
-    if (hub_init(&srv->hub, srv, &srv->syms) < 0)
+    if (hub_init(&srv->hub, &srv->syms, (uint32_t)srv->cfg.feed.history_size) < 0)
         goto out_syms;
     if (cidr_list_parse(&srv->trusted, srv->cfg.server.trusted_proxies, "server.trusted_proxies", stderr) < 0)
         goto out_hub;
@@ -377,6 +378,8 @@ int server_run(struct server *srv) {
     /* The engine exists before any worker can post to it. */
     bool engine_ok = redis_engine_start(&srv->redis, srv, &srv->loop, &ENGINE_MAIL) == 0 &&
                      broker_start(&srv->broker, srv, &srv->loop) == 0;
+    if (engine_ok)
+        wiring_hub(srv);
     int started = 0;
     struct worker_env env = {
         .cfg = &srv->cfg,

@@ -26,6 +26,7 @@
 #include "feed/simulator.h"
 #include "pubsub/hub.h"
 #include "pubsub/symbols.h"
+#include "pubsub/userevents.h"
 
 struct server {
     struct config cfg;             /* read-only after start */
@@ -42,6 +43,7 @@ struct server {
     uv_timer_t guard_timer;        /* expires blocks, drops idle entries */
     struct symbol_table syms;      /* read-only after start */
     struct hub hub;                /* per-symbol state, fan-out */
+    struct user_events events;     /* per-user messages, wired at start */
     struct simulator sim;          /* runs on the main loop */
     struct redis_engine redis;     /* optional engine, on the main loop */
     struct broker broker;          /* orders and paper fills, on the main loop */

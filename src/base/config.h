@@ -71,7 +71,7 @@ struct config {
         char *blocks_file;          /* admin blocks kept across restarts; "" = off */
         bool suspicious_content;    /* scan string fields for script injection */
     } security;
-    struct {
+    struct redis_config {
         char *url;                  /* redis://[:password@]host:port/db; "" = off */
         char *key_prefix;           /* prefix of every key and channel */
         int node_ttl_s;             /* node liveness key TTL */
@@ -90,7 +90,7 @@ struct config {
         char *symbols_file;         /* "" = built-in universe */
         int history_size;           /* ticks kept per symbol for get_history/analysis */
     } feed;
-    struct {
+    struct trade_config {
         bool paper;                 /* built-in paper broker fills orders */
         double paper_cash;          /* starting cash per user */
         int max_open_orders;        /* resting + in-flight limit orders per user */

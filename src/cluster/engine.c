@@ -208,6 +208,8 @@ int redis_engine_post(struct redis_engine *e, int type, void *ptr, uint64_t a) {
     return 0;
 }
 
+void redis_engine_symbol_interest(struct redis_engine *e, uint32_t sym) { redis_engine_post(e, RM_SYMBOL, NULL, sym); }
+
 void redis_engine_release_user(struct redis_engine *e, const char *user) {
     struct redis_note *n = calloc(1, sizeof(*n));
     if (!n)

@@ -152,6 +152,10 @@ static inline bool redis_engine_up(struct redis_engine *e) { return e->enabled &
  * function frees it. Returns 0 or -1. */
 int redis_engine_post(struct redis_engine *e, int type, void *ptr, uint64_t a);
 
+/* sym's local interest changed (subscribers, resting orders): its channel
+ * is subscribed or unsubscribed to match. Any thread. */
+void redis_engine_symbol_interest(struct redis_engine *e, uint32_t sym);
+
 /* Releases one connection of user from this node's cluster-wide count
  * (a connection counted there that ended or changed identity). Any thread. */
 void redis_engine_release_user(struct redis_engine *e, const char *user);

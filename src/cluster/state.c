@@ -91,7 +91,7 @@ void cluster_apply_control(struct redis_engine *e, const char *msg, size_t len) 
         break;
     case 'E':
         if ((j = json_loadb(m.json, m.json_len, 0, NULL)))
-            user_event_send(srv, m.user, j, m.portfolio_only, false);
+            user_event_send(&srv->events, m.user, j, m.portfolio_only, false);
         break;
     case 'M':
         if ((j = json_loadb(m.json, m.json_len, 0, NULL)))

@@ -139,7 +139,7 @@ void cluster_reconcile(struct redis_engine *e, uint32_t sym) {
     if (!atomic_load(&e->up) || !link_live(e, e->sub.ac))
         return;
     struct hub *h = &e->srv->hub;
-    bool want = hub_is_active(h, sym) || atomic_load(&e->srv->broker.limits[sym]) > 0;
+    bool want = hub_is_active(h, sym) || hub_is_watched(h, sym); /* subscribers, resting orders */
     if (want == e->subscribed[sym])
         return;
     char ch[128];

@@ -71,7 +71,7 @@ void api_publish(struct conn *c, bool keep) {
      * node when Redis is on. */
     for (size_t i = 0; i < nev; i++) {
         json_t *e = json_array_get(events, i);
-        user_event_send(c->w->srv, json_string_value(json_object_get(e, "user_id")),
+        user_event_send(&c->w->srv->events, json_string_value(json_object_get(e, "user_id")),
                         json_pack("{s:s, s:O}", "type", "portfolio_update", "event", json_object_get(e, "event")),
                         true, true);
     }

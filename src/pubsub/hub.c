@@ -9,7 +9,6 @@
 #include <sys/time.h>
 
 #include "base/log.h"
-#include "app/server.h"
 #include "net/worker.h"
 #include "net/outbuf.h"
 #include "ws/frame.h"
@@ -20,11 +19,10 @@ int64_t hub_now_ms(void) {
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-int hub_init(struct hub *h, struct server *srv, const struct symbol_table *syms) {
+int hub_init(struct hub *h, const struct symbol_table *syms, uint32_t history_size) {
     memset(h, 0, sizeof(*h));
-    h->srv = srv;
     h->syms = syms;
-    h->history_size = (uint32_t)srv->cfg.feed.history_size;
+    h->history_size = history_size;
     h->st = calloc(syms->n, sizeof(*h->st));
     if (!h->st)
         return -ENOMEM;
@@ -41,6 +39,13 @@ int hub_init(struct hub *h, struct server *srv, const struct symbol_table *syms)
     }
     return 0;
 }
+
+void hub_set_workers(struct hub *h, struct worker *workers, int n) {
+    h->workers = workers;
+    h->nworkers = n;
+}
+
+void hub_set_observers(struct hub *h, const struct hub_observers *obs) { h->obs = *obs; }
 
 void hub_free(struct hub *h) {
     if (!h->st)
@@ -84,7 +89,7 @@ static int fan_out_locked(struct hub *h, uint32_t sym, struct sym_state *s) {
     for (int w = 0; mask; w++, mask >>= 1) {
         if (!(mask & 1))
             continue;
-        if (worker_post(&h->srv->workers[w], &TICK_MAIL, b, sym, 0) < 0) {
+        if (worker_post(&h->workers[w], &TICK_MAIL, b, sym, 0) < 0) {
             outbuf_unref(b); /* policy at the bound: drop for that worker, counted */
             atomic_fetch_add_explicit(&h->frames_dropped, 1, memory_order_relaxed);
         }
@@ -93,11 +98,11 @@ static int fan_out_locked(struct hub *h, uint32_t sym, struct sym_state *s) {
     return 0;
 }
 
-/* With Redis configured every tick goes through the engine's mailbox, up
+/* With Redis configured the publish observer takes every tick, Redis up
  * or down, so a publisher's ticks keep their order across an outage (the
  * engine sequences locally while Redis is away). A full mailbox: local. */
 int hub_publish(struct hub *h, const struct tick_in *in) {
-    if (h->srv->redis.enabled && redis_engine_publish(&h->srv->redis, in))
+    if (h->obs.publish && h->obs.publish(h->obs.publish_ctx, in))
         return 0;
     return hub_publish_local(h, in);
 }
@@ -114,8 +119,8 @@ void hub_deliver(struct hub *h, uint32_t sym, const struct tick *t, double first
         s->has_price = true;
         hub_history_push_locked(h, s, &s->last);
         fan_out_locked(h, sym, s);
-        if (h->srv->broker.limits && atomic_load_explicit(&h->srv->broker.limits[sym], memory_order_relaxed))
-            broker_tick(&h->srv->broker, sym, t->price); /* under the lock: in seq order */
+        if (atomic_load_explicit(&s->watchers, memory_order_relaxed))
+            h->obs.on_tick(h->obs.tick_ctx, sym, t->price); /* under the lock: in seq order */
         atomic_fetch_add_explicit(&h->ticks_published, 1, memory_order_relaxed);
         atomic_store_explicit(&h->last_tick_ms, hub_now_ms(), memory_order_relaxed);
     }
@@ -141,8 +146,8 @@ int hub_publish_local(struct hub *h, const struct tick_in *in) {
     t->seq++;
     hub_history_push_locked(h, s, t);
     rc = fan_out_locked(h, in->sym, s);
-    if (h->srv->broker.limits && atomic_load_explicit(&h->srv->broker.limits[in->sym], memory_order_relaxed))
-        broker_tick(&h->srv->broker, in->sym, t->price);
+    if (atomic_load_explicit(&s->watchers, memory_order_relaxed))
+        h->obs.on_tick(h->obs.tick_ctx, in->sym, t->price);
     uv_mutex_unlock(&s->lock);
     atomic_fetch_add_explicit(&h->ticks_published, 1, memory_order_relaxed);
     atomic_store_explicit(&h->last_tick_ms, hub_now_ms(), memory_order_relaxed);
@@ -156,8 +161,8 @@ void hub_activate(struct hub *h, uint32_t sym, int worker) {
     if (prev == 0)
         atomic_fetch_add(&h->active_streams, 1);
     uv_mutex_unlock(&s->lock);
-    if (prev == 0)
-        redis_engine_post(&h->srv->redis, RM_SYMBOL, NULL, sym); /* subscribe its channel */
+    if (prev == 0 && h->obs.interest)
+        h->obs.interest(h->obs.interest_ctx, sym); /* the cluster subscribes its channel */
 }
 
 void hub_deactivate(struct hub *h, uint32_t sym, int worker) {
@@ -167,9 +172,16 @@ void hub_deactivate(struct hub *h, uint32_t sym, int worker) {
     if (prev == (1ull << worker))
         atomic_fetch_sub(&h->active_streams, 1);
     uv_mutex_unlock(&s->lock);
-    if (prev == (1ull << worker))
-        redis_engine_post(&h->srv->redis, RM_SYMBOL, NULL, sym); /* unsubscribe its channel */
+    if (prev == (1ull << worker) && h->obs.interest)
+        h->obs.interest(h->obs.interest_ctx, sym); /* the cluster unsubscribes its channel */
 }
+
+void hub_watch(struct hub *h, uint32_t sym) {
+    if (atomic_fetch_add(&h->st[sym].watchers, 1) == 0 && h->obs.interest)
+        h->obs.interest(h->obs.interest_ctx, sym); /* hear its ticks from every node */
+}
+
+void hub_unwatch(struct hub *h, uint32_t sym) { atomic_fetch_sub(&h->st[sym].watchers, 1); }
 
 void hub_history_push_locked(struct hub *h, struct sym_state *s, const struct tick *t) {
     if (!s->hist) {

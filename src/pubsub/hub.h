@@ -8,7 +8,12 @@
  *
  * Activity: a symbol is active while at least one worker has a local
  * subscriber (a bit per worker in `workers`); only active symbols get
- * frames built, and the simulator only moves active symbols. */
+ * frames built, and the simulator only moves active symbols. A symbol may
+ * also be watched (hub_watch: the broker's resting limit orders): its
+ * ticks go to the on_tick observer, subscribers or not.
+ *
+ * The hub knows none of the rooms above it: the cluster and the broker
+ * hear it through the observers the app sets at start (hub_observers). */
 #ifndef TG_HUB_H
 #define TG_HUB_H
 
@@ -20,8 +25,9 @@
 #include "pubsub/symbols.h"
 #include "pubsub/tick.h"
 
-struct server;
 struct outbuf;
+struct worker;
+struct tick_in;
 
 #define HUB_MAX_WORKERS 64
 
@@ -31,6 +37,7 @@ struct sym_state {
     struct tick last;          /* last tick (seq 0 = none yet) */
     bool has_price;
     _Atomic uint64_t workers;  /* bit per worker with local subscribers */
+    _Atomic uint32_t watchers; /* hub_watch count: on_tick wanted */
     struct tick *hist;         /* ring of recent ticks (feed.history_size), lazily */
     uint32_t hist_head;        /* next slot */
     uint32_t hist_count;
@@ -50,8 +57,28 @@ struct tick_in {
     int64_t timestamp;         /* ms; 0 = now */
 };
 
+/* What the rooms above hear from the hub, set once by the app before any
+ * worker starts (hub_set_observers); a NULL function is not called. */
+struct hub_observers {
+    /* Publish interceptor (the cluster): true when it takes the tick to
+     * sequence elsewhere (it comes back through hub_deliver), false to
+     * sequence it here. Any thread. */
+    bool (*publish)(void *ctx, const struct tick_in *in);
+    void *publish_ctx;
+    /* sym's interest changed: its first or last local subscriber, or its
+     * first watcher. Any thread, no lock held. */
+    void (*interest)(void *ctx, uint32_t sym);
+    void *interest_ctx;
+    /* A tick of a watched symbol, under the symbol's lock (so in seq
+     * order): must not block (the broker posts to its mailbox). */
+    void (*on_tick)(void *ctx, uint32_t sym, double price);
+    void *tick_ctx;
+};
+
 struct hub {
-    struct server *srv;
+    struct worker *workers;            /* fan-out targets: bit w = workers[w]; read-only after start */
+    int nworkers;
+    struct hub_observers obs;          /* read-only after start */
     const struct symbol_table *syms;
     struct sym_state *st;              /* syms->n entries */
     _Atomic long active_streams;       /* symbols with >= 1 local subscriber */
@@ -73,12 +100,18 @@ void hub_analyze(const struct tick *ticks, uint32_t n, int64_t now_ms, int windo
 /* Appends a tick to sym's history ring (called with the symbol's lock). */
 void hub_history_push_locked(struct hub *h, struct sym_state *s, const struct tick *t);
 
-int hub_init(struct hub *h, struct server *srv, const struct symbol_table *syms);
+/* history_size: ticks kept per symbol (feed.history_size). 0 or -ENOMEM. */
+int hub_init(struct hub *h, const struct symbol_table *syms, uint32_t history_size);
 void hub_free(struct hub *h);
 
-/* Publishes a tick: through Redis when it is up (seq assigned there, the
- * tick comes back through hub_deliver on every node), else sequenced here.
- * Any thread. 0 or -errno. */
+/* The workers ticks fan out to (n <= HUB_MAX_WORKERS), and the observers:
+ * both before any worker starts, never changed after. */
+void hub_set_workers(struct hub *h, struct worker *workers, int n);
+void hub_set_observers(struct hub *h, const struct hub_observers *obs);
+
+/* Publishes a tick: through the publish observer when it takes it (Redis:
+ * seq assigned there, the tick comes back through hub_deliver on every
+ * node), else sequenced here. Any thread. 0 or -errno. */
 int hub_publish(struct hub *h, const struct tick_in *in);
 
 /* Sequences a tick on this node and fans it out. Any thread. */
@@ -99,6 +132,17 @@ struct outbuf *hub_snapshot(struct hub *h, uint32_t sym, uint64_t *seq);
 
 static inline bool hub_is_active(struct hub *h, uint32_t sym) {
     return atomic_load_explicit(&h->st[sym].workers, memory_order_relaxed) != 0;
+}
+
+/* Watches sym: its ticks go to the on_tick observer until the matching
+ * hub_unwatch. The first watcher tells the interest observer; the last one
+ * going tells no one (the symbol's channel stays until its next activity
+ * change). Any thread. */
+void hub_watch(struct hub *h, uint32_t sym);
+void hub_unwatch(struct hub *h, uint32_t sym);
+
+static inline bool hub_is_watched(struct hub *h, uint32_t sym) {
+    return atomic_load_explicit(&h->st[sym].watchers, memory_order_relaxed) != 0;
 }
 
 /* Wall clock in ms. */

@@ -6,9 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/server.h"
 #include "net/worker.h"
-#include "cluster/engine.h"
 #include "gateway/session.h"
 #include "net/conn.h"
 #include "net/outbuf.h"
@@ -26,7 +24,7 @@ static void drop_user_event(void *ev, uint64_t a, uint64_t b) { user_event_unref
 /* One reference to an event for the user's connections on a worker. */
 static const struct worker_mail USER_EVENT_MAIL = {"user_event", run_user_event, drop_user_event};
 
-void user_event_send(struct server *srv, const char *user, json_t *msg, bool portfolio_only, bool cluster) {
+void user_event_send(struct user_events *ue, const char *user, json_t *msg, bool portfolio_only, bool cluster) {
     char *text = msg ? json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(msg);
     if (!text || strlen(user) >= sizeof(((struct user_event *)0)->user)) {
@@ -34,8 +32,8 @@ void user_event_send(struct server *srv, const char *user, json_t *msg, bool por
         return;
     }
     size_t tl = strlen(text);
-    if (cluster)
-        redis_engine_announce_user_event(&srv->redis, user, portfolio_only, text);
+    if (cluster && ue->announce)
+        ue->announce(ue->announce_ctx, user, portfolio_only, text);
     struct user_event *ev = calloc(1, sizeof(*ev));
     struct outbuf *b = ev ? outbuf_new(tl) : NULL;
     if (!b) {
@@ -49,9 +47,9 @@ void user_event_send(struct server *srv, const char *user, json_t *msg, bool por
     ev->frame = b;
     ev->portfolio_only = portfolio_only;
     snprintf(ev->user, sizeof(ev->user), "%s", user);
-    atomic_init(&ev->refs, srv->nworkers + 1);
-    for (int i = 0; i < srv->nworkers; i++)
-        if (worker_post(&srv->workers[i], &USER_EVENT_MAIL, ev, 0, 0) < 0)
+    atomic_init(&ev->refs, ue->nworkers + 1);
+    for (int i = 0; i < ue->nworkers; i++)
+        if (worker_post(&ue->workers[i], &USER_EVENT_MAIL, ev, 0, 0) < 0)
             user_event_unref(ev);
     user_event_unref(ev);
 }

@@ -12,9 +12,19 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-struct server;
 struct worker;
 struct outbuf;
+
+/* Where user events go, set by the app before any worker starts and
+ * read-only after. */
+struct user_events {
+    struct worker *workers;     /* each gets every event */
+    int nworkers;
+    /* Tells the other nodes (the cluster's control channel); NULL: this
+     * node only. Any thread. */
+    void (*announce)(void *ctx, const char *user, bool portfolio_only, const char *event_json);
+    void *announce_ctx;
+};
 
 struct user_event {
     atomic_int refs;            /* one per worker it was posted to */
@@ -25,8 +35,8 @@ struct user_event {
 
 /* Sends msg (consumed; a JSON object such as {"type":"portfolio_update",
  * ...}) to user's connections on this node and, when cluster, on the others
- * through Redis. Any thread. */
-void user_event_send(struct server *srv, const char *user, json_t *msg, bool portfolio_only, bool cluster);
+ * through the announce hook. Any thread. */
+void user_event_send(struct user_events *ue, const char *user, json_t *msg, bool portfolio_only, bool cluster);
 
 /* Worker side of a user event mail; drops the worker's reference. */
 void user_event_deliver(struct worker *w, struct user_event *ev);

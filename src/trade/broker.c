@@ -94,7 +94,7 @@ static void send_portfolio(struct broker *b, struct broker_user *u, json_t *extr
         json_decref(extra);
     }
     /* The paper broker's book is this node's: its events stay on this node. */
-    user_event_send(b->srv, u->id, json_pack("{s:s, s:o}", "type", "portfolio_update", "event", ev), true, false);
+    user_event_send(&b->srv->events, u->id, json_pack("{s:s, s:o}", "type", "portfolio_update", "event", ev), true, false);
 }
 
 /* Replies to the ordering connection (id echoed). */
@@ -179,7 +179,7 @@ static void fill(struct broker *b, struct order *o, double price) {
     }
     int64_t now = hub_now_ms();
     const char *symbol = b->srv->syms.names[o->sym];
-    user_event_send(b->srv, o->user,
+    user_event_send(&b->srv->events, o->user,
                     json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:I}", "type", "trade_filled", "order_id", o->order_id,
                               "symbol", symbol, "side", SIDES[o->side], "quantity", o->quantity, "price", price,
                               "timestamp", (json_int_t)now),
@@ -212,8 +212,7 @@ static void accepted(struct broker *b, struct order *o) {
         cancel(b, o->holder, o, "internal_error");
         return;
     }
-    if (atomic_fetch_add(&b->limits[o->sym], 1) == 0)
-        redis_engine_post(&b->srv->redis, RM_SYMBOL, NULL, o->sym); /* hear its ticks from every node */
+    hub_watch(&b->srv->hub, o->sym); /* its ticks, from every node */
 }
 
 static void on_recorded(redisAsyncContext *ac, void *r, void *priv) {
@@ -317,7 +316,7 @@ static void order_checked(struct broker *b, struct order *o) {
  * touched. */
 static void on_tick(struct broker *b, uint32_t sym, double price) {
     for (struct order *o; (o = order_book_take(&b->books[sym], price));) {
-        atomic_fetch_sub(&b->limits[sym], 1);
+        hub_unwatch(&b->srv->hub, sym);
         fill(b, o, price);
     }
 }
@@ -372,11 +371,9 @@ int broker_start(struct broker *b, struct server *srv, uv_loop_t *loop) {
     memset(b, 0, sizeof(*b));
     b->srv = srv;
     b->books = calloc(srv->syms.n, sizeof(*b->books));
-    b->limits = calloc(srv->syms.n, sizeof(*b->limits));
     b->users = calloc(USER_BUCKETS, sizeof(struct broker_user *));
-    if (!b->books || !b->limits || !b->users || mailbox_init(&b->inbox, loop, 65536, on_mail, b) < 0) {
+    if (!b->books || !b->users || mailbox_init(&b->inbox, loop, 65536, on_mail, b) < 0) {
         free(b->books);
-        free((void *)b->limits);
         free(b->users);
         return -1;
     }
@@ -403,7 +400,6 @@ void broker_free(struct broker *b) {
             free(u);
         }
     free(b->books);
-    free((void *)b->limits);
     free(b->users);
     b->started = false;
 }

@@ -63,7 +63,6 @@ struct broker {
     uint64_t next_order;
     struct order_book *books;       /* per symbol: resting limit orders by price */
     void *users;                    /* paper portfolios: USER_BUCKETS lists */
-    _Atomic uint32_t *limits;       /* per symbol: resting limit orders (hub reads) */
 };
 
 int broker_start(struct broker *b, struct server *srv, uv_loop_t *loop);
@@ -73,7 +72,8 @@ void broker_free(struct broker *b);
 /* Posts to the broker; frees ptr on failure. 0 or -1. */
 int broker_post(struct broker *b, int type, void *ptr, uint64_t a, uint64_t bb);
 
-/* A tick for sym: posted (by the hub) only while limit orders rest on it. */
+/* A tick for sym: posted (the hub's on_tick observer) only while limit
+ * orders rest on it (each one watches its symbol: hub_watch). */
 void broker_tick(struct broker *b, uint32_t sym, double price);
 
 #endif
