@@ -340,8 +340,6 @@ void server_free(struct server *srv) {
     auth_free(&srv->auth);
 }
 
-static const struct redis_engine_mail ENGINE_MAIL = {&PROTOCOL_RESYNC_MAIL, &ROUTER_ADMIT_MAIL};
-
 int server_run(struct server *srv) {
     int rc = 1;
     signal(SIGPIPE, SIG_IGN);
@@ -376,10 +374,7 @@ int server_run(struct server *srv) {
     srv->sighup.data = srv;
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     /* The engine exists before any worker can post to it. */
-    bool engine_ok = redis_engine_start(&srv->redis, srv, &srv->loop, &ENGINE_MAIL) == 0 &&
-                     broker_start(&srv->broker, srv, &srv->loop) == 0;
-    if (engine_ok)
-        wiring_hub(srv);
+    bool engine_ok = wiring_start(srv) == 0;
     int started = 0;
     struct worker_env env = {
         .cfg = &srv->cfg,

@@ -2,7 +2,12 @@
  * wiring.h. */
 #include "app/wiring.h"
 
+#include <stdlib.h>
+
 #include "app/server.h"
+#include "gateway/admin.h"
+#include "gateway/protocol.h"
+#include "gateway/router.h"
 
 static bool hub_to_cluster(void *e, const struct tick_in *in) { return redis_engine_publish(e, in); }
 static void interest_to_cluster(void *e, uint32_t sym) { redis_engine_symbol_interest(e, sym); }
@@ -30,4 +35,43 @@ void wiring_hub(struct server *srv) {
         .announce = cluster ? user_event_to_cluster : NULL,
         .announce_ctx = &srv->redis,
     };
+}
+
+/* The engine's calls up: another node's block and broadcast, a shared
+ * query's answer. */
+static void block_from_cluster(void *srv, const struct ip16 *ip, int64_t duration_s) {
+    server_block_ip_local(srv, ip, duration_s, "cluster");
+}
+
+static void broadcast_from_cluster(void *srv, json_t *msg, uint32_t roles) { admin_broadcast_local(srv, msg, roles); }
+
+static void answer_from_cluster(void *srv, const struct redis_query *q, const struct tick *t, uint32_t n) {
+    char *text = q->analysis ? protocol_analysis_text(srv, q->sym, t, n, q->window_s, q->id_json)
+                             : protocol_history_text(srv, q->sym, t, n, q->id_json);
+    if (text)
+        protocol_reply_later(srv, q->worker, q->conn_id, text);
+}
+
+int wiring_start(struct server *srv) {
+    struct redis_engine_env env = {
+        .cfg = &srv->cfg.redis,
+        .loop = &srv->loop,
+        .hub = &srv->hub,
+        .guard = &srv->guard,
+        .events = &srv->events,
+        .workers = srv->workers,
+        .nworkers = srv->nworkers,
+    };
+    struct redis_engine_ops ops = {
+        .resync = &PROTOCOL_RESYNC_MAIL,
+        .admit_result = &ROUTER_ADMIT_MAIL,
+        .ctx = srv,
+        .block_local = block_from_cluster,
+        .broadcast_local = broadcast_from_cluster,
+        .answer_query = answer_from_cluster,
+    };
+    if (redis_engine_start(&srv->redis, &env, &ops) < 0 || broker_start(&srv->broker, srv, &srv->loop) < 0)
+        return -1;
+    wiring_hub(srv);
+    return 0;
 }

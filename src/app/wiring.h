@@ -8,6 +8,11 @@
 
 struct server;
 
+/* Starts the cluster engine and the broker with what each needs, then
+ * wiring_hub. Main thread, once the workers array exists and before any
+ * worker starts. 0, or -1 after a message to stderr. */
+int wiring_start(struct server *srv);
+
 /* The hub's workers and observers and the user events' targets, from the
  * server's workers and whatever engine and broker are started (none in a
  * harness that runs a worker without them). Main thread, before any worker

@@ -11,7 +11,6 @@
 #include "cluster/engine.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -22,9 +21,9 @@
 #include <unistd.h>
 
 #include "base/log.h"
-#include "app/server.h"
 #include "cluster/control.h"
 #include "cluster/internal.h"
+#include "net/worker.h"
 #include "pubsub/hub.h"
 
 #define TICK_MS 1000
@@ -54,14 +53,13 @@ void redis_engine_on_reply(redisAsyncContext *ac, void *r, void *priv) {
 /* Both links are ready: load the scripts, then write the node's whole
  * state back (one connection: Redis runs them in this order). */
 void redis_engine_became_up(struct redis_engine *e) {
-    struct server *srv = e->srv;
-    struct hub *h = &srv->hub;
+    struct hub *h = e->hub;
     char k1[160], k2[200];
     for (int i = 0; i < RS_COUNT; i++)
         link_cmd(e, on_reply, "SCRIPT LOAD", "SCRIPT LOAD %s", redis_script_text[i]);
     atomic_store(&e->up, true);
     log_info("redis: up (%s:%d), node %s", e->host, e->port, e->node);
-    int ttl = srv->cfg.redis.node_ttl_s;
+    int ttl = e->cfg->node_ttl_s;
     cluster_key(e, k1, sizeof(k1), "nodes", NULL);
     link_cmd(e, on_reply, "SADD nodes", "SADD %s %s", k1, e->node);
     cluster_key(e, k1, sizeof(k1), "node:", e->node);
@@ -92,8 +90,8 @@ void redis_engine_became_up(struct redis_engine *e) {
     for (uint32_t s = 0; s < h->syms->n; s++)
         cluster_reconcile(e, s);
     /* Every worker re-sends its connections (the node's one registry). */
-    for (int i = 0; i < srv->nworkers; i++)
-        worker_post(&srv->workers[i], e->mail.resync, NULL, 0, 0);
+    for (int i = 0; i < e->nworkers; i++)
+        worker_post(&e->workers[i], e->ops.resync, NULL, 0, 0);
     e->cleanup_due = 0;
 }
 
@@ -104,7 +102,7 @@ static void on_tick(uv_timer_t *t) {
     if (!atomic_load(&e->up))
         return;
     char k[160], now_s[24];
-    int ttl = e->srv->cfg.redis.node_ttl_s;
+    int ttl = e->cfg->node_ttl_s;
     cluster_key(e, k, sizeof(k), "node:", e->node);
     link_cmd(e, on_reply, "SET liveness", "SET %s 1 EX %d", k, ttl);
     uint64_t now = uv_now(t->loop);
@@ -117,13 +115,13 @@ static void on_tick(uv_timer_t *t) {
 
 static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
     struct redis_engine *e = data;
-    struct hub *h = &e->srv->hub;
+    struct hub *h = e->hub;
     link_settle(e); /* a failed link's ticks are delivered before anything newer */
     bool up = atomic_load(&e->up) && link_live(e, e->cmd.ac);
     switch (m->type) {
     case RM_PUBLISH: {
         struct tick_in *in = m->ptr;
-        if (up && e->inflight >= (uint32_t)e->srv->cfg.redis.max_inflight) {
+        if (up && e->inflight >= (uint32_t)e->cfg->max_inflight) {
             count_error(e, "link stalled", "redis.max_inflight ticks awaiting Redis");
             link_fail(e, "stalled: redis.max_inflight ticks awaiting Redis", true);
             up = false;
@@ -153,7 +151,7 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         }
         a->ok = true; /* local limits only */
         a->counted = false;
-        if (worker_post(&e->srv->workers[a->worker], e->mail.admit_result, a, 0, 0) < 0)
+        if (worker_post(&e->workers[a->worker], e->ops.admit_result, a, 0, 0) < 0)
             free(a);
         break;
     }
@@ -223,22 +221,71 @@ void redis_engine_release_user(struct redis_engine *e, const char *user) {
     redis_engine_post(e, RM_NOTE, n, 0);
 }
 
-int redis_engine_command(struct redis_engine *e, void (*fn)(struct redisAsyncContext *, void *, void *), void *priv,
-                         const char *fmt, ...) {
-    if (!redis_engine_up(e))
-        return -1;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = link_vcmd(e, fn, priv, fmt, ap);
-    va_end(ap);
-    return rc == REDIS_OK ? 0 : -1;
+/* A call of the rooms above awaiting its reply (the command's priv). */
+struct pending_call {
+    void (*appended)(void *priv, bool ok);
+    void (*priced)(void *priv, double price);
+    void *priv;
+};
+
+static void on_appended(redisAsyncContext *ac, void *r, void *p) {
+    struct pending_call *c = p;
+    redisReply *reply = r;
+    c->appended(c->priv, reply && reply->type != REDIS_REPLY_ERROR);
+    free(c);
 }
 
-int redis_engine_command_argv(struct redis_engine *e, void (*fn)(struct redisAsyncContext *, void *, void *),
-                              void *priv, int argc, const char **argv) {
-    if (!redis_engine_up(e))
+/* GET last:<SYM> answered: "SYM|price|...". */
+static void on_last_price(redisAsyncContext *ac, void *r, void *p) {
+    struct pending_call *c = p;
+    redisReply *reply = r;
+    double price = 0;
+    if (reply && reply->type == REDIS_REPLY_STRING) {
+        char buf[64];
+        const char *bar = memchr(reply->str, '|', reply->len);
+        size_t l = bar ? reply->len - (size_t)(bar + 1 - reply->str) : 0;
+        if (l && l < sizeof(buf)) {
+            memcpy(buf, bar + 1, l);
+            buf[l] = '\0';
+            price = strtod(buf, NULL);
+        }
+    }
+    c->priced(c->priv, price > 0 ? price : 0);
+    free(c);
+}
+
+int redis_engine_append(struct redis_engine *e, const char *stream, int nfields, const char **fields,
+                        void (*done)(void *priv, bool ok), void *priv) {
+    const char *argv[3 + 32];
+    struct pending_call *c = NULL;
+    if (!redis_engine_up(e) || nfields > 32 || !(c = calloc(1, sizeof(*c))))
         return -1;
-    return link_cmd_argv(e, fn, priv, argc, argv) == REDIS_OK ? 0 : -1;
+    c->appended = done;
+    c->priv = priv;
+    argv[0] = "XADD";
+    argv[1] = stream;
+    argv[2] = "*";
+    memcpy(argv + 3, fields, (size_t)nfields * sizeof(*fields));
+    if (link_cmd_argv(e, on_appended, c, 3 + nfields, argv) != REDIS_OK) {
+        free(c);
+        return -1;
+    }
+    return 0;
+}
+
+int redis_engine_last_price(struct redis_engine *e, uint32_t sym, void (*done)(void *priv, double price), void *priv) {
+    struct pending_call *c = NULL;
+    if (!redis_engine_up(e) || !(c = calloc(1, sizeof(*c))))
+        return -1;
+    c->priced = done;
+    c->priv = priv;
+    char k[160];
+    cluster_key(e, k, sizeof(k), "last:", e->hub->syms->names[sym]);
+    if (link_cmd(e, on_last_price, c, "GET %s", k) != REDIS_OK) {
+        free(c);
+        return -1;
+    }
+    return 0;
 }
 
 static void announce(struct redis_engine *e, char *msg) {
@@ -319,23 +366,30 @@ static int parse_url(struct redis_engine *e, const char *url) {
     return 0;
 }
 
-int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *loop,
-                       const struct redis_engine_mail *mail) {
+int redis_engine_start(struct redis_engine *e, const struct redis_engine_env *env, const struct redis_engine_ops *ops) {
     memset(e, 0, sizeof(*e));
-    e->srv = srv;
-    e->mail = *mail;
-    if (!srv->cfg.redis.url[0])
+    e->cfg = env->cfg;
+    e->loop = env->loop;
+    e->hub = env->hub;
+    e->guard = env->guard;
+    e->events = env->events;
+    e->workers = env->workers;
+    e->nworkers = env->nworkers;
+    e->ops = *ops;
+    uv_loop_t *loop = e->loop;
+    uint32_t nsyms = e->hub->syms->n;
+    if (!e->cfg->url[0])
         return 0;
-    if (parse_url(e, srv->cfg.redis.url) < 0) {
+    if (parse_url(e, e->cfg->url) < 0) {
         /* The URL may hold a password: name the key, not the value. */
         fprintf(stderr, "tickgate: redis.url: expected redis://[:password@]host[:port][/db]\n");
         free(e->password);
         return -1;
     }
-    e->prefix = strdup(srv->cfg.redis.key_prefix);
-    e->subscribed = calloc(srv->syms.n, sizeof(bool));
-    e->catch_up = calloc(srv->syms.n, sizeof(struct catch_up));
-    e->echo = calloc((size_t)srv->cfg.redis.max_inflight, sizeof(struct echo_wait));
+    e->prefix = strdup(e->cfg->key_prefix);
+    e->subscribed = calloc(nsyms, sizeof(bool));
+    e->catch_up = calloc(nsyms, sizeof(struct catch_up));
+    e->echo = calloc((size_t)e->cfg->max_inflight, sizeof(struct echo_wait));
     if (!e->prefix || !e->subscribed || !e->catch_up || !e->echo || redis_scripts_sha(e->sha) < 0 ||
         mailbox_init(&e->inbox, loop, 65536, on_mail, e) < 0) {
         fprintf(stderr, "tickgate: cannot start the Redis engine: out of memory\n");
@@ -393,7 +447,7 @@ void redis_engine_free(struct redis_engine *e) {
     mailbox_destroy(&e->inbox);
     free(e->subscribed);
     if (e->catch_up)
-        for (uint32_t s = 0; s < e->srv->syms.n; s++)
+        for (uint32_t s = 0; s < e->hub->syms->n; s++)
             cluster_catch_up_reset(&e->catch_up[s]);
     free(e->catch_up);
     while (e->echo_n)

@@ -12,6 +12,7 @@
 #ifndef TG_REDIS_ENGINE_H
 #define TG_REDIS_ENGINE_H
 
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,7 +22,13 @@
 #include "cluster/scripts.h"
 #include "net/clientip.h"
 
-struct server;
+struct redis_config;
+struct hub;
+struct guard;
+struct user_events;
+struct worker;
+struct worker_mail;
+struct tick;
 struct tick_in;
 
 /* Ticks published while a node starts listening to a symbol: the history
@@ -77,12 +84,31 @@ struct redis_admit {
     bool counted;       /* counted in Redis: release there too */
 };
 
-/* The worker mail the engine posts, defined by the rooms above and given
- * at start: resync (every connection re-sends its state), admit_result
- * (ptr: struct redis_admit). */
-struct redis_engine_mail {
-    const struct worker_mail *resync;
-    const struct worker_mail *admit_result;
+/* What the engine works with, from the rooms below it (all outlive it). */
+struct redis_engine_env {
+    const struct redis_config *cfg;
+    uv_loop_t *loop;                /* the main thread's: the engine runs on it */
+    struct hub *hub;                /* ticks in and out, the symbols, local history */
+    struct guard *guard;            /* the shared block list applies here */
+    struct user_events *events;     /* other nodes' user events */
+    struct worker *workers;         /* admission answers, resync */
+    int nworkers;
+};
+
+/* What the rooms above give the engine at start (the app wires them): the
+ * worker mail it posts and the calls it makes up. All on the main loop. */
+struct redis_engine_ops {
+    const struct worker_mail *resync;        /* every connection re-sends its state */
+    const struct worker_mail *admit_result;  /* ptr: struct redis_admit */
+    void *ctx;
+    /* Another node blocked ip (duration_s 0 = until unblocked): block it
+     * here too, and close its connections. */
+    void (*block_local)(void *ctx, const struct ip16 *ip, int64_t duration_s);
+    /* Another node's admin broadcast (msg consumed) for the given role bits. */
+    void (*broadcast_local)(void *ctx, json_t *msg, uint32_t roles);
+    /* A history / analysis query's ticks (oldest first, n of them, from
+     * the shared stream or this node's ring): answer q's connection. */
+    void (*answer_query)(void *ctx, const struct redis_query *q, const struct tick *t, uint32_t n);
 };
 
 /* One of the engine's two connections; see redis_link.h. */
@@ -103,8 +129,14 @@ struct echo_wait {
 };
 
 struct redis_engine {
-    struct server *srv;
-    struct redis_engine_mail mail;  /* worker mail kinds of the rooms above */
+    const struct redis_config *cfg;
+    uv_loop_t *loop;
+    struct hub *hub;
+    struct guard *guard;
+    struct user_events *events;
+    struct worker *workers;
+    int nworkers;
+    struct redis_engine_ops ops;    /* the rooms above */
     bool enabled;                   /* redis.url set */
     char host[256];
     int port, db;
@@ -139,8 +171,7 @@ struct redis_engine {
 
 /* Parses redis.url and, when set, starts connecting. 0, or -1 with a
  * message naming the key to stderr. */
-int redis_engine_start(struct redis_engine *e, struct server *srv, uv_loop_t *loop,
-                       const struct redis_engine_mail *mail);
+int redis_engine_start(struct redis_engine *e, const struct redis_engine_env *env, const struct redis_engine_ops *ops);
 
 /* Disconnects and closes handles (main thread, at shutdown). */
 void redis_engine_stop(struct redis_engine *e);
@@ -160,14 +191,18 @@ void redis_engine_symbol_interest(struct redis_engine *e, uint32_t sym);
  * (a connection counted there that ended or changed identity). Any thread. */
 void redis_engine_release_user(struct redis_engine *e, const char *user);
 
-/* A command on the engine's command link, for the rooms above that keep
- * state in Redis (main thread only). The callback gets the engine's
- * context (ac->data is the engine) and a NULL reply if the link fails
- * first. 0, or -1 when Redis is not up (the callback never runs). */
-int redis_engine_command(struct redis_engine *e, void (*fn)(struct redisAsyncContext *, void *, void *), void *priv,
-                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-int redis_engine_command_argv(struct redis_engine *e, void (*fn)(struct redisAsyncContext *, void *, void *),
-                              void *priv, int argc, const char **argv);
+/* For the rooms above that keep records in Redis (the broker's orders),
+ * main thread only: appends one entry (nfields strings: field, value,
+ * ...) to the stream `stream`; done(priv, ok) runs once Redis answered
+ * (ok: stored) or the link failed first (not ok). 0, or -1 when Redis is
+ * not up or memory is short (done never runs). */
+int redis_engine_append(struct redis_engine *e, const char *stream, int nfields, const char **fields,
+                        void (*done)(void *priv, bool ok), void *priv);
+
+/* The cluster's last price of sym (P"last:<SYM>"; a node hears only the
+ * symbols it watches): done(priv, price), price 0 when unknown or the link
+ * failed first. Main thread. 0, or -1 as redis_engine_append. */
+int redis_engine_last_price(struct redis_engine *e, uint32_t sym, void (*done)(void *priv, double price), void *priv);
 
 /* Tells every other node, through the control channel (any thread;
  * nothing without Redis, and nothing queued while it is down): an IP

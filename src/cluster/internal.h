@@ -6,6 +6,7 @@
 
 #include <hiredis/async.h>
 
+#include "base/config.h"
 #include "cluster/engine.h"
 #include "cluster/link.h"
 

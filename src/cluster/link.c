@@ -10,7 +10,6 @@
 #include <sys/time.h>
 
 #include "base/log.h"
-#include "app/server.h"
 #include "cluster/engine.h"
 #include "cluster/scripts.h"
 #include "cluster/uv_adapter.h"
@@ -18,7 +17,7 @@
 #define BACKOFF_START_MS 100
 #define STOP_WAIT_MS 1000 /* queued commands at shutdown: at most this (or timeout_ms) */
 
-static uint64_t now_ms(const struct redis_engine *e) { return uv_now(&e->srv->loop); }
+static uint64_t now_ms(const struct redis_engine *e) { return uv_now(e->loop); }
 
 static uint64_t wall_ms(void) {
     struct timeval tv;
@@ -47,7 +46,7 @@ static void start_retry(struct redis_engine *e) {
     if (e->fence_ms > now && e->fence_ms - now > delay)
         delay = e->fence_ms - now;
     uv_timer_start(&e->retry, on_retry, delay, 0);
-    uint64_t cap = (uint64_t)e->srv->cfg.redis.reconnect_max_ms;
+    uint64_t cap = (uint64_t)e->cfg->reconnect_max_ms;
     e->backoff_ms = e->backoff_ms * 2 > cap ? cap : e->backoff_ms * 2;
 }
 
@@ -213,11 +212,11 @@ static bool open_link(struct redis_engine *e, struct redis_link *l) {
     }
     ac->data = e;
     struct redis_uv_hooks hooks = {.on_read = on_link_read, .on_gone = on_link_gone, .arg = l};
-    if (redis_uv_attach(ac, &e->srv->loop, &hooks) < 0) {
+    if (redis_uv_attach(ac, e->loop, &hooks) < 0) {
         redisAsyncFree(ac);
         return false;
     }
-    tune_socket(ac->c.fd, e->srv->cfg.redis.timeout_ms);
+    tune_socket(ac->c.fd, e->cfg->timeout_ms);
     l->ac = ac;
     l->dead = l->ready = false;
     l->progress_ms = now_ms(e);
@@ -263,14 +262,14 @@ int link_cmd_argv(struct redis_engine *e, redisCallbackFn *fn, void *priv, int a
 }
 
 int64_t link_deadline_ms(const struct redis_engine *e) {
-    return (int64_t)wall_ms() + e->clock_offset_ms + e->srv->cfg.redis.timeout_ms;
+    return (int64_t)wall_ms() + e->clock_offset_ms + e->cfg->timeout_ms;
 }
 
 /* Every timeout/4: the beat that proves the pub/sub link alive, and the
  * check of both links. */
 static void on_watch(uv_timer_t *t) {
     struct redis_engine *e = t->data;
-    uint64_t now = now_ms(e), timeout = (uint64_t)e->srv->cfg.redis.timeout_ms;
+    uint64_t now = now_ms(e), timeout = (uint64_t)e->cfg->timeout_ms;
     struct redis_link *ls[2] = {&e->cmd, &e->sub};
     for (int i = 0; i < 2; i++) {
         struct redis_link *l = ls[i];
@@ -293,13 +292,13 @@ static void on_watch(uv_timer_t *t) {
 void link_init(struct redis_engine *e) {
     e->backoff_ms = BACKOFF_START_MS;
     e->cmd.e = e->sub.e = e;
-    uv_timer_init(&e->srv->loop, &e->retry);
+    uv_timer_init(e->loop, &e->retry);
     e->retry.data = e;
-    uv_timer_init(&e->srv->loop, &e->reap);
+    uv_timer_init(e->loop, &e->reap);
     e->reap.data = e;
-    uv_timer_init(&e->srv->loop, &e->watch);
+    uv_timer_init(e->loop, &e->watch);
     e->watch.data = e;
-    uint64_t period = (uint64_t)e->srv->cfg.redis.timeout_ms / 4;
+    uint64_t period = (uint64_t)e->cfg->timeout_ms / 4;
     uv_timer_start(&e->watch, on_watch, period, period);
 }
 
@@ -315,7 +314,7 @@ void link_stop(struct redis_engine *e) {
          * Redis gets STOP_WAIT_MS, then the reap frees it. */
         e->cmd.dead = true;
         e->fail_why = "stopping";
-        uint64_t wait = (uint64_t)e->srv->cfg.redis.timeout_ms < STOP_WAIT_MS ? (uint64_t)e->srv->cfg.redis.timeout_ms
+        uint64_t wait = (uint64_t)e->cfg->timeout_ms < STOP_WAIT_MS ? (uint64_t)e->cfg->timeout_ms
                                                                               : STOP_WAIT_MS;
         uv_timer_start(&e->reap, on_reap, wait, 0);
         redisAsyncDisconnect(e->cmd.ac); /* may free at once: no reply pending */

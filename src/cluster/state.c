@@ -13,11 +13,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "app/server.h"
+#include "auth/guard.h"
 #include "net/worker.h"
 #include "pubsub/hub.h"
-#include "gateway/admin.h"
-#include "gateway/protocol.h"
 #include "pubsub/userevents.h"
 
 void cluster_query_free(struct redis_query *q) {
@@ -25,20 +23,17 @@ void cluster_query_free(struct redis_query *q) {
     free(q);
 }
 
-/* Answers q from ticks (oldest first). */
+/* Answers q from ticks (oldest first): the gateway formats the reply. */
 static void answer_query(struct redis_engine *e, struct redis_query *q, const struct tick *t, uint32_t n) {
-    char *text = q->analysis ? protocol_analysis_text(e->srv, q->sym, t, n, q->window_s, q->id_json)
-                             : protocol_history_text(e->srv, q->sym, t, n, q->id_json);
-    if (text)
-        protocol_reply_later(e->srv, q->worker, q->conn_id, text);
+    e->ops.answer_query(e->ops.ctx, q, t, n);
 }
 
 /* Answers q from this node's own ring (Redis unavailable). */
 void cluster_answer_locally(struct redis_engine *e, struct redis_query *q) {
-    uint32_t cap = q->analysis ? e->srv->hub.history_size : q->limit;
+    uint32_t cap = q->analysis ? e->hub->history_size : q->limit;
     struct tick *t = malloc(sizeof(*t) * (cap ? cap : 1));
     if (t) {
-        uint32_t n = hub_history(&e->srv->hub, q->sym, cap, t);
+        uint32_t n = hub_history(e->hub, q->sym, cap, t);
         answer_query(e, q, t, n);
         free(t);
     }
@@ -80,22 +75,21 @@ void cluster_apply_control(struct redis_engine *e, const char *msg, size_t len) 
     struct control_msg m;
     if (control_parse(msg, len, &m) < 0 || strcmp(m.node, e->node) == 0)
         return; /* not one, or our own: already applied here */
-    struct server *srv = e->srv;
     json_t *j;
     switch (m.kind) {
     case 'B':
-        server_block_ip_local(srv, &m.ip, m.duration_s, "cluster");
+        e->ops.block_local(e->ops.ctx, &m.ip, m.duration_s);
         break;
     case 'U':
-        guard_unblock(&srv->guard, &m.ip);
+        guard_unblock(e->guard, &m.ip);
         break;
     case 'E':
         if ((j = json_loadb(m.json, m.json_len, 0, NULL)))
-            user_event_send(&srv->events, m.user, j, m.portfolio_only, false);
+            user_event_send(e->events, m.user, j, m.portfolio_only, false);
         break;
     case 'M':
         if ((j = json_loadb(m.json, m.json_len, 0, NULL)))
-            admin_broadcast_local(srv, j, m.roles);
+            e->ops.broadcast_local(e->ops.ctx, j, m.roles);
         break;
     }
 }
@@ -115,7 +109,7 @@ void cluster_on_blocked_list(redisAsyncContext *ac, void *r, void *priv) {
             continue;
         int64_t until = strtoll(v->str, NULL, 10);
         if (until == 0 || until > now)
-            guard_block(&e->srv->guard, &ip, until ? until - now : 0);
+            guard_block(e->guard, &ip, until ? until - now : 0);
     }
 }
 
@@ -135,7 +129,7 @@ void cluster_on_admit_reply(redisAsyncContext *ac, void *r, void *priv) {
     /* No answer (Redis went away) or an error: local limits decide. */
     a->ok = !reply || reply->type != REDIS_REPLY_INTEGER || reply->integer == 1;
     a->counted = reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    if (worker_post(&e->srv->workers[a->worker], e->mail.admit_result, a, 0, 0) < 0)
+    if (worker_post(&e->workers[a->worker], e->ops.admit_result, a, 0, 0) < 0)
         free(a);
 }
 

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "app/server.h"
 #include "pubsub/hub.h"
 
 #define CATCH_UP_TICKS 256 /* ticks a newly listening node replays from the stream */
@@ -22,17 +21,17 @@ static void on_marker(redisAsyncContext *ac, void *r, void *priv);
 static void deliver_tick(struct redis_engine *e, const char *msg, size_t len);
 
 static struct echo_wait *echo_at(struct redis_engine *e, uint32_t i) {
-    return &e->echo[(e->echo_head + i) % (uint32_t)e->srv->cfg.redis.max_inflight];
+    return &e->echo[(e->echo_head + i) % (uint32_t)e->cfg->max_inflight];
 }
 
 void cluster_echo_pop(struct redis_engine *e) {
     free(echo_at(e, 0)->msg);
-    e->echo_head = (e->echo_head + 1) % (uint32_t)e->srv->cfg.redis.max_inflight;
+    e->echo_head = (e->echo_head + 1) % (uint32_t)e->cfg->max_inflight;
     e->echo_n--;
 }
 
 static uint64_t delivered_seq(struct redis_engine *e, uint32_t sym) {
-    struct sym_state *s = &e->srv->hub.st[sym];
+    struct sym_state *s = &e->hub->st[sym];
     uv_mutex_lock(&s->lock);
     uint64_t seq = s->last.seq;
     uv_mutex_unlock(&s->lock);
@@ -67,7 +66,7 @@ void redis_engine_echo_flush(struct redis_engine *e) {
 static void echo_expect(struct redis_engine *e, uint32_t sym, const char *msg, size_t len, uint64_t seq) {
     if (!e->subscribed[sym] || e->catch_up[sym].pending || delivered_seq(e, sym) >= seq)
         return; /* not listening (nobody local), replaying, or already back */
-    if (e->echo_n == (uint32_t)e->srv->cfg.redis.max_inflight)
+    if (e->echo_n == (uint32_t)e->cfg->max_inflight)
         cluster_echo_pop(e);
     char *copy = strndup(msg, len);
     if (!copy)
@@ -106,11 +105,11 @@ static void on_publish_reply(redisAsyncContext *ac, void *r, void *priv) {
     }
     echo_flush(e); /* Redis-sequenced ticks first, then this one locally */
     if (!reply) { /* its fate is unknown: a resumed Redis may still run it until its deadline */
-        uint64_t fence = e->last_publish_ms + (uint64_t)e->srv->cfg.redis.timeout_ms;
+        uint64_t fence = e->last_publish_ms + (uint64_t)e->cfg->timeout_ms;
         if (fence > e->fence_ms)
             e->fence_ms = fence;
     }
-    hub_publish_local(&e->srv->hub, in);
+    hub_publish_local(e->hub, in);
     free(in);
 }
 
@@ -138,7 +137,7 @@ void cluster_catch_up_reset(struct catch_up *cu) {
 void cluster_reconcile(struct redis_engine *e, uint32_t sym) {
     if (!atomic_load(&e->up) || !link_live(e, e->sub.ac))
         return;
-    struct hub *h = &e->srv->hub;
+    struct hub *h = e->hub;
     bool want = hub_is_active(h, sym) || hub_is_watched(h, sym); /* subscribers, resting orders */
     if (want == e->subscribed[sym])
         return;
@@ -176,7 +175,7 @@ int cluster_parse_tick(struct redis_engine *e, const char *msg, size_t len, stru
         count_error(e, "malformed tick message", NULL);
         return -1;
     }
-    int sym = symbols_find(e->srv->hub.syms, f[0], strlen(f[0]));
+    int sym = symbols_find(e->hub->syms, f[0], strlen(f[0]));
     if (sym < 0)
         return -1; /* a symbol another node knows and we do not */
     memset(t, 0, sizeof(*t));
@@ -197,7 +196,7 @@ static void deliver_tick(struct redis_engine *e, const char *msg, size_t len) {
     double first;
     int sym = cluster_parse_tick(e, msg, len, &t, &first);
     if (sym >= 0)
-        hub_deliver(&e->srv->hub, (uint32_t)sym, &t, first);
+        hub_deliver(e->hub, (uint32_t)sym, &t, first);
 }
 
 /* XRANGE of a history stream from the marker: deliver in order (the
@@ -225,7 +224,7 @@ static void on_catch_up(redisAsyncContext *ac, void *r, void *priv) {
 /* A live tick while the replay is pending: hold it (bounded; past the
  * bound the replay's order wins and the rest arrives live anyway). */
 static bool hold_tick(struct redis_engine *e, const char *ch, size_t chl, const char *msg, size_t len) {
-    int sym = symbols_find(e->srv->hub.syms, ch, chl);
+    int sym = symbols_find(e->hub->syms, ch, chl);
     if (sym < 0 || !e->catch_up[sym].pending)
         return false;
     struct catch_up *cu = &e->catch_up[sym];
@@ -249,7 +248,7 @@ static void maybe_catch_up(struct redis_engine *e, uint32_t sym) {
         return;
     cu->have = 4; /* replay in flight */
     char k[160];
-    cluster_key(e, k, sizeof(k), "history:", e->srv->hub.syms->names[sym]);
+    cluster_key(e, k, sizeof(k), "history:", e->hub->syms->names[sym]);
     if (link_cmd(e, on_catch_up, (void *)(uintptr_t)sym, "XRANGE %s %s + COUNT %u", k,
                           cu->marker[0] ? cu->marker : "-", CATCH_UP_TICKS) != REDIS_OK)
         cluster_catch_up_reset(cu);
@@ -285,7 +284,7 @@ void cluster_on_message(redisAsyncContext *ac, void *r, void *priv) {
         ch->len > pl + 5 && strncmp(ch->str + pl, "tick:", 5) == 0 && link_live(e, e->cmd.ac)) {
         /* Listening now: replay what was published since the marker;
          * hub_deliver skips what this node already has. */
-        int sym = symbols_find(e->srv->hub.syms, ch->str + pl + 5, ch->len - pl - 5);
+        int sym = symbols_find(e->hub->syms, ch->str + pl + 5, ch->len - pl - 5);
         if (sym >= 0) {
             e->catch_up[sym].have |= 2;
             maybe_catch_up(e, (uint32_t)sym);
@@ -308,7 +307,7 @@ void cluster_on_message(redisAsyncContext *ac, void *r, void *priv) {
  * answers: without an answer it is delivered here, so nothing accepted is
  * lost. REDIS_OK or REDIS_ERR. */
 int cluster_send_publish(struct redis_engine *e, struct tick_in *in) {
-    struct hub *h = &e->srv->hub;
+    struct hub *h = e->hub;
     const char *name = h->syms->names[in->sym];
     char body[256], k1[128], k2[128], k3[128], k4[128], k5[128], start[40], hist[16];
     char vol[40] = "", ts[24], deadline[24];
@@ -324,13 +323,13 @@ int cluster_send_publish(struct redis_engine *e, struct tick_in *in) {
     cluster_key(e, k3, sizeof(k3), "last:", name);
     cluster_key(e, k4, sizeof(k4), "tick:", name);
     cluster_key(e, k5, sizeof(k5), "history:", name);
-    snprintf(hist, sizeof(hist), "%d", e->srv->cfg.feed.history_size);
+    snprintf(hist, sizeof(hist), "%d", e->hub->history_size);
     snprintf(deadline, sizeof(deadline), "%lld", (long long)link_deadline_ms(e));
     int rc = link_cmd(e, on_publish_reply, in, "EVALSHA %s 5 %s %s %s %s %s %s %s %s %s %s %s", e->sha[RS_PUBLISH],
                       k1, k2, k3, k4, k5, body, start, hist, vol, ts, deadline);
     if (rc == REDIS_OK) {
         e->inflight++;
-        e->last_publish_ms = uv_now(&e->srv->loop);
+        e->last_publish_ms = uv_now(e->loop);
         atomic_fetch_add(&e->published, 1);
     }
     return rc;

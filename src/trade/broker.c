@@ -215,11 +215,11 @@ static void accepted(struct broker *b, struct order *o) {
     hub_watch(&b->srv->hub, o->sym); /* its ticks, from every node */
 }
 
-static void on_recorded(redisAsyncContext *ac, void *r, void *priv) {
+/* The order store answered: recorded (ok) or not. */
+static void on_recorded(void *priv, bool ok) {
     struct order *o = priv;
-    struct broker *b = &((struct redis_engine *)ac->data)->srv->broker;
-    redisReply *reply = r;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+    struct broker *b = o->broker;
+    if (!ok) {
         reject(b, o, "order_store_unavailable");
         order_done(o);
         return;
@@ -229,39 +229,25 @@ static void on_recorded(redisAsyncContext *ac, void *r, void *priv) {
 
 static void order_checked(struct broker *b, struct order *o);
 
-/* GET last:<SYM> answered: the cluster's last price for a market order. */
-static void on_cluster_price(redisAsyncContext *ac, void *r, void *priv) {
+/* The cluster's last price for a market order (0: unknown, keep ours). */
+static void on_cluster_price(void *priv, double price) {
     struct order *o = priv;
-    struct broker *b = &((struct redis_engine *)ac->data)->srv->broker;
-    redisReply *reply = r;
-    if (reply && reply->type == REDIS_REPLY_STRING) {
-        char buf[64];
-        const char *bar = memchr(reply->str, '|', reply->len);
-        size_t l = bar ? reply->len - (size_t)(bar + 1 - reply->str) : 0;
-        if (l && l < sizeof(buf)) {
-            memcpy(buf, bar + 1, l);
-            buf[l] = '\0';
-            double p = strtod(buf, NULL); /* "SYM|price|..." */
-            if (p > 0)
-                o->ref_price = p;
-        }
-    }
-    order_checked(b, o);
+    if (price > 0)
+        o->ref_price = price;
+    order_checked(o->broker, o);
 }
 
 static void on_order(struct broker *b, struct order *o) {
     struct server *srv = b->srv;
+    o->broker = b;
     snprintf(o->order_id, sizeof(o->order_id), "o-%08x%llx", srv->instance, (unsigned long long)++b->next_order);
     o->ts = hub_now_ms();
     double last;
     o->ref_price = last_price(b, o->sym, &last) ? last : 0;
-    if (srv->cfg.trade.paper && o->type == ORDER_MARKET && redis_engine_up(&srv->redis)) {
-        /* This node hears only the symbols it watches: ask the cluster. */
-        char k[160];
-        snprintf(k, sizeof(k), "%slast:%s", srv->redis.prefix, srv->syms.names[o->sym]);
-        if (redis_engine_command(&srv->redis, on_cluster_price, o, "GET %s", k) == 0)
-            return;
-    }
+    /* This node hears only the symbols it watches: ask the cluster. */
+    if (srv->cfg.trade.paper && o->type == ORDER_MARKET &&
+        redis_engine_last_price(&srv->redis, o->sym, on_cluster_price, o) == 0)
+        return;
     order_checked(b, o);
 }
 
@@ -300,10 +286,10 @@ static void order_checked(struct broker *b, struct order *o) {
         snprintf(qty, sizeof(qty), "%.17g", o->quantity);
         snprintf(lim, sizeof(lim), "%.17g", o->type == ORDER_LIMIT ? o->limit_price : 0.0);
         snprintf(ts, sizeof(ts), "%lld", (long long)o->ts);
-        const char *argv[] = {"XADD", ORDERS_STREAM, "*", "order_id", o->order_id, "user_id", o->user, "symbol",
-                              srv->syms.names[o->sym], "side", SIDES[o->side], "quantity", qty, "order_type",
-                              TYPES[o->type], "limit_price", lim, "ts", ts};
-        if (redis_engine_command_argv(e, on_recorded, o, (int)(sizeof(argv) / sizeof(argv[0])), argv) < 0) {
+        const char *fields[] = {"order_id", o->order_id, "user_id", o->user, "symbol", srv->syms.names[o->sym],
+                                "side", SIDES[o->side], "quantity", qty, "order_type", TYPES[o->type],
+                                "limit_price", lim, "ts", ts};
+        if (redis_engine_append(e, ORDERS_STREAM, (int)(sizeof(fields) / sizeof(fields[0])), fields, on_recorded, o) < 0) {
             reject(b, o, "order_store_unavailable");
             order_done(o);
         }

@@ -51,6 +51,7 @@ struct order {
     char order_id[48];
     int64_t ts;                /* ms accepted */
     struct broker_user *holder; /* counted in this user's open orders, or NULL */
+    struct broker *broker;      /* set when the broker takes it */
 };
 
 struct broker_user;
