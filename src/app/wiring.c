@@ -52,6 +52,40 @@ static void answer_from_cluster(void *srv, const struct redis_query *q, const st
         protocol_reply_later(srv, q->worker, q->conn_id, text);
 }
 
+/* The broker's calls out: the late reply, the order store in Redis. */
+static void reply_from_broker(void *srv, int worker, uint64_t conn_id, char *text) {
+    protocol_reply_later(srv, worker, conn_id, text);
+}
+
+static int store_append(void *e, const char *stream, int nfields, const char **fields, void (*done)(void *, bool),
+                        void *priv) {
+    return redis_engine_append(e, stream, nfields, fields, done, priv);
+}
+
+static int store_last_price(void *e, uint32_t sym, void (*done)(void *, double), void *priv) {
+    return redis_engine_last_price(e, sym, done, priv);
+}
+
+static int start_broker(struct server *srv) {
+    bool cluster = srv->redis.enabled;
+    struct broker_env env = {
+        .cfg = &srv->cfg.trade,
+        .loop = &srv->loop,
+        .hub = &srv->hub,
+        .events = &srv->events,
+        .audit = &srv->audit,
+        .instance = srv->instance,
+    };
+    struct broker_ops ops = {
+        .ctx = srv,
+        .reply = reply_from_broker,
+        .store = &srv->redis,
+        .append = cluster ? store_append : NULL,
+        .last_price = cluster ? store_last_price : NULL,
+    };
+    return broker_start(&srv->broker, &env, &ops);
+}
+
 int wiring_start(struct server *srv) {
     struct redis_engine_env env = {
         .cfg = &srv->cfg.redis,
@@ -70,7 +104,7 @@ int wiring_start(struct server *srv) {
         .broadcast_local = broadcast_from_cluster,
         .answer_query = answer_from_cluster,
     };
-    if (redis_engine_start(&srv->redis, &env, &ops) < 0 || broker_start(&srv->broker, srv, &srv->loop) < 0)
+    if (redis_engine_start(&srv->redis, &env, &ops) < 0 || start_broker(srv) < 0)
         return -1;
     wiring_hub(srv);
     return 0;

@@ -1,17 +1,15 @@
 /* broker.c - order recording and the paper broker; see broker.h. */
 #include "trade/broker.h"
 
-#include <hiredis/async.h>
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/audit.h"
+#include "base/config.h"
 #include "base/log.h"
-#include "gateway/protocol.h"
-#include "app/server.h"
 #include "trade/order_book.h"
 #include "pubsub/hub.h"
 #include "pubsub/userevents.h"
@@ -52,7 +50,7 @@ static struct broker_user *user_get(struct broker *b, const char *id) {
     if (!u)
         return NULL;
     strcpy(u->id, id);
-    u->cash = b->srv->cfg.trade.paper_cash;
+    u->cash = b->env.cfg->paper_cash;
     u->next = *bucket;
     *bucket = u;
     return u;
@@ -82,7 +80,7 @@ static json_t *portfolio_json(struct broker *b, struct broker_user *u) {
     json_t *arr = json_array();
     for (uint32_t i = 0; i < u->npos; i++)
         if (u->pos[i].qty != 0)
-            json_array_append_new(arr, json_pack("{s:s, s:f, s:f}", "symbol", b->srv->syms.names[u->pos[i].sym],
+            json_array_append_new(arr, json_pack("{s:s, s:f, s:f}", "symbol", b->env.hub->syms->names[u->pos[i].sym],
                                                  "quantity", u->pos[i].qty, "avg_price", u->pos[i].avg_price));
     return json_pack("{s:f, s:o}", "cash", u->cash, "positions", arr);
 }
@@ -94,7 +92,8 @@ static void send_portfolio(struct broker *b, struct broker_user *u, json_t *extr
         json_decref(extra);
     }
     /* The paper broker's book is this node's: its events stay on this node. */
-    user_event_send(&b->srv->events, u->id, json_pack("{s:s, s:o}", "type", "portfolio_update", "event", ev), true, false);
+    user_event_send(b->env.events, u->id, json_pack("{s:s, s:o}", "type", "portfolio_update", "event", ev), true,
+                    false);
 }
 
 /* Replies to the ordering connection (id echoed). */
@@ -107,7 +106,7 @@ static void reply(struct broker *b, struct order *o, json_t *msg) {
     char *text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(msg);
     if (text)
-        protocol_reply_later(b->srv, o->worker, o->conn_id, text);
+        b->ops.reply(b->ops.ctx, o->worker, o->conn_id, text);
 }
 
 static void reject(struct broker *b, struct order *o, const char *reason) {
@@ -138,7 +137,7 @@ static void cancel(struct broker *b, struct broker_user *u, struct order *o, con
 }
 
 static bool last_price(struct broker *b, uint32_t sym, double *price) {
-    struct sym_state *s = &b->srv->hub.st[sym];
+    struct sym_state *s = &b->env.hub->st[sym];
     uv_mutex_lock(&s->lock);
     bool ok = s->has_price;
     *price = s->last.price;
@@ -178,8 +177,8 @@ static void fill(struct broker *b, struct order *o, double price) {
             p->qty = p->avg_price = 0;
     }
     int64_t now = hub_now_ms();
-    const char *symbol = b->srv->syms.names[o->sym];
-    user_event_send(&b->srv->events, o->user,
+    const char *symbol = b->env.hub->syms->names[o->sym];
+    user_event_send(b->env.events, o->user,
                     json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:I}", "type", "trade_filled", "order_id", o->order_id,
                               "symbol", symbol, "side", SIDES[o->side], "quantity", o->quantity, "price", price,
                               "timestamp", (json_int_t)now),
@@ -191,10 +190,11 @@ static void fill(struct broker *b, struct order *o, double price) {
 /* The order is recorded: acknowledge it, then work it. Consumes o. */
 static void accepted(struct broker *b, struct order *o) {
     reply(b, o, json_pack("{s:s, s:s}", "type", "trade_accepted", "order_id", o->order_id));
-    audit_event(&b->srv->audit, "ORDER_ACCEPTED", o->client, o->user, NULL,
-                json_pack("{s:s, s:s, s:s, s:s, s:f}", "order_id", o->order_id, "symbol", b->srv->syms.names[o->sym],
-                          "side", SIDES[o->side], "order_type", TYPES[o->type], "quantity", o->quantity));
-    if (!b->srv->cfg.trade.paper) {
+    audit_event(b->env.audit, "ORDER_ACCEPTED", o->client, o->user, NULL,
+                json_pack("{s:s, s:s, s:s, s:s, s:f}", "order_id", o->order_id, "symbol",
+                          b->env.hub->syms->names[o->sym], "side", SIDES[o->side], "order_type", TYPES[o->type],
+                          "quantity", o->quantity));
+    if (!b->env.cfg->paper) {
         order_done(o); /* an order system consuming the stream fills it */
         return;
     }
@@ -212,7 +212,7 @@ static void accepted(struct broker *b, struct order *o) {
         cancel(b, o->holder, o, "internal_error");
         return;
     }
-    hub_watch(&b->srv->hub, o->sym); /* its ticks, from every node */
+    hub_watch(b->env.hub, o->sym); /* its ticks, from every node */
 }
 
 /* The order store answered: recorded (ok) or not. */
@@ -238,23 +238,22 @@ static void on_cluster_price(void *priv, double price) {
 }
 
 static void on_order(struct broker *b, struct order *o) {
-    struct server *srv = b->srv;
     o->broker = b;
-    snprintf(o->order_id, sizeof(o->order_id), "o-%08x%llx", srv->instance, (unsigned long long)++b->next_order);
+    snprintf(o->order_id, sizeof(o->order_id), "o-%08x%llx", b->env.instance, (unsigned long long)++b->next_order);
     o->ts = hub_now_ms();
     double last;
     o->ref_price = last_price(b, o->sym, &last) ? last : 0;
     /* This node hears only the symbols it watches: ask the cluster. */
-    if (srv->cfg.trade.paper && o->type == ORDER_MARKET &&
-        redis_engine_last_price(&srv->redis, o->sym, on_cluster_price, o) == 0)
+    if (b->env.cfg->paper && o->type == ORDER_MARKET && b->ops.last_price &&
+        b->ops.last_price(b->ops.store, o->sym, on_cluster_price, o) == 0)
         return;
     order_checked(b, o);
 }
 
 /* Funds checked against the reference price, then recorded. */
 static void order_checked(struct broker *b, struct order *o) {
-    struct server *srv = b->srv;
-    if (srv->cfg.trade.paper) {
+    const struct trade_config *cfg = b->env.cfg;
+    if (cfg->paper) {
         struct broker_user *u = user_get(b, o->user);
         double last = o->ref_price, price;
         bool have = last > 0;
@@ -265,7 +264,7 @@ static void order_checked(struct broker *b, struct order *o) {
         }
         price = o->type == ORDER_MARKET ? last : o->limit_price;
         const char *why = "internal_error";
-        if (u && o->type == ORDER_LIMIT && u->open >= (uint32_t)srv->cfg.trade.max_open_orders)
+        if (u && o->type == ORDER_LIMIT && u->open >= (uint32_t)cfg->max_open_orders)
             why = "too_many_open_orders"; /* first: at the cap nothing more may rest, whatever it costs */
         else if (u)
             why = affordable(u, o, price);
@@ -279,17 +278,17 @@ static void order_checked(struct broker *b, struct order *o) {
             o->holder = u;
         }
     }
-    if (srv->redis.enabled) {
+    if (b->ops.append) {
         /* Recorded in the stream first; acknowledged only then. */
-        struct redis_engine *e = &srv->redis;
         char qty[40], lim[40], ts[24];
         snprintf(qty, sizeof(qty), "%.17g", o->quantity);
         snprintf(lim, sizeof(lim), "%.17g", o->type == ORDER_LIMIT ? o->limit_price : 0.0);
         snprintf(ts, sizeof(ts), "%lld", (long long)o->ts);
-        const char *fields[] = {"order_id", o->order_id, "user_id", o->user, "symbol", srv->syms.names[o->sym],
+        const char *fields[] = {"order_id", o->order_id, "user_id", o->user, "symbol", b->env.hub->syms->names[o->sym],
                                 "side", SIDES[o->side], "quantity", qty, "order_type", TYPES[o->type],
                                 "limit_price", lim, "ts", ts};
-        if (redis_engine_append(e, ORDERS_STREAM, (int)(sizeof(fields) / sizeof(fields[0])), fields, on_recorded, o) < 0) {
+        int n = (int)(sizeof(fields) / sizeof(fields[0]));
+        if (b->ops.append(b->ops.store, ORDERS_STREAM, n, fields, on_recorded, o) < 0) {
             reject(b, o, "order_store_unavailable");
             order_done(o);
         }
@@ -302,7 +301,7 @@ static void order_checked(struct broker *b, struct order *o) {
  * touched. */
 static void on_tick(struct broker *b, uint32_t sym, double price) {
     for (struct order *o; (o = order_book_take(&b->books[sym], price));) {
-        hub_unwatch(&b->srv->hub, sym);
+        hub_unwatch(b->env.hub, sym);
         fill(b, o, price);
     }
 }
@@ -320,7 +319,7 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         break;
     }
     case BM_PORTFOLIO: {
-        struct broker_user *u = b->srv->cfg.trade.paper ? user_get(b, m->ptr) : NULL;
+        struct broker_user *u = b->env.cfg->paper ? user_get(b, m->ptr) : NULL;
         if (u)
             send_portfolio(b, u, json_pack("{s:s}", "kind", "snapshot"));
         free(m->ptr);
@@ -353,12 +352,13 @@ void broker_tick(struct broker *b, uint32_t sym, double price) {
     broker_post(b, BM_TICK, NULL, sym, bits);
 }
 
-int broker_start(struct broker *b, struct server *srv, uv_loop_t *loop) {
+int broker_start(struct broker *b, const struct broker_env *env, const struct broker_ops *ops) {
     memset(b, 0, sizeof(*b));
-    b->srv = srv;
-    b->books = calloc(srv->syms.n, sizeof(*b->books));
+    b->env = *env;
+    b->ops = *ops;
+    b->books = calloc(env->hub->syms->n, sizeof(*b->books));
     b->users = calloc(USER_BUCKETS, sizeof(struct broker_user *));
-    if (!b->books || !b->users || mailbox_init(&b->inbox, loop, 65536, on_mail, b) < 0) {
+    if (!b->books || !b->users || mailbox_init(&b->inbox, env->loop, 65536, on_mail, b) < 0) {
         free(b->books);
         free(b->users);
         return -1;
@@ -376,7 +376,7 @@ void broker_free(struct broker *b) {
     if (!b->started)
         return;
     mailbox_destroy(&b->inbox);
-    for (uint32_t s = 0; s < b->srv->syms.n; s++)
+    for (uint32_t s = 0; s < b->env.hub->syms->n; s++)
         order_book_clear(&b->books[s], drop_order);
     struct broker_user **bk = (struct broker_user **)b->users;
     for (int i = 0; i < USER_BUCKETS; i++)

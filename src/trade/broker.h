@@ -11,7 +11,13 @@
  * positions, and sends trade_filled and portfolio_update. A user has at
  * most trade.max_open_orders limit orders open (from the funds check until
  * they fill or are cancelled); resting ones are indexed by symbol and price
- * (trade/order_book.h), so a tick touches only the orders it fills. */
+ * (trade/order_book.h), so a tick touches only the orders it fills; each
+ * one watches its symbol in the hub (hub_watch), which hands the broker
+ * that symbol's ticks (broker_tick, through the hub's on_tick observer).
+ *
+ * The broker knows the rooms below it (broker_env) and calls the others
+ * through the ops the app gives it (broker_ops): the gateway's late reply
+ * to the ordering connection, the order store (the cluster). */
 #ifndef TG_BROKER_H
 #define TG_BROKER_H
 
@@ -21,7 +27,10 @@
 
 #include "base/mailbox.h"
 
-struct server;
+struct audit;
+struct hub;
+struct trade_config;
+struct user_events;
 
 enum broker_mail {
     BM_ORDER = 1,       /* ptr: struct order */
@@ -57,8 +66,37 @@ struct order {
 struct broker_user;
 struct order_book;
 
+/* What the broker works with, from the rooms below it (all outlive it). */
+struct broker_env {
+    const struct trade_config *cfg;
+    uv_loop_t *loop;                /* the main thread's: the broker runs on it */
+    struct hub *hub;                /* last prices, the symbols, tick watching */
+    struct user_events *events;     /* trade_filled, portfolio_update */
+    struct audit *audit;            /* ORDER_ACCEPTED */
+    uint32_t instance;              /* this process's random id: unique order ids */
+};
+
+/* The calls the broker makes out of its layer, given by the app; on the
+ * broker's loop. */
+struct broker_ops {
+    void *ctx;
+    /* Sends text (one JSON message, consumed) to connection conn_id of
+     * worker (the gateway's late reply). */
+    void (*reply)(void *ctx, int worker, uint64_t conn_id, char *text);
+    /* The order store (Redis; NULL: none, orders are kept here only).
+     * append: the order's record (nfields strings: field, value, ...) to
+     * the stream; done(priv, ok) once stored or not. last_price: the
+     * cluster's last price of sym, done(priv, price), 0 when unknown. Both
+     * return -1 when the store cannot take the call now (done never runs). */
+    void *store;
+    int (*append)(void *store, const char *stream, int nfields, const char **fields, void (*done)(void *priv, bool ok),
+                  void *priv);
+    int (*last_price)(void *store, uint32_t sym, void (*done)(void *priv, double price), void *priv);
+};
+
 struct broker {
-    struct server *srv;
+    struct broker_env env;
+    struct broker_ops ops;
     struct mailbox inbox;
     bool started;
     uint64_t next_order;
@@ -66,7 +104,8 @@ struct broker {
     void *users;                    /* paper portfolios: USER_BUCKETS lists */
 };
 
-int broker_start(struct broker *b, struct server *srv, uv_loop_t *loop);
+/* 0, or -1 when memory is short. */
+int broker_start(struct broker *b, const struct broker_env *env, const struct broker_ops *ops);
 void broker_stop(struct broker *b);
 void broker_free(struct broker *b);
 
