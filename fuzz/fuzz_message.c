@@ -123,7 +123,10 @@ static void init(void) {
         die("getsockname");
     memcpy(&srv.addr, &a, sizeof(a)); /* the port picked, as bind_all keeps it */
     port = srv.port = ntohs(a.sin_port);
-    if (worker_start(W, &srv, 0, fd) != 0)
+    server_wire_gateway(&srv);
+    struct worker_env env;
+    server_worker_env(&srv, &env);
+    if (worker_start(W, &env, 0, fd) != 0)
         abort();
     static const char *ROLES[8] = {NULL, NULL, "viewer", "trader", "publisher", "analyst", "admin", "super_admin"};
     for (int i = 2; i < 8; i++) {
@@ -470,7 +473,7 @@ static void wait_released(void) {
     FUZZ_CHECK(W->nconns == 0, "connection not released after the client left (%llu left)",
                (unsigned long long)W->nconns);
     pump(4); /* mails in flight (ticks, gathers) */
-    long conns = atomic_load(&srv.connections);
+    long conns = atomic_load(&srv.gw.connections);
     uint64_t open = atomic_load(&W->stats.ws_open), subs = atomic_load(&W->stats.subscriptions);
     long streams = atomic_load(&srv.hub.active_streams);
     FUZZ_CHECK(conns == 0 && open == 0 && subs == 0 && streams == 0,

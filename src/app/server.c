@@ -25,17 +25,6 @@
 #include "ws/handshake.h"
 #include "net/websocket.h"
 
-bool server_conn_reserve(struct server *srv) {
-    long n = atomic_fetch_add(&srv->connections, 1);
-    if (n >= srv->cfg.limits.max_connections) {
-        atomic_fetch_sub(&srv->connections, 1);
-        return false;
-    }
-    return true;
-}
-
-void server_conn_release(struct server *srv) { atomic_fetch_sub(&srv->connections, 1); }
-
 /* Creates a socket bound to addr; reuseport lets every worker bind one. */
 static int bind_socket(const struct sockaddr *addr, socklen_t alen, bool reuseport) {
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -169,67 +158,6 @@ static int cpu_count(void) {
     return n < 1 ? 1 : (int)n;
 }
 
-/* On a worker: every connection of a blocked IP (a, b: its 16 bytes; an
- * IPv6 block covers its whole prefix): WebSockets, echo included, close
- * 1008; HTTP ones once their answers are out. */
-static void run_block_ip(struct worker *w, void *ptr, uint64_t a, uint64_t b) {
-    struct ip16 ip;
-    memcpy(ip.b, &a, 8);
-    memcpy(ip.b + 8, &b, 8);
-    ip = guard_key(&w->srv->guard, &ip);
-    for (struct conn *c = w->conns; c; c = c->next) {
-        struct ip16 k = guard_key(&w->srv->guard, &c->cip);
-        if (c->closing || memcmp(k.b, ip.b, 16) != 0)
-            continue;
-        if (c->phase == PHASE_WS)
-            ws_close(c, WS_CLOSE_POLICY, "IP blocked");
-        else
-            conn_http_end(c);
-    }
-}
-
-static const struct worker_mail BLOCK_IP_MAIL = {"block_ip", run_block_ip, NULL};
-
-/* Blocks here (saved: an admin's, kept in security.blocks_file), audits it
- * and closes the IP's connections on every worker. */
-static void block_local(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why, bool saved) {
-    if (saved)
-        guard_block_saved(&srv->guard, ip, duration_s);
-    else
-        guard_block(&srv->guard, ip, duration_s);
-    char text[64];
-    ip16_format(ip, text, sizeof(text));
-    audit_event(&srv->audit, "IP_BLOCKED", NULL, NULL, text,
-                json_pack("{s:s, s:I}", "reason", why, "duration_s", (json_int_t)duration_s));
-    uint64_t a, b;
-    memcpy(&a, ip->b, 8);
-    memcpy(&b, ip->b + 8, 8);
-    for (int i = 0; i < srv->nworkers; i++)
-        if (worker_post(&srv->workers[i], &BLOCK_IP_MAIL, NULL, a, b) < 0)
-            log_error("worker %d: mailbox full; connections of a blocked IP stay until they reconnect", i);
-}
-
-/* block_local, then the same on every other node through Redis. */
-static void block_everywhere(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why,
-                             bool saved) {
-    if (duration_s < 0 || duration_s >= GUARD_FOREVER_S)
-        duration_s = 0; /* until unblocked, here and in Redis (where now + it would wrap) */
-    block_local(srv, ip, duration_s, why, saved);
-    redis_engine_announce_block(&srv->redis, ip, duration_s);
-}
-
-void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why) {
-    block_everywhere(srv, ip, duration_s, why, false);
-}
-
-void server_block_ip_admin(struct server *srv, const struct ip16 *ip, int64_t duration_s) {
-    block_everywhere(srv, ip, duration_s, "admin", true);
-}
-
-void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why) {
-    block_local(srv, ip, duration_s, why, false);
-}
-
 static void on_guard_timer(uv_timer_t *h) {
     struct server *srv = h->data;
     guard_sweep(&srv->guard, (int64_t)time(NULL));
@@ -340,6 +268,39 @@ void server_free(struct server *srv) {
     auth_free(&srv->auth);
 }
 
+void server_wire_gateway(struct server *srv) {
+    srv->gw = (struct gateway){
+        .cfg = &srv->cfg,
+        .auth = &srv->auth,
+        .guard = &srv->guard,
+        .budgets = &srv->budgets,
+        .audit = &srv->audit,
+        .trusted = &srv->trusted,
+        .syms = &srv->syms,
+        .hub = &srv->hub,
+        .redis = &srv->redis,
+        .broker = &srv->broker,
+        .events = &srv->events,
+        .workers = srv->workers,
+        .nworkers = srv->nworkers,
+        .instance = srv->instance,
+        .started_ms = srv->started_ms,
+        .shutting_down = &srv->shutting_down,
+    };
+}
+
+void server_worker_env(struct server *srv, struct worker_env *env) {
+    *env = (struct worker_env){
+        .cfg = &srv->cfg,
+        .hooks = &GATEWAY_WORKER_HOOKS,
+        .shutting_down = &srv->shutting_down,
+        .listen_socket = listen_socket_cb,
+        .ended = worker_ended,
+        .ctx = srv,
+        .upper_ctx = &srv->gw,
+    };
+}
+
 int server_run(struct server *srv) {
     int rc = 1;
     signal(SIGPIPE, SIG_IGN);
@@ -374,18 +335,12 @@ int server_run(struct server *srv) {
     srv->sighup.data = srv;
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     /* The engine exists before any worker can post to it. */
+    server_wire_gateway(srv);
     bool engine_ok = wiring_start(srv) == 0;
     int started = 0;
-    struct worker_env env = {
-        .cfg = &srv->cfg,
-        .hooks = &GATEWAY_WORKER_HOOKS,
-        .shutting_down = &srv->shutting_down,
-        .listen_socket = listen_socket_cb,
-        .ended = worker_ended,
-        .ctx = srv,
-    };
+    struct worker_env env;
+    server_worker_env(srv, &env);
     for (; engine_ok && started < srv->nworkers; started++) {
-        srv->workers[started].srv = srv;
         atomic_fetch_add(&srv->workers_running, 1);
         int e = worker_start(&srv->workers[started], &env, started, fds[started]);
         if (e < 0) {

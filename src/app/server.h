@@ -24,6 +24,7 @@
 #include "trade/broker.h"
 #include "cluster/engine.h"
 #include "feed/simulator.h"
+#include "gateway/gateway.h"
 #include "pubsub/hub.h"
 #include "pubsub/symbols.h"
 #include "pubsub/userevents.h"
@@ -47,11 +48,11 @@ struct server {
     struct simulator sim;          /* runs on the main loop */
     struct redis_engine redis;     /* optional engine, on the main loop */
     struct broker broker;          /* orders and paper fills, on the main loop */
+    struct gateway gw;             /* the gateway's view of the above (server_run) */
     uv_timer_t grace_timer;
     uv_async_t worker_done;        /* a worker's loop ended */
     atomic_int workers_running;
     atomic_bool shutting_down;     /* set once by the main thread */
-    atomic_long connections;       /* counted against limits.max_connections (gateway/http_guard.h) */
     char host[256];
     int port;                      /* actual port (after port 0) */
     struct sockaddr_storage addr;  /* bound address, read-only after start */
@@ -71,25 +72,15 @@ void server_free(struct server *srv);
  * completes. Returns the process exit code. */
 int server_run(struct server *srv);
 
-/* Blocks ip on every worker: refuses it from now on and closes its
- * connections with 1008. duration_s 0 = until unblocked. Any thread. */
-void server_block_ip(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why);
+/* Fills srv->gw, the gateway's view of the server's rooms (server_run;
+ * a harness that runs a worker without server_run). */
+void server_wire_gateway(struct server *srv);
 
-/* server_block_ip for an admin's block, which is also kept across restarts
- * (security.blocks_file). */
-void server_block_ip_admin(struct server *srv, const struct ip16 *ip, int64_t duration_s);
-
-/* The same on this node only (a block that came from another node). */
-void server_block_ip_local(struct server *srv, const struct ip16 *ip, int64_t duration_s, const char *why);
+/* What each worker is started with. */
+void server_worker_env(struct server *srv, struct worker_env *env);
 
 /* A new SO_REUSEPORT socket bound to the listen address (a worker
  * reopening its listener). fd or -errno. Any thread. */
 int server_listen_socket(struct server *srv);
-
-/* Reserves one connection slot against limits.max_connections: a
- * WebSocket connection, or a plain HTTP one while a request is being
- * answered. False when the node is full. */
-bool server_conn_reserve(struct server *srv);
-void server_conn_release(struct server *srv);
 
 #endif

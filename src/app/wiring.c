@@ -7,6 +7,7 @@
 #include "app/server.h"
 #include "gateway/admin.h"
 #include "gateway/protocol.h"
+#include "gateway/session.h"
 #include "gateway/router.h"
 
 static bool hub_to_cluster(void *e, const struct tick_in *in) { return redis_engine_publish(e, in); }
@@ -34,27 +35,28 @@ void wiring_hub(struct server *srv) {
         .nworkers = srv->nworkers,
         .announce = cluster ? user_event_to_cluster : NULL,
         .announce_ctx = &srv->redis,
+        .user_of = session_user,
     };
 }
 
 /* The engine's calls up: another node's block and broadcast, a shared
  * query's answer. */
-static void block_from_cluster(void *srv, const struct ip16 *ip, int64_t duration_s) {
-    server_block_ip_local(srv, ip, duration_s, "cluster");
+static void block_from_cluster(void *gw, const struct ip16 *ip, int64_t duration_s) {
+    gateway_block_ip_local(gw, ip, duration_s, "cluster");
 }
 
-static void broadcast_from_cluster(void *srv, json_t *msg, uint32_t roles) { admin_broadcast_local(srv, msg, roles); }
+static void broadcast_from_cluster(void *gw, json_t *msg, uint32_t roles) { admin_broadcast_local(gw, msg, roles); }
 
-static void answer_from_cluster(void *srv, const struct redis_query *q, const struct tick *t, uint32_t n) {
-    char *text = q->analysis ? protocol_analysis_text(srv, q->sym, t, n, q->window_s, q->id_json)
-                             : protocol_history_text(srv, q->sym, t, n, q->id_json);
+static void answer_from_cluster(void *gw, const struct redis_query *q, const struct tick *t, uint32_t n) {
+    char *text = q->analysis ? protocol_analysis_text(gw, q->sym, t, n, q->window_s, q->id_json)
+                             : protocol_history_text(gw, q->sym, t, n, q->id_json);
     if (text)
-        protocol_reply_later(srv, q->worker, q->conn_id, text);
+        protocol_reply_later(gw, q->worker, q->conn_id, text);
 }
 
 /* The broker's calls out: the late reply, the order store in Redis. */
-static void reply_from_broker(void *srv, int worker, uint64_t conn_id, char *text) {
-    protocol_reply_later(srv, worker, conn_id, text);
+static void reply_from_broker(void *gw, int worker, uint64_t conn_id, char *text) {
+    protocol_reply_later(gw, worker, conn_id, text);
 }
 
 static int store_append(void *e, const char *stream, int nfields, const char **fields, void (*done)(void *, bool),
@@ -77,7 +79,7 @@ static int start_broker(struct server *srv) {
         .instance = srv->instance,
     };
     struct broker_ops ops = {
-        .ctx = srv,
+        .ctx = &srv->gw,
         .reply = reply_from_broker,
         .store = &srv->redis,
         .append = cluster ? store_append : NULL,
@@ -99,7 +101,7 @@ int wiring_start(struct server *srv) {
     struct redis_engine_ops ops = {
         .resync = &PROTOCOL_RESYNC_MAIL,
         .admit_result = &ROUTER_ADMIT_MAIL,
-        .ctx = srv,
+        .ctx = &srv->gw,
         .block_local = block_from_cluster,
         .broadcast_local = broadcast_from_cluster,
         .answer_query = answer_from_cluster,

@@ -7,7 +7,17 @@
 #include "auth/auth.h"
 #include "base/log.h"
 #include "gateway/protocol.h"
-#include "app/server.h"
+#include "auth/auth.h"
+#include "auth/budget.h"
+#include "auth/guard.h"
+#include "base/audit.h"
+#include "base/config.h"
+#include "cluster/engine.h"
+#include "gateway/gateway.h"
+#include "net/clientip.h"
+#include "pubsub/hub.h"
+#include "pubsub/symbols.h"
+#include "trade/broker.h"
 #include "net/worker.h"
 #include "gateway/session.h"
 #include "net/conn.h"
@@ -52,38 +62,38 @@ static void finish_one(struct worker *w, struct gather *g) {
         gather_free(g);
         return;
     }
-    struct worker *origin = &w->srv->workers[g->origin];
+    struct worker *origin = &gateway_of_worker(w)->workers[g->origin];
     if (worker_post(origin, &GATHER_DONE_MAIL, g, 0, 0) < 0) {
         log_error("admin: requester's mailbox is full; request dropped");
         gather_free(g);
     }
 }
 
-static void gather_post_all(struct server *srv, struct worker *self, struct gather *g) {
-    atomic_store(&g->pending, srv->nworkers);
-    for (int i = 0; i < srv->nworkers; i++)
-        if (worker_post(&srv->workers[i], &GATHER_MAIL, g, 0, 0) < 0)
-            finish_one(self ? self : &srv->workers[i], g); /* that worker contributes nothing */
+static void gather_post_all(struct gateway *gw, struct worker *self, struct gather *g) {
+    atomic_store(&g->pending, gw->nworkers);
+    for (int i = 0; i < gw->nworkers; i++)
+        if (worker_post(&gw->workers[i], &GATHER_MAIL, g, 0, 0) < 0)
+            finish_one(self ? self : &gw->workers[i], g); /* that worker contributes nothing */
 }
 
 /* Sends g to every worker. The requester stops reading until the answer.
  * A broadcast also goes to the other nodes through Redis. */
 static void gather_start(struct conn *c, struct gather *g) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     if (g->http) {
         c->awaiting = true;
         uv_read_stop((uv_stream_t *)&c->tcp);
     }
-    if (g->kind == GATHER_BROADCAST && srv->redis.enabled) {
+    if (g->kind == GATHER_BROADCAST && gw->redis->enabled) {
         char *frame = json_dumps(g->frame_json, JSON_COMPACT);
         if (frame)
-            redis_engine_announce_broadcast(&srv->redis, g->roles, frame);
+            redis_engine_announce_broadcast(gw->redis, g->roles, frame);
         free(frame);
     }
-    gather_post_all(srv, c->w, g);
+    gather_post_all(gw, c->w, g);
 }
 
-void admin_broadcast_local(struct server *srv, json_t *frame_json, uint32_t roles) {
+void admin_broadcast_local(struct gateway *gw, json_t *frame_json, uint32_t roles) {
     struct gather *g = calloc(1, sizeof(*g));
     if (!g) {
         json_decref(frame_json);
@@ -95,7 +105,7 @@ void admin_broadcast_local(struct server *srv, json_t *frame_json, uint32_t role
     g->items = json_array();
     g->frame_json = frame_json;
     g->roles = roles;
-    gather_post_all(srv, NULL, g);
+    gather_post_all(gw, NULL, g);
 }
 
 static void gather_contribute(struct worker *w, struct gather *g) {
@@ -242,7 +252,7 @@ void admin_ws_broadcast(struct conn *c, json_t *msg, json_t *id) {
     }
     char cid[32];
     protocol_client_id(c, cid, sizeof(cid));
-    audit_event(&c->w->srv->audit, "ADMIN_ACTION", cid, session_of(c)->user_id, NULL,
+    audit_event(gateway_of(c)->audit, "ADMIN_ACTION", cid, session_of(c)->user_id, NULL,
                 json_pack("{s:s}", "action", "broadcast"));
     gather_start(c, g);
 }
@@ -270,7 +280,7 @@ static json_t *body_object(struct conn *c, bool keep) {
 }
 
 void admin_http(struct conn *c, const char *path, bool keep) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     bool get = http_req_is_get(c->http), post = http_req_is_post(c->http);
     const char *name = path + strlen("/api/admin/");
     bool list = !strcmp(name, "connections");
@@ -290,7 +300,7 @@ void admin_http(struct conn *c, const char *path, bool keep) {
     char ipbuf[64];
     ip16_format(&c->cip, ipbuf, sizeof(ipbuf));
     if (list) {
-        audit_event(&srv->audit, "ADMIN_ACTION", NULL, who.user_id, ipbuf, json_pack("{s:s}", "action", "connections"));
+        audit_event(gw->audit, "ADMIN_ACTION", NULL, who.user_id, ipbuf, json_pack("{s:s}", "action", "connections"));
         struct gather *g = gather_new(c, GATHER_LIST, true, NULL);
         if (!g) {
             conn_http_error(c, 503, "unavailable", "out of memory", NULL, false);
@@ -310,7 +320,7 @@ void admin_http(struct conn *c, const char *path, bool keep) {
                 gather_free(g);
             conn_http_error(c, 400, "invalid_message", why, NULL, keep);
         } else {
-            audit_event(&srv->audit, "ADMIN_ACTION", NULL, who.user_id, ipbuf,
+            audit_event(gw->audit, "ADMIN_ACTION", NULL, who.user_id, ipbuf,
                         json_pack("{s:s}", "action", "broadcast"));
             gather_start(c, g);
         }
@@ -331,16 +341,16 @@ void admin_http(struct conn *c, const char *path, bool keep) {
     json_t *reply;
     if (!strcmp(name, "block_ip")) {
         int64_t d = dur ? (int64_t)json_integer_value(dur) : 0;
-        audit_event(&srv->audit, "ADMIN_ACTION", NULL, who.user_id, ipbuf,
+        audit_event(gw->audit, "ADMIN_ACTION", NULL, who.user_id, ipbuf,
                     json_pack("{s:s, s:s, s:I}", "action", "block_ip", "target", canon, "duration_s", (json_int_t)d));
-        server_block_ip_admin(srv, &ip, d);
+        gateway_block_ip_admin(gw, &ip, d);
         reply = json_pack("{s:s, s:I}", "blocked", canon, "duration_s", (json_int_t)d);
     } else {
-        bool was = guard_unblock(&srv->guard, &ip);
-        audit_event(&srv->audit, "ADMIN_ACTION", NULL, who.user_id, ipbuf,
+        bool was = guard_unblock(gw->guard, &ip);
+        audit_event(gw->audit, "ADMIN_ACTION", NULL, who.user_id, ipbuf,
                     json_pack("{s:s, s:s}", "action", "unblock_ip", "target", canon));
-        audit_event(&srv->audit, "IP_UNBLOCKED", NULL, NULL, canon, json_pack("{s:b}", "was_blocked", was));
-        redis_engine_announce_unblock(&srv->redis, &ip);
+        audit_event(gw->audit, "IP_UNBLOCKED", NULL, NULL, canon, json_pack("{s:b}", "was_blocked", was));
+        redis_engine_announce_unblock(gw->redis, &ip);
         reply = json_pack("{s:s, s:b}", "unblocked", canon, "was_blocked", was);
     }
     json_decref(body);

@@ -15,7 +15,7 @@
 #include <uv.h>
 
 struct conn;
-struct server;
+struct gateway;
 struct worker;
 
 enum gather_kind { GATHER_LIST = 0, GATHER_BROADCAST };
@@ -42,7 +42,7 @@ void admin_ws_broadcast(struct conn *c, json_t *msg, json_t *id);
 
 /* Delivers a broadcast (frame_json consumed) to this node's clients of the
  * given roles; no answer. Used for broadcasts from other nodes. */
-void admin_broadcast_local(struct server *srv, json_t *frame_json, uint32_t roles);
+void admin_broadcast_local(struct gateway *gw, json_t *frame_json, uint32_t roles);
 
 
 #endif

@@ -6,7 +6,17 @@
 #include <string.h>
 
 #include "auth/auth.h"
-#include "app/server.h"
+#include "auth/auth.h"
+#include "auth/budget.h"
+#include "auth/guard.h"
+#include "base/audit.h"
+#include "base/config.h"
+#include "cluster/engine.h"
+#include "gateway/gateway.h"
+#include "net/clientip.h"
+#include "pubsub/hub.h"
+#include "pubsub/symbols.h"
+#include "trade/broker.h"
 #include "net/worker.h"
 #include "feed/publish.h"
 #include "net/conn.h"
@@ -21,7 +31,7 @@ static bool authorize_publish(struct conn *c, bool keep) {
     struct identity who;
     if (!http_guard_identify(c, keep, "api", &who))
         return false;
-    if (!(roles_allows(&c->w->srv->auth.roles, who.role, ACT_PUBLISH) || who.role == ROLE_ADMIN ||
+    if (!(roles_allows(&gateway_of(c)->auth->roles, who.role, ACT_PUBLISH) || who.role == ROLE_ADMIN ||
           who.role == ROLE_SUPER_ADMIN)) {
         http_guard_forbidden(c, keep, &who, "api", "role may not publish");
         return false;
@@ -60,7 +70,7 @@ void api_publish(struct conn *c, bool keep) {
     }
     int n = 0;
     if (updates) {
-        n = publish_updates(&c->w->srv->hub, updates, &why);
+        n = publish_updates(gateway_of(c)->hub, updates, &why);
         if (n < 0) {
             json_decref(body);
             conn_http_error(c, 400, "invalid_message", why, NULL, keep);
@@ -71,7 +81,7 @@ void api_publish(struct conn *c, bool keep) {
      * node when Redis is on. */
     for (size_t i = 0; i < nev; i++) {
         json_t *e = json_array_get(events, i);
-        user_event_send(&c->w->srv->events, json_string_value(json_object_get(e, "user_id")),
+        user_event_send(gateway_of(c)->events, json_string_value(json_object_get(e, "user_id")),
                         json_pack("{s:s, s:O}", "type", "portfolio_update", "event", json_object_get(e, "event")),
                         true, true);
     }

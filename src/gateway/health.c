@@ -11,7 +11,17 @@
 #include <string.h>
 #include <time.h>
 
-#include "app/server.h"
+#include "auth/auth.h"
+#include "auth/budget.h"
+#include "auth/guard.h"
+#include "base/audit.h"
+#include "base/config.h"
+#include "cluster/engine.h"
+#include "gateway/gateway.h"
+#include "net/clientip.h"
+#include "pubsub/hub.h"
+#include "pubsub/symbols.h"
+#include "trade/broker.h"
 #include "net/worker.h"
 #include "net/conn.h"
 
@@ -19,35 +29,35 @@
 #define FEED_IDLE_MS 10000
 
 void health_respond(struct conn *c, bool keep_alive) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     uint64_t now = uv_hrtime() / 1000000;
     bool workers_ok = true;
-    for (int i = 0; i < srv->nworkers; i++) {
-        uint64_t beat = atomic_load_explicit(&srv->workers[i].heartbeat_ms, memory_order_relaxed);
+    for (int i = 0; i < gw->nworkers; i++) {
+        uint64_t beat = atomic_load_explicit(&gw->workers[i].heartbeat_ms, memory_order_relaxed);
         if (beat + WORKER_STALL_MS < now)
             workers_ok = false;
     }
     /* sweeper: every worker's ran within two periods (plus slack). */
     int64_t wall = (int64_t)time(NULL);
     bool sweeper_ok = true;
-    for (int i = 0; i < srv->nworkers; i++) {
-        int64_t last = atomic_load_explicit(&srv->workers[i].stats.last_sweep_s, memory_order_relaxed);
-        if (wall - last > 2 * (int64_t)srv->cfg.limits.sweep_interval_s + 2)
+    for (int i = 0; i < gw->nworkers; i++) {
+        int64_t last = atomic_load_explicit(&gw->workers[i].stats.last_sweep_s, memory_order_relaxed);
+        if (wall - last > 2 * (int64_t)gw->cfg->limits.sweep_interval_s + 2)
             sweeper_ok = false;
     }
     /* feed: ok when a tick was sequenced in the last FEED_IDLE_MS. */
-    int64_t last_tick = atomic_load_explicit(&srv->hub.last_tick_ms, memory_order_relaxed);
+    int64_t last_tick = atomic_load_explicit(&gw->hub->last_tick_ms, memory_order_relaxed);
     bool feed_ok = last_tick && hub_now_ms() - last_tick < FEED_IDLE_MS;
     bool healthy = workers_ok && sweeper_ok;
     /* Redis down while configured: still serving local clients, degraded. */
-    const char *redis = !srv->redis.enabled ? "disabled" : redis_engine_up(&srv->redis) ? "up" : "down";
-    bool degraded = srv->redis.enabled && !redis_engine_up(&srv->redis);
-    bool audit_ok = !audit_dropping(&srv->audit, hub_now_ms()); /* a drop in the last minute */
+    const char *redis = !gw->redis->enabled ? "disabled" : redis_engine_up(gw->redis) ? "up" : "down";
+    bool degraded = gw->redis->enabled && !redis_engine_up(gw->redis);
+    bool audit_ok = !audit_dropping(gw->audit, hub_now_ms()); /* a drop in the last minute */
     const char *status = !healthy ? "unhealthy" : (degraded || !audit_ok) ? "degraded" : "healthy";
     json_t *o = json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:s}}", "status", status, "checks", "workers",
                           workers_ok ? "ok" : "stalled", "sweeper", sweeper_ok ? "ok" : "stalled", "feed",
                           feed_ok ? "ok" : "idle", "redis", redis, "audit",
-                          !srv->audit.on ? "disabled" : audit_ok ? "ok" : "dropping");
+                          !gw->audit->on ? "disabled" : audit_ok ? "ok" : "dropping");
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s) {

@@ -6,23 +6,33 @@
 #include <string.h>
 #include <time.h>
 
-#include "app/server.h"
+#include "auth/auth.h"
+#include "auth/budget.h"
+#include "auth/guard.h"
+#include "base/audit.h"
+#include "base/config.h"
+#include "cluster/engine.h"
+#include "gateway/gateway.h"
+#include "net/clientip.h"
+#include "pubsub/hub.h"
+#include "pubsub/symbols.h"
+#include "trade/broker.h"
 #include "net/worker.h"
 #include "net/conn.h"
 #include "net/http.h"
 
 bool http_guard_blocked(struct conn *c) {
-    if (!guard_is_blocked(&c->w->srv->guard, &c->cip))
+    if (!guard_is_blocked(gateway_of(c)->guard, &c->cip))
         return false;
     conn_http_error(c, 403, "ip_blocked", "this IP is blocked", NULL, false);
     return true;
 }
 
 bool http_guard_admit(struct conn *c, const struct ip16 *prev, bool global) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     if (c->http_ip && memcmp(prev->b, c->cip.b, sizeof(c->cip.b)) != 0) {
         /* Another client behind the same proxy connection. */
-        guard_release(&srv->guard, prev, NULL);
+        guard_release(gw->guard, prev, NULL);
         c->http_ip = false;
     }
     if (c->http_ip) {
@@ -30,7 +40,7 @@ bool http_guard_admit(struct conn *c, const struct ip16 *prev, bool global) {
             return false;
     } else {
         const char *which = "ip";
-        enum guard_verdict v = guard_admit(&srv->guard, &c->cip, NULL, &which);
+        enum guard_verdict v = guard_admit(gw->guard, &c->cip, NULL, &which);
         if (v == GUARD_BLOCKED) {
             conn_http_error(c, 403, "ip_blocked", "this IP is blocked", NULL, false);
             return false;
@@ -43,7 +53,7 @@ bool http_guard_admit(struct conn *c, const struct ip16 *prev, bool global) {
         c->http_ip = true;
     }
     if (global && !c->http_slot) {
-        if (!server_conn_reserve(srv)) {
+        if (!gateway_conn_reserve(gw)) {
             conn_http_error(c, 503, "server_full", "connection limit reached", "Retry-After: 5\r\n", false);
             return false;
         }
@@ -53,13 +63,13 @@ bool http_guard_admit(struct conn *c, const struct ip16 *prev, bool global) {
 }
 
 void http_guard_release(struct conn *c) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     if (c->http_ip) {
-        guard_release(&srv->guard, &c->cip, NULL);
+        guard_release(gw->guard, &c->cip, NULL);
         c->http_ip = false;
     }
     if (c->http_slot) {
-        server_conn_release(srv);
+        gateway_conn_release(gw);
         c->http_slot = false;
     }
 }
@@ -68,20 +78,20 @@ void http_guard_release(struct conn *c) {
  * before a WebSocket exists): counted, audited, and the one that makes the
  * IP critical blocks it on every worker. */
 static void violation(struct conn *c, enum violation v, const char *kind, const char *user, const char *stage) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     char ip[64];
     ip16_format(&c->cip, ip, sizeof(ip));
     atomic_fetch_add_explicit(&c->w->stats.violations[v], 1, memory_order_relaxed);
-    audit_event(&srv->audit, "SECURITY_VIOLATION", NULL, user, ip,
+    audit_event(gw->audit, "SECURITY_VIOLATION", NULL, user, ip,
                 json_pack("{s:s, s:s}", "kind", kind, "stage", stage));
-    if (guard_violation(&srv->guard, &c->cip, (int64_t)time(NULL)))
-        server_block_ip(srv, &c->cip, srv->cfg.security.auto_block_s, "threat level critical");
+    if (guard_violation(gw->guard, &c->cip, (int64_t)time(NULL)))
+        gateway_block_ip(gw, &c->cip, gw->cfg->security.auto_block_s, "threat level critical");
 }
 
 void http_guard_auth_failed(struct conn *c, int status, const char *why, const char *stage) {
     char ip[64];
     ip16_format(&c->cip, ip, sizeof(ip));
-    audit_event(&c->w->srv->audit, "AUTH_FAILED", NULL, NULL, ip,
+    audit_event(gateway_of(c)->audit, "AUTH_FAILED", NULL, NULL, ip,
                 json_pack("{s:s, s:i, s:s}", "reason", why, "status", status, "stage", stage));
     violation(c, SV_AUTH_FAILED, "auth_failed", NULL, stage);
 }
@@ -90,7 +100,7 @@ bool http_guard_identify(struct conn *c, bool keep_alive, const char *stage, str
     const char *why = "credentials required";
     size_t l;
     bool has = http_req_header(c->http, "Authorization", &l) || http_req_header(c->http, "X-API-Key", &l);
-    if (has && auth_request(&c->w->srv->auth, c->http, who, &why) == 0)
+    if (has && auth_request(gateway_of(c)->auth, c->http, who, &why) == 0)
         return true;
     http_guard_auth_failed(c, 401, why, stage);
     conn_http_error(c, 401, "unauthorized", why, NULL, keep_alive);

@@ -24,10 +24,10 @@
 
 /* The names of the symbols c is subscribed to, as a new JSON array. */
 static json_t *sub_names(const struct conn *c) {
-    const struct server *srv = c->w->srv;
+    const struct gateway *gw = gateway_of(c);
     json_t *a = json_array();
     for (uint32_t i = 0; i < conn_subs(c)->nsubs; i++)
-        json_array_append_new(a, json_string(srv->syms.names[conn_subs(c)->subs[i].sym]));
+        json_array_append_new(a, json_string(gw->syms->names[conn_subs(c)->subs[i].sym]));
     return a;
 }
 
@@ -48,8 +48,8 @@ static void free_user_id(struct conn *c) {
 }
 
 struct budget *proto_identity_budget(struct conn *c) {
-    struct ip16 k = guard_key(&c->w->srv->guard, &c->cip);
-    return budget_for_client(&c->w->srv->budgets, session_of(c)->user_id, &k);
+    struct ip16 k = guard_key(gateway_of(c)->guard, &c->cip);
+    return budget_for_client(gateway_of(c)->budgets, session_of(c)->user_id, &k);
 }
 
 void protocol_set_identity(struct conn *c, const struct identity *id) {
@@ -65,11 +65,11 @@ void protocol_set_identity(struct conn *c, const struct identity *id) {
 }
 
 void protocol_on_open(struct conn *c) {
-    struct server *srv = c->w->srv;
-    const struct config *cfg = &srv->cfg;
+    struct gateway *gw = gateway_of(c);
+    const struct config *cfg = gw->cfg;
     char cid[32];
     protocol_client_id(c, cid, sizeof(cid));
-    proto_count(&c->w->stats.by_role[session_of(c)->role]);
+    proto_count(&gateway_worker(c->w)->stats.by_role[session_of(c)->role]);
     proto_count(&c->w->stats.ws_total);
     uint64_t now = worker_now(c->w);
     session_of(c)->last_ping = now;
@@ -86,7 +86,7 @@ void protocol_on_open(struct conn *c) {
         jw_lit(&w, "}");
         jw_raw(&w, "", 1);
         ip16_format(&c->cip, ip, sizeof(ip));
-        audit_event_text(&srv->audit, "CONNECTION_OPENED", cid, session_of(c)->user_id, ip, details);
+        audit_event_text(gw->audit, "CONNECTION_OPENED", cid, session_of(c)->user_id, ip, details);
     }
     session_of(c)->budget = proto_identity_budget(c); /* put in protocol_release_identity */
     size_t cap = 256 + jw_str_max(cid) + jw_str_max(session_of(c)->user_id);
@@ -106,7 +106,7 @@ void protocol_on_open(struct conn *c) {
     jw_lit(&w, ",\"heartbeat_interval_s\":");
     jw_i64(&w, cfg->limits.heartbeat_interval_s);
     jw_lit(&w, ",\"limits\":{\"max_subscriptions\":");
-    jw_i64(&w, srv->auth.roles.max_symbols[session_of(c)->role]);
+    jw_i64(&w, gw->auth->roles.max_symbols[session_of(c)->role]);
     jw_lit(&w, ",\"max_messages_per_minute\":");
     jw_i64(&w, cfg->limits.max_messages_per_minute);
     jw_lit(&w, ",\"max_message_bytes\":");
@@ -125,7 +125,7 @@ void protocol_on_open(struct conn *c) {
 }
 
 void protocol_liveness(struct conn *c, uint64_t now) {
-    const struct config *cfg = &c->w->srv->cfg;
+    const struct config *cfg = gateway_of(c)->cfg;
     /* A client is only timed out after it was pinged since it last spoke
      * (heartbeat_timeout_s >= heartbeat_interval_s: config refuses less). */
     if (now - c->last_rx >= (uint64_t)cfg->limits.heartbeat_timeout_s * 1000 && session_of(c)->first_ping > c->last_rx) {
@@ -141,7 +141,7 @@ void protocol_liveness(struct conn *c, uint64_t now) {
 }
 
 void protocol_sweep(struct conn *c, uint64_t now) {
-    const struct config *cfg = &c->w->srv->cfg;
+    const struct config *cfg = gateway_of(c)->cfg;
     if (session_of(c)->token_exp) {
         if ((int64_t)time(NULL) - cfg->auth.jwt_leeway_s > session_of(c)->token_exp) { /* no exp + leeway: overflow */
             ws_close(c, WS_CLOSE_TOKEN_EXPIRED, "token expired");
@@ -179,7 +179,7 @@ static enum disc_reason reason_of(const struct conn *c) {
 }
 
 void protocol_on_release(struct conn *c) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     if (conn_subs(c)->nsubs)
         proto_audit(c, "SUBSCRIPTION_REMOVED",
                     json_pack("{s:o, s:s}", "symbols", sub_names(c), "reason", "disconnect"));
@@ -187,31 +187,31 @@ void protocol_on_release(struct conn *c) {
     subs_remove_all(c);
     proto_audit(c, "CONNECTION_CLOSED",
                 json_pack("{s:i, s:s}", "code", c->close_code, "reason", DR_LABELS[reason_of(c)]));
-    if (srv->redis.enabled) {
+    if (gw->redis->enabled) {
         struct redis_note *n = calloc(1, sizeof(*n));
         if (n) {
             n->kind = NOTE_CLOSE;
             protocol_client_id(c, n->cid, sizeof(n->cid));
             n->user = session_of(c)->redis_user && session_of(c)->user_id ? strdup(session_of(c)->user_id) : NULL;
-            redis_engine_post(&srv->redis, RM_NOTE, n, 0);
+            redis_engine_post(gw->redis, RM_NOTE, n, 0);
         }
         session_of(c)->redis_user = false;
     }
-    atomic_fetch_sub_explicit(&c->w->stats.by_role[session_of(c)->role], 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&gateway_worker(c->w)->stats.by_role[session_of(c)->role], 1, memory_order_relaxed);
     proto_count(&c->w->stats.disconnects[reason_of(c)]);
     protocol_release_identity(c);
 }
 
 void protocol_release_identity(struct conn *c) {
-    struct server *srv = c->w->srv;
-    budget_put(&srv->budgets, session_of(c)->budget, worker_now(c->w) * 1000000ULL);
+    struct gateway *gw = gateway_of(c);
+    budget_put(gw->budgets, session_of(c)->budget, worker_now(c->w) * 1000000ULL);
     session_of(c)->budget = NULL;
     if (session_of(c)->guarded) {
-        guard_release(&srv->guard, &c->cip, session_of(c)->user_id);
+        guard_release(gw->guard, &c->cip, session_of(c)->user_id);
         session_of(c)->guarded = false;
     }
     if (session_of(c)->redis_user && session_of(c)->user_id) { /* refused before the upgrade */
-        redis_engine_release_user(&srv->redis, session_of(c)->user_id);
+        redis_engine_release_user(gw->redis, session_of(c)->user_id);
         session_of(c)->redis_user = false;
     }
     free_user_id(c);
@@ -234,21 +234,21 @@ static struct redis_note *note_new(struct conn *c, enum note_kind kind, json_t *
 }
 
 void proto_persist_subs(struct conn *c) {
-    struct server *srv = c->w->srv;
-    if (!srv->redis.enabled)
+    struct gateway *gw = gateway_of(c);
+    if (!gw->redis->enabled)
         return;
     struct redis_note *n = note_new(c, NOTE_SUBS, sub_names(c));
     if (n)
-        redis_engine_post(&srv->redis, RM_NOTE, n, 0);
+        redis_engine_post(gw->redis, RM_NOTE, n, 0);
 }
 
 void protocol_persist(struct conn *c, bool resync) {
-    struct server *srv = c->w->srv;
-    if (!srv->redis.enabled)
+    struct gateway *gw = gateway_of(c);
+    if (!gw->redis->enabled)
         return;
     char ip[64];
     ip16_format(&c->cip, ip, sizeof(ip));
-    json_t *o = json_pack("{s:s, s:s?, s:s, s:s, s:I}", "node", srv->redis.node, "user_id", session_of(c)->user_id, "role",
+    json_t *o = json_pack("{s:s, s:s?, s:s, s:s, s:I}", "node", gw->redis->node, "user_id", session_of(c)->user_id, "role",
                           role_name(session_of(c)->role), "ip", ip, "connected_at", (json_int_t)session_of(c)->connected_at);
     struct redis_note *n = note_new(c, NOTE_OPEN, o);
     if (!n)
@@ -258,7 +258,7 @@ void protocol_persist(struct conn *c, bool resync) {
         n->user = strdup(session_of(c)->user_id);
         session_of(c)->redis_user = n->user != NULL;
     }
-    redis_engine_post(&srv->redis, RM_NOTE, n, 0);
+    redis_engine_post(gw->redis, RM_NOTE, n, 0);
     if (resync || conn_subs(c)->nsubs)
         proto_persist_subs(c);
 }

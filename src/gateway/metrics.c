@@ -9,7 +9,17 @@
 
 #include "auth/auth.h"
 #include "gateway/protocol.h"
-#include "app/server.h"
+#include "auth/auth.h"
+#include "auth/budget.h"
+#include "auth/guard.h"
+#include "base/audit.h"
+#include "base/config.h"
+#include "cluster/engine.h"
+#include "gateway/gateway.h"
+#include "net/clientip.h"
+#include "pubsub/hub.h"
+#include "pubsub/symbols.h"
+#include "trade/broker.h"
 #include "net/worker.h"
 #include "net/conn.h"
 
@@ -29,11 +39,11 @@ struct totals {
     int64_t last_sweep;
 };
 
-static void gather(struct server *srv, struct totals *t) {
+static void gather(struct gateway *gw, struct totals *t) {
     memset(t, 0, sizeof(*t));
     t->last_sweep = INT64_MAX;
-    for (int i = 0; i < srv->nworkers; i++) {
-        struct worker_stats *s = &srv->workers[i].stats;
+    for (int i = 0; i < gw->nworkers; i++) {
+        struct worker_stats *s = &gw->workers[i].stats;
         t->ws_open += LOAD(s->ws_open);
         t->ws_total += LOAD(s->ws_total);
         t->http += LOAD(s->http_requests);
@@ -44,10 +54,11 @@ static void gather(struct server *srv, struct totals *t) {
         t->conflated += LOAD(s->conflated);
         t->slow_disc += LOAD(s->slow_disconnects);
         t->rate_limited += LOAD(s->rate_limited);
+        const struct gateway_stats *g = &gateway_worker(&gw->workers[i])->stats;
         for (int r = 0; r < ROLE_COUNT; r++)
-            t->by_role[r] += LOAD(s->by_role[r]);
+            t->by_role[r] += LOAD(g->by_role[r]);
         for (int a = 0; a <= ACT_COUNT; a++)
-            t->received[a] += LOAD(s->received[a]);
+            t->received[a] += LOAD(g->received[a]);
         for (int d = 0; d < DR_COUNT; d++)
             t->disc[d] += LOAD(s->disconnects[d]);
         for (int v = 0; v < SV_COUNT; v++)
@@ -101,9 +112,9 @@ static void head(struct out *o, const char *name, const char *type, const char *
 }
 
 void metrics_respond(struct conn *c, bool keep) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     struct totals t;
-    gather(srv, &t);
+    gather(gw, &t);
     struct out o = {malloc(8192), 0, 8192, false};
     if (!o.buf) {
         conn_http_error(c, 500, "internal_error", "out of memory", NULL, false);
@@ -132,11 +143,11 @@ void metrics_respond(struct conn *c, bool keep) {
     head(&o, "subscriptions", "gauge", "Symbol subscriptions held by clients.");
     put(&o, "tickgate_subscriptions %llu\n", (unsigned long long)t.subs);
     head(&o, "active_streams", "gauge", "Symbols with at least one local subscriber.");
-    put(&o, "tickgate_active_streams %ld\n", atomic_load(&srv->hub.active_streams));
+    put(&o, "tickgate_active_streams %ld\n", atomic_load(&gw->hub->active_streams));
     head(&o, "ticks_published_total", "counter", "Ticks sequenced by this node.");
-    put(&o, "tickgate_ticks_published_total %llu\n", (unsigned long long)LOAD(srv->hub.ticks_published));
+    put(&o, "tickgate_ticks_published_total %llu\n", (unsigned long long)LOAD(gw->hub->ticks_published));
     head(&o, "fanout_dropped_total", "counter", "Tick frames a full worker mailbox refused (must stay 0).");
-    put(&o, "tickgate_fanout_dropped_total %llu\n", (unsigned long long)LOAD(srv->hub.frames_dropped));
+    put(&o, "tickgate_fanout_dropped_total %llu\n", (unsigned long long)LOAD(gw->hub->frames_dropped));
     head(&o, "fanout_seconds", "histogram", "Tick in to queued for its last local subscriber.");
     uint64_t cum = 0;
     for (int b = 0; b < FANOUT_BUCKETS; b++) {
@@ -156,30 +167,30 @@ void metrics_respond(struct conn *c, bool keep) {
     head(&o, "auth_failures_total", "counter", "Failed authentications, by reason.");
     for (int f = 0; f < AUTHF_COUNT; f++)
         put(&o, "tickgate_auth_failures_total{reason=\"%s\"} %llu\n", auth_failure_str(f),
-            (unsigned long long)LOAD(srv->auth.failures[f]));
+            (unsigned long long)LOAD(gw->auth->failures[f]));
     head(&o, "slow_consumer_conflated_total", "counter", "Updates replaced by a newer one for a backed-up client.");
     put(&o, "tickgate_slow_consumer_conflated_total %llu\n", (unsigned long long)t.conflated);
     head(&o, "slow_consumer_disconnects_total", "counter", "Clients closed with 1013 as slow consumers.");
     put(&o, "tickgate_slow_consumer_disconnects_total %llu\n", (unsigned long long)t.slow_disc);
     head(&o, "redis_up", "gauge", "1 when the Redis engine is connected (0 when down or not configured).");
-    put(&o, "tickgate_redis_up %d\n", redis_engine_up(&srv->redis) ? 1 : 0);
+    put(&o, "tickgate_redis_up %d\n", redis_engine_up(gw->redis) ? 1 : 0);
     head(&o, "redis_errors_total", "counter", "Redis connection and command errors.");
-    put(&o, "tickgate_redis_errors_total %llu\n", (unsigned long long)LOAD(srv->redis.errors));
+    put(&o, "tickgate_redis_errors_total %llu\n", (unsigned long long)LOAD(gw->redis->errors));
     head(&o, "redis_published_total", "counter", "Ticks sent through Redis for cluster-wide sequencing.");
-    put(&o, "tickgate_redis_published_total %llu\n", (unsigned long long)LOAD(srv->redis.published));
+    put(&o, "tickgate_redis_published_total %llu\n", (unsigned long long)LOAD(gw->redis->published));
     head(&o, "blocked_ips", "gauge", "IP addresses blocked now.");
-    put(&o, "tickgate_blocked_ips %ld\n", atomic_load(&srv->guard.blocked));
+    put(&o, "tickgate_blocked_ips %ld\n", atomic_load(&gw->guard->blocked));
     head(&o, "handshakes_rate_limited_total", "counter", "WebSocket handshakes refused by the per-IP handshake rate.");
     put(&o, "tickgate_handshakes_rate_limited_total %llu\n",
-        (unsigned long long)LOAD(srv->budgets.refused[BUDGET_CONNECT_IP]));
+        (unsigned long long)LOAD(gw->budgets->refused[BUDGET_CONNECT_IP]));
     head(&o, "rate_budgets", "gauge", "Rate buckets held: messages per user or anonymous IP, handshakes per IP.");
-    put(&o, "tickgate_rate_budgets %ld\n", atomic_load(&srv->budgets.count));
+    put(&o, "tickgate_rate_budgets %ld\n", atomic_load(&gw->budgets->count));
     head(&o, "rate_budgets_evicted_total", "counter", "Unused rate buckets forgotten before full (table bound).");
-    put(&o, "tickgate_rate_budgets_evicted_total %llu\n", (unsigned long long)LOAD(srv->budgets.evicted));
+    put(&o, "tickgate_rate_budgets_evicted_total %llu\n", (unsigned long long)LOAD(gw->budgets->evicted));
     head(&o, "audit_events_dropped_total", "counter", "Audit events dropped because the writer's queue was full.");
-    put(&o, "tickgate_audit_events_dropped_total %llu\n", (unsigned long long)LOAD(srv->audit.dropped));
+    put(&o, "tickgate_audit_events_dropped_total %llu\n", (unsigned long long)LOAD(gw->audit->dropped));
     head(&o, "audit_events_written_total", "counter", "Audit events written.");
-    put(&o, "tickgate_audit_events_written_total %llu\n", (unsigned long long)LOAD(srv->audit.written));
+    put(&o, "tickgate_audit_events_written_total %llu\n", (unsigned long long)LOAD(gw->audit->written));
     head(&o, "sweeper_last_run_timestamp_seconds", "gauge", "When every worker's sweeper had last run.");
     put(&o, "tickgate_sweeper_last_run_timestamp_seconds %lld\n", (long long)t.last_sweep);
     if (o.oom) {
@@ -192,9 +203,9 @@ void metrics_respond(struct conn *c, bool keep) {
 }
 
 void stats_respond(struct conn *c, bool keep) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     struct totals t;
-    gather(srv, &t);
+    gather(gw, &t);
     json_t *roles = json_object(), *disc = json_object(), *recv = json_object(), *viol = json_object(),
            *authf = json_object();
     for (int r = 0; r < ROLE_COUNT; r++)
@@ -206,27 +217,27 @@ void stats_respond(struct conn *c, bool keep) {
     for (int v = 0; v < SV_COUNT; v++)
         json_object_set_new(viol, SV_NAMES[v], json_integer((json_int_t)t.viol[v]));
     for (int f = 0; f < AUTHF_COUNT; f++)
-        json_object_set_new(authf, auth_failure_str(f), json_integer((json_int_t)LOAD(srv->auth.failures[f])));
+        json_object_set_new(authf, auth_failure_str(f), json_integer((json_int_t)LOAD(gw->auth->failures[f])));
     json_t *o = json_pack(
         "{s:o, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:f, s:I, s:i}",
         "connections", roles, "connections_open", (json_int_t)t.ws_open, "connections_total", (json_int_t)t.ws_total,
         "disconnections_total", disc, "messages_received_total", recv, "messages_sent_total", (json_int_t)t.sent,
         "bytes_sent_total", (json_int_t)t.bytes, "subscriptions", (json_int_t)t.subs, "active_streams",
-        (json_int_t)atomic_load(&srv->hub.active_streams), "ticks_published_total",
-        (json_int_t)LOAD(srv->hub.ticks_published), "fanout_dropped_total", (json_int_t)LOAD(srv->hub.frames_dropped),
+        (json_int_t)atomic_load(&gw->hub->active_streams), "ticks_published_total",
+        (json_int_t)LOAD(gw->hub->ticks_published), "fanout_dropped_total", (json_int_t)LOAD(gw->hub->frames_dropped),
         "rate_limited_total", (json_int_t)t.rate_limited, "http_requests_total", (json_int_t)t.http,
         "security_violations_total", viol, "auth_failures_total", authf, "slow_consumer_conflated_total",
         (json_int_t)t.conflated, "slow_consumer_disconnects_total", (json_int_t)t.slow_disc,
         "sweeper_last_run_timestamp_seconds", (json_int_t)t.last_sweep, "fanout_seconds_avg",
         t.fcount ? (double)t.fsum_ns / 1e9 / (double)t.fcount : 0.0, "fanout_count", (json_int_t)t.fcount,
-        "workers", srv->nworkers);
+        "workers", gw->nworkers);
     if (o) {
-        json_object_set_new(o, "blocked_ips", json_integer(atomic_load(&srv->guard.blocked)));
+        json_object_set_new(o, "blocked_ips", json_integer(atomic_load(&gw->guard->blocked)));
         json_object_set_new(o, "http_paused_connections", json_integer((json_int_t)t.http_paused));
-        json_object_set_new(o, "redis_up", json_integer(redis_engine_up(&srv->redis) ? 1 : 0));
-        json_object_set_new(o, "redis_errors_total", json_integer((json_int_t)LOAD(srv->redis.errors)));
-        json_object_set_new(o, "audit_events_dropped_total", json_integer((json_int_t)LOAD(srv->audit.dropped)));
-        json_object_set_new(o, "audit_events_written_total", json_integer((json_int_t)LOAD(srv->audit.written)));
+        json_object_set_new(o, "redis_up", json_integer(redis_engine_up(gw->redis) ? 1 : 0));
+        json_object_set_new(o, "redis_errors_total", json_integer((json_int_t)LOAD(gw->redis->errors)));
+        json_object_set_new(o, "audit_events_dropped_total", json_integer((json_int_t)LOAD(gw->audit->dropped)));
+        json_object_set_new(o, "audit_events_written_total", json_integer((json_int_t)LOAD(gw->audit->written)));
     }
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);

@@ -12,7 +12,7 @@
 static json_t *user_json(const struct conn *c) { return session_of(c)->user_id ? json_string(session_of(c)->user_id) : json_null(); }
 
 void msg_authenticate(struct conn *c, json_t *msg, json_t *id) {
-    struct auth *a = &c->w->srv->auth;
+    struct auth *a = gateway_of(c)->auth;
     json_t *tok = json_object_get(msg, "token"), *key = json_object_get(msg, "api_key");
     struct identity who;
     const char *why = NULL;
@@ -26,7 +26,7 @@ void msg_authenticate(struct conn *c, json_t *msg, json_t *id) {
                      SV_INVALID_MESSAGE);
         return;
     }
-    if (rc == 0 && who.user_id[0] && session_of(c)->guarded && !guard_switch_user(&c->w->srv->guard, session_of(c)->user_id, who.user_id)) {
+    if (rc == 0 && who.user_id[0] && session_of(c)->guarded && !guard_switch_user(gateway_of(c)->guard, session_of(c)->user_id, who.user_id)) {
         rc = 429;
         why = "connection limit per user reached";
     }
@@ -37,15 +37,15 @@ void msg_authenticate(struct conn *c, json_t *msg, json_t *id) {
     }
     if (session_of(c)->redis_user && session_of(c)->user_id && strcmp(session_of(c)->user_id, who.user_id) != 0) {
         /* Cluster-wide counts follow the handshake identity only: release it. */
-        redis_engine_release_user(&c->w->srv->redis, session_of(c)->user_id);
+        redis_engine_release_user(gateway_of(c)->redis, session_of(c)->user_id);
         session_of(c)->redis_user = false;
     }
-    atomic_fetch_sub_explicit(&c->w->stats.by_role[session_of(c)->role], 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&gateway_worker(c->w)->stats.by_role[session_of(c)->role], 1, memory_order_relaxed);
     protocol_set_identity(c, &who);
-    proto_count(&c->w->stats.by_role[session_of(c)->role]);
+    proto_count(&gateway_worker(c->w)->stats.by_role[session_of(c)->role]);
     struct budget *nb = proto_identity_budget(c);
     if (nb) { /* the new identity's budget from now on (out of memory: the old one stays) */
-        budget_put(&c->w->srv->budgets, session_of(c)->budget, worker_now(c->w) * 1000000ULL);
+        budget_put(gateway_of(c)->budgets, session_of(c)->budget, worker_now(c->w) * 1000000ULL);
         session_of(c)->budget = nb;
     }
     proto_reply(c,

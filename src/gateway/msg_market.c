@@ -13,8 +13,8 @@
 #include "pubsub/hub.h"
 #include "pubsub/tick.h"
 
-char *protocol_history_text(struct server *srv, uint32_t sym, const struct tick *t, uint32_t n, const char *id_json) {
-    const char *name = srv->syms.names[sym];
+char *protocol_history_text(struct gateway *gw, uint32_t sym, const struct tick *t, uint32_t n, const char *id_json) {
+    const char *name = gw->syms->names[sym];
     size_t cap = 128 + strlen(name) + (size_t)n * (TICK_JSON_MAX + 1) + (id_json ? strlen(id_json) : 0);
     char *out = malloc(cap);
     if (!out)
@@ -33,12 +33,12 @@ char *protocol_history_text(struct server *srv, uint32_t sym, const struct tick 
     return out;
 }
 
-char *protocol_analysis_text(struct server *srv, uint32_t sym, const struct tick *t, uint32_t n, int window_s,
+char *protocol_analysis_text(struct gateway *gw, uint32_t sym, const struct tick *t, uint32_t n, int window_s,
                              const char *id_json) {
     struct analysis a;
     hub_analyze(t, n, hub_now_ms(), window_s, &a);
     json_t *o = json_pack("{s:s, s:s, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:i}", "type", "analysis_result", "symbol",
-                          srv->syms.names[sym], "window_s", window_s, "open", a.open, "high", a.high, "low", a.low,
+                          gw->syms->names[sym], "window_s", window_s, "open", a.open, "high", a.high, "low", a.low,
                           "close", a.close, "vwap", a.vwap, "volume", a.volume, "count", (int)a.count);
     if (o && id_json) {
         json_t *id = json_loads(id_json, JSON_DECODE_ANY, NULL);
@@ -51,13 +51,13 @@ char *protocol_analysis_text(struct server *srv, uint32_t sym, const struct tick
 /* get_history and analysis: from the shared stream when Redis is up, else
  * from this node's ring. */
 void msg_query(struct conn *c, json_t *msg, json_t *id, bool analysis) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     int sym = proto_query_symbol(c, msg, id);
     long v;
     if (sym < 0 || !(analysis ? proto_int_field(c, msg, "window_s", 1, 3600, 300, &v, id)
                               : proto_int_field(c, msg, "limit", 1, 1000, 100, &v, id)))
         return;
-    if (redis_engine_up(&srv->redis)) {
+    if (redis_engine_up(gw->redis)) {
         struct redis_query *q = calloc(1, sizeof(*q));
         if (q) {
             q->worker = c->w->id;
@@ -67,18 +67,18 @@ void msg_query(struct conn *c, json_t *msg, json_t *id, bool analysis) {
             q->sym = (uint32_t)sym;
             q->limit = analysis ? 0 : (uint32_t)v;
             q->window_s = analysis ? (int)v : 0;
-            if (redis_engine_post(&srv->redis, RM_QUERY, q, 0) == 0)
+            if (redis_engine_post(gw->redis, RM_QUERY, q, 0) == 0)
                 return;
         }
     }
-    uint32_t cap = analysis ? srv->hub.history_size : (uint32_t)v;
+    uint32_t cap = analysis ? gw->hub->history_size : (uint32_t)v;
     struct tick *t = malloc(sizeof(*t) * cap);
     char *idj = proto_id_text(id);
     char *text = NULL;
     if (t) {
-        uint32_t n = hub_history(&srv->hub, (uint32_t)sym, cap, t);
-        text = analysis ? protocol_analysis_text(srv, (uint32_t)sym, t, n, (int)v, idj)
-                        : protocol_history_text(srv, (uint32_t)sym, t, n, idj);
+        uint32_t n = hub_history(gw->hub, (uint32_t)sym, cap, t);
+        text = analysis ? protocol_analysis_text(gw, (uint32_t)sym, t, n, (int)v, idj)
+                        : protocol_history_text(gw, (uint32_t)sym, t, n, idj);
     }
     free(t);
     free(idj);

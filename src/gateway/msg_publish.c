@@ -9,7 +9,7 @@
 
 void msg_publish(struct conn *c, json_t *msg, json_t *id) {
     const char *why = NULL;
-    int n = publish_updates(&c->w->srv->hub, json_object_get(msg, "updates"), &why);
+    int n = publish_updates(gateway_of(c)->hub, json_object_get(msg, "updates"), &why);
     if (n < 0) {
         proto_refuse(c, "invalid_message", why, id, SV_INVALID_MESSAGE);
         return;

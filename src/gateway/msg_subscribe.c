@@ -12,7 +12,7 @@
 #define SUBSCRIBE_MAX_SYMBOLS 100
 
 void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     json_t *syms = json_object_get(msg, "symbols");
     if (!json_is_array(syms)) {
         proto_refuse(c, "invalid_message", "subscribe needs symbols: [string]", id, SV_INVALID_MESSAGE);
@@ -28,7 +28,7 @@ void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
             proto_refuse(c, "invalid_message", "symbols must be strings", id, SV_INVALID_MESSAGE);
             return;
         }
-    int limit = srv->auth.roles.max_symbols[session_of(c)->role];
+    int limit = gw->auth->roles.max_symbols[session_of(c)->role];
     int have = conn_subs(c)->nsubs;
     json_t *ok = json_array(), *invalid = json_array(), *unknown = json_array(), *over = json_array();
     int accepted_idx[SUBSCRIBE_MAX_SYMBOLS];
@@ -41,7 +41,7 @@ void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
             json_array_append(invalid, s);
             continue;
         }
-        int idx = symbols_find(&srv->syms, name, len);
+        int idx = symbols_find(gw->syms, name, len);
         if (idx < 0) {
             json_array_append(unknown, s);
             continue;
@@ -86,7 +86,7 @@ void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
             break;
         }
         if (!had)
-            json_array_append_new(added, json_string(srv->syms.names[accepted_idx[k]]));
+            json_array_append_new(added, json_string(gw->syms->names[accepted_idx[k]]));
     }
     if (json_array_size(added)) {
         proto_audit(c, "SUBSCRIPTION_ADDED", json_pack("{s:o}", "symbols", added));
@@ -110,7 +110,7 @@ void msg_unsubscribe(struct conn *c, json_t *msg, json_t *id) {
     json_t *removed = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_array_get(syms, i);
-        int idx = symbols_find(&c->w->srv->syms, json_string_value(s), json_string_length(s));
+        int idx = symbols_find(gateway_of(c)->syms, json_string_value(s), json_string_length(s));
         if (idx >= 0 && subs_has(c, (uint32_t)idx)) {
             subs_remove(c, (uint32_t)idx);
             json_array_append(removed, s);

@@ -20,11 +20,11 @@ void msg_portfolio_subscribe(struct conn *c, json_t *id) {
     proto_reply(c, json_pack("{s:s}", "type", "portfolio_subscribed"), id);
     char *u = strdup(session_of(c)->user_id);
     if (u)
-        broker_post(&c->w->srv->broker, BM_PORTFOLIO, u, 0, 0);
+        broker_post(gateway_of(c)->broker, BM_PORTFOLIO, u, 0, 0);
 }
 
 void msg_trade(struct conn *c, json_t *msg, json_t *id) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     if (!session_of(c)->user_id) {
         proto_refuse(c, "forbidden", "trading needs an authenticated user", id, SV_FORBIDDEN);
         return;
@@ -66,6 +66,6 @@ void msg_trade(struct conn *c, json_t *msg, json_t *id) {
     o->type = limit ? ORDER_LIMIT : ORDER_MARKET;
     o->quantity = json_number_value(qty);
     o->limit_price = limit ? json_number_value(lim) : 0;
-    if (broker_post(&srv->broker, BM_ORDER, o, 0, 0) < 0)
+    if (broker_post(gw->broker, BM_ORDER, o, 0, 0) < 0)
         proto_reply(c, json_pack("{s:s, s:s}", "type", "trade_rejected", "reason", "unavailable"), id);
 }

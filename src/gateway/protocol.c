@@ -63,20 +63,20 @@ void proto_audit(struct conn *c, const char *event, json_t *details) {
     char cid[32], ip[64];
     protocol_client_id(c, cid, sizeof(cid));
     ip16_format(&c->cip, ip, sizeof(ip));
-    audit_event(&c->w->srv->audit, event, cid, session_of(c)->user_id, ip, details);
+    audit_event(gateway_of(c)->audit, event, cid, session_of(c)->user_id, ip, details);
 }
 
 /* Critical blocks the IP on every worker. */
 void proto_violation(struct conn *c, enum violation v) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     proto_count(&c->w->stats.violations[v]);
     _Static_assert(CONFIG_MAX_VIOLATIONS <= UINT16_MAX, "struct conn violations cannot reach high_violations");
     if (session_of(c)->violations < UINT16_MAX)
         session_of(c)->violations++;
     proto_audit(c, "SECURITY_VIOLATION", json_pack("{s:s, s:i}", "kind", VIOLATION_NAMES[v], "count", session_of(c)->violations));
-    if (guard_violation(&srv->guard, &c->cip, (int64_t)time(NULL)))
-        server_block_ip(srv, &c->cip, srv->cfg.security.auto_block_s, "threat level critical");
-    else if (session_of(c)->violations >= srv->cfg.security.high_violations)
+    if (guard_violation(gw->guard, &c->cip, (int64_t)time(NULL)))
+        gateway_block_ip(gw, &c->cip, gw->cfg->security.auto_block_s, "threat level critical");
+    else if (session_of(c)->violations >= gw->cfg->security.high_violations)
         ws_close(c, WS_CLOSE_POLICY, "threat level high");
 }
 
@@ -95,13 +95,13 @@ static void run_reply(struct worker *w, void *text, uint64_t conn_id, uint64_t u
 static void drop_reply(void *text, uint64_t conn_id, uint64_t unused) { free(text); }
 static const struct worker_mail REPLY_MAIL = {"reply", run_reply, drop_reply};
 
-void protocol_reply_later(struct server *srv, int worker, uint64_t conn_id, char *text) {
-    if (worker_post(&srv->workers[worker], &REPLY_MAIL, text, conn_id, 0) < 0)
+void protocol_reply_later(struct gateway *gw, int worker, uint64_t conn_id, char *text) {
+    if (worker_post(&gw->workers[worker], &REPLY_MAIL, text, conn_id, 0) < 0)
         free(text);
 }
 
 const char *protocol_threat(const struct conn *c) {
-    const struct config *cfg = &c->w->srv->cfg;
+    const struct config *cfg = gateway_of(c)->cfg;
     if (session_of(c)->violations >= cfg->security.high_violations)
         return "high";
     return session_of(c)->violations >= cfg->security.medium_violations ? "medium" : "low";
@@ -156,13 +156,13 @@ static bool suspicious_json(json_t *v, int depth) {
 
 void protocol_client_id(const struct conn *c, char *out, size_t len) {
     /* The instance part keeps ids unique across nodes sharing one Redis. */
-    snprintf(out, len, "c-%08x%llx", c->w->srv->instance, (unsigned long long)c->id);
+    snprintf(out, len, "c-%08x%llx", gateway_of(c)->instance, (unsigned long long)c->id);
 }
 
 /* The identity's token bucket (shared by its connections, kept across
  * reconnects): burst = per-minute figure, refilled continuously. */
 static bool rate_ok(struct conn *c) {
-    return session_of(c)->budget && budget_take(&c->w->srv->budgets, session_of(c)->budget, worker_now(c->w) * 1000000ULL, NULL);
+    return session_of(c)->budget && budget_take(gateway_of(c)->budgets, session_of(c)->budget, worker_now(c->w) * 1000000ULL, NULL);
 }
 
 char *proto_id_text(json_t *id) { return id ? json_dumps(id, JSON_ENCODE_ANY) : NULL; }
@@ -170,7 +170,7 @@ char *proto_id_text(json_t *id) { return id ? json_dumps(id, JSON_ENCODE_ANY) : 
 int proto_query_symbol(struct conn *c, json_t *msg, json_t *id) {
     json_t *s = json_object_get(msg, "symbol");
     int sym = json_is_string(s) && symbol_valid(json_string_value(s), json_string_length(s))
-                  ? symbols_find(&c->w->srv->syms, json_string_value(s), json_string_length(s))
+                  ? symbols_find(gateway_of(c)->syms, json_string_value(s), json_string_length(s))
                   : -2;
     if (sym < 0)
         proto_refuse(c, "invalid_message", sym == -2 ? "symbol must be a valid symbol" : "unknown symbol", id,
@@ -199,14 +199,14 @@ void protocol_on_message(struct conn *c, const char *data, size_t len) {
     struct worker *w = c->w;
     json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
     if (!msg) {
-        proto_count(&w->stats.received[ACT_COUNT]);
+        proto_count(&gateway_worker(w)->stats.received[ACT_COUNT]);
         proto_refuse(c, "invalid_json", "message is not valid JSON", NULL, SV_INVALID_MESSAGE);
         return;
     }
     json_t *id = json_object_get(msg, "id");
     if (!json_is_object(msg) ||
         (id && !((json_is_string(id) && json_string_length(id) <= 64) || json_is_integer(id)))) {
-        proto_count(&w->stats.received[ACT_COUNT]);
+        proto_count(&gateway_worker(w)->stats.received[ACT_COUNT]);
         proto_refuse(c, "invalid_message",
                      json_is_object(msg) ? "id must be a string of at most 64 characters or an integer"
                                          : "message must be a JSON object",
@@ -216,7 +216,7 @@ void protocol_on_message(struct conn *c, const char *data, size_t len) {
     }
     const char *type = json_string_value(json_object_get(msg, "type"));
     int act = type ? action_for_type(type) : -1;
-    proto_count(&w->stats.received[act < 0 ? ACT_COUNT : act]);
+    proto_count(&gateway_worker(w)->stats.received[act < 0 ? ACT_COUNT : act]);
     if (!type) {
         proto_refuse(c, "invalid_message", "missing string field 'type'", id, SV_INVALID_MESSAGE);
     } else if (act < 0) {
@@ -225,9 +225,9 @@ void protocol_on_message(struct conn *c, const char *data, size_t len) {
         proto_count(&w->stats.rate_limited);
         proto_audit(c, "RATE_LIMITED", json_pack("{s:s}", "type", type));
         proto_refuse(c, "rate_limited", "too many messages; slow down", id, SV_RATE_LIMITED);
-    } else if (!roles_allows(&w->srv->auth.roles, session_of(c)->role, (enum action)act)) {
+    } else if (!roles_allows(&gateway_of_worker(w)->auth->roles, session_of(c)->role, (enum action)act)) {
         proto_refuse(c, "forbidden", "your role may not do this", id, SV_FORBIDDEN);
-    } else if (w->srv->cfg.security.suspicious_content && suspicious_json(msg, 0)) {
+    } else if (gateway_of_worker(w)->cfg->security.suspicious_content && suspicious_json(msg, 0)) {
         proto_refuse(c, "suspicious_content", "message dropped: it contains a script-injection pattern", id,
                      SV_SUSPICIOUS);
     } else {

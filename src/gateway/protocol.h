@@ -9,7 +9,7 @@
 
 struct conn;
 struct identity;
-struct server;
+struct gateway;
 struct worker;
 
 /* Sets who the connection is (before protocol_on_open, or on authenticate). */
@@ -20,7 +20,7 @@ void protocol_client_id(const struct conn *c, char *out, size_t len);
 
 /* Posts text (one JSON message, consumed) to connection conn_id of
  * worker: a reply computed on another thread. Any thread. */
-void protocol_reply_later(struct server *srv, int worker, uint64_t conn_id, char *text);
+void protocol_reply_later(struct gateway *gw, int worker, uint64_t conn_id, char *text);
 
 /* Worker mail of the gateway, for the rooms below that post it without
  * knowing the gateway (given to them at init): re-send every connection's
@@ -32,8 +32,8 @@ struct tick;
 
 /* The history / analysis_result replies (id_json: the request's id as JSON
  * text or NULL). Shared by the local and the Redis paths. malloc'd text. */
-char *protocol_history_text(struct server *srv, uint32_t sym, const struct tick *t, uint32_t n, const char *id_json);
-char *protocol_analysis_text(struct server *srv, uint32_t sym, const struct tick *t, uint32_t n, int window_s,
+char *protocol_history_text(struct gateway *gw, uint32_t sym, const struct tick *t, uint32_t n, const char *id_json);
+char *protocol_analysis_text(struct gateway *gw, uint32_t sym, const struct tick *t, uint32_t n, int window_s,
                              const char *id_json);
 
 /* Label of an enum disc_reason (metrics, audit). */

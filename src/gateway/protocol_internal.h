@@ -13,9 +13,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* The protocol reaches its server through c->w->srv (docs/architecture.md,
- * "Rooms and layers": the include that still points up). */
-#include "app/server.h"
+/* The protocol finds its collaborators through gateway_of(c) (gateway.h). */
+#include "auth/auth.h"
+#include "auth/budget.h"
+#include "auth/guard.h"
+#include "base/audit.h"
+#include "base/config.h"
+#include "cluster/engine.h"
+#include "gateway/gateway.h"
+#include "net/clientip.h"
+#include "pubsub/hub.h"
+#include "pubsub/symbols.h"
+#include "trade/broker.h"
 #include "gateway/protocol.h"
 #include "gateway/session.h"
 #include "net/conn.h"

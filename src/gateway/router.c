@@ -10,7 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/server.h"
+#include "auth/auth.h"
+#include "auth/budget.h"
+#include "auth/guard.h"
+#include "base/audit.h"
+#include "base/config.h"
+#include "cluster/engine.h"
+#include "gateway/gateway.h"
+#include "net/clientip.h"
+#include "pubsub/hub.h"
+#include "pubsub/symbols.h"
+#include "trade/broker.h"
 #include "net/worker.h"
 #include "gateway/session.h"
 #include "net/conn.h"
@@ -45,8 +55,8 @@ static void method_not_allowed(struct conn *c, const char *allow) {
 
 /* server.allowed_origins: empty = any; else the Origin header (when the
  * client sends one) must be in the list. */
-static bool origin_allowed(struct server *srv, const struct http_req *r) {
-    const char *list = srv->cfg.server.allowed_origins;
+static bool origin_allowed(struct gateway *gw, const struct http_req *r) {
+    const char *list = gw->cfg->server.allowed_origins;
     size_t ol = 0;
     const char *o = http_req_header(r, "Origin", &ol);
     if (!list[0] || !o)
@@ -59,18 +69,18 @@ static void resolve_ip(struct conn *c) {
     struct ip16 peer;
     char xff[HTTP_MAX_HEAD];
     ip16_from_raw(&peer, c->family, c->ip);
-    size_t xl = c->w->srv->trusted.n ? http_req_header_all(c->http, "X-Forwarded-For", xff, sizeof(xff)) : 0;
-    c->cip = client_ip(&c->w->srv->trusted, &peer, xl ? xff : NULL, xl);
+    size_t xl = gateway_of(c)->trusted->n ? http_req_header_all(c->http, "X-Forwarded-For", xff, sizeof(xff)) : 0;
+    c->cip = client_ip(gateway_of(c)->trusted, &peer, xl ? xff : NULL, xl);
 }
 
 /* limits.max_connects_per_ip_per_minute: the handshake budget of the client
  * IP. Refused (429, like the other per-IP limits) when spent; a refusal is
  * no violation. */
 static bool connect_budget_ok(struct conn *c) {
-    struct server *srv = c->w->srv;
-    struct ip16 k = guard_key(&srv->guard, &c->cip);
+    struct gateway *gw = gateway_of(c);
+    struct ip16 k = guard_key(gw->guard, &c->cip);
     uint64_t wait = 0;
-    if (budget_take_key(&srv->budgets, BUDGET_CONNECT_IP, k.b, sizeof(k.b), worker_now(c->w) * 1000000ULL, &wait))
+    if (budget_take_key(gw->budgets, BUDGET_CONNECT_IP, k.b, sizeof(k.b), worker_now(c->w) * 1000000ULL, &wait))
         return true;
     char hdr[48];
     uint64_t secs = (wait + 999999999ULL) / 1000000000ULL; /* whole seconds, rounded up */
@@ -80,7 +90,7 @@ static bool connect_budget_ok(struct conn *c) {
 }
 
 static void upgrade(struct conn *c, int ep) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     char accept[29];
     if (!http_req_is_get(c->http)) {
         method_not_allowed(c, "GET");
@@ -88,17 +98,17 @@ static void upgrade(struct conn *c, int ep) {
     }
     if (ws_handshake_check(c, accept) != 0)
         return;
-    if (atomic_load(&srv->shutting_down)) {
+    if (atomic_load(gw->shutting_down)) {
         conn_http_error(c, 503, "shutting_down", "server is shutting down", NULL, false);
         return;
     }
     if (ep == EP_JSON && !connect_budget_ok(c))
         return;
-    if (!origin_allowed(srv, c->http)) {
+    if (!origin_allowed(gw, c->http)) {
         conn_http_error(c, 403, "origin_not_allowed", "Origin not allowed", NULL, false);
         return;
     }
-    if (!server_conn_reserve(srv)) {
+    if (!gateway_conn_reserve(gw)) {
         conn_http_error(c, 503, "server_full", "connection limit reached", "Retry-After: 5\r\n", false);
         return;
     }
@@ -107,14 +117,14 @@ static void upgrade(struct conn *c, int ep) {
     if (ep == EP_JSON) {
         struct identity who;
         const char *why = NULL;
-        int st = auth_request(&srv->auth, c->http, &who, &why);
+        int st = auth_request(gw->auth, c->http, &who, &why);
         if (st) {
             http_guard_auth_failed(c, st, why, "handshake");
             conn_http_error(c, st, st == 401 ? "unauthorized" : "forbidden", why, NULL, false);
             return;
         }
         const char *which = "ip";
-        enum guard_verdict v = guard_admit(&srv->guard, &c->cip, who.user_id[0] ? who.user_id : NULL, &which);
+        enum guard_verdict v = guard_admit(gw->guard, &c->cip, who.user_id[0] ? who.user_id : NULL, &which);
         if (v == GUARD_BLOCKED) {
             conn_http_error(c, 403, "ip_blocked", "this IP is blocked", NULL, false);
             return;
@@ -128,17 +138,17 @@ static void upgrade(struct conn *c, int ep) {
         }
         session_of(c)->guarded = true; /* released in protocol_on_release */
         protocol_set_identity(c, &who);
-        if (session_of(c)->user_id && redis_engine_up(&srv->redis)) {
+        if (session_of(c)->user_id && redis_engine_up(gw->redis)) {
             /* The per-user limit counts every node: ask Redis, answer later. */
             struct redis_admit *a = calloc(1, sizeof(*a));
             if (a) {
                 a->worker = c->w->id;
                 a->conn_id = c->id;
-                a->limit = srv->cfg.limits.max_connections_per_user;
+                a->limit = gw->cfg->limits.max_connections_per_user;
                 snprintf(a->user, sizeof(a->user), "%s", session_of(c)->user_id);
                 c->awaiting = true;
                 uv_read_stop((uv_stream_t *)&c->tcp);
-                if (redis_engine_post(&srv->redis, RM_ADMIT, a, 0) == 0)
+                if (redis_engine_post(gw->redis, RM_ADMIT, a, 0) == 0)
                     return;
                 c->awaiting = false; /* engine unreachable: local limits decide */
             }
@@ -151,7 +161,7 @@ static void admit_result(struct worker *w, struct redis_admit *a) {
     struct conn *c = conn_find(w, a->conn_id);
     if (!c || !c->awaiting || c->phase != PHASE_HTTP) {
         if (a->counted) /* counted for a connection that went away */
-            redis_engine_release_user(&w->srv->redis, a->user);
+            redis_engine_release_user(gateway_of_worker(w)->redis, a->user);
         free(a);
         return;
     }
@@ -181,11 +191,11 @@ static bool operator_path(const char *path) {
 }
 
 void router_dispatch(struct conn *c) {
-    struct server *srv = c->w->srv;
+    struct gateway *gw = gateway_of(c);
     const char *path = c->http->path;
     bool keep = http_req_keep_alive(c->http);
-    bool ws = strcmp(path, srv->cfg.server.ws_path) == 0;
-    bool echo = !ws && srv->cfg.server.echo_path[0] && strcmp(path, srv->cfg.server.echo_path) == 0;
+    bool ws = strcmp(path, gw->cfg->server.ws_path) == 0;
+    bool echo = !ws && gw->cfg->server.echo_path[0] && strcmp(path, gw->cfg->server.echo_path) == 0;
     struct ip16 prev = c->cip;
     if (ws || echo)
         http_guard_release(c); /* an upgrade is counted as a WebSocket connection */
@@ -219,7 +229,7 @@ void router_dispatch(struct conn *c) {
             method_not_allowed(c, "POST");
         else
             api_publish(c, keep);
-    } else if (static_files_has(srv->cfg.server.static_dir, path)) {
+    } else if (static_files_has(gw->cfg->server.static_dir, path)) {
         if (!http_req_is_get(c->http) && !http_req_is_head(c->http))
             method_not_allowed(c, "GET, HEAD");
         else

@@ -34,4 +34,7 @@ _Static_assert(offsetof(struct session, subs) == 0, "pubsub's part comes first i
 
 static inline struct session *session_of(const struct conn *c) { return (struct session *)conn_upper((struct conn *)c); }
 
+/* The connection's user id, or NULL (anonymous); for pubsub's user events. */
+static inline const char *session_user(const struct conn *c) { return session_of(c)->user_id; }
+
 #endif

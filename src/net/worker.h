@@ -13,13 +13,11 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "auth/roles.h"
 #include "base/mailbox.h"
 
-struct server;
 struct config;
 struct conn;
-struct sub_list;
+struct worker_subs;
 struct conn_slab;
 
 #define WORKER_READ_BUF (64 * 1024)
@@ -62,6 +60,7 @@ struct worker_env {
     int (*listen_socket)(void *ctx);     /* a fresh bound listener (after EMFILE): fd or -errno */
     void (*ended)(void *ctx);            /* on the worker's thread: its loop has ended */
     void *ctx;                           /* for listen_socket and ended */
+    void *upper_ctx;                     /* for hooks->start (the gateway) */
 };
 
 /* Why a WebSocket connection ended (disconnections_total{reason}). */
@@ -100,8 +99,6 @@ struct worker_stats {
     _Atomic uint64_t http_paused;      /* gauge: HTTP connections not read while their answers wait */
     _Atomic uint64_t bytes_sent;
     _Atomic uint64_t messages_sent;    /* frames queued to clients */
-    _Atomic uint64_t by_role[ROLE_COUNT];          /* gauge */
-    _Atomic uint64_t received[ACT_COUNT + 1];      /* by action; last = unknown/invalid */
     _Atomic uint64_t disconnects[DR_COUNT];
     _Atomic uint64_t violations[SV_COUNT];
     _Atomic uint64_t rate_limited;
@@ -119,7 +116,7 @@ struct worker {
     struct worker_env env;
     const struct config *cfg;      /* env.cfg */
     const struct worker_hooks *hooks; /* env.hooks */
-    struct server *srv;            /* the rooms above (not net): being replaced by init arguments */
+    void *upper;                   /* the rooms above's per-worker state (set by hooks->start); net never reads it */
     uv_loop_t loop;
     uv_thread_t thread;
     uv_tcp_t listener;
@@ -138,7 +135,7 @@ struct worker {
     struct conn *timed;            /* connections with a deadline */
     struct conn_slab *slabs;       /* connection memory (net/conn.c) */
     struct conn *free_conns;       /* free slots in slabs */
-    struct sub_list *lists;        /* per symbol: local subscribers (pubsub/subs.h) */
+    struct worker_subs *subs;      /* per symbol: local subscribers (pubsub/subs.h; set by the hooks) */
     uv_timer_t sweeper;            /* token expiry, sweeper health */
     uv_timer_t liveness;           /* pings and heartbeat timeouts, at heartbeat resolution */
     uv_timer_t batcher;            /* flushes price_batch frames; runs while batching */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/server.h"
+#include "base/config.h"
 #include "net/worker.h"
 #include "net/conn.h"
 #include "net/outbuf.h"
@@ -13,18 +13,24 @@
 #include "ws/frame.h"
 #include "net/websocket.h"
 
-int subs_init(struct worker *w) {
-    w->lists = calloc(w->srv->syms.n, sizeof(struct sub_list));
-    return w->lists ? 0 : -ENOMEM;
+int subs_init(struct worker *w, struct hub *hub) {
+    struct worker_subs *ws = calloc(1, sizeof(*ws) + hub->syms->n * sizeof(struct sub_list));
+    if (!ws)
+        return -ENOMEM;
+    ws->hub = hub;
+    ws->n = hub->syms->n;
+    w->subs = ws;
+    return 0;
 }
 
 void subs_free(struct worker *w) {
-    if (!w->lists)
+    struct worker_subs *ws = w->subs;
+    if (!ws)
         return;
-    for (uint32_t i = 0; i < w->srv->syms.n; i++)
-        free(w->lists[i].v);
-    free(w->lists);
-    w->lists = NULL;
+    for (uint32_t i = 0; i < ws->n; i++)
+        free(ws->lists[i].v);
+    free(ws);
+    w->subs = NULL;
 }
 
 /* Counts and capacities are 32-bit and grow by doubling, so the largest
@@ -45,8 +51,8 @@ bool subs_has(const struct conn *c, uint32_t sym) { return find(c, sym) != NULL;
 
 int subs_add(struct conn *c, uint32_t sym) {
     struct worker *w = c->w;
-    struct hub *h = &w->srv->hub;
-    struct sub_list *l = &w->lists[sym];
+    struct hub *h = w->subs->hub;
+    struct sub_list *l = &w->subs->lists[sym];
     struct conn_sub *cs = find(c, sym);
     if (!cs) {
         if (conn_subs(c)->nsubs == conn_subs(c)->subs_cap) {
@@ -111,7 +117,7 @@ int subs_add(struct conn *c, uint32_t sym) {
 static void remove_sub(struct conn *c, struct conn_sub *cs) {
     struct worker *w = c->w;
     uint32_t sym = cs->sym;
-    struct sub_list *l = &w->lists[sym];
+    struct sub_list *l = &w->subs->lists[sym];
     uint32_t idx = cs->idx;
     struct sub_entry last = l->v[l->n - 1];
     l->v[idx] = last;
@@ -122,7 +128,7 @@ static void remove_sub(struct conn *c, struct conn_sub *cs) {
         free(l->v);
         l->v = NULL;
         l->cap = 0;
-        hub_deactivate(&w->srv->hub, sym, w->id);
+        hub_deactivate(w->subs->hub, sym, w->id);
     }
     if (cs->pending)
         outbuf_unref(cs->pending);
@@ -225,7 +231,7 @@ static void batch_flush(struct conn *c) {
 static void on_batch_timer(uv_timer_t *t) {
     struct worker *w = t->data;
     uint64_t now = uv_now(&w->loop);
-    uint64_t cap = (uint64_t)w->srv->cfg.limits.max_outbound_bytes;
+    uint64_t cap = (uint64_t)w->cfg->limits.max_outbound_bytes;
     for (struct conn *c = w->batching; c; c = conn_subs(c)->batch->next) {
         if (now < conn_subs(c)->batch->due)
             continue;
@@ -260,7 +266,7 @@ static bool batch_conflate(struct conn *c, struct outbuf *b) {
  * dropped only when nothing of its symbol waits. */
 static void batch_add(struct conn *c, struct outbuf *b) {
     struct conn_batch *bt = conn_subs(c)->batch;
-    uint64_t cap = (uint64_t)c->w->srv->cfg.limits.max_outbound_bytes;
+    uint64_t cap = (uint64_t)c->w->cfg->limits.max_outbound_bytes;
     if (bt->bytes + b->len > cap && batch_conflate(c, b))
         return;
     if (bt->n == bt->cap) {
@@ -333,7 +339,7 @@ void subs_send_tick(struct conn *c, struct outbuf *b) {
         batch_add(c, b);
         return;
     }
-    const struct config *cfg = &c->w->srv->cfg;
+    const struct config *cfg = c->w->cfg;
     uint64_t cap = (uint64_t)cfg->limits.max_outbound_bytes;
     if (!c->congested && c->out.bytes + b->len > cap && !c->writing) {
         /* A burst, not necessarily a slow socket: hand the queue to the
@@ -366,7 +372,7 @@ void subs_send_tick(struct conn *c, struct outbuf *b) {
 }
 
 void subs_on_drain(struct conn *c) {
-    uint64_t cap = (uint64_t)c->w->srv->cfg.limits.max_outbound_bytes;
+    uint64_t cap = (uint64_t)c->w->cfg->limits.max_outbound_bytes;
     if (!c->congested || c->out.bytes > cap / 2)
         return;
     c->congested = false;
@@ -381,7 +387,7 @@ void subs_on_drain(struct conn *c) {
 }
 
 void subs_deliver(struct worker *w, struct outbuf *b) {
-    struct sub_list *l = &w->lists[b->sym];
+    struct sub_list *l = &w->subs->lists[b->sym];
     uint32_t n = l->n;
     if (n) {
         /* One atomic add for the whole fan-out: each queue consumes one. */

@@ -15,6 +15,7 @@
 
 struct worker;
 struct outbuf;
+struct hub;
 struct conn_batch;
 
 struct sub_entry {
@@ -48,8 +49,15 @@ static inline struct conn_subs *conn_subs(const struct conn *c) {
     return (struct conn_subs *)conn_upper((struct conn *)c);
 }
 
-/* Allocates the worker's per-symbol lists. 0 or -ENOMEM. */
-int subs_init(struct worker *w);
+/* A worker's lists, one per symbol (w->subs). */
+struct worker_subs {
+    struct hub *hub;
+    uint32_t n;                 /* symbols */
+    struct sub_list lists[];
+};
+
+/* Allocates the worker's per-symbol lists for hub's symbols. 0 or -ENOMEM. */
+int subs_init(struct worker *w, struct hub *hub);
 void subs_free(struct worker *w);
 
 /* True when c is subscribed to sym. */

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 
 struct worker;
+struct conn;
 struct outbuf;
 
 /* Where user events go, set by the app before any worker starts and
@@ -24,9 +25,13 @@ struct user_events {
      * node only. Any thread. */
     void (*announce)(void *ctx, const char *user, bool portfolio_only, const char *event_json);
     void *announce_ctx;
+    /* Whose a connection is: its user id, or NULL (anonymous); the room
+     * that knows identities (the gateway). On the connection's worker. */
+    const char *(*user_of)(const struct conn *c);
 };
 
 struct user_event {
+    const struct user_events *ue;
     atomic_int refs;            /* one per worker it was posted to */
     bool portfolio_only;        /* only connections that portfolio_subscribe'd */
     struct outbuf *frame;       /* the text frame, shared */
