@@ -7,6 +7,7 @@
 #include "app/server.h"
 #include "gateway/admin.h"
 #include "gateway/protocol.h"
+#include "gateway/session.h"
 #include "gateway/router.h"
 
 static bool hub_to_cluster(void *e, const struct tick_in *in) { return redis_engine_publish(e, in); }
@@ -16,6 +17,8 @@ static void tick_to_broker(void *b, uint32_t sym, double price) { broker_tick(b,
 static void user_event_to_cluster(void *e, const char *user, bool portfolio_only, const char *event_json) {
     redis_engine_announce_user_event(e, user, portfolio_only, event_json);
 }
+
+static const char *user_of_session(const struct conn *c) { return session_of(c)->user_id; }
 
 void wiring_hub(struct server *srv) {
     bool cluster = srv->redis.enabled;
@@ -34,6 +37,7 @@ void wiring_hub(struct server *srv) {
         .nworkers = srv->nworkers,
         .announce = cluster ? user_event_to_cluster : NULL,
         .announce_ctx = &srv->redis,
+        .user_of = user_of_session,
     };
 }
 

@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "net/worker.h"
-#include "gateway/session.h"
 #include "net/conn.h"
 #include "net/outbuf.h"
+#include "pubsub/subs.h"
 #include "ws/frame.h"
 
 void user_event_unref(struct user_event *ev) {
@@ -46,6 +46,7 @@ void user_event_send(struct user_events *ue, const char *user, json_t *msg, bool
     outbuf_seal_ws(b, WS_OP_TEXT, tl);
     ev->frame = b;
     ev->portfolio_only = portfolio_only;
+    ev->ue = ue;
     snprintf(ev->user, sizeof(ev->user), "%s", user);
     atomic_init(&ev->refs, ue->nworkers + 1);
     for (int i = 0; i < ue->nworkers; i++)
@@ -56,9 +57,10 @@ void user_event_send(struct user_events *ue, const char *user, json_t *msg, bool
 
 void user_event_deliver(struct worker *w, struct user_event *ev) {
     for (struct conn *c = w->conns; c; c = c->next) {
-        if (c->closing || c->close_sent || c->phase != PHASE_WS || c->endpoint != EP_JSON || !session_of(c)->user_id)
+        if (c->closing || c->close_sent || c->phase != PHASE_WS || c->endpoint != EP_JSON)
             continue;
-        if ((ev->portfolio_only && !conn_subs(c)->portfolio) || strcmp(session_of(c)->user_id, ev->user) != 0)
+        const char *user = ev->ue->user_of(c);
+        if (!user || (ev->portfolio_only && !conn_subs(c)->portfolio) || strcmp(user, ev->user) != 0)
             continue;
         atomic_fetch_add_explicit(&w->stats.messages_sent, 1, memory_order_relaxed);
         conn_send(c, outbuf_ref(ev->frame));
