@@ -18,6 +18,7 @@ static void user_event_to_cluster(void *e, const char *user, bool portfolio_only
     redis_engine_announce_user_event(e, user, portfolio_only, event_json);
 }
 
+
 void wiring_hub(struct server *srv) {
     bool cluster = srv->redis.enabled;
     struct hub_observers obs = {

@@ -129,7 +129,7 @@ struct echo_wait {
 };
 
 struct redis_engine {
-    const struct redis_config *cfg;
+    const struct redis_config *cfg; /* the rest of this block: redis_engine_env, read-only */
     uv_loop_t *loop;
     struct hub *hub;
     struct guard *guard;

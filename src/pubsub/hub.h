@@ -134,8 +134,8 @@ static inline bool hub_is_active(struct hub *h, uint32_t sym) {
     return atomic_load_explicit(&h->st[sym].workers, memory_order_relaxed) != 0;
 }
 
-/* Watches sym: its ticks go to the on_tick observer until the matching
- * hub_unwatch. The first watcher tells the interest observer; the last one
+/* Watches sym: its ticks go to the on_tick observer (which must be set)
+ * until the matching hub_unwatch. The first watcher tells the interest observer; the last one
  * going tells no one (the symbol's channel stays until its next activity
  * change). Any thread. */
 void hub_watch(struct hub *h, uint32_t sym);

@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "net/worker.h"
-#include "pubsub/subs.h"
 #include "net/conn.h"
 #include "net/outbuf.h"
+#include "pubsub/subs.h"
 #include "ws/frame.h"
 
 void user_event_unref(struct user_event *ev) {
@@ -44,9 +44,9 @@ void user_event_send(struct user_events *ue, const char *user, json_t *msg, bool
     memcpy(outbuf_payload(b), text, tl);
     free(text);
     outbuf_seal_ws(b, WS_OP_TEXT, tl);
-    ev->ue = ue;
     ev->frame = b;
     ev->portfolio_only = portfolio_only;
+    ev->ue = ue;
     snprintf(ev->user, sizeof(ev->user), "%s", user);
     atomic_init(&ev->refs, ue->nworkers + 1);
     for (int i = 0; i < ue->nworkers; i++)

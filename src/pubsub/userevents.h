@@ -12,8 +12,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-struct worker;
 struct conn;
+struct worker;
 struct outbuf;
 
 /* Where user events go, set by the app before any worker starts and
@@ -25,16 +25,16 @@ struct user_events {
      * node only. Any thread. */
     void (*announce)(void *ctx, const char *user, bool portfolio_only, const char *event_json);
     void *announce_ctx;
-    /* Whose a connection is: its user id, or NULL (anonymous); the room
-     * that knows identities (the gateway). On the connection's worker. */
+    /* The user id of a JSON-endpoint WebSocket connection, or NULL when
+     * anonymous (identity is the gateway's). On the connection's worker. */
     const char *(*user_of)(const struct conn *c);
 };
 
 struct user_event {
-    const struct user_events *ue;
     atomic_int refs;            /* one per worker it was posted to */
     bool portfolio_only;        /* only connections that portfolio_subscribe'd */
     struct outbuf *frame;       /* the text frame, shared */
+    const struct user_events *ue;
     char user[128];
 };
 
