@@ -51,6 +51,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "app/server.h"
 #include "app/wiring.h"
 #include "auth/jwt.h"
 #include "fuzz_common.h"
@@ -480,8 +481,8 @@ static void wait_released(void) {
                "gauges not back to zero: connections %ld ws_open %llu subscriptions %llu active_streams %ld", conns,
                (unsigned long long)open, (unsigned long long)subs, streams);
     for (int r = 0; r < ROLE_COUNT; r++)
-        FUZZ_CHECK(atomic_load(&W->stats.by_role[r]) == 0, "role %d gauge %llu", r,
-                   (unsigned long long)atomic_load(&W->stats.by_role[r]));
+        FUZZ_CHECK(atomic_load(&gateway_worker(W)->stats.by_role[r]) == 0, "role %d gauge %llu", r,
+                   (unsigned long long)atomic_load(&gateway_worker(W)->stats.by_role[r]));
     FUZZ_CHECK(W->dirty == NULL && W->timed == NULL, "worker lists not empty");
     /* An input may block 127.0.0.1 (POST /api/admin/block_ip): undo it so
      * the next input is judged on its own. */
