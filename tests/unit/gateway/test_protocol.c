@@ -124,6 +124,7 @@ static int teardown(void **state) {
     hub_free(&f->hub);
     symbols_free(&f->syms);
     auth_free(&f->auth);
+    config_free(&f->cfg);
     free(f);
     return 0;
 }
