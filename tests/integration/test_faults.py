@@ -256,7 +256,10 @@ def test_writes_to_reset_sockets(gateway):
                  "--limits.max_messages_per_minute=100000")
     subs = [subscribe_raw(gw, ["AAPL", "MSFT", "GOOG"]) for _ in range(100)]
     wait_until(lambda: get_stats(gw)["connections_open"] >= 100, what="100 subscribers")
-    time.sleep(0.3)  # ticks flowing to every one of them
+    for ws in subs:  # ticks flowing to every one of them
+        f = ws.recv_frame(10)
+        while b'"price_update"' not in f.payload:
+            f = ws.recv_frame(10)
     for ws in subs:
         rst(ws.sock)
     wait_stats(gw, lambda s: s["connections_open"] == 0 and s["subscriptions"] == 0 and s["active_streams"] == 0,
@@ -377,6 +380,14 @@ PIPE_PATHS = [("/app.js", 200, "app.js"), ("/style.css", 200, "style.css"), ("/n
               ("/", 200, "index.html")]
 
 
+# Requests a pipeliner sends to stay held: their answers (~8.5 MB) exceed
+# what the kernel buffers on loopback (tcp_wmem's 4 MB ceiling plus the
+# client's 4 KiB window) plus the 64 KiB queue bound, so the connection
+# cannot drain between batches and briefly stop counting. With 200 (~2.9 MB)
+# it sometimes did, under load, and a fourth connection got in.
+PIPE_HELD = 600
+
+
 def web_file(name):
     with open(os.path.join(ROOT, "web", name), "rb") as f:
         return f.read()
@@ -445,7 +456,7 @@ def test_pipelined_connections_count_per_ip(gateway):
     answers frees the slot."""
     gw = gateway("--limits.max_connections_per_ip=3", "--server.handshake_timeout_ms=60000",
                  "--server.keepalive_max_s=600")
-    conns = [pipeliner(gw, 200, src="127.0.0.2") for _ in range(3)]
+    conns = [pipeliner(gw, PIPE_HELD, src="127.0.0.2") for _ in range(3)]
     paused(gw, 3)
     c = BoundWS(gw.host, gw.port, "127.0.0.2")
     r = c.request("GET", "/health")
@@ -456,7 +467,7 @@ def test_pipelined_connections_count_per_ip(gateway):
     assert ws.handshake("/ws").status == 429
     ws.close()
     assert http_request(gw.host, gw.port, "GET", "/health").status == 200  # 127.0.0.1: its own count
-    read_all_in_order(conns[0], 200)
+    read_all_in_order(conns[0], PIPE_HELD)
 
     def served():
         h = BoundWS(gw.host, gw.port, "127.0.0.2")
@@ -476,7 +487,7 @@ def test_pipelined_connections_count_globally(gateway):
     full node still answers."""
     gw = gateway("--limits.max_connections=2", "--server.handshake_timeout_ms=60000",
                  "--server.keepalive_max_s=600")
-    conns = [pipeliner(gw, 200, src="127.0.0.%d" % (i + 2)) for i in range(2)]
+    conns = [pipeliner(gw, PIPE_HELD, src="127.0.0.%d" % (i + 2)) for i in range(2)]
     paused(gw, 2)
     r = http_request(gw.host, gw.port, "GET", "/app.js")
     assert r.status == 503 and int(r.headers["retry-after"]) > 0, r
@@ -486,7 +497,7 @@ def test_pipelined_connections_count_globally(gateway):
     ws.close()
     for path in ("/health", "/metrics", "/api/stats"):
         assert http_request(gw.host, gw.port, "GET", path).status == 200, path
-    read_all_in_order(conns[0], 200)
+    read_all_in_order(conns[0], PIPE_HELD)
     wait_until(lambda: http_request(gw.host, gw.port, "GET", "/app.js").status == 200, timeout=10,
                what="a slot free once one connection read its answers")
     for c in conns:
