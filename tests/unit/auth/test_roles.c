@@ -18,42 +18,23 @@
 
 #include "auth/roles.h"
 #include "base/config.h"
+#include "../unit_env.h"
 
-extern char **environ;
 
 /* ---- fixtures and helpers ----------------------------------------------- */
 
 static char *errmsg; /* what the last call wrote to its err FILE */
 
-static void clear_tickgate_env(void) {
-    for (;;) {
-        char name[256] = "";
-        for (char **e = environ; *e; e++)
-            if (strncmp(*e, "TICKGATE_", 9) == 0) {
-                const char *eq = strchr(*e, '=');
-                size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
-                if (n >= sizeof(name))
-                    n = sizeof(name) - 1;
-                memcpy(name, *e, n);
-                name[n] = '\0';
-                break;
-            }
-        if (!name[0])
-            return;
-        unsetenv(name);
-    }
-}
-
 static int setup(void **state) {
     (void)state;
-    clear_tickgate_env();
+    unit_clear_tickgate_env();
     errmsg = NULL;
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    clear_tickgate_env();
+    unit_clear_tickgate_env();
     free(errmsg);
     errmsg = NULL;
     return 0;

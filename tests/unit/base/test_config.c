@@ -17,8 +17,8 @@
 #include <cmocka.h>
 
 #include "base/config.h"
+#include "../unit_env.h"
 
-extern char **environ;
 
 /* ---- fixtures ----------------------------------------------------------- */
 
@@ -27,29 +27,9 @@ static char tmp_paths[MAX_TMP][64];
 static int ntmp;
 static char *errmsg; /* what the last load() wrote to its err FILE */
 
-static void clear_tickgate_env(void) {
-    /* collect first: unsetenv changes environ under our feet */
-    for (;;) {
-        char name[256] = "";
-        for (char **e = environ; *e; e++)
-            if (strncmp(*e, "TICKGATE_", 9) == 0) {
-                const char *eq = strchr(*e, '=');
-                size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
-                if (n >= sizeof(name))
-                    n = sizeof(name) - 1;
-                memcpy(name, *e, n);
-                name[n] = '\0';
-                break;
-            }
-        if (!name[0])
-            return;
-        unsetenv(name);
-    }
-}
-
 static int setup(void **state) {
     (void)state;
-    clear_tickgate_env();
+    unit_clear_tickgate_env();
     ntmp = 0;
     errmsg = NULL;
     return 0;
@@ -57,7 +37,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    clear_tickgate_env();
+    unit_clear_tickgate_env();
     for (int i = 0; i < ntmp; i++)
         unlink(tmp_paths[i]);
     ntmp = 0;

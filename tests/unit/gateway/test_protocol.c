@@ -30,6 +30,7 @@
 #include "pubsub/symbols.h"
 #include "pubsub/userevents.h"
 #include "trade/broker.h"
+#include "../unit_env.h"
 
 struct fixture {
     struct config cfg;
@@ -51,6 +52,7 @@ struct fixture {
 
 static int setup(void **state) {
     struct fixture *f = calloc(1, sizeof(*f));
+    unit_clear_tickgate_env();
     char *argv[] = {"--audit.path=", "--security.blocks_file="};
     if (!f || config_load(&f->cfg, 2, argv, stderr) != 0 || auth_init(&f->auth, &f->cfg, stderr) != 0 ||
         symbols_load(&f->syms, f->cfg.feed.symbols_file, stderr) != 0 ||
