@@ -12,7 +12,6 @@
 
 #include "base/config.h"
 #include "base/log.h"
-#include "net/http.h"
 
 #define MIN_SECRET 32
 
@@ -322,21 +321,13 @@ int auth_api_key(struct auth *a, const char *key, size_t len, struct identity *i
     return status;
 }
 
-int auth_request(struct auth *a, const struct http_req *r, struct identity *id, const char **reason) {
-    size_t l = 0;
-    char q[4096];
-    const char *h = http_req_header(r, "Authorization", &l);
-    if (h && l > 7 && strncasecmp(h, "Bearer ", 7) == 0)
-        return auth_token(a, h + 7, l - 7, id, reason);
-    if (h) /* an Authorization header we cannot use is a failed credential */
+int auth_identify(struct auth *a, const struct credentials *cr, struct identity *id, const char **reason) {
+    if (cr->unusable) /* an Authorization header we cannot use is a failed credential */
         return fail(a, AUTHF_INVALID_TOKEN, 401, reason);
-    if (http_req_query(r, "token", q, sizeof(q)))
-        return auth_token(a, q, strlen(q), id, reason);
-    h = http_req_header(r, "X-API-Key", &l);
-    if (h)
-        return auth_api_key(a, h, l, id, reason);
-    if (http_req_query(r, "api_key", q, sizeof(q)))
-        return auth_api_key(a, q, strlen(q), id, reason);
+    if (cr->token)
+        return auth_token(a, cr->token, cr->token_len, id, reason);
+    if (cr->key)
+        return auth_api_key(a, cr->key, cr->key_len, id, reason);
     if (!a->allow_anonymous)
         return fail(a, AUTHF_ANONYMOUS_DISABLED, 401, reason);
     id->user_id[0] = '\0';

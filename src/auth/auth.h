@@ -17,7 +17,6 @@
 #include "auth/roles.h"
 
 struct config;
-struct http_req;
 
 struct identity {
     char user_id[128];          /* "" for anonymous */
@@ -66,9 +65,19 @@ void auth_free(struct auth *a);
 /* Re-reads the users file (SIGHUP). On error the old table stays. */
 int auth_reload_users(struct auth *a);
 
+/* What a client presented (the gateway finds it in the request): a token,
+ * else an API key, else nothing (anonymous, when allowed). */
+struct credentials {
+    const char *token;          /* NULL: none */
+    size_t token_len;
+    const char *key;            /* NULL: none */
+    size_t key_len;
+    bool unusable;              /* an Authorization header that is not Bearer: refused */
+};
+
 /* Result of resolving credentials: 0 = identity filled, else the HTTP status
  * to refuse with (401 or 403); *reason is a short fixed string. */
-int auth_request(struct auth *a, const struct http_req *r, struct identity *id, const char **reason);
+int auth_identify(struct auth *a, const struct credentials *cr, struct identity *id, const char **reason);
 int auth_token(struct auth *a, const char *tok, size_t len, struct identity *id, const char **reason);
 int auth_api_key(struct auth *a, const char *key, size_t len, struct identity *id, const char **reason);
 

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "auth/auth.h"
@@ -96,11 +97,30 @@ void http_guard_auth_failed(struct conn *c, int status, const char *why, const c
     violation(c, SV_AUTH_FAILED, "auth_failed", NULL, stage);
 }
 
+int http_guard_authenticate(struct conn *c, struct identity *who, const char **why) {
+    const struct http_req *r = c->http;
+    struct credentials cr = {0};
+    char q[4096];
+    size_t l = 0;
+    const char *h = http_req_header(r, "Authorization", &l);
+    if (h && l > 7 && strncasecmp(h, "Bearer ", 7) == 0)
+        cr.token = h + 7, cr.token_len = l - 7;
+    else if (h)
+        cr.unusable = true;
+    else if (http_req_query(r, "token", q, sizeof(q)))
+        cr.token = q, cr.token_len = strlen(q);
+    else if ((h = http_req_header(r, "X-API-Key", &l)))
+        cr.key = h, cr.key_len = l;
+    else if (http_req_query(r, "api_key", q, sizeof(q)))
+        cr.key = q, cr.key_len = strlen(q);
+    return auth_identify(gateway_of(c)->auth, &cr, who, why);
+}
+
 bool http_guard_identify(struct conn *c, bool keep_alive, const char *stage, struct identity *who) {
     const char *why = "credentials required";
     size_t l;
     bool has = http_req_header(c->http, "Authorization", &l) || http_req_header(c->http, "X-API-Key", &l);
-    if (has && auth_request(gateway_of(c)->auth, c->http, who, &why) == 0)
+    if (has && http_guard_authenticate(c, who, &why) == 0)
         return true;
     http_guard_auth_failed(c, 401, why, stage);
     conn_http_error(c, 401, "unauthorized", why, NULL, keep_alive);

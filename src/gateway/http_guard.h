@@ -40,6 +40,12 @@ void http_guard_release(struct conn *c);
  * security.critical_violations blocks the IP. */
 void http_guard_auth_failed(struct conn *c, int status, const char *why, const char *stage);
 
+/* Who the request's credentials say the client is: a Bearer token in
+ * Authorization or the token query parameter, else X-API-Key or api_key
+ * (auth_identify: anonymous when none and allowed). 0 or the HTTP status
+ * to refuse with; *why a short fixed reason. */
+int http_guard_authenticate(struct conn *c, struct identity *who, const char **why);
+
 /* The HTTP API's caller (stage "api" or "admin_api"): its credentials,
  * Bearer JWT or X-API-Key (none is never anonymous here), into who; or
  * false after answering 401, counted as by http_guard_auth_failed. */

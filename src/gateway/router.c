@@ -117,7 +117,7 @@ static void upgrade(struct conn *c, int ep) {
     if (ep == EP_JSON) {
         struct identity who;
         const char *why = NULL;
-        int st = auth_request(gw->auth, c->http, &who, &why);
+        int st = http_guard_authenticate(c, &who, &why);
         if (st) {
             http_guard_auth_failed(c, st, why, "handshake");
             conn_http_error(c, st, st == 401 ? "unauthorized" : "forbidden", why, NULL, false);
