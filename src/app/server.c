@@ -52,15 +52,17 @@ int server_listen_socket(struct server *srv) {
     return bind_socket((struct sockaddr *)&srv->addr, srv->addrlen, true);
 }
 
-/* Resolves the listen address and binds one SO_REUSEPORT socket per
- * worker. A first plain bind proves the port is not taken by anyone (a
- * second tickgate included) and picks the port when 0 was asked for. */
-static int bind_all(struct server *srv, int *fds) {
+/* Resolves a listen address (key names it in messages) and binds n
+ * SO_REUSEPORT sockets into fds. A first plain bind proves the port is not
+ * taken by anyone (a second tickgate included) and picks the port when 0
+ * was asked for. Sets *port and the bound address. */
+static int bind_listen(const char *key, const char *host, int *port, struct sockaddr_storage *addr,
+                       socklen_t *addrlen, int n, int *fds) {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
-    int rc = getaddrinfo(srv->host, NULL, &hints, &res);
+    int rc = getaddrinfo(host, NULL, &hints, &res);
     if (rc != 0) {
-        fprintf(stderr, "tickgate: server.listen: cannot resolve '%s': %s\n", srv->host, gai_strerror(rc));
+        fprintf(stderr, "tickgate: %s: cannot resolve '%s': %s\n", key, host, gai_strerror(rc));
         return -1;
     }
     struct sockaddr_storage ss;
@@ -69,32 +71,44 @@ static int bind_all(struct server *srv, int *fds) {
     freeaddrinfo(res);
     in_port_t *pp = ss.ss_family == AF_INET6 ? &((struct sockaddr_in6 *)&ss)->sin6_port
                                              : &((struct sockaddr_in *)&ss)->sin_port;
-    *pp = htons((uint16_t)srv->port);
+    *pp = htons((uint16_t)*port);
     int probe = bind_socket((struct sockaddr *)&ss, alen, false);
     if (probe < 0) {
-        fprintf(stderr, "tickgate: server.listen: cannot bind %s:%d: %s\n", srv->host, srv->port, strerror(-probe));
+        fprintf(stderr, "tickgate: %s: cannot bind %s:%d: %s\n", key, host, *port, strerror(-probe));
         return -1;
     }
     struct sockaddr_storage bound;
     socklen_t bl = sizeof(bound);
     getsockname(probe, (struct sockaddr *)&bound, &bl);
-    srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    *port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                              : ((struct sockaddr_in *)&bound)->sin_port);
     close(probe);
-    *pp = htons((uint16_t)srv->port);
-    memcpy(&srv->addr, &ss, sizeof(ss));
-    srv->addrlen = alen;
-    for (int i = 0; i < srv->nworkers; i++) {
+    *pp = htons((uint16_t)*port);
+    memcpy(addr, &ss, sizeof(ss));
+    *addrlen = alen;
+    for (int i = 0; i < n; i++) {
         fds[i] = bind_socket((struct sockaddr *)&ss, alen, true);
         if (fds[i] < 0) {
-            fprintf(stderr, "tickgate: server.listen: cannot bind %s:%d: %s\n", srv->host, srv->port,
-                    strerror(-fds[i]));
+            fprintf(stderr, "tickgate: %s: cannot bind %s:%d: %s\n", key, host, *port, strerror(-fds[i]));
             while (i-- > 0)
                 close(fds[i]);
             return -1;
         }
     }
     return 0;
+}
+
+static int bind_all(struct server *srv, int *fds) {
+    return bind_listen("server.listen", srv->host, &srv->port, &srv->addr, &srv->addrlen, srv->nworkers, fds);
+}
+
+/* The TLS listener's sockets, when server.tls_listen is set. */
+static int bind_tls(struct server *srv, int *fds) {
+    struct sockaddr_storage ss;
+    socklen_t alen;
+    if (config_split_listen(srv->cfg.server.tls_listen, srv->tls_host, sizeof(srv->tls_host), &srv->tls_port) < 0)
+        return -1;
+    return bind_listen("server.tls_listen", srv->tls_host, &srv->tls_port, &ss, &alen, srv->nworkers, fds);
 }
 
 static void on_grace(uv_timer_t *h) {
@@ -127,6 +141,13 @@ static void on_signal(uv_signal_t *h, int signum) {
 static void on_sighup(uv_signal_t *h, int signum) {
     struct server *srv = h->data;
     auth_reload_users(&srv->auth);
+    if (srv->tls) {
+        char why[1024];
+        if (tls_ctx_reload(srv->tls, why, sizeof(why)) == 0)
+            log_info("TLS certificate and key reloaded");
+        else
+            log_error("TLS reload failed, keeping the previous certificate and key: %s", why);
+    }
 }
 
 static int listen_socket_cb(void *ctx) { return server_listen_socket(ctx); }
@@ -241,9 +262,15 @@ int server_init(struct server *srv) {
     srv->blocks = (struct blockfile){.path = srv->cfg.security.blocks_file};
     if (blockfile_load(&srv->blocks, &srv->guard, stderr) < 0)
         goto out_budgets;
-    if (audit_start(&srv->audit, srv->cfg.audit.path, srv->cfg.audit.queue, stderr) < 0)
+    if (srv->cfg.server.tls_listen[0] &&
+        !(srv->tls = tls_ctx_new(srv->cfg.server.tls_cert, srv->cfg.server.tls_key, stderr)))
         goto out_budgets;
+    if (audit_start(&srv->audit, srv->cfg.audit.path, srv->cfg.audit.queue, stderr) < 0)
+        goto out_tls;
     return 0;
+out_tls:
+    tls_ctx_free(srv->tls);
+    srv->tls = NULL;
 out_budgets:
     budgets_free(&srv->budgets);
     guard_free(&srv->guard);
@@ -260,6 +287,8 @@ out_auth:
 
 void server_free(struct server *srv) {
     audit_stop(&srv->audit); /* after the workers: every accepted event is written */
+    tls_ctx_free(srv->tls);
+    srv->tls = NULL;
     budgets_free(&srv->budgets);
     guard_free(&srv->guard);
     cidr_list_free(&srv->trusted);
@@ -280,6 +309,7 @@ void server_wire_gateway(struct server *srv) {
         .hub = &srv->hub,
         .redis = &srv->redis,
         .broker = &srv->broker,
+        .tls = srv->tls,
         .events = &srv->events,
         .workers = srv->workers,
         .nworkers = srv->nworkers,
@@ -310,7 +340,8 @@ int server_run(struct server *srv) {
     if (srv->nworkers > HUB_MAX_WORKERS)
         srv->nworkers = HUB_MAX_WORKERS;
     srv->started_ms = (uint64_t)time(NULL) * 1000;
-    int *fds = calloc((size_t)srv->nworkers, sizeof(int));
+    int *fds = calloc((size_t)srv->nworkers * 2, sizeof(int));
+    int *tls_fds = fds + srv->nworkers; /* bound only with server.tls_listen */
     srv->workers = calloc((size_t)srv->nworkers, sizeof(struct worker));
     if (!fds || !srv->workers) {
         fprintf(stderr, "tickgate: out of memory\n");
@@ -318,6 +349,11 @@ int server_run(struct server *srv) {
     }
     if (bind_all(srv, fds) < 0)
         goto out_free;
+    if (srv->tls && bind_tls(srv, tls_fds) < 0) {
+        for (int i = 0; i < srv->nworkers; i++)
+            close(fds[i]);
+        goto out_free;
+    }
     uv_loop_init(&srv->loop);
     uv_async_init(&srv->loop, &srv->worker_done, on_worker_done);
     srv->worker_done.data = srv;
@@ -342,6 +378,8 @@ int server_run(struct server *srv) {
     server_worker_env(srv, &env);
     for (; engine_ok && started < srv->nworkers; started++) {
         atomic_fetch_add(&srv->workers_running, 1);
+        if (srv->tls)
+            worker_set_tls(&srv->workers[started], srv->tls, tls_fds[started]);
         int e = worker_start(&srv->workers[started], &env, started, fds[started]);
         if (e < 0) {
             atomic_fetch_sub(&srv->workers_running, 1);
@@ -351,6 +389,9 @@ int server_run(struct server *srv) {
             break;
         }
     }
+    int tls_given = engine_ok ? started + (started < srv->nworkers) : 0;
+    for (int j = tls_given; srv->tls && j < srv->nworkers; j++)
+        close(tls_fds[j]); /* a worker owns its TLS socket from worker_set_tls */
     bool ok = started == srv->nworkers && engine_ok;
     if (ok && srv->cfg.feed.simulator &&
         sim_start(&srv->sim, &srv->loop, &srv->hub, srv->cfg.feed.sim_ticks_per_s, (uint64_t)srv->cfg.feed.sim_seed) < 0) {
@@ -360,6 +401,10 @@ int server_run(struct server *srv) {
     if (ok) {
         const char *fmt = strchr(srv->host, ':') ? "tickgate listening on [%s]:%d\n" : "tickgate listening on %s:%d\n";
         printf(fmt, srv->host, srv->port);
+        if (srv->tls)
+            printf(strchr(srv->tls_host, ':') ? "tickgate listening on [%s]:%d (tls)\n"
+                                              : "tickgate listening on %s:%d (tls)\n",
+                   srv->tls_host, srv->tls_port);
         fflush(stdout);
         log_info("%d worker(s); ws %s%s%s", srv->nworkers, srv->cfg.server.ws_path,
                  srv->cfg.server.echo_path[0] ? ", echo " : "", srv->cfg.server.echo_path);

@@ -20,6 +20,7 @@
 #include "net/clientip.h"
 #include "base/audit.h"
 #include "base/config.h"
+#include "net/tls.h"
 #include "net/worker.h"
 #include "trade/broker.h"
 #include "cluster/engine.h"
@@ -57,6 +58,9 @@ struct server {
     int port;                      /* actual port (after port 0) */
     struct sockaddr_storage addr;  /* bound address, read-only after start */
     socklen_t addrlen;
+    struct tls_ctx *tls;           /* server.tls_listen's certificate; NULL = no TLS listener */
+    char tls_host[256];
+    int tls_port;                  /* actual TLS port (after port 0) */
     uint64_t started_ms;           /* wall clock at start */
     uint32_t instance;             /* random per process: unique client ids */
 };

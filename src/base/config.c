@@ -36,6 +36,13 @@ struct key {
 static const struct key KEYS[] = {
     {"server", "listen", K_STR, F(server.listen), "127.0.0.1:8080", 0, 0, NULL,
      "HOST:PORT to listen on; port 0 picks a free port (printed at start)"},
+    {"server", "tls_listen", K_STR, F(server.tls_listen), "", 0, 0, NULL,
+     "HOST:PORT of a second listener serving every endpoint over TLS (wss://, https://); empty = off; port 0 picks a "
+     "free port"},
+    {"server", "tls_cert", K_STR, F(server.tls_cert), "", 0, 0, NULL,
+     "PEM certificate (chain) for tls_listen; reloaded on SIGHUP"},
+    {"server", "tls_key", K_STR, F(server.tls_key), "", 0, 0, NULL,
+     "PEM private key (unencrypted) for tls_listen; reloaded on SIGHUP; never logged"},
     {"server", "workers", K_INT, F(server.workers), "0", 0, 256, NULL,
      "worker threads, each with its own event loop; 0 = one per core"},
     {"server", "ws_path", K_PATH, F(server.ws_path), "/ws", 0, 0, NULL,
@@ -475,6 +482,17 @@ int config_load(struct config *cfg, int argc, char **argv, FILE *err) {
     if (config_split_listen(cfg->server.listen, host, sizeof(host), &port) < 0) {
         fprintf(err, "tickgate: server.listen: '%s' is not HOST:PORT with a port in 0..65535\n", cfg->server.listen);
         goto fail;
+    }
+    if (cfg->server.tls_listen[0]) {
+        if (config_split_listen(cfg->server.tls_listen, host, sizeof(host), &port) < 0) {
+            fprintf(err, "tickgate: server.tls_listen: '%s' is not HOST:PORT with a port in 0..65535\n",
+                    cfg->server.tls_listen);
+            goto fail;
+        }
+        if (!cfg->server.tls_cert[0] || !cfg->server.tls_key[0]) {
+            fprintf(err, "tickgate: server.tls_listen: needs server.tls_cert and server.tls_key\n");
+            goto fail;
+        }
     }
     if (!cfg->server.ws_path[0]) { /* empty would leave the gateway without its endpoint */
         fprintf(err, "tickgate: server.ws_path: must not be empty (the WebSocket endpoint, e.g. /ws)\n");

@@ -22,6 +22,9 @@ enum slow_consumer_policy { SLOW_CONFLATE = 0, SLOW_DISCONNECT = 1 };
 struct config {
     struct {
         char *listen;               /* "HOST:PORT", port 0 = any free port */
+        char *tls_listen;           /* "HOST:PORT" of the TLS listener, "" = none */
+        char *tls_cert;             /* PEM certificate chain file */
+        char *tls_key;              /* PEM private key file; its content never logged */
         int workers;                /* worker threads; 0 = one per core */
         char *ws_path;              /* JSON WebSocket endpoint */
         char *echo_path;            /* echo endpoint, "" = off */

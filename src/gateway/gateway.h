@@ -29,6 +29,7 @@ struct redis_engine;
 struct broker;
 struct user_events;
 struct ip16;
+struct tls_ctx;
 
 struct gateway {
     const struct config *cfg;
@@ -41,6 +42,7 @@ struct gateway {
     struct hub *hub;
     struct redis_engine *redis;    /* redis->enabled false: one node */
     struct broker *broker;
+    struct tls_ctx *tls;           /* server.tls_listen's certificate (reload failures); NULL = no TLS */
     struct user_events *events;    /* a user's messages, on every node */
     struct worker *workers;        /* every worker (mail, gathers, blocks) */
     int nworkers;

@@ -17,6 +17,7 @@
 #include "cluster/engine.h"
 #include "gateway/gateway.h"
 #include "net/clientip.h"
+#include "net/tls.h"
 #include "pubsub/hub.h"
 #include "pubsub/symbols.h"
 #include "trade/broker.h"
@@ -187,6 +188,9 @@ void metrics_respond(struct conn *c, bool keep) {
     put(&o, "tickgate_rate_budgets %ld\n", atomic_load(&gw->budgets->count));
     head(&o, "rate_budgets_evicted_total", "counter", "Unused rate buckets forgotten before full (table bound).");
     put(&o, "tickgate_rate_budgets_evicted_total %llu\n", (unsigned long long)LOAD(gw->budgets->evicted));
+    head(&o, "tls_reload_failures_total", "counter", "SIGHUP reloads of the TLS certificate and key that failed (old pair kept).");
+    put(&o, "tickgate_tls_reload_failures_total %llu\n",
+        (unsigned long long)(gw->tls ? tls_ctx_reload_failures(gw->tls) : 0));
     head(&o, "audit_events_dropped_total", "counter", "Audit events dropped because the writer's queue was full.");
     put(&o, "tickgate_audit_events_dropped_total %llu\n", (unsigned long long)LOAD(gw->audit->dropped));
     head(&o, "audit_events_written_total", "counter", "Audit events written.");

@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "base/config.h"
 #include "net/worker.h"
+#include "net/conn_tls.h"
 #include "net/http.h"
 #include "net/websocket.h"
 
@@ -124,6 +125,7 @@ static void on_closed(uv_handle_t *h) {
     free(c->msg);
     free(c->ctrl);
     free(c->wreq); /* libuv is done with it: close cancels a pending write first */
+    conn_tls_free(c);
     conn_slot_free(w, c);
     worker_conn_released(w);
 }
@@ -235,7 +237,7 @@ static void on_write(uv_write_t *req, int status);
  * 10.5% of the server's CPU in the fixed-rate fan-out (perf; the rest is
  * TCP and loopback). Only called with no uv_write in flight, so libuv's
  * own queue is empty. */
-static ssize_t send_now(struct conn *c, uv_buf_t *iov, unsigned n) {
+ssize_t conn_send_now(struct conn *c, uv_buf_t *iov, unsigned n) {
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
         return -1;
@@ -258,6 +260,8 @@ void conn_flush(struct conn *c) {
         return;
     if (c->congested)
         c->w->hooks->drain(c);
+    if (c->tls && conn_tls_flush(c) != 0)
+        return; /* a write in flight, or closed; else nothing is left for the loop below */
     while (c->out.count > 0) {
         uv_buf_t iov[MAX_IOV];
         unsigned n = 0;
@@ -267,7 +271,7 @@ void conn_flush(struct conn *c) {
             iov[n] = uv_buf_init((char *)it->b->p + it->off, it->b->len - it->off);
             total += iov[n].len;
         }
-        ssize_t r = send_now(c, iov, n);
+        ssize_t r = conn_send_now(c, iov, n);
         if (r < 0) {
             conn_close(c);
             return;
@@ -304,9 +308,11 @@ void conn_flush(struct conn *c) {
         c->big_queue = false;
         c->w->trim_due = true;
     }
+    if (c->tls && (c->close_after_flush || c->shutdown_after_flush))
+        conn_tls_close_notify(c);
     if (c->close_after_flush)
         conn_close(c);
-    else if (c->shutdown_after_flush)
+    else if (c->shutdown_after_flush && !c->closing)
         ws_session_shutdown_write(c);
     else if (c->phase == PHASE_HTTP && !c->awaiting) {
         /* Every answer is written: no request in progress. */
@@ -398,6 +404,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         conn_close(c);
         return;
     }
+    if (c->tls) {
+        const uint8_t *plain;
+        size_t n;
+        int rc = conn_tls_read(c, (uint8_t *)buf->base, (size_t)nread, &plain, &n);
+        if (rc >= 0 && n > 0)
+            conn_input(c, plain, n);
+        if (rc > 0)
+            conn_close(c); /* close_notify: nothing more can arrive */
+        return;
+    }
     conn_input(c, (uint8_t *)buf->base, (size_t)nread);
 }
 
@@ -432,7 +448,7 @@ void conn_http_end(struct conn *c) {
     uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
-int conn_accept(struct worker *w, uv_stream_t *listener) {
+int conn_accept(struct worker *w, uv_stream_t *listener, struct tls_ctx *tls) {
     struct conn *c = conn_slot_alloc(w);
     if (!c)
         return -ENOMEM;
@@ -454,6 +470,10 @@ int conn_accept(struct worker *w, uv_stream_t *listener) {
         return -EIO;
     }
     atomic_fetch_add_explicit(&w->stats.accepted, 1, memory_order_relaxed);
+    if (tls && conn_tls_open(c, tls) < 0) {
+        conn_close(c);
+        return -ENOMEM;
+    }
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {

@@ -25,6 +25,8 @@
 struct worker;
 struct http_req;
 struct held_input;
+struct tls_ctx;
+struct tls_session;
 
 enum conn_phase {
     PHASE_HTTP = 0,   /* reading requests */
@@ -47,7 +49,8 @@ struct conn {
     uint64_t deadline;             /* loop ms; 0 = none (HTTP phase, close wait) */
     struct http_req *http;         /* PHASE_HTTP only */
     struct held_input *held;       /* input kept while it cannot be taken (at most one read); owned */
-    struct outq out;               /* bytes waiting for the socket */
+    struct outq out;               /* bytes waiting for the socket (plaintext under TLS) */
+    struct tls_session *tls;       /* TLS session (net/conn_tls.h), owned; NULL = plain TCP */
     uint32_t inflight;             /* bytes at the front of out owned by wreq */
     uint8_t phase;                 /* enum conn_phase */
     uint8_t endpoint;              /* enum ws_endpoint, PHASE_WS only */
@@ -97,8 +100,9 @@ static inline void *conn_upper(struct conn *c) { return (unsigned char *)c + CON
 /* Frees the worker's connection slabs (worker end, no connection left). */
 void conn_slabs_free(struct worker *w);
 
-/* Takes a freshly accepted socket into a new connection. 0 or -errno. */
-int conn_accept(struct worker *w, uv_stream_t *listener);
+/* Takes a freshly accepted socket into a new connection, a TLS one when
+ * tls is given (its handshake is bounded like a request). 0 or -errno. */
+int conn_accept(struct worker *w, uv_stream_t *listener, struct tls_ctx *tls);
 
 /* Starts closing c; safe to call repeatedly and from any callback. */
 void conn_close(struct conn *c);

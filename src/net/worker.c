@@ -58,6 +58,10 @@ static void close_handles(struct worker *w) {
         uv_close((uv_handle_t *)&w->listener, NULL);
         w->listening = false;
     }
+    if (w->tls_listening) {
+        uv_close((uv_handle_t *)&w->tls_listener, NULL);
+        w->tls_listening = false;
+    }
     uv_close((uv_handle_t *)&w->timer, NULL);
     uv_close((uv_handle_t *)&w->sweeper, NULL);
     uv_close((uv_handle_t *)&w->liveness, NULL);
@@ -81,6 +85,10 @@ static void begin_shutdown(struct worker *w) {
     if (w->listening) {
         uv_close((uv_handle_t *)&w->listener, NULL);
         w->listening = false;
+    }
+    if (w->tls_listening) {
+        uv_close((uv_handle_t *)&w->tls_listener, NULL);
+        w->tls_listening = false;
     }
     for (struct conn *c = w->conns; c; c = c->next) {
         if (c->phase == PHASE_WS)
@@ -181,13 +189,44 @@ int worker_post_force_close(struct worker *w) { return worker_post(w, &FORCE_CLO
 
 static void on_connection(uv_stream_t *listener, int status);
 
+void worker_set_tls(struct worker *w, struct tls_ctx *t, int fd) {
+    w->tls = t;
+    w->tls_fd = fd;
+}
+
+/* Listens on a duplicate of the TLS socket: after EMFILE the socket itself
+ * stays bound and listening (connections wait in its backlog) while the
+ * handle is closed. 0 or -1. */
+static int tls_listen_open(struct worker *w) {
+    int fd = dup(w->tls_fd);
+    if (fd < 0)
+        return -1;
+    uv_tcp_init(&w->loop, &w->tls_listener);
+    w->tls_listener.data = w;
+    int rc = uv_tcp_open(&w->tls_listener, fd);
+    if (rc != 0)
+        close(fd);
+    if (rc != 0 || uv_listen((uv_stream_t *)&w->tls_listener, 4096, on_connection) != 0) {
+        uv_close((uv_handle_t *)&w->tls_listener, NULL);
+        return -1;
+    }
+    w->tls_listening = true;
+    return 0;
+}
+
 /* Out of descriptors: the listener is closed (libuv would otherwise retry
  * accept in a loop that never yields); the kernel sends new connections to
  * the other workers' sockets meanwhile. A second later a fresh SO_REUSEPORT
  * socket is bound, and again every second until descriptors are back. */
 static void on_accept_retry(uv_timer_t *t) {
     struct worker *w = t->data;
-    if (w->shutting_down || w->listening)
+    if (w->shutting_down)
+        return;
+    if (w->tls && !w->tls_listening && tls_listen_open(w) < 0) {
+        uv_timer_start(&w->accept_retry, on_accept_retry, 1000, 0);
+        return;
+    }
+    if (w->listening)
         return;
     int fd = w->env.listen_socket(w->env.ctx);
     if (fd < 0) {
@@ -208,6 +247,16 @@ static void on_accept_retry(uv_timer_t *t) {
 
 static void on_connection(uv_stream_t *listener, int status) {
     struct worker *w = listener->data;
+    bool tls = listener == (uv_stream_t *)&w->tls_listener;
+    if ((status == UV_EMFILE || status == UV_ENFILE) && tls) {
+        if (w->tls_listening) {
+            w->tls_listening = false;
+            log_warn("worker %d: accept (tls): %s; not accepting for 1 s", w->id, uv_strerror(status));
+            uv_close((uv_handle_t *)&w->tls_listener, NULL);
+            uv_timer_start(&w->accept_retry, on_accept_retry, 1000, 0);
+        }
+        return;
+    }
     if (status == UV_EMFILE || status == UV_ENFILE) {
         if (!w->accept_paused && w->listening) {
             w->accept_paused = true;
@@ -224,7 +273,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     }
     if (w->shutting_down)
         return;
-    int rc = conn_accept(w, listener);
+    int rc = conn_accept(w, listener, tls ? w->tls : NULL);
     if (rc < 0)
         log_warn("worker %d: accept failed: %s", w->id, strerror(-rc));
 }
@@ -274,6 +323,11 @@ int worker_start(struct worker *w, const struct worker_env *env, int id, int fd)
         log_error("worker %d: listen: %s", id, uv_strerror(rc));
         goto out_handles;
     }
+    if (w->tls && (tls_io_init(&w->tls_io, WORKER_READ_BUF) < 0 || tls_listen_open(w) < 0)) {
+        log_error("worker %d: cannot listen for TLS", id);
+        rc = -EIO;
+        goto out_handles;
+    }
     uv_timer_start(&w->timer, on_timer, TIMER_MS, TIMER_MS);
     uint64_t sweep_ms = (uint64_t)w->cfg->limits.sweep_interval_s * 1000;
     uv_timer_start(&w->sweeper, on_sweep, sweep_ms, sweep_ms);
@@ -301,6 +355,10 @@ out_loop:
 out_buf:
     free(w->rbuf);
     w->rbuf = NULL;
+    if (w->tls) {
+        tls_io_free(&w->tls_io);
+        close(w->tls_fd);
+    }
     return rc < 0 ? rc : -EIO;
 }
 
@@ -316,4 +374,8 @@ void worker_join(struct worker *w) {
     mailbox_destroy(&w->inbox);
     free(w->rbuf);
     w->rbuf = NULL;
+    if (w->tls) {
+        tls_io_free(&w->tls_io);
+        close(w->tls_fd);
+    }
 }

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "base/mailbox.h"
+#include "net/tls.h"
 
 struct config;
 struct conn;
@@ -149,9 +150,19 @@ struct worker {
     bool shutting_down;
     bool stopped;                  /* handles closed, loop ending */
     int listen_fd;                 /* bound socket handed over by the server */
+    struct tls_ctx *tls;           /* the server's TLS context (not owned); NULL = no TLS listener */
+    struct tls_io tls_io;          /* this thread's TLS records and plaintext (net/tls.h) */
+    uv_tcp_t tls_listener;         /* accepts TLS connections, SO_REUSEPORT like listener */
+    bool tls_listening;
+    int tls_fd;                    /* the bound TLS socket, owned; the listener uses a duplicate */
     struct worker_stats stats;
     _Atomic uint64_t heartbeat_ms; /* monotonic ms stamped by the timer: liveness */
 };
+
+/* Gives the worker a TLS listener, before worker_start: fd is a bound
+ * socket (the worker owns it from here), t the server's TLS context,
+ * which must outlive the worker. */
+void worker_set_tls(struct worker *w, struct tls_ctx *t, int fd);
 
 /* Starts the thread. fd is a bound, not yet listening, socket. 0 or -errno. */
 int worker_start(struct worker *w, const struct worker_env *env, int id, int fd);

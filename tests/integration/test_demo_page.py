@@ -57,10 +57,9 @@ def base_url(gw):
     return "http://%s:%d" % (host, gw.port)
 
 
-@pytest.fixture
-def browser(gateway):
-    """Headless Chromium with a fresh profile. Depends on `gateway` so that it
-    is torn down (its WebSocket closed) before the gateways are stopped."""
+def chromium(*extra_args):
+    """Headless Chromium with a fresh profile (and extra_args); yields the
+    driver and quits it."""
     for path in (CHROMIUM, CHROMEDRIVER):
         assert os.access(path, os.X_OK), "%s missing (apt-get install chromium chromium-driver)" % path
     profile = tempfile.mkdtemp(prefix="tickgate-chromium-")
@@ -68,7 +67,7 @@ def browser(gateway):
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1280,900", "--user-data-dir=" + profile):
+                "--no-first-run", "--window-size=1280,900", "--user-data-dir=" + profile) + extra_args:
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
@@ -77,6 +76,13 @@ def browser(gateway):
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def browser(gateway):
+    """Headless Chromium with a fresh profile. Depends on `gateway` so that it
+    is torn down (its WebSocket closed) before the gateways are stopped."""
+    yield from chromium()
 
 
 def wait_for(driver, what, cond):
