@@ -6,7 +6,7 @@ PKG_CONFIG ?= pkg-config
 PYTHON     ?= /usr/bin/python3
 BUILD      ?= build
 CC         ?= cc
-PKGS       := libuv jansson libssl libcrypto inih hiredis
+PKGS       := libuv jansson libssl libcrypto inih hiredis libdeflate
 OPT        ?= -O2 -g
 CFLAGS     += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
               -Isrc -MMD -MP -pthread -DTG_WEB_DIR='"$(CURDIR)/web"' \

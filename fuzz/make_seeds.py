@@ -134,6 +134,27 @@ def utf8_seeds():
     write("utf8", "stray-cont", CHUNK_WHOLE + b"\x80abc")
 
 
+def inflate_seeds():
+    import zlib
+
+    def deflate(data):
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+    tick = b'{"type":"price_update","symbol":"AAPL","price":189.25,"bid":189.24,"ask":189.26,"seq":1}'
+    write("inflate", "offer-plain", b"\x01permessage-deflate; client_max_window_bits")
+    write("inflate", "offer-list", b"\x01x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=10, "
+          b'permessage-deflate; server_max_window_bits="15"; client_no_context_takeover')
+    write("inflate", "offer-bad", b"\x01permessage-deflate; server_no_context_takeover=1; a=\"b,c\"")
+    write("inflate", "rfc-hello", b"\x00\xf2\x48\xcd\xc9\xc9\x07\x00")
+    write("inflate", "rfc-bfinal", b"\x00\xf3\x48\xcd\xc9\xc9\x07\x00\x00")
+    write("inflate", "tick", b"\x04" + deflate(tick))
+    write("inflate", "bomb", b"\x00" + deflate(b"a" * 100000))
+    write("inflate", "corrupt", b"\x08" + deflate(tick)[:20] + b"\xff\xff\xff")
+    write("inflate", "roundtrip-tick", b"\x02" + tick * 3)
+    write("inflate", "roundtrip-empty", b"\x02")
+
+
 def message_seeds():
     # mode: bits0-1 kind, bits2-4 role, bits5-6 leave, bit7 coalesce
     ANON, VIEWER, TRADER, PUB, ANALYST, ADMIN, SUPER = 0, 2, 3, 4, 5, 6, 7
@@ -328,6 +349,7 @@ def main():
     http_seeds()
     frame_seeds()
     utf8_seeds()
+    inflate_seeds()
     message_seeds()
     jwt_seeds(a.rs_key, a.es_key)
     users_seeds()

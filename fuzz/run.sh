@@ -27,6 +27,7 @@ opts() {
     http) echo "-max_len=20000 -dict=$root/fuzz/dict/http.dict" ;;
     frame) echo "-max_len=20000" ;;
     utf8) echo "-max_len=4096" ;;
+    inflate) echo "-max_len=20000" ;;
     message) echo "-max_len=8192 -dict=$root/fuzz/dict/message.dict" ;;
     jwt) echo "-max_len=9000 -dict=$root/fuzz/dict/jwt.dict" ;;
     users) echo "-max_len=16384 -dict=$root/fuzz/dict/users.dict" ;;

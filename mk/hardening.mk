@@ -28,7 +28,7 @@ FUZZ_CC         ?= clang
 FUZZ_BUILD      ?= build-fuzz
 FUZZ_SECONDS    ?= 300
 FUZZ_CI_SECONDS ?= 60
-FUZZ_TARGETS    ?= http frame utf8 message jwt users config
+FUZZ_TARGETS    ?= http frame utf8 inflate message jwt users config
 FUZZ_SAN         = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 # The project's flags without -Werror (clang warns about other things than
 # gcc; a new warning must not stop a fuzzing run) and with clang's -O1.

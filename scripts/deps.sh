@@ -7,7 +7,7 @@
 #                   the reference servers unless a node/npm is already there
 set -e
 PKGS="build-essential pkg-config libuv1-dev libhttp-parser-dev libjansson-dev
-libssl-dev libhiredis-dev libinih-dev zlib1g-dev libcmocka-dev"
+libssl-dev libhiredis-dev libinih-dev zlib1g-dev libdeflate-dev libcmocka-dev"
 if [ "$1" = "test" ]; then
   PKGS="$PKGS redis-server python3 python3-pytest python3-pytest-timeout
 python3-websockets python3-jwt python3-cryptography python3-redis chromium chromium-driver

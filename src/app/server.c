@@ -22,6 +22,7 @@
 #include "gateway/hooks.h"
 #include "gateway/router.h"
 #include "net/conn.h"
+#include "ws/deflate.h"
 #include "ws/handshake.h"
 #include "net/websocket.h"
 
@@ -251,6 +252,7 @@ int server_init(struct server *srv) {
         return -1;
     if (symbols_load(&srv->syms, srv->cfg.feed.symbols_file, stderr) < 0)
         goto out_auth;
+    ws_deflate_configure(srv->cfg.ws.compression == 1, (size_t)srv->cfg.ws.compression_min_bytes);
     if (hub_init(&srv->hub, &srv->syms, (uint32_t)srv->cfg.feed.history_size) < 0)
         goto out_syms;
     if (cidr_list_parse(&srv->trusted, srv->cfg.server.trusted_proxies, "server.trusted_proxies", stderr) < 0)

@@ -65,6 +65,10 @@ struct config {
         int sweep_interval_s;       /* sweeper period */
     } limits;
     struct {
+        int compression;            /* 1 = permessage-deflate offered to clients (off|on) */
+        long compression_min_bytes; /* shorter messages go uncompressed */
+    } ws;
+    struct {
         int auto_block_s;           /* critical IPs are blocked this long */
         int medium_violations;      /* threat medium at this many violations */
         int high_violations;        /* threat high: close 1008 */

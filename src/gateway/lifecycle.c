@@ -119,7 +119,7 @@ void protocol_on_open(struct conn *c) {
     }
     outbuf_seal_ws(b, WS_OP_TEXT, w.n);
     proto_count(&c->w->stats.messages_sent);
-    conn_send(c, b);
+    ws_send_frame(c, b);
     proto_maybe_warn_expiry(c);
     protocol_persist(c, false);
 }

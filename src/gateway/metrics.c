@@ -23,6 +23,7 @@
 #include "trade/broker.h"
 #include "net/worker.h"
 #include "net/conn.h"
+#include "ws/deflate.h"
 
 static const char *SV_NAMES[SV_COUNT] = {"rate_limited", "forbidden", "invalid_message", "auth_failed",
                                          "suspicious_content"};
@@ -35,6 +36,7 @@ static const char *TYPE_NAMES[ACT_COUNT + 1] = {"heartbeat", "authenticate", "su
 /* Totals across workers. */
 struct totals {
     uint64_t ws_open, ws_total, http, http_paused, bytes, sent, subs, conflated, slow_disc, rate_limited;
+    uint64_t zmsgs, zsaved;
     uint64_t by_role[ROLE_COUNT], received[ACT_COUNT + 1], disc[DR_COUNT], viol[SV_COUNT];
     uint64_t buckets[FANOUT_BUCKETS], fcount, fsum_ns;
     int64_t last_sweep;
@@ -51,6 +53,8 @@ static void gather(struct gateway *gw, struct totals *t) {
         t->http_paused += LOAD(s->http_paused);
         t->bytes += LOAD(s->bytes_sent);
         t->sent += LOAD(s->messages_sent);
+        t->zmsgs += LOAD(s->ws_compressed_messages);
+        t->zsaved += LOAD(s->ws_compression_saved_bytes);
         t->subs += LOAD(s->subscriptions);
         t->conflated += LOAD(s->conflated);
         t->slow_disc += LOAD(s->slow_disconnects);
@@ -135,6 +139,12 @@ void metrics_respond(struct conn *c, bool keep) {
             (unsigned long long)t.received[a]);
     head(&o, "messages_sent_total", "counter", "Messages queued to clients.");
     put(&o, "tickgate_messages_sent_total %llu\n", (unsigned long long)t.sent);
+    head(&o, "ws_compressed_messages_total", "counter", "Messages sent compressed (permessage-deflate), per receiving connection.");
+    put(&o, "tickgate_ws_compressed_messages_total %llu\n", (unsigned long long)t.zmsgs);
+    head(&o, "ws_compressions_total", "counter", "Deflate runs on outbound data (a shared frame counts once).");
+    put(&o, "tickgate_ws_compressions_total %llu\n", (unsigned long long)ws_deflate_runs());
+    head(&o, "ws_compression_saved_bytes_total", "counter", "Bytes not sent thanks to compression, per receiving connection.");
+    put(&o, "tickgate_ws_compression_saved_bytes_total %llu\n", (unsigned long long)t.zsaved);
     head(&o, "bytes_sent_total", "counter", "Bytes written to client sockets.");
     put(&o, "tickgate_bytes_sent_total %llu\n", (unsigned long long)t.bytes);
     head(&o, "http_requests_total", "counter", "HTTP requests parsed.");
@@ -236,7 +246,10 @@ void stats_respond(struct conn *c, bool keep) {
         t.fcount ? (double)t.fsum_ns / 1e9 / (double)t.fcount : 0.0, "fanout_count", (json_int_t)t.fcount,
         "workers", gw->nworkers);
     if (o) {
-        json_object_set_new(o, "blocked_ips", json_integer(atomic_load(&gw->guard->blocked)));
+        json_object_set_new(o, "ws_compressed_messages_total", json_integer((json_int_t)t.zmsgs));
+        json_object_set_new(o, "ws_compressions_total", json_integer((json_int_t)ws_deflate_runs()));
+        json_object_set_new(o, "ws_compression_saved_bytes_total", json_integer((json_int_t)t.zsaved));
+                json_object_set_new(o, "blocked_ips", json_integer(atomic_load(&gw->guard->blocked)));
         json_object_set_new(o, "http_paused_connections", json_integer((json_int_t)t.http_paused));
         json_object_set_new(o, "redis_up", json_integer(redis_engine_up(gw->redis) ? 1 : 0));
         json_object_set_new(o, "redis_errors_total", json_integer((json_int_t)LOAD(gw->redis->errors)));

@@ -15,6 +15,7 @@
 #include "net/conn_tls.h"
 #include "net/http.h"
 #include "net/websocket.h"
+#include "ws/deflate.h"
 
 #define MAX_IOV 64
 
@@ -100,6 +101,8 @@ static void on_closed(uv_handle_t *h) {
     struct conn *c = h->data;
     struct worker *w = c->w;
     w->hooks->release(c);
+    if (c->deflate)
+        ws_deflate_conn_released();
     if (c->prev)
         c->prev->next = c->next;
     else

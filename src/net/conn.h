@@ -72,6 +72,8 @@ struct conn {
     unsigned http_ip : 1;          /* HTTP: counted for cip by the guard (gateway/http_guard.h) */
     unsigned http_slot : 1;        /* HTTP: holds a limits.max_connections slot */
     unsigned big_queue : 1;        /* out passed CONN_TRIM_QUEUED: trim once it is gone */
+    unsigned deflate : 1;          /* permessage-deflate negotiated (ws/deflate.h) */
+    unsigned msg_z : 1;            /* the data message in progress is compressed (RSV1) */
     uint16_t port;                 /* peer port */
     uint16_t close_code;           /* close handshake code; 0 = none (network) */
     uint8_t ip[16];                /* peer address (v4 in the first 4 bytes) */

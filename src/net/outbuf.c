@@ -18,6 +18,8 @@ struct outbuf *outbuf_new(size_t cap) {
     b->sym = 0;
     b->seq = 0;
     b->born_ns = 0;
+    atomic_init(&b->z, NULL);
+    b->zsaved = 0;
     b->p = b->data + OUTBUF_HEADROOM;
     return b;
 }
@@ -33,8 +35,12 @@ void outbuf_seal_ws(struct outbuf *b, unsigned opcode, size_t len) {
 void outbuf_unref(struct outbuf *b) {
     unsigned prev = atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel);
     assert(prev > 0);
-    if (prev == 1)
+    if (prev == 1) {
+        struct outbuf *z = atomic_load_explicit(&b->z, memory_order_acquire);
+        if (z && z != b)
+            outbuf_unref(z); /* a sibling has no sibling: one level deep */
         free(b);
+    }
 }
 
 int outq_push(struct outq *q, struct outbuf *b) {

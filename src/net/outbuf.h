@@ -31,6 +31,11 @@ struct outbuf {
     uint32_t sym;       /* OB_TICK: symbol index */
     uint64_t seq;       /* OB_TICK: the tick's seq */
     uint64_t born_ns;   /* OB_TICK: uv_hrtime() when built (fan-out latency) */
+    /* permessage-deflate (ws/deflate.h): the compressed sibling of this
+     * frame, holding one reference to it; the block itself when the frame
+     * goes plain; NULL while undecided. Set once (compare-exchange). */
+    _Atomic(struct outbuf *) z;
+    uint32_t zsaved;    /* a compressed sibling: bytes saved against its plain frame; else 0 */
     uint8_t *p;         /* start of the wire bytes */
     uint8_t data[];     /* headroom + payload */
 };

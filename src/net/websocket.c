@@ -10,6 +10,8 @@
 #include "net/worker.h"
 #include "net/conn.h"
 #include "net/http.h"
+#include "net/zframe.h"
+#include "ws/deflate.h"
 #include "ws/frame.h"
 #include "ws/handshake.h"
 #include "ws/utf8.h"
@@ -51,11 +53,13 @@ int ws_handshake_check(struct conn *c, char accept[WS_ACCEPT_LEN]) {
 }
 
 void ws_session_upgrade(struct conn *c, int ep, const char *accept) {
-    char resp[256];
+    char resp[384], offers[1024], ext[WS_DEFLATE_RESPONSE_MAX];
+    http_req_header_all(c->http, "Sec-WebSocket-Extensions", offers, sizeof(offers));
+    bool deflate = ws_deflate_negotiate(offers, strlen(offers), ext);
     int n = snprintf(resp, sizeof(resp),
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\n\r\n",
-                     accept);
+                     "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                     accept, deflate ? "Sec-WebSocket-Extensions: " : "", deflate ? ext : "", deflate ? "\r\n" : "");
     struct outbuf *b = outbuf_new((size_t)n);
     if (!b) {
         conn_close(c);
@@ -69,6 +73,11 @@ void ws_session_upgrade(struct conn *c, int ep, const char *accept) {
     c->endpoint = (uint8_t)ep;
     conn_set_deadline(c, 0);
     ws_parser_init(&c->parser, true);
+    if (deflate) {
+        c->deflate = true;
+        c->parser.rsv1_ok = true;
+        ws_deflate_conn_opened();
+    }
     if (ep == EP_JSON)
         c->w->hooks->ws_open(c);
 }
@@ -84,6 +93,22 @@ void ws_send(struct conn *c, unsigned opcode, const void *data, size_t len) {
     if (len)
         memcpy(outbuf_payload(b), data, len);
     outbuf_seal_ws(b, opcode, len);
+    ws_send_frame(c, b);
+}
+
+struct outbuf *ws_frame_for(struct conn *c, struct outbuf *b) {
+    return c->deflate ? zframe_pick(b) : b;
+}
+
+void ws_send_frame(struct conn *c, struct outbuf *b) {
+    if (c->deflate) {
+        b = zframe_pick(b);
+        if (b->zsaved) { /* counted per receiving connection */
+            struct worker_stats *st = &c->w->stats;
+            atomic_fetch_add_explicit(&st->ws_compressed_messages, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&st->ws_compression_saved_bytes, b->zsaved, memory_order_relaxed);
+        }
+    }
     conn_send(c, b);
 }
 
@@ -170,6 +195,28 @@ static void handle_control(struct conn *c, uint8_t op) {
     }
 }
 
+/* Replaces the compressed message *m, *ml by its inflated text (the
+ * thread's buffer, ws/deflate.h), validated as UTF-8 for a text message.
+ * 0, or -1 after failing the connection. */
+static int inflate_message(struct conn *c, uint8_t op, uint8_t **m, size_t *ml, size_t max) {
+    uint8_t *out;
+    size_t n;
+    int rc = ws_inflate(*m, *ml, max, &out, &n);
+    if (rc < 0) {
+        ws_fail(c, (unsigned)-rc, rc == -WS_CLOSE_TOO_BIG       ? "message too big"
+                                  : rc == -WS_CLOSE_INVALID_DATA ? "invalid compressed data"
+                                                                 : "out of memory");
+        return -1;
+    }
+    if (op == WS_OP_TEXT && !utf8_valid(out, n)) {
+        ws_fail(c, WS_CLOSE_INVALID_DATA, "invalid UTF-8");
+        return -1;
+    }
+    *m = out;
+    *ml = n;
+    return 0;
+}
+
 void ws_session_feed(struct conn *c, uint8_t *data, size_t len) {
     long max = c->w->cfg->limits.max_message_bytes;
     if (c->discard)
@@ -213,6 +260,7 @@ void ws_session_feed(struct conn *c, uint8_t *data, size_t len) {
                     return;
                 }
                 c->msg_op = ev.opcode;
+                c->msg_z = ev.rsv1;
                 c->msg_len = 0;
                 c->direct = NULL;
                 utf8_init(&c->utf8);
@@ -228,7 +276,7 @@ void ws_session_feed(struct conn *c, uint8_t *data, size_t len) {
                 c->ctrl_len = (uint8_t)(c->ctrl_len + ev.len);
                 break;
             }
-            if (c->msg_op == WS_OP_TEXT && !utf8_feed(&c->utf8, ev.data, ev.len)) {
+            if (c->msg_op == WS_OP_TEXT && !c->msg_z && !utf8_feed(&c->utf8, ev.data, ev.len)) {
                 ws_fail(c, WS_CLOSE_INVALID_DATA, "invalid UTF-8");
                 return;
             }
@@ -260,7 +308,7 @@ void ws_session_feed(struct conn *c, uint8_t *data, size_t len) {
             }
             if (!ev.fin)
                 break;
-            if (c->msg_op == WS_OP_TEXT && !utf8_complete(&c->utf8)) {
+            if (c->msg_op == WS_OP_TEXT && !c->msg_z && !utf8_complete(&c->utf8)) {
                 ws_fail(c, WS_CLOSE_INVALID_DATA, "invalid UTF-8");
                 return;
             }
@@ -271,6 +319,8 @@ void ws_session_feed(struct conn *c, uint8_t *data, size_t len) {
                 c->msg_op = 0;
                 c->msg_len = 0;
                 c->direct = NULL;
+                if (c->msg_z && inflate_message(c, op, &m, &ml, (size_t)max) < 0)
+                    return;
                 deliver(c, op, m ? m : (uint8_t *)"", ml);
                 /* Fragmented messages are rare: an idle client holds no buffer. */
                 free(c->msg);

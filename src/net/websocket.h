@@ -27,8 +27,20 @@ void ws_session_upgrade(struct conn *c, int ep, const char *accept);
 /* Feeds bytes read from the socket (writable: unmasked in place). */
 void ws_session_feed(struct conn *c, uint8_t *data, size_t len);
 
-/* Sends one unfragmented frame with a copy of data. */
+struct outbuf;
+
+/* Sends one unfragmented frame with a copy of data (compressed when the
+ * connection negotiated permessage-deflate and it is worth it). */
 void ws_send(struct conn *c, unsigned opcode, const void *data, size_t len);
+
+/* Queues the sealed frame b (taking over the reference) to c: its shared
+ * compressed sibling when c negotiated permessage-deflate and b is worth
+ * compressing (ws/deflate.h), else b; compressed ones are counted. */
+void ws_send_frame(struct conn *c, struct outbuf *b);
+
+/* The block c takes for b (b consumed): as ws_send_frame, without queuing
+ * or counting (callers that judge the queue by the block's size first). */
+struct outbuf *ws_frame_for(struct conn *c, struct outbuf *b);
 
 /* Starts the close handshake with code and a short reason (no secrets). */
 void ws_close(struct conn *c, unsigned code, const char *reason);

@@ -100,6 +100,8 @@ struct worker_stats {
     _Atomic uint64_t http_paused;      /* gauge: HTTP connections not read while their answers wait */
     _Atomic uint64_t bytes_sent;
     _Atomic uint64_t messages_sent;    /* frames queued to clients */
+    _Atomic uint64_t ws_compressed_messages;     /* of those, sent compressed (permessage-deflate) */
+    _Atomic uint64_t ws_compression_saved_bytes; /* bytes those saved against their plain frames */
     _Atomic uint64_t disconnects[DR_COUNT];
     _Atomic uint64_t violations[SV_COUNT];
     _Atomic uint64_t rate_limited;

@@ -11,6 +11,8 @@
 #include "base/log.h"
 #include "net/worker.h"
 #include "net/outbuf.h"
+#include "net/zframe.h"
+#include "ws/deflate.h"
 #include "ws/frame.h"
 
 int64_t hub_now_ms(void) {
@@ -68,6 +70,8 @@ static struct outbuf *build_frame(struct hub *h, uint32_t sym, const struct tick
     b->sym = sym;
     b->seq = t->seq;
     b->born_ns = uv_hrtime();
+    if (!snapshot && ws_deflate_wanted())
+        zframe_prepare(b); /* once here, shared by every subscriber that takes it */
     return b;
 }
 

@@ -108,7 +108,7 @@ int subs_add(struct conn *c, uint32_t sym) {
     l->v[cs->idx].min_seq = seq;
     if (snap) {
         atomic_fetch_add_explicit(&w->stats.messages_sent, 1, memory_order_relaxed);
-        conn_send(c, snap);
+        ws_send_frame(c, snap);
     }
     return 0;
 }
@@ -225,7 +225,7 @@ static void batch_flush(struct conn *c) {
     bt->n = 0;
     bt->bytes = 0;
     atomic_fetch_add_explicit(&c->w->stats.messages_sent, 1, memory_order_relaxed);
-    conn_send(c, out);
+    ws_send_frame(c, out); /* compressed per client: its own message */
 }
 
 static void on_batch_timer(uv_timer_t *t) {
@@ -339,6 +339,10 @@ void subs_send_tick(struct conn *c, struct outbuf *b) {
         batch_add(c, b);
         return;
     }
+    /* From here on the connection's own form of the tick: the shared
+     * compressed sibling when it negotiated permessage-deflate, so queue
+     * limits and conflation see the bytes that go out. */
+    b = ws_frame_for(c, b);
     const struct config *cfg = c->w->cfg;
     uint64_t cap = (uint64_t)cfg->limits.max_outbound_bytes;
     if (!c->congested && c->out.bytes + b->len > cap && !c->writing) {
@@ -352,7 +356,7 @@ void subs_send_tick(struct conn *c, struct outbuf *b) {
     }
     if (!c->congested && c->out.bytes + b->len <= cap) {
         atomic_fetch_add_explicit(&c->w->stats.messages_sent, 1, memory_order_relaxed);
-        conn_send(c, b);
+        ws_send_frame(c, b);
         return;
     }
     if (cfg->limits.slow_consumer == SLOW_DISCONNECT) {
@@ -381,7 +385,7 @@ void subs_on_drain(struct conn *c) {
         if (b) {
             conn_subs(c)->subs[i].pending = NULL;
             atomic_fetch_add_explicit(&c->w->stats.messages_sent, 1, memory_order_relaxed);
-            conn_send(c, b);
+            ws_send_frame(c, b);
         }
     }
 }

@@ -11,6 +11,7 @@
 #include "net/outbuf.h"
 #include "pubsub/subs.h"
 #include "ws/frame.h"
+#include "net/websocket.h"
 
 void user_event_unref(struct user_event *ev) {
     if (atomic_fetch_sub(&ev->refs, 1) == 1) {
@@ -63,7 +64,7 @@ void user_event_deliver(struct worker *w, struct user_event *ev) {
         if (!user || (ev->portfolio_only && !conn_subs(c)->portfolio) || strcmp(user, ev->user) != 0)
             continue;
         atomic_fetch_add_explicit(&w->stats.messages_sent, 1, memory_order_relaxed);
-        conn_send(c, outbuf_ref(ev->frame));
+        ws_send_frame(c, outbuf_ref(ev->frame));
     }
     user_event_unref(ev);
 }

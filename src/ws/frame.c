@@ -75,9 +75,12 @@ ssize_t ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, struct ws_frame_
             p->hdr[p->hdr_len++] = buf[used++];
             if (p->hdr_len == 2) {
                 uint8_t b0 = p->hdr[0], b1 = p->hdr[1];
-                if (b0 & 0x70)
-                    return -WS_CLOSE_PROTOCOL; /* RSV1-3: no extension negotiated */
                 p->opcode = b0 & 0x0F;
+                p->rsv1 = (b0 & 0x40) != 0;
+                if (b0 & 0x30)
+                    return -WS_CLOSE_PROTOCOL; /* RSV2-3: no extension uses them */
+                if (p->rsv1 && (!p->rsv1_ok || (p->opcode != WS_OP_TEXT && p->opcode != WS_OP_BINARY)))
+                    return -WS_CLOSE_PROTOCOL; /* RSV1: not negotiated, or not a message's first frame */
                 p->fin = (b0 & 0x80) != 0;
                 switch (p->opcode) {
                 case WS_OP_CONT: case WS_OP_TEXT: case WS_OP_BINARY:
@@ -105,6 +108,7 @@ ssize_t ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, struct ws_frame_
                 ev->type = WS_EV_HEADER;
                 ev->opcode = p->opcode;
                 ev->fin = p->fin;
+                ev->rsv1 = p->rsv1;
                 ev->length = p->length;
                 return (ssize_t)used;
             }
@@ -113,6 +117,7 @@ ssize_t ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, struct ws_frame_
     }
     ev->opcode = p->opcode;
     ev->fin = p->fin;
+    ev->rsv1 = p->rsv1;
     ev->length = p->length;
     if (p->done == p->length) {
         p->in_payload = false;

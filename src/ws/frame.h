@@ -9,7 +9,8 @@
  * enormous length costs nothing: the caller decides at WS_EV_HEADER whether
  * to accept that many bytes.
  *
- * Frame-local rules are enforced here (RSV bits, reserved opcodes, control
+ * Frame-local rules are enforced here (RSV bits: RSV1 only with rsv1_ok and
+ * only on a text or binary frame, RFC 7692 6.1; reserved opcodes, control
  * frame size and fragmentation, masking, minimal length encoding, 63-bit
  * length); message-level rules (continuation order, size of a reassembled
  * message, UTF-8) belong to the caller, which sees every header first. */
@@ -62,6 +63,7 @@ struct ws_frame_event {
     enum ws_event type;
     uint8_t opcode;     /* valid from WS_EV_HEADER to WS_EV_FRAME_END */
     bool fin;
+    bool rsv1;          /* RSV1 (permessage-deflate: a compressed message) */
     uint64_t length;    /* payload length announced by the header */
     uint8_t *data;      /* WS_EV_PAYLOAD: slice of the caller's buffer */
     size_t len;
@@ -73,7 +75,10 @@ struct ws_parser {
     uint8_t hdr_need;   /* bytes the header needs, known after byte 2 */
     bool in_payload;    /* header done, payload bytes pending */
     bool require_mask;  /* server side: every client frame must be masked */
+    bool rsv1_ok;       /* permessage-deflate negotiated: RSV1 allowed on a
+                         * text or binary frame (a message's first frame) */
     uint8_t opcode;
+    bool rsv1;
     bool fin;
     bool masked;
     uint8_t mask[4];

@@ -323,6 +323,8 @@ class WSRaw(HTTPConn):
         super().__init__(host, port, timeout)
         self.key = None
         self.sent_close = False
+        self.rsv1_ok = False   # permessage-deflate negotiated: RSV1 allowed on data frames
+        self.last_rsv = 0      # RSV bits of the last frame received
 
     def handshake(self, path, headers=None, timeout=DEFAULT_TIMEOUT):
         """Sends an upgrade request for path and reads the response head
@@ -376,7 +378,9 @@ class WSRaw(HTTPConn):
             raise AssertionError("no frame from the server within %.1f s" % timeout) from None
         fin, rsv, opcode = bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0x0F
         assert not b1 & 0x80, "server frame is masked"
-        assert rsv == 0, "server frame has RSV bits %d" % rsv
+        assert rsv == 0 or (rsv == 4 and self.rsv1_ok and opcode in (OP_TEXT, OP_BINARY)), \
+            "server frame has RSV bits %d" % rsv
+        self.last_rsv = rsv
         length = b1 & 0x7F
         try:
             if length == 126:
