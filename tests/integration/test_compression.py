@@ -274,3 +274,36 @@ def test_bad_compressed_input_closes(tickgate, clients, case, negotiate, opcode,
     raw = open_deflate(clients, gw) if negotiate else clients.ws(gw, "/echo")
     raw.send_frame(opcode, payload, rsv=4)
     raw.expect_close(code)
+
+
+def test_conflation_works_on_compressed_ticks(tickgate, jclients):
+    """A slow deflate client: its queue holds the shared compressed ticks,
+    conflated per symbol like plain ones (kind, symbol and seq travel with
+    the compressed block)."""
+    from conftest import SmallRcvBufWS
+    from test_slow_consumer import Publisher, price_of, start
+
+    gw = start(tickgate, "conflate", "--ws.compression_min_bytes=64")
+    raw = SmallRcvBufWS(gw.host, gw.port, 4096)
+    try:
+        raw.open("/ws", OFFER)
+        raw.rsv1_ok = True
+        assert json.loads(recv_msg(raw)[1])["type"] == "connected"
+        raw.send_text('{"type":"subscribe","symbols":["AAPL"]}')
+        assert json.loads(recv_msg(raw)[1])["type"] == "subscription_confirmed"
+        assert json.loads(recv_msg(raw)[1])["snapshot"] is True
+        pub = Publisher(jclients.publisher(gw))
+        pub.until(gw, "tickgate_slow_consumer_conflated_total")
+        pub.burst()
+        seqs = []
+        while True:
+            rsv1, m = recv_msg(raw, timeout=30)
+            m = json.loads(m)
+            assert rsv1 and m["type"] == "price_update" and m["price"] == price_of(m["seq"]), m
+            seqs.append(m["seq"])
+            if m["seq"] == pub.sent:
+                break
+        assert all(a < b for a, b in zip(seqs, seqs[1:])), seqs[:50]
+        assert len(seqs) < pub.sent, "nothing was conflated"
+    finally:
+        raw.close()
