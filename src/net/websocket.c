@@ -103,10 +103,15 @@ struct outbuf *ws_frame_for(struct conn *c, struct outbuf *b) {
 void ws_send_frame(struct conn *c, struct outbuf *b) {
     if (c->deflate) {
         b = zframe_pick(b);
-        if (b->zsaved) { /* counted per receiving connection */
+        if (b->zsaved) { /* counted per receiving connection; the worker is the one writer */
             struct worker_stats *st = &c->w->stats;
-            atomic_fetch_add_explicit(&st->ws_compressed_messages, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&st->ws_compression_saved_bytes, b->zsaved, memory_order_relaxed);
+            atomic_store_explicit(&st->ws_compressed_messages,
+                                  atomic_load_explicit(&st->ws_compressed_messages, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+            atomic_store_explicit(&st->ws_compression_saved_bytes,
+                                  atomic_load_explicit(&st->ws_compression_saved_bytes, memory_order_relaxed) +
+                                      b->zsaved,
+                                  memory_order_relaxed);
         }
     }
     conn_send(c, b);

@@ -390,18 +390,35 @@ void subs_on_drain(struct conn *c) {
     }
 }
 
+/* A subscriber that takes a tick's compressed sibling: it negotiated
+ * permessage-deflate and does not batch (a batch is built from the plain
+ * JSON, then compressed as its own message). */
+static bool takes_sibling(struct conn *c) { return c->deflate && !conn_subs(c)->batch; }
+
 void subs_deliver(struct worker *w, struct outbuf *b) {
     struct sub_list *l = &w->subs->lists[b->sym];
     uint32_t n = l->n;
     if (n) {
-        /* One atomic add for the whole fan-out: each queue consumes one. */
-        atomic_fetch_add_explicit(&b->refs, n, memory_order_relaxed);
+        /* Subscribers that take the frame's compressed sibling (built by
+         * the hub, net/zframe.h) get it directly, the others the frame:
+         * one atomic add on each for the whole fan-out, and each queue
+         * consumes one. */
+        struct outbuf *z = atomic_load_explicit(&b->z, memory_order_acquire);
+        uint32_t nz = 0;
+        if (z == b)
+            z = NULL;
+        for (uint32_t i = 0; z && i < n; i++)
+            nz += takes_sibling(l->v[i].c);
+        if (nz)
+            atomic_fetch_add_explicit(&z->refs, nz, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->refs, n - nz, memory_order_relaxed);
         for (uint32_t i = 0; i < n; i++) {
             struct sub_entry *e = &l->v[i];
+            struct outbuf *x = nz && takes_sibling(e->c) ? z : b;
             if (b->seq > e->min_seq)
-                subs_send_tick(e->c, b);
+                subs_send_tick(e->c, x);
             else
-                outbuf_unref(b);
+                outbuf_unref(x);
         }
         worker_record_fanout(w, uv_hrtime() - b->born_ns);
     }
