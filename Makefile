@@ -74,7 +74,7 @@ asan: deps-test
 # ws, same scenarios, one table. bench-quick is the short variant.
 $(BUILD)/loadgen: bench/loadgen.c
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE $< -o $@ -lm
+	$(CC) -O2 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE $< -o $@ -lm -lz
 
 bench: deps-bench $(BUILD)/tickgate $(BUILD)/loadgen
 	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate LOADGEN_BIN=$(CURDIR)/$(BUILD)/loadgen bash bench/run.sh

@@ -9,19 +9,25 @@
  *   --ramp            the same, rate x1.25 per step until delivery falls behind
  *   --idle            N subscribers held open without publishing (server RSS)
  *   --handshake-only  a storm of N handshakes, C in flight
+ *   --deflate         offer permessage-deflate; compressed frames (RSV1) are
+ *                     counted and inflated (zlib, fresh state per message:
+ *                     the server answers server_no_context_takeover; a
+ *                     payload seen before is taken from a cache) so
+ *                     delivery and latency are accounted as usual
  * Latency: each tick's price encodes its per-symbol counter n as 1 + n/1000;
  * the scheduled send time of tick n sits in a per-symbol ring; a subscriber
  * recovers n from the price it receives. Latency is measured from the tick's
  * scheduled time (not from when it was written), so a lagging generator
  * shows up as latency instead of hiding it (no coordinated omission).
  *
- * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE bench/loadgen.c -o build/loadgen -lm
+ * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE bench/loadgen.c -o build/loadgen -lm -lz
  * Run:   build/loadgen --help
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <zlib.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -72,6 +78,7 @@ static struct opts {
     int batch;
     int server_pid;
     bool storm, idle, json, spin;
+    bool deflate;            /* offer permessage-deflate, inflate RSV1 frames */
     int concurrency;
     double timeout;          /* s; <= 0: derived */
     double drain_s;
@@ -245,6 +252,7 @@ static struct {
     uint64_t closes_rx, disconnects, eof_rx, proto_err, server_errors, pub_errors;
     uint64_t pub_msgs, pub_acks, snapshots, unmatched, stale, dups, gaps, unexpected, warm_rx, other_rx;
     uint64_t pings, short_writes, aborted;
+    uint64_t compressed_rx;    /* RSV1 frames inflated (--deflate) */
     int inflight, setup_pending, next_conn, open_fds;
     struct hist hs_lat;
     struct hist send_lag; /* enqueue time - scheduled time of a message's first tick */
@@ -951,10 +959,86 @@ static void on_text(struct conn *c, const char *p, size_t n, bool truncated) {
         S.other_rx++;
 }
 
+/* Inflated payloads by their compressed bytes: a shared compressed frame
+ * (one deflate run for every subscriber, as tickgate and uWS's
+ * SHARED_COMPRESSOR send it) is inflated once here too, so the load
+ * generator's cost per compressed message stays near a plain one's. */
+#define ZC_SLOTS 1024
+#define ZC_IN 256
+#define ZC_OUT 1024
+static struct zc_entry {
+    uint32_t len, olen;
+    uint8_t in[ZC_IN];
+    char out[ZC_OUT];
+} zcache[ZC_SLOTS];
+
+/* Inflates one permessage-deflate payload (the 00 00 ff ff the sender
+ * removed appended): a static or cached buffer, NULL when it does not
+ * inflate. */
+static const char *inflate_msg(const uint8_t *p, size_t n, size_t *out_len) {
+    static z_stream z;
+    static bool ready;
+    static uint8_t in[LEFT_CAP + 4], out[1 << 20];
+    struct zc_entry *e = NULL;
+    if (n <= ZC_IN) {
+        uint64_t h = n, w;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) { /* a word at a time: this runs per message */
+            memcpy(&w, p + i, 8);
+            h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+        }
+        for (; i < n; i++)
+            h = (h ^ p[i]) * 0x100000001B3ull;
+        h ^= h >> 29;
+        e = &zcache[h & (ZC_SLOTS - 1)];
+        if (e->len == n && memcmp(e->in, p, n) == 0) {
+            *out_len = e->olen;
+            return e->out;
+        }
+    }
+    if (!ready) {
+        if (inflateInit2(&z, -15) != Z_OK)
+            return NULL;
+        ready = true;
+    } else if (inflateReset(&z) != Z_OK) {
+        return NULL;
+    }
+    if (n > LEFT_CAP)
+        return NULL;
+    memcpy(in, p, n);
+    memcpy(in + n, "\x00\x00\xff\xff", 4);
+    z.next_in = in;
+    z.avail_in = (uInt)(n + 4);
+    z.next_out = out;
+    z.avail_out = sizeof(out);
+    int rc = inflate(&z, Z_SYNC_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
+        return NULL;
+    *out_len = sizeof(out) - z.avail_out;
+    if (e && *out_len <= ZC_OUT) {
+        e->len = (uint32_t)n;
+        memcpy(e->in, p, n);
+        e->olen = (uint32_t)*out_len;
+        memcpy(e->out, out, *out_len);
+    }
+    return (const char *)out;
+}
+
 static void on_frame(struct conn *c, int b0, const uint8_t *p, size_t n, bool truncated) {
     int op = b0 & 0x0f;
     if (!(b0 & 0x80) || op == 0) {
         S.proto_err++; /* fragments are not expected */
+        return;
+    }
+    if (b0 & 0x40) { /* RSV1: a compressed message */
+        size_t ml;
+        const char *m = O.deflate && op == 1 && !truncated ? inflate_msg(p, n, &ml) : NULL;
+        if (!m) {
+            S.proto_err++;
+            return;
+        }
+        S.compressed_rx++;
+        on_text(c, m, ml, false);
         return;
     }
     switch (op) {
@@ -1638,6 +1722,7 @@ static void report(void) {
         jnum(f, "server_closes", (double)S.closes_rx, true);
         jnum(f, "disconnects", (double)S.disconnects, true);
         jnum(f, "server_errors", (double)S.server_errors, true);
+        jnum(f, "compressed_rx", (double)S.compressed_rx, true);
         jnum(f, "pings", (double)S.pings, true);
         jnum(f, "protocol_errors", (double)S.proto_err, true);
         fprintf(f, "\"first_error\":");
@@ -1773,6 +1858,7 @@ static void usage(FILE *f) {
             "  --timeout S                global deadline (duration + warmup + 30)\n"
             "  --ring N                   send-time slots per symbol (auto)\n"
             "  --spin                     busy-poll while publishing (no wake-up delay; burns the CPU)\n"
+            "  --deflate                  offer permessage-deflate; inflate RSV1 frames (zlib)\n"
             "  --seed N (1) --json\n"
             "exit: 0 done, 1 setup error, 2 incomplete (deadline, signal, publisher lost)\n");
 }
@@ -1935,6 +2021,8 @@ static char *build_request(const char *token, size_t *len, size_t *keyoff) {
     n += snprintf(r + n, cap - (size_t)n, "AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n");
     if (token && *token)
         n += snprintf(r + n, cap - (size_t)n, "Authorization: Bearer %s\r\n", token);
+    if (O.deflate)
+        n += snprintf(r + n, cap - (size_t)n, "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n");
     n += snprintf(r + n, cap - (size_t)n, "\r\n");
     *len = (size_t)n;
     return r;
@@ -1948,7 +2036,7 @@ static void on_signal(int sig) {
 enum {
     OPT_HOST = 256, OPT_PORT, OPT_PATH, OPT_CONNS, OPT_SYMBOLS, OPT_PREFIX, OPT_LIST, OPT_PER, OPT_DIST, OPT_RATE,
     OPT_DURATION, OPT_WARMUP, OPT_RAMP, OPT_STEP, OPT_PUBTOK, OPT_SUBTOK, OPT_SOURCES, OPT_BATCH, OPT_PID,
-    OPT_STORM, OPT_IDLE, OPT_JSON, OPT_CONC, OPT_TIMEOUT, OPT_SEED, OPT_RING, OPT_DRAIN, OPT_SPIN, OPT_HELP
+    OPT_STORM, OPT_IDLE, OPT_JSON, OPT_CONC, OPT_TIMEOUT, OPT_SEED, OPT_RING, OPT_DRAIN, OPT_SPIN, OPT_DEFLATE, OPT_HELP
 };
 
 static double num_arg(const char *name, const char *v, double lo, double hi) {
@@ -1972,7 +2060,7 @@ int main(int argc, char **argv) {
         {"batch", 1, 0, OPT_BATCH}, {"server-pid", 1, 0, OPT_PID}, {"handshake-only", 0, 0, OPT_STORM},
         {"idle", 0, 0, OPT_IDLE}, {"json", 0, 0, OPT_JSON}, {"concurrency", 1, 0, OPT_CONC},
         {"timeout", 1, 0, OPT_TIMEOUT}, {"seed", 1, 0, OPT_SEED}, {"ring", 1, 0, OPT_RING},
-        {"drain-s", 1, 0, OPT_DRAIN}, {"spin", 0, 0, OPT_SPIN}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
+        {"drain-s", 1, 0, OPT_DRAIN}, {"spin", 0, 0, OPT_SPIN}, {"deflate", 0, 0, OPT_DEFLATE}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -1998,6 +2086,7 @@ int main(int argc, char **argv) {
         case OPT_DURATION: O.duration = num_arg("duration", optarg, 0.001, 1e6); O.duration_set = true; break;
         case OPT_WARMUP: O.warmup = num_arg("warmup", optarg, 0, 1e6); break;
         case OPT_RAMP: O.ramp = true; break;
+        case OPT_DEFLATE: O.deflate = true; break;
         case OPT_STEP: O.step_s = num_arg("step-s", optarg, 0.1, 1e6); break;
         case OPT_PUBTOK: O.pub_token = optarg; break;
         case OPT_SUBTOK: O.sub_token = optarg; break;

@@ -323,6 +323,19 @@ def metric_vs_one_worker(r, p):
     return (two / one if two and one else None), ""
 
 
+def metric_vs_plain(r, p):
+    """CPU per message with permessage-deflate divided by the same server's
+    plain fan-out's (tickgate's target: <= 1.2, compression done once)."""
+    z, _ = metric_cpu_ns_per_msg(r, p)
+    plain_r = load(p["dir"], p.get("server", "tickgate"), "fanout")
+    plain, _ = metric_cpu_ns_per_msg(plain_r, p) if plain_r else (None, "")
+    return (z / plain if z and plain else None), ""
+
+
+def metric_compressed(r, p):
+    return lg_get(r, "compressed_rx"), ""
+
+
 def metric_conns(r, p):
     return lg_get(r, "conns"), ""
 
@@ -352,6 +365,14 @@ def scenario_rows(params):
             ("lost", metric_lg("lost"), "int", "lo"),
             ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
             ("CPU per msg, 2 workers / 1 worker", metric_vs_one_worker, "f2", "lo"),
+        ] + cpu),
+        ("fanoutz", "fan-out as above with permessage-deflate, every tick compressed (uWS: SHARED_COMPRESSOR)", {}, [
+            ("delivered msgs/s (max)", metric_ramp_max, "int", "hi"),
+            ("lost", metric_lg("lost"), "int", "lo"),
+            ("compressed frames received", metric_compressed, "int", None),
+            ("p99 latency us", metric_lg("p99_us"), "int", "lo"),
+            ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
+            ("CPU per msg, deflate / plain fan-out", metric_vs_plain, "f2", "lo"),
         ] + cpu),
         ("market", f"market: {P('market_conns')} subscribers, {P('market_symbols')} symbols x {P('market_per')} "
                    f"each, zipf, rate ramped to max", {}, [
@@ -437,7 +458,7 @@ def cmd_table(a):
                 if r.get("skipped"):
                     cells.append("skipped")
                     continue
-                v, mark = fn(r, dict(params, dir=a.dir, **extra))
+                v, mark = fn(r, dict(params, dir=a.dir, server=s, **extra))
                 vals[s], marks[s] = v, mark
                 if v is None:
                     cell = "n/a"

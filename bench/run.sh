@@ -14,7 +14,7 @@
 #
 # Environment (all optional):
 #   TICKGATE_BIN (build/tickgate)  LOADGEN_BIN (build/loadgen)  NODE (node)
-#   SERVERS ("tickgate uws ws")    SCENARIOS ("fanout fanout2w market latency idle storm")
+#   SERVERS ("tickgate uws ws")    SCENARIOS ("fanout fanout2w fanoutz market latency idle storm")
 #   SERVER_CPU (0)  LOADGEN_CPU (1)  SOURCES (127.0.0.1,127.0.0.2,127.0.0.3)
 #   TICKGATE_ARGS   extra --SECTION.KEY=VALUE flags for tickgate
 #   LATENCY_RATE    ticks/s for the latency scenario (default: derived from fan-out)
@@ -35,7 +35,7 @@ TICKGATE_BIN=$(abspath "${TICKGATE_BIN:-build/tickgate}")
 LOADGEN_BIN=$(abspath "${LOADGEN_BIN:-build/loadgen}")
 NODE=${NODE:-node}
 SERVERS=${SERVERS:-tickgate uws ws}
-SCENARIOS=${SCENARIOS:-fanout fanout2w market latency idle storm}
+SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market latency idle storm}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 SOURCES=${SOURCES:-127.0.0.1,127.0.0.2,127.0.0.3}
@@ -170,6 +170,10 @@ if [ -x "$TICKGATE_BIN" ]; then
 fi
 
 TG_WORKERS=1 # the fanout2w scenario runs tickgate with 2 (on the same pinned core)
+# fanoutz: permessage-deflate, every tick compressed (tickgate's minimum 0,
+# uWS's SHARED_COMPRESSOR compresses every message); ws is not run.
+TG_ZARGS=()
+UWS_COMPRESSION=
 
 # start_server NAME TAG: starts NAME pinned, waits for its listening line;
 # sets SERVER_PID and SERVER_PORT.
@@ -178,12 +182,12 @@ start_server() {
     case $name in
     tickgate)
         # shellcheck disable=SC2206 # TICKGATE_ARGS is split on purpose
-        cmd=("$TICKGATE_BIN" "${TG_FLAGS[@]}" --server.workers="$TG_WORKERS" $TICKGATE_ARGS) ;;
+        cmd=("$TICKGATE_BIN" "${TG_FLAGS[@]}" --server.workers="$TG_WORKERS" "${TG_ZARGS[@]}" $TICKGATE_ARGS) ;;
     uws) cmd=("$NODE" "$ROOT/bench/ref/uws-server.js" 0) ;;
     ws) cmd=("$NODE" "$ROOT/bench/ref/ws-server.js" 0) ;;
     *) die "unknown server $name (tickgate, uws, ws)" ;;
     esac
-    JWT_SECRET=$SECRET SYMBOLS_FILE=$SYMFILE HEARTBEAT_INTERVAL_S=$HEARTBEAT_S \
+    JWT_SECRET=$SECRET SYMBOLS_FILE=$SYMFILE HEARTBEAT_INTERVAL_S=$HEARTBEAT_S COMPRESSION=$UWS_COMPRESSION \
         "${PIN_SERVER[@]}" "${cmd[@]}" >"$log" 2>&1 </dev/null &
     SERVER_PID=$! # taskset execs the server: this is the server's own pid
     SERVER_LOG=$log
@@ -305,6 +309,17 @@ for server in $SERVERS; do
             --conns "$FANOUT_CONNS" --symbols 1 --per 1 --dist uniform \
             --rate "$FANOUT_START_RATE" --ramp --step-s "$STEP_S" --duration "$RAMP_DURATION" --warmup "$WARMUP"
         TG_WORKERS=1
+    fi
+    # Compressed fan-out: the same ramp with permessage-deflate offered by
+    # every subscriber (the loadgen inflates each distinct payload once, so
+    # delivery and latency count as usual); the server's CPU per delivered
+    # message against its plain fan-out's.
+    if want fanoutz && [ "$server" != ws ]; then
+        TG_ZARGS=(--ws.compression=on --ws.compression_min_bytes=0) UWS_COMPRESSION=shared
+        scenario "$server" fanoutz $((RAMP_DURATION + WARMUP)) --deflate \
+            --conns "$FANOUT_CONNS" --symbols 1 --per 1 --dist uniform \
+            --rate "$FANOUT_START_RATE" --ramp --step-s "$STEP_S" --duration "$RAMP_DURATION" --warmup "$WARMUP"
+        TG_ZARGS=() UWS_COMPRESSION=
     fi
     if want market; then
         scenario "$server" market $((RAMP_DURATION + WARMUP)) \

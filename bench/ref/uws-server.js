@@ -6,6 +6,9 @@
 //   handshake, in the upgrade handler (401 when invalid); SYMBOLS_FILE:
 //   tickgate's symbols file.
 // Fan-out uses uWS's native topics: ws.subscribe(symbol), app.publish().
+//   env COMPRESSION=shared: permessage-deflate with uWS.SHARED_COMPRESSOR
+//   (one compressor, no context takeover: app.publish compresses a message
+//   once for every subscriber of its topic), every message sent compressed.
 
 const uWS = require('uwebsockets');
 const common = require('./common');
@@ -14,9 +17,10 @@ const port = common.parsePort();
 const decoder = new TextDecoder('utf-8');
 
 const app = uWS.App();
+const compress = process.env.COMPRESSION === 'shared';
 
 app.ws('/*', {
-  compression: uWS.DISABLED,
+  compression: compress ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
   maxPayloadLength: common.MAX_PAYLOAD,
   idleTimeout: 0, // no server pings/timeouts, like the other two in the benchmark
   maxBackpressure: 64 * 1024 * 1024,
@@ -42,12 +46,12 @@ app.ws('/*', {
   open: (ws) => {
     const data = ws.getUserData();
     data.transport = {
-      send: (text) => ws.send(text, false),
+      send: (text) => ws.send(text, false, compress),
       subscribe: (sym) => ws.subscribe(sym),
       unsubscribe: (sym) => ws.unsubscribe(sym),
-      publish: (sym, text) => app.publish(sym, text, false),
+      publish: (sym, text) => app.publish(sym, text, false, compress),
     };
-    ws.send(common.connectedMessage(data.identity), false);
+    ws.send(common.connectedMessage(data.identity), false, compress);
   },
 
   message: (ws, message, isBinary) => {
