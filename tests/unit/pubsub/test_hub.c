@@ -141,8 +141,8 @@ static void test_on_tick_watched_only(void **state) {
     in.price = 2.0;
     hub_publish_local(&f->hub, &in);
     struct tick t = {.price = 3.0, .bid = 3.0, .ask = 3.0, .timestamp = 1700000000001, .seq = 3};
-    hub_deliver(&f->hub, 3, &t, 1.0);
-    hub_deliver(&f->hub, 3, &t, 1.0); /* a repeat: not newer, not handed on */
+    hub_deliver(&f->hub, 3, &t, 1.0, "");
+    hub_deliver(&f->hub, 3, &t, 1.0, ""); /* a repeat: not newer, not handed on */
     assert_int_equal(f->rec.ticks, 2);
     assert_int_equal(f->rec.tick_sym, 3);
     assert_true(f->rec.prices[0] == 2.0 && f->rec.prices[1] == 3.0);
