@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import get_metrics, get_stats, mint, wait_until
-from redis_helpers import rdb, redis_server, rgw, unmanaged_gw, wait_redis_up  # noqa: F401
+from redis_helpers import rdb, redis_server, rgw, rws, unmanaged_gw  # noqa: F401
 
 SYM = "AAPL"
 RATE = "--limits.max_messages_per_minute=100000000"
@@ -205,3 +205,112 @@ def test_many_symbols_replay_in_slices_others_unaffected(tickgate, jclients):
         got[m["symbol"]].append(m["seq"])
     assert all(v == list(range(1, 1001)) for v in got.values())
     assert ws2.fence() == []
+
+
+# ---------------------------------------------------------------------------
+# with Redis: one epoch per symbol for the cluster, the shared stream
+# ---------------------------------------------------------------------------
+
+def drain_until_closed(ws):
+    """Reads what a killed node had sent (price_updates of SYM) until the
+    connection ends; returns their seqs."""
+    seqs = []
+    while True:
+        try:
+            m = ws.recv(5)
+        except AssertionError:
+            return seqs
+        if m.get("type") == "price_update" and m["symbol"] == SYM:
+            seqs.append(m["seq"])
+
+
+def test_recover_across_nodes_on_one_redis(redis_server, rgw, rws):
+    a, b = rgw(redis_server), rgw(redis_server)
+    pub = rws.open(a, token=mint("pub1", "publisher"))
+    ws = rws.open(a)
+    epoch, _ = live_seq(ws)
+    probe = rws.open(b)
+    assert live_seq(probe)[0] == epoch  # every node reports the cluster's epoch
+    publish_n(pub, 5)
+    assert read_seqs(ws, SYM, 5) == [1, 2, 3, 4, 5]
+    ws.close()
+    publish_n(pub, 7)
+    read_seqs(probe, SYM, 12)
+    probe.close()  # b no longer listens to SYM: it recovers from the stream
+    wait_until(lambda: get_stats(b)["active_streams"] == 0, 10, "b idle")
+    ws2 = rws.open(b)
+    conf = recover(ws2, 5, epoch)
+    assert conf["recovered"] == {SYM: True} and conf["epochs"] == {SYM: epoch}, conf
+    assert read_seqs(ws2, SYM, 12) == list(range(6, 13))
+    publish_n(pub, 1)
+    assert read_seqs(ws2, SYM, 13) == [13]
+    assert ws2.fence() == []
+
+
+def test_redis_restarted_in_the_middle_never_a_silent_gap(redis_server, rgw, rws):
+    a = rgw(redis_server)
+    pub = rws.open(a, token=mint("pub1", "publisher"))
+    watch = rws.open(a)
+    epoch, _ = live_seq(watch)
+    publish_n(pub, 5)
+    read_seqs(watch, SYM, 5)
+    redis_server.restart()  # no persistence: the counter, the epoch and the stream are gone
+    wait_until(lambda: get_metrics(a)["tickgate_redis_up"] == 1, 15, "redis up again")
+    publish_n(pub, 3)
+    last = read_seqs(watch, SYM, 8)[-1]
+    ws = rws.open(a)
+    conf = ws.request({"type": "subscribe", "symbols": [SYM], "recover": {SYM: {"seq": 5, "epoch": epoch}}})
+    if conf["recovered"][SYM]:
+        assert read_seqs(ws, SYM, last) == list(range(6, last + 1))
+    else:
+        assert conf["epochs"][SYM] != epoch, conf
+        snap = ws.recv()
+        assert snap.get("snapshot") is True and snap["seq"] == last, snap
+    assert ws.fence() == []
+
+
+def test_chaos_node_killed_clients_recover_on_the_other(redis_server, rgw, unmanaged_gw, rws):
+    """Clients of node A lose it (SIGKILL) while ticks keep coming through
+    node B; each reconnects to B with its last seq and epoch: every
+    client's seqs, before and after, are gap-free."""
+    flags = ("--feed.history_size=100000", "--limits.max_connections_per_ip=1000",
+             "--limits.max_connects_per_ip_per_minute=1000")
+    a = unmanaged_gw(redis_server, *flags)
+    b = rgw(redis_server, *flags)
+    clients = [rws.open(a) for _ in range(20)]
+    epochs = [live_seq(c)[0] for c in clients]
+    assert len(set(epochs)) == 1
+    probe = rws.open(a)
+    live_seq(probe)
+    pub = rws.open(b, token=mint("pub1", "publisher"))
+    total, killed_at = [0], threading.Event()
+    stop = threading.Event()
+
+    def keep_publishing():
+        while not stop.is_set():
+            r = pub.publish([{"symbol": SYM, "price": 100.0 + k * 0.01} for k in range(5)])
+            assert r.get("type") == "published", r
+            total[0] += 5
+            if total[0] >= 1500:
+                break
+
+    t = threading.Thread(target=keep_publishing)
+    t.start()
+    try:
+        read_seqs(probe, SYM, 100, timeout=30)
+        a.kill()  # SIGKILL under load
+        seen = [drain_until_closed(c) for c in clients]
+        for s in seen:
+            assert s == list(range(1, len(s) + 1)), s[:10]
+        confs, again = [], []
+        for s in seen:
+            ws = rws.open(b)
+            confs.append(recover(ws, s[-1] if s else 0, epochs[0]))
+            again.append(ws)
+    finally:
+        t.join()
+    final = total[0]
+    for s, ws, conf in zip(seen, again, confs):
+        assert conf["recovered"] == {SYM: True}, conf
+        after = read_seqs(ws, SYM, final, timeout=30)
+        assert s + after == list(range(1, final + 1)), (len(s), after[:5])
