@@ -88,6 +88,10 @@
   const portfolio = { cash: null, positions: [], rows: new Map() };
   /* Last price seen per symbol (live updates and snapshots). */
   const lastPrices = new Map();
+  /* Where each symbol's stream stands: symbol -> {seq, epoch}. Sent as
+   * `recover` when re-subscribing after a reconnect, so the server replays
+   * exactly the ticks missed (or says recovered:false and sends a snapshot). */
+  const resume = new Map();
 
   /* Watchlist: symbol -> row. status: queued (not sent yet), pending (sent,
    * no reply yet), active (confirmed), stale (connection gone). */
@@ -353,7 +357,11 @@
         for (const sym of msg.symbols || []) {
           const row = rows.get(sym); /* none if removed while the request was in flight */
           if (row) setRowStatus(row, 'active');
+          const epoch = msg.epochs && msg.epochs[sym];
+          const prev = resume.get(sym);
+          if (typeof epoch === 'string') resume.set(sym, { epoch, seq: prev && prev.epoch === epoch ? prev.seq : null });
         }
+        showRecovered(msg.recovered);
         if (msg.id != null) conn.pending.delete(msg.id);
         updateCount();
         break;
@@ -466,7 +474,14 @@
   function subscribe(symbols) {
     for (let i = 0; i < symbols.length; i += MAX_PER_SUBSCRIBE) {
       const chunk = symbols.slice(i, i + MAX_PER_SUBSCRIBE);
-      if (!request({ type: 'subscribe', symbols: chunk })) return;
+      const recover = {};
+      for (const sym of chunk) {
+        const r = resume.get(sym);
+        if (r && r.seq != null) recover[sym] = { seq: r.seq, epoch: r.epoch };
+      }
+      const msg = { type: 'subscribe', symbols: chunk };
+      if (Object.keys(recover).length) msg.recover = recover;
+      if (!request(msg)) return;
       for (const sym of chunk) {
         const row = rows.get(sym);
         if (row) setRowStatus(row, 'pending');
@@ -512,7 +527,9 @@
     name.textContent = sym;
     const tag = document.createElement('span');
     tag.className = 'tag';
-    symCell.append(name, tag);
+    const recov = document.createElement('span');
+    recov.className = 'recov';
+    symCell.append(name, tag, recov);
     tr.appendChild(symCell);
 
     const cells = {};
@@ -535,7 +552,7 @@
     tr.appendChild(act);
 
     el.tbody.appendChild(tr);
-    const row = { sym, tr, tag, cells, status: 'queued', lastPrice: null, decimals: 2, flashTimer: 0 };
+    const row = { sym, tr, tag, recov, cells, status: 'queued', lastPrice: null, decimals: 2, flashTimer: 0 };
     rows.set(sym, row);
     setRowStatus(row, 'queued');
     return row;
@@ -547,9 +564,28 @@
     row.tag.textContent = STATUS_TAGS[status];
   }
 
+  /* The recovered indicator: per row, and a notice for the whole answer. */
+  function showRecovered(recovered) {
+    if (!recovered || typeof recovered !== 'object') return;
+    const got = [], missed = [];
+    for (const [sym, ok] of Object.entries(recovered)) {
+      (ok ? got : missed).push(sym);
+      const row = rows.get(sym);
+      if (!row) continue;
+      row.recov.textContent = ok ? 'recovered' : 'resynced';
+      row.recov.className = 'recov ' + (ok ? 'recov-ok' : 'recov-missed');
+      row.recov.title = ok ? 'every tick missed while disconnected was replayed'
+        : 'the missed ticks are no longer available: fresh snapshot';
+    }
+    setNotice('Reconnected: ' + (got.length ? 'recovered ' + got.join(', ') : '') +
+      (got.length && missed.length ? '; ' : '') + (missed.length ? 'snapshot for ' + missed.join(', ') : ''),
+      missed.length ? 'warn' : 'info');
+  }
+
   function removeRow(sym) {
     const row = rows.get(sym);
     if (!row) return;
+    resume.delete(sym);
     clearTimeout(row.flashTimer);
     row.tr.remove();
     rows.delete(sym);
@@ -592,6 +628,8 @@
 
     c.volume.textContent = isNum(u.volume) ? volumeFmt.format(u.volume) : EMPTY;
     c.seq.textContent = u.seq != null ? String(u.seq) : EMPTY;
+    const r = resume.get(u.symbol);
+    if (r && isNum(u.seq)) r.seq = u.seq;
     const ts = isNum(u.timestamp) ? u.timestamp : Date.now();
     c.updated.textContent = clockTime(ts);
     c.updated.title = new Date(ts).toString() + (u.snapshot ? ' (snapshot)' : '');

@@ -102,6 +102,7 @@ int wiring_start(struct server *srv) {
     struct redis_engine_ops ops = {
         .resync = &PROTOCOL_RESYNC_MAIL,
         .admit_result = &ROUTER_ADMIT_MAIL,
+        .recover_result = &PROTOCOL_RECOVER_MAIL,
         .ctx = &srv->gw,
         .block_local = block_from_cluster,
         .broadcast_local = broadcast_from_cluster,

@@ -25,6 +25,7 @@
 #include "cluster/internal.h"
 #include "net/worker.h"
 #include "pubsub/hub.h"
+#include "pubsub/replay.h"
 
 #define TICK_MS 1000
 
@@ -167,6 +168,9 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         }
         break;
     }
+    case RM_RECOVER:
+        cluster_recover(e, m->ptr);
+        break;
     case RM_CONTROL: {
         char *msg = m->ptr;
         struct control_msg cm;
@@ -193,6 +197,8 @@ static void drop_mail(struct mail *m) {
         cluster_free_note(m->ptr);
     else if (m->type == RM_QUERY)
         cluster_query_free(m->ptr);
+    else if (m->type == RM_RECOVER)
+        ((struct recover_req *)m->ptr)->drop(m->ptr);
     else if (m->type == RM_PUBLISH || m->type == RM_CONTROL || m->type == RM_ADMIT)
         free(m->ptr);
 }
@@ -204,6 +210,11 @@ int redis_engine_post(struct redis_engine *e, int type, void *ptr, uint64_t a) {
         return -1;
     }
     return 0;
+}
+
+bool redis_engine_recover(struct redis_engine *e, struct recover_req *r) {
+    struct mail m = {.type = RM_RECOVER, .ptr = r};
+    return redis_engine_up(e) && mailbox_post(&e->inbox, &m) == 0;
 }
 
 void redis_engine_symbol_interest(struct redis_engine *e, uint32_t sym) { redis_engine_post(e, RM_SYMBOL, NULL, sym); }
@@ -244,7 +255,8 @@ static void on_last_price(redisAsyncContext *ac, void *r, void *p) {
         char buf[64];
         const char *bar = memchr(reply->str, '|', reply->len);
         size_t l = bar ? reply->len - (size_t)(bar + 1 - reply->str) : 0;
-        if (l && l < sizeof(buf)) {
+        if (l) { /* the price field only: strtod stops at its '|' */
+            l = l < sizeof(buf) ? l : sizeof(buf) - 1;
             memcpy(buf, bar + 1, l);
             buf[l] = '\0';
             price = strtod(buf, NULL);

@@ -30,6 +30,7 @@ struct worker;
 struct worker_mail;
 struct tick;
 struct tick_in;
+struct recover_req;
 
 /* Ticks published while a node starts listening to a symbol: the history
  * stream's newest id before SUBSCRIBE (marker) and the SUBSCRIBE's
@@ -50,6 +51,7 @@ enum redis_mail {
     RM_ADMIT,           /* ptr: struct redis_admit */
     RM_CONTROL,         /* ptr: char* control message to publish (malloc'd) */
     RM_QUERY,           /* ptr: struct redis_query: shared history / analysis */
+    RM_RECOVER,         /* ptr: struct recover_req (pubsub/replay.h) */
 };
 
 /* get_history / analysis answered from the shared history stream. */
@@ -100,6 +102,7 @@ struct redis_engine_env {
 struct redis_engine_ops {
     const struct worker_mail *resync;        /* every connection re-sends its state */
     const struct worker_mail *admit_result;  /* ptr: struct redis_admit */
+    const struct worker_mail *recover_result; /* ptr: struct recover_req, answered */
     void *ctx;
     /* Another node blocked ip (duration_s 0 = until unblocked): block it
      * here too, and close its connections. */
@@ -214,6 +217,14 @@ void redis_engine_announce_unblock(struct redis_engine *e, const struct ip16 *ip
 void redis_engine_announce_broadcast(struct redis_engine *e, uint32_t roles, const char *frame_json);
 void redis_engine_announce_user_event(struct redis_engine *e, const char *user, bool portfolio_only,
                                       const char *event_json);
+
+/* Asks the cluster a subscribe's recovery question (pubsub/replay.h): the
+ * symbols' shared epochs and, for those to recover, the ticks after the
+ * client's seq from the shared stream; r comes back answered to worker
+ * r->worker as ops.recover_result mail (answered from this node's ring
+ * when Redis goes away meanwhile). False when Redis is not up or the
+ * mailbox is full: r stays the caller's. Any thread. */
+bool redis_engine_recover(struct redis_engine *e, struct recover_req *r);
 
 /* Sends a tick through Redis (seq assigned there). False when Redis is not
  * up (the caller sequences locally). Any thread. */

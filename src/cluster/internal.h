@@ -12,6 +12,7 @@
 
 struct hub;
 struct tick;
+struct recover_req;
 
 /* out = prefix + a + b. */
 void cluster_key(struct redis_engine *e, char *out, size_t len, const char *a, const char *b);
@@ -33,8 +34,15 @@ void cluster_on_message(redisAsyncContext *ac, void *r, void *priv); /* the pub/
 void cluster_reconcile(struct redis_engine *e, uint32_t sym);         /* (un)subscribe sym as wanted */
 void cluster_catch_up_reset(struct catch_up *cu);
 int64_t cluster_local_seq(struct hub *h, uint32_t sym, double *first);
-/* "SYM|price|bid|ask|volume|ts|seq|first" -> symbol index, or -1. */
-int cluster_parse_tick(struct redis_engine *e, const char *msg, size_t len, struct tick *t, double *first);
+/* "SYM|price|bid|ask|volume|ts|seq|first|epoch" -> symbol index, or -1;
+ * epoch (HUB_EPOCH_MAX + 1 bytes, may be NULL) gets the tick's epoch. */
+int cluster_parse_tick(struct redis_engine *e, const char *msg, size_t len, struct tick *t, double *first,
+                       char *epoch);
+/* This node's part of a new cluster epoch (8 characters of its own). */
+const char *cluster_epoch_tag(struct redis_engine *e);
+
+/* recover.c */
+void cluster_recover(struct redis_engine *e, struct recover_req *r); /* RM_RECOVER */
 
 /* state.c */
 void cluster_handle_note(struct redis_engine *e, struct redis_note *n);

@@ -5,16 +5,29 @@
 #include <stdio.h>
 #include <string.h>
 
-/* INCR the seq, fix the session's first price, keep the last tick, append
- * it to the history stream, publish it: one atomic step, so every node sees
- * one order. A tick past its deadline (Redis's clock) is refused with -1:
- * its sender gave up on this link and delivered it itself, so running it
- * now (a Redis that was stopped and resumed) would deliver it twice.
- * Returns the published message, which the sender keeps until it hears
- * its own tick back on the pub/sub link. */
+/* A new epoch for the symbol (KEYS[6] / KEYS[1] of RECOVER): the node's
+ * tag and Redis's clock to the microsecond, so a numbering that restarts
+ * never reuses one. */
+#define NEW_EPOCH(tag) "(" tag " .. '-' .. t[1] .. string.format('%06d', tonumber(t[2])))"
+
+/* The epoch next to the seq (PROTOCOL.md section 13): kept while the seq
+ * counter lives; a missing counter (Redis lost it) or a missing epoch
+ * starts a new one, and the stream of the old numbering goes. Then INCR
+ * the seq, fix the session's first price, keep the last tick, append it
+ * to the history stream under the id <seq>-0 (recovery reads "every tick
+ * after seq N" as XRANGE from N+1), publish it: one atomic step, so every
+ * node sees one order. A tick past its deadline (Redis's clock) is
+ * refused with -1: its sender gave up on this link and delivered it
+ * itself, so running it now (a Redis that was stopped and resumed) would
+ * deliver it twice. Returns the published message, which the sender keeps
+ * until it hears its own tick back on the pub/sub link. */
 static const char PUBLISH_LUA[] =
     "local t = redis.call('TIME') "
     "if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[6]) then return -1 end "
+    "local ep = redis.call('GET', KEYS[6]) "
+    "if not ep or redis.call('EXISTS', KEYS[1]) == 0 then "
+    "  ep = " NEW_EPOCH("ARGV[7]") " "
+    "  redis.call('SET', KEYS[6], ep) redis.call('DEL', KEYS[5]) end "
     "local seq = redis.call('INCR', KEYS[1]) "
     "redis.call('SET', KEYS[2], ARGV[2], 'NX') "
     "local first = redis.call('GET', KEYS[2]) "
@@ -22,12 +35,29 @@ static const char PUBLISH_LUA[] =
     "if vol == '' then "          /* no volume given: the last tick's stays */
     "  local prev = redis.call('GET', KEYS[3]) "
     "  vol = prev and string.match(prev, '^[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)') or '0' end "
-    "local msg = ARGV[1] .. '|' .. vol .. '|' .. ARGV[5] .. '|' .. seq .. '|' .. first "
+    "local msg = ARGV[1] .. '|' .. vol .. '|' .. ARGV[5] .. '|' .. seq .. '|' .. first .. '|' .. ep "
     "redis.call('SET', KEYS[3], msg) "
-    "redis.call('XADD', KEYS[5], 'MAXLEN', ARGV[3], '*', 't', msg) "
+    /* An id not above the stream's top (a counter set back by hand) would
+     * fail the XADD after the INCR: that stream cannot serve a recovery. */
+    "if type(redis.pcall('XADD', KEYS[5], 'MAXLEN', ARGV[3], seq .. '-0', 't', msg)) == 'table' then "
+    "  redis.call('DEL', KEYS[5]) redis.call('XADD', KEYS[5], 'MAXLEN', ARGV[3], seq .. '-0', 't', msg) end "
     "redis.call('PUBLISH', KEYS[4], msg) "
     "return msg";
 
+/* Recovery's question to the cluster (PROTOCOL.md section 13): the
+ * symbol's epoch (made now, with the counter at 0 when missing, so every
+ * node reports the same one before the first tick), its seq and, when
+ * ARGV[1] is not empty, the retained ticks from seq ARGV[1] on (at most
+ * ARGV[2]). Returns {epoch, seq, entries}. */
+static const char RECOVER_LUA[] =
+    "local ep = redis.call('GET', KEYS[1]) "
+    "if not ep then "
+    "  local t = redis.call('TIME') "
+    "  ep = " NEW_EPOCH("ARGV[3]") " "
+    "  redis.call('SET', KEYS[1], ep) redis.call('SET', KEYS[3], 0, 'NX') redis.call('DEL', KEYS[2]) end "
+    "local seq = redis.call('GET', KEYS[3]) or '0' "
+    "if ARGV[1] == '' then return {ep, seq, {}} end "
+    "return {ep, seq, redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])}";
 /* After a reconnect: Redis's seq must never fall behind what this node
  * handed out alone. */
 static const char WRITEBACK_LUA[] =
@@ -75,6 +105,7 @@ static const char CLEANUP_LUA[] =
 const char *const redis_script_text[RS_COUNT] = {
     [RS_PUBLISH] = PUBLISH_LUA,     [RS_WRITEBACK] = WRITEBACK_LUA,   [RS_ADMIT] = ADMIT_LUA,
     [RS_RELEASE] = RELEASE_LUA,     [RS_CLEAN_NODE] = CLEAN_NODE_LUA, [RS_CLEANUP] = CLEANUP_LUA,
+    [RS_RECOVER] = RECOVER_LUA,
 };
 
 int redis_scripts_sha(char sha[RS_COUNT][41]) {

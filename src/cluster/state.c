@@ -62,7 +62,7 @@ void cluster_on_query_reply(redisAsyncContext *ac, void *r, void *priv) {
         if (fields->type != REDIS_REPLY_ARRAY || fields->elements != 2 || fields->element[1]->type != REDIS_REPLY_STRING)
             continue;
         double first;
-        if (cluster_parse_tick(e, fields->element[1]->str, fields->element[1]->len, &t[got], &first) == (int)q->sym)
+        if (cluster_parse_tick(e, fields->element[1]->str, fields->element[1]->len, &t[got], &first, NULL) == (int)q->sym)
             got++;
     }
     if (t)

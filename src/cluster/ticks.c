@@ -159,19 +159,21 @@ void cluster_reconcile(struct redis_engine *e, uint32_t sym) {
     e->subscribed[sym] = want;
 }
 
-/* Parses "SYM|price|bid|ask|volume|ts|seq|first". Returns the symbol
- * index or -1. */
-int cluster_parse_tick(struct redis_engine *e, const char *msg, size_t len, struct tick *t, double *first) {
+/* Parses "SYM|price|bid|ask|volume|ts|seq|first|epoch" (no epoch: an
+ * older node's). Returns the symbol index or -1. epoch (HUB_EPOCH_MAX + 1
+ * bytes) may be NULL. */
+int cluster_parse_tick(struct redis_engine *e, const char *msg, size_t len, struct tick *t, double *first,
+                       char *epoch) {
     char buf[512];
     if (len >= sizeof(buf))
         return -1;
     memcpy(buf, msg, len);
     buf[len] = '\0';
-    char *f[8];
+    char *f[9];
     int n = 0;
-    for (char *p = buf, *save = NULL; n < 8 && (p = strtok_r(p, "|", &save)); p = NULL)
+    for (char *p = buf, *save = NULL; n < 9 && (p = strtok_r(p, "|", &save)); p = NULL)
         f[n++] = p;
-    if (n != 8) {
+    if (n < 8 || (n == 9 && strlen(f[8]) > HUB_EPOCH_MAX)) {
         count_error(e, "malformed tick message", NULL);
         return -1;
     }
@@ -186,6 +188,8 @@ int cluster_parse_tick(struct redis_engine *e, const char *msg, size_t len, stru
     t->timestamp = strtoll(f[5], NULL, 10);
     t->seq = strtoull(f[6], NULL, 10);
     *first = strtod(f[7], NULL);
+    if (epoch)
+        snprintf(epoch, HUB_EPOCH_MAX + 1, "%s", n == 9 ? f[8] : "");
     t->change = t->price - *first;
     t->change_percent = *first > 0 ? t->change / *first * 100.0 : 0;
     return sym;
@@ -194,9 +198,10 @@ int cluster_parse_tick(struct redis_engine *e, const char *msg, size_t len, stru
 static void deliver_tick(struct redis_engine *e, const char *msg, size_t len) {
     struct tick t;
     double first;
-    int sym = cluster_parse_tick(e, msg, len, &t, &first);
+    char epoch[HUB_EPOCH_MAX + 1];
+    int sym = cluster_parse_tick(e, msg, len, &t, &first, epoch);
     if (sym >= 0)
-        hub_deliver(e->hub, (uint32_t)sym, &t, first);
+        hub_deliver(e->hub, (uint32_t)sym, &t, first, epoch);
 }
 
 /* XRANGE of a history stream from the marker: deliver in order (the
@@ -309,7 +314,7 @@ void cluster_on_message(redisAsyncContext *ac, void *r, void *priv) {
 int cluster_send_publish(struct redis_engine *e, struct tick_in *in) {
     struct hub *h = e->hub;
     const char *name = h->syms->names[in->sym];
-    char body[256], k1[128], k2[128], k3[128], k4[128], k5[128], start[40], hist[16];
+    char body[256], k1[128], k2[128], k3[128], k4[128], k5[128], k6[128], start[40], hist[16];
     char vol[40] = "", ts[24], deadline[24];
     snprintf(body, sizeof(body), "%s|%.17g|%.17g|%.17g", name, in->price, in->has_bid ? in->bid : in->price,
              in->has_ask ? in->ask : in->price);
@@ -323,10 +328,12 @@ int cluster_send_publish(struct redis_engine *e, struct tick_in *in) {
     cluster_key(e, k3, sizeof(k3), "last:", name);
     cluster_key(e, k4, sizeof(k4), "tick:", name);
     cluster_key(e, k5, sizeof(k5), "history:", name);
+    cluster_key(e, k6, sizeof(k6), "epoch:", name);
     snprintf(hist, sizeof(hist), "%d", e->hub->history_size);
     snprintf(deadline, sizeof(deadline), "%lld", (long long)link_deadline_ms(e));
-    int rc = link_cmd(e, on_publish_reply, in, "EVALSHA %s 5 %s %s %s %s %s %s %s %s %s %s %s", e->sha[RS_PUBLISH],
-                      k1, k2, k3, k4, k5, body, start, hist, vol, ts, deadline);
+    int rc = link_cmd(e, on_publish_reply, in, "EVALSHA %s 6 %s %s %s %s %s %s %s %s %s %s %s %s %s",
+                      e->sha[RS_PUBLISH], k1, k2, k3, k4, k5, k6, body, start, hist, vol, ts, deadline,
+                      cluster_epoch_tag(e));
     if (rc == REDIS_OK) {
         e->inflight++;
         e->last_publish_ms = uv_now(e->loop);

@@ -56,6 +56,7 @@ struct gateway {
 struct gateway_stats {
     _Atomic uint64_t by_role[ROLE_COUNT];          /* gauge */
     _Atomic uint64_t received[ACT_COUNT + 1];      /* by action; last = unknown/invalid */
+    _Atomic uint64_t recoveries[2];                /* recover asked: [0] recovered, [1] missed */
 };
 
 /* The gateway's per-worker state, w->upper (gateway/hooks.c). */

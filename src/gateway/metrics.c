@@ -37,7 +37,7 @@ static const char *TYPE_NAMES[ACT_COUNT + 1] = {"heartbeat", "authenticate", "su
 struct totals {
     uint64_t ws_open, ws_total, http, http_paused, bytes, sent, subs, conflated, slow_disc, rate_limited;
     uint64_t zmsgs, zsaved;
-    uint64_t by_role[ROLE_COUNT], received[ACT_COUNT + 1], disc[DR_COUNT], viol[SV_COUNT];
+    uint64_t by_role[ROLE_COUNT], received[ACT_COUNT + 1], disc[DR_COUNT], viol[SV_COUNT], recoveries[2];
     uint64_t buckets[FANOUT_BUCKETS], fcount, fsum_ns;
     int64_t last_sweep;
 };
@@ -64,6 +64,8 @@ static void gather(struct gateway *gw, struct totals *t) {
             t->by_role[r] += LOAD(g->by_role[r]);
         for (int a = 0; a <= ACT_COUNT; a++)
             t->received[a] += LOAD(g->received[a]);
+        for (int k = 0; k < 2; k++)
+            t->recoveries[k] += LOAD(g->recoveries[k]);
         for (int d = 0; d < DR_COUNT; d++)
             t->disc[d] += LOAD(s->disconnects[d]);
         for (int v = 0; v < SV_COUNT; v++)
@@ -183,6 +185,9 @@ void metrics_respond(struct conn *c, bool keep) {
     put(&o, "tickgate_slow_consumer_conflated_total %llu\n", (unsigned long long)t.conflated);
     head(&o, "slow_consumer_disconnects_total", "counter", "Clients closed with 1013 as slow consumers.");
     put(&o, "tickgate_slow_consumer_disconnects_total %llu\n", (unsigned long long)t.slow_disc);
+    head(&o, "recoveries_total", "counter", "Subscriptions that asked to recover, by result.");
+    put(&o, "tickgate_recoveries_total{result=\"recovered\"} %llu\ntickgate_recoveries_total{result=\"missed\"} %llu\n",
+        (unsigned long long)t.recoveries[0], (unsigned long long)t.recoveries[1]);
     head(&o, "redis_up", "gauge", "1 when the Redis engine is connected (0 when down or not configured).");
     put(&o, "tickgate_redis_up %d\n", redis_engine_up(gw->redis) ? 1 : 0);
     head(&o, "redis_errors_total", "counter", "Redis connection and command errors.");
@@ -249,9 +254,12 @@ void stats_respond(struct conn *c, bool keep) {
         json_object_set_new(o, "ws_compressed_messages_total", json_integer((json_int_t)t.zmsgs));
         json_object_set_new(o, "ws_compressions_total", json_integer((json_int_t)ws_deflate_runs()));
         json_object_set_new(o, "ws_compression_saved_bytes_total", json_integer((json_int_t)t.zsaved));
-                json_object_set_new(o, "blocked_ips", json_integer(atomic_load(&gw->guard->blocked)));
+        json_object_set_new(o, "blocked_ips", json_integer(atomic_load(&gw->guard->blocked)));
         json_object_set_new(o, "http_paused_connections", json_integer((json_int_t)t.http_paused));
         json_object_set_new(o, "redis_up", json_integer(redis_engine_up(gw->redis) ? 1 : 0));
+        json_object_set_new(o, "recoveries_total",
+                            json_pack("{s:I, s:I}", "recovered", (json_int_t)t.recoveries[0], "missed",
+                                      (json_int_t)t.recoveries[1]));
         json_object_set_new(o, "redis_errors_total", json_integer((json_int_t)LOAD(gw->redis->errors)));
         json_object_set_new(o, "audit_events_dropped_total", json_integer((json_int_t)LOAD(gw->audit->dropped)));
         json_object_set_new(o, "audit_events_written_total", json_integer((json_int_t)LOAD(gw->audit->written)));

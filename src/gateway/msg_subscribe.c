@@ -1,19 +1,132 @@
 /* msg_subscribe.c - the price stream's messages: subscribe, unsubscribe
- * (per symbol, within the role's limit) and set_options (price batching). */
+ * (per symbol, within the role's limit) and set_options (price batching).
+ * A subscribe's recover field is parsed here and answered by pubsub's
+ * replay (pubsub/replay.h), through the cluster when Redis is on. */
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "cluster/engine.h"
+#include "gateway/protocol.h"
 #include "gateway/protocol_internal.h"
 #include "net/conn.h"
 #include "net/worker.h"
+#include "pubsub/replay.h"
 #include "pubsub/subs.h"
 #include "pubsub/symbols.h"
 
 #define SUBSCRIBE_MAX_SYMBOLS 100
 
+/* What a subscribe answers once its recovery question is answered (now,
+ * or later from the cluster): a recover_req's upper. */
+struct sub_reply {
+    json_t *ok;         /* the confirmed symbols */
+    json_t *fails;      /* its subscription_failed replies, in order */
+    json_t *added;      /* symbols newly subscribed (audit) */
+    json_t *id;         /* the request's id, or NULL */
+};
+
+static void reply_free(struct recover_req *r) {
+    struct sub_reply *sr = r->upper;
+    if (sr) {
+        json_decref(sr->ok);
+        json_decref(sr->fails);
+        json_decref(sr->added);
+        json_decref(sr->id);
+        free(sr);
+    }
+    recover_req_free(r);
+}
+
+/* subscription_confirmed (epochs; recovered when asked), the failures,
+ * then per symbol the replay, or the snapshot, then live. */
+static void subscribe_finish(struct conn *c, struct recover_req *r) {
+    struct gateway *gw = gateway_of(c);
+    struct sub_reply *sr = r->upper;
+    json_t *epochs = json_object(), *recovered = NULL;
+    for (uint32_t i = 0; i < r->n; i++) {
+        const char *name = gw->syms->names[r->items[i].sym];
+        json_object_set_new(epochs, name, json_string(r->items[i].epoch));
+        if (r->items[i].want) {
+            if (!recovered)
+                recovered = json_object();
+            json_object_set_new(recovered, name, json_boolean(r->items[i].recovered));
+        }
+    }
+    if (r->n || json_array_size(sr->fails) == 0) {
+        json_t *o = json_pack("{s:s, s:O, s:o}", "type", "subscription_confirmed", "symbols", sr->ok, "epochs", epochs);
+        if (o && recovered)
+            json_object_set_new(o, "recovered", recovered);
+        else
+            json_decref(recovered);
+        proto_reply(c, o, sr->id);
+    } else {
+        json_decref(epochs);
+        json_decref(recovered);
+    }
+    for (size_t f = 0; f < json_array_size(sr->fails); f++)
+        proto_reply(c, json_incref(json_array_get(sr->fails, f)), sr->id);
+    struct gateway_stats *st = &gateway_worker(c->w)->stats;
+    for (uint32_t i = 0; i < r->n; i++) {
+        struct recover_item *it = &r->items[i];
+        if (it->want) {
+            atomic_fetch_add_explicit(&st->recoveries[it->recovered ? 0 : 1], 1, memory_order_relaxed);
+            replay_start(c, it);
+        } else if (subs_add(c, it->sym) < 0) {
+            proto_send_error(c, "internal_error", "out of memory", sr->id);
+            break;
+        }
+    }
+    if (json_array_size(sr->added)) {
+        proto_audit(c, "SUBSCRIPTION_ADDED", json_pack("{s:O}", "symbols", sr->added));
+        proto_persist_subs(c);
+    }
+}
+
+/* The cluster's answer, on the connection's worker. */
+static void run_recovered(struct worker *w, void *ptr, uint64_t a, uint64_t b) {
+    struct recover_req *r = ptr;
+    struct conn *c = conn_find(w, r->conn_id);
+    if (c && c->phase == PHASE_WS)
+        subscribe_finish(c, r);
+    reply_free(r);
+}
+
+static void drop_recovered(void *ptr, uint64_t a, uint64_t b) { reply_free(ptr); }
+
+const struct worker_mail PROTOCOL_RECOVER_MAIL = {"recovered", run_recovered, drop_recovered};
+
+/* The recover field (PROTOCOL.md section 13): an object whose keys are in
+ * symbols, each {"seq": N >= 0, "epoch": E}. False after a refusal. */
+static bool recover_valid(struct conn *c, json_t *rec, json_t *syms, json_t *id) {
+    const char *key;
+    json_t *v;
+    if (!json_is_object(rec)) {
+        proto_refuse(c, "invalid_message", "recover must be an object", id, SV_INVALID_MESSAGE);
+        return false;
+    }
+    json_object_foreach(rec, key, v) {
+        bool listed = false;
+        for (size_t i = 0; i < json_array_size(syms) && !listed; i++)
+            listed = strcmp(json_string_value(json_array_get(syms, i)), key) == 0;
+        json_t *seq = json_object_get(v, "seq");
+        if (!listed || !json_is_object(v) || !json_is_integer(seq) || json_integer_value(seq) < 0) {
+            proto_refuse(c, "invalid_message",
+                         listed ? "recover entries are {\"seq\": integer >= 0, \"epoch\": string}"
+                                : "recover keys must be in symbols",
+                         id, SV_INVALID_MESSAGE);
+            return false;
+        }
+    }
+    return true;
+}
+
 void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
     struct gateway *gw = gateway_of(c);
     json_t *syms = json_object_get(msg, "symbols");
+    json_t *rec = json_object_get(msg, "recover");
     if (!json_is_array(syms)) {
         proto_refuse(c, "invalid_message", "subscribe needs symbols: [string]", id, SV_INVALID_MESSAGE);
         return;
@@ -28,6 +141,8 @@ void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
             proto_refuse(c, "invalid_message", "symbols must be strings", id, SV_INVALID_MESSAGE);
             return;
         }
+    if (rec && !recover_valid(c, rec, syms, id))
+        return;
     int limit = gw->auth->roles.max_symbols[session_of(c)->role];
     int have = conn_subs(c)->nsubs;
     json_t *ok = json_array(), *invalid = json_array(), *unknown = json_array(), *over = json_array();
@@ -61,39 +176,54 @@ void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
         accepted_idx[nacc++] = idx;
         json_array_append(ok, s);
     }
-    if (nacc > 0 || (json_array_size(invalid) + json_array_size(unknown) + json_array_size(over)) == 0)
-        proto_reply(c, json_pack("{s:s, s:o}", "type", "subscription_confirmed", "symbols", ok), id);
-    else
-        json_decref(ok);
+    struct recover_req *r = recover_req_new((uint32_t)nacc);
+    struct sub_reply *sr = calloc(1, sizeof(*sr));
+    json_t *fails = json_array();
     struct {
         json_t *list;
         const char *reason;
-    } fails[] = {{invalid, "invalid_symbol"}, {unknown, "unknown_symbol"}, {over, "limit_exceeded"}};
+    } fl[] = {{invalid, "invalid_symbol"}, {unknown, "unknown_symbol"}, {over, "limit_exceeded"}};
     for (size_t f = 0; f < 3; f++) {
-        if (json_array_size(fails[f].list))
-            proto_reply(c,
-                        json_pack("{s:s, s:o, s:s}", "type", "subscription_failed", "symbols", fails[f].list,
-                                  "reason", fails[f].reason),
-                        id);
-        else
-            json_decref(fails[f].list);
+        if (json_array_size(fl[f].list))
+            json_array_append_new(fails, json_pack("{s:s, s:O, s:s}", "type", "subscription_failed", "symbols",
+                                                   fl[f].list, "reason", fl[f].reason));
+        json_decref(fl[f].list);
     }
-    json_t *added = json_array();
+    if (!r || !sr) {
+        free(sr);
+        recover_req_free(r);
+        json_decref(ok);
+        json_decref(fails);
+        proto_send_error(c, "internal_error", "out of memory", id);
+        return;
+    }
+    *sr = (struct sub_reply){.ok = ok, .fails = fails, .added = json_array(), .id = json_incref(id)};
+    *r = (struct recover_req){.worker = c->w->id, .conn_id = c->id, .upper = sr, .drop = reply_free, .n = (uint32_t)nacc};
+    bool ask_cluster = false;
     for (int k = 0; k < nacc; k++) {
-        bool had = subs_has(c, (uint32_t)accepted_idx[k]);
-        if (subs_add(c, (uint32_t)accepted_idx[k]) < 0) {
-            proto_send_error(c, "internal_error", "out of memory", id);
-            break;
+        struct recover_item *it = &r->items[k];
+        const char *name = gw->syms->names[accepted_idx[k]];
+        json_t *v = rec ? json_object_get(rec, name) : NULL;
+        it->sym = (uint32_t)accepted_idx[k];
+        if (!subs_has(c, it->sym))
+            json_array_append_new(sr->added, json_string(name));
+        if (v && replay_hold(c, it->sym) == 0) {
+            it->want = true;
+            it->after = (uint64_t)json_integer_value(json_object_get(v, "seq"));
+            const char *ep = json_string_value(json_object_get(v, "epoch")); /* another form: never current */
+            snprintf(it->epoch, sizeof(it->epoch), "%s", ep && strlen(ep) <= HUB_EPOCH_MAX ? ep : "");
+            ask_cluster = true;
+        } else if (gw->redis->enabled) {
+            char cur[HUB_EPOCH_MAX + 1];
+            hub_epoch(gw->hub, it->sym, cur);
+            ask_cluster |= !*cur; /* the cluster's epoch, not heard yet */
         }
-        if (!had)
-            json_array_append_new(added, json_string(gw->syms->names[accepted_idx[k]]));
     }
-    if (json_array_size(added)) {
-        proto_audit(c, "SUBSCRIPTION_ADDED", json_pack("{s:o}", "symbols", added));
-        proto_persist_subs(c);
-    } else {
-        json_decref(added);
-    }
+    if (ask_cluster && redis_engine_recover(gw->redis, r))
+        return; /* answered through PROTOCOL_RECOVER_MAIL */
+    replay_fill_local(gw->hub, r);
+    subscribe_finish(c, r);
+    reply_free(r);
 }
 
 void msg_unsubscribe(struct conn *c, json_t *msg, json_t *id) {

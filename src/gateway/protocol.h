@@ -27,6 +27,9 @@ void protocol_reply_later(struct gateway *gw, int worker, uint64_t conn_id, char
  * persisted state (Redis is back). */
 struct worker_mail;
 extern const struct worker_mail PROTOCOL_RESYNC_MAIL;
+/* A subscribe's recovery question answered by the cluster (ptr: struct
+ * recover_req): confirm, then replay or snapshot. */
+extern const struct worker_mail PROTOCOL_RECOVER_MAIL;
 
 struct tick;
 

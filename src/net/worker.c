@@ -66,6 +66,7 @@ static void close_handles(struct worker *w) {
     uv_close((uv_handle_t *)&w->sweeper, NULL);
     uv_close((uv_handle_t *)&w->liveness, NULL);
     uv_close((uv_handle_t *)&w->batcher, NULL);
+    uv_close((uv_handle_t *)&w->replayer, NULL);
     uv_close((uv_handle_t *)&w->accept_retry, NULL);
     uv_close((uv_handle_t *)&w->flush_prepare, NULL);
     uv_close((uv_handle_t *)&w->flush_check, NULL);
@@ -309,6 +310,8 @@ int worker_start(struct worker *w, const struct worker_env *env, int id, int fd)
     w->liveness.data = w;
     uv_timer_init(&w->loop, &w->batcher);
     w->batcher.data = w;
+    uv_timer_init(&w->loop, &w->replayer);
+    w->replayer.data = w;
     uv_timer_init(&w->loop, &w->accept_retry);
     w->accept_retry.data = w;
     uv_prepare_init(&w->loop, &w->flush_prepare);

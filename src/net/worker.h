@@ -143,6 +143,8 @@ struct worker {
     uv_timer_t liveness;           /* pings and heartbeat timeouts, at heartbeat resolution */
     uv_timer_t batcher;            /* flushes price_batch frames; runs while batching */
     struct conn *batching;         /* connections with batch_ms > 0 */
+    uv_timer_t replayer;           /* writes recovery replays in slices; runs while replaying */
+    struct conn *replaying;        /* connections with a replay being written (pubsub/replay.c) */
     uint64_t next_id;              /* connection id sequence */
     uint32_t handshaking;          /* connections still in the HTTP phase */
     uint64_t trimmed_at;           /* stats.accepted when a trim was last made due */

@@ -6,7 +6,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/random.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "net/worker.h"
@@ -28,8 +31,16 @@ int hub_init(struct hub *h, const struct symbol_table *syms, uint32_t history_si
     h->st = calloc(syms->n, sizeof(*h->st));
     if (!h->st)
         return -ENOMEM;
+    /* Start time and randomness: another start of this process, or another
+     * process, never numbers a symbol's ticks under the same epoch. */
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+        r = uv_hrtime() ^ ((uint64_t)getpid() << 32);
+    snprintf(h->local_epoch, sizeof(h->local_epoch), "%llx-%016llx", (unsigned long long)hub_now_ms(),
+             (unsigned long long)r);
     for (uint32_t i = 0; i < syms->n; i++) {
         uv_mutex_init(&h->st[i].lock);
+        memcpy(h->st[i].epoch, h->local_epoch, sizeof(h->local_epoch));
         if (syms->start[i] > 0) {
             /* A start price counts as the last price for snapshots. */
             struct tick *t = &h->st[i].last;
@@ -47,7 +58,13 @@ void hub_set_workers(struct hub *h, struct worker *workers, int n) {
     h->nworkers = n;
 }
 
-void hub_set_observers(struct hub *h, const struct hub_observers *obs) { h->obs = *obs; }
+/* With a publish interceptor (Redis) the epochs are the cluster's: not
+ * known until heard. */
+void hub_set_observers(struct hub *h, const struct hub_observers *obs) {
+    h->obs = *obs;
+    for (uint32_t i = 0; obs->publish && i < h->syms->n; i++)
+        h->st[i].epoch[0] = '\0';
+}
 
 void hub_free(struct hub *h) {
     if (!h->st)
@@ -55,12 +72,13 @@ void hub_free(struct hub *h) {
     for (uint32_t i = 0; i < h->syms->n; i++) {
         uv_mutex_destroy(&h->st[i].lock);
         free(h->st[i].hist);
+        free(h->st[i].hist_gen);
     }
     free(h->st);
     h->st = NULL;
 }
 
-static struct outbuf *build_frame(struct hub *h, uint32_t sym, const struct tick *t, bool snapshot) {
+struct outbuf *hub_frame(struct hub *h, uint32_t sym, const struct tick *t, bool snapshot) {
     struct outbuf *b = outbuf_new(TICK_JSON_MAX);
     if (!b)
         return NULL;
@@ -86,7 +104,7 @@ static int fan_out_locked(struct hub *h, uint32_t sym, struct sym_state *s) {
     uint64_t mask = atomic_load_explicit(&s->workers, memory_order_acquire);
     if (!mask)
         return 0;
-    struct outbuf *b = build_frame(h, sym, &s->last, false);
+    struct outbuf *b = hub_frame(h, sym, &s->last, false);
     if (!b)
         return -ENOMEM;
     atomic_store_explicit(&b->refs, (unsigned)__builtin_popcountll(mask) + 1, memory_order_relaxed);
@@ -111,10 +129,20 @@ int hub_publish(struct hub *h, const struct tick_in *in) {
     return hub_publish_local(h, in);
 }
 
-void hub_deliver(struct hub *h, uint32_t sym, const struct tick *t, double first) {
+/* A new epoch starts a new numbering: the ring's older entries stay for
+ * get_history but no longer answer a recovery (their gen differs). */
+static void set_epoch_locked(struct sym_state *s, const char *epoch) {
+    if (!*epoch || strcmp(s->epoch, epoch) == 0)
+        return;
+    snprintf(s->epoch, sizeof(s->epoch), "%s", epoch);
+    s->epoch_gen++;
+}
+
+void hub_deliver(struct hub *h, uint32_t sym, const struct tick *t, double first, const char *epoch) {
     struct sym_state *s = &h->st[sym];
     uv_mutex_lock(&s->lock);
     if (t->seq > s->last.seq) {
+        set_epoch_locked(s, epoch);
         if (first > 0)
             s->first = first;
         s->last = *t;
@@ -148,6 +176,7 @@ int hub_publish_local(struct hub *h, const struct tick_in *in) {
     t->change = in->price - s->first;
     t->change_percent = s->first > 0 ? t->change / s->first * 100.0 : 0;
     t->seq++;
+    set_epoch_locked(s, h->local_epoch); /* sequenced here: this process's numbering */
     hub_history_push_locked(h, s, t);
     rc = fan_out_locked(h, in->sym, s);
     if (atomic_load_explicit(&s->watchers, memory_order_relaxed))
@@ -190,9 +219,16 @@ void hub_unwatch(struct hub *h, uint32_t sym) { atomic_fetch_sub(&h->st[sym].wat
 void hub_history_push_locked(struct hub *h, struct sym_state *s, const struct tick *t) {
     if (!s->hist) {
         s->hist = malloc(sizeof(struct tick) * h->history_size);
-        if (!s->hist)
+        s->hist_gen = malloc(sizeof(uint32_t) * h->history_size);
+        if (!s->hist || !s->hist_gen) {
+            free(s->hist);
+            free(s->hist_gen);
+            s->hist = NULL;
+            s->hist_gen = NULL;
             return; /* history is best effort under memory pressure; ticks still flow */
+        }
     }
+    s->hist_gen[s->hist_head] = s->epoch_gen;
     s->hist[s->hist_head] = *t;
     s->hist_head = (s->hist_head + 1) % h->history_size;
     if (s->hist_count < h->history_size)
@@ -207,6 +243,39 @@ uint32_t hub_history(struct hub *h, uint32_t sym, uint32_t limit, struct tick *o
         out[i] = s->hist[(s->hist_head + h->history_size - n + i) % h->history_size];
     uv_mutex_unlock(&s->lock);
     return n;
+}
+
+void hub_epoch(struct hub *h, uint32_t sym, char *out) {
+    struct sym_state *s = &h->st[sym];
+    uv_mutex_lock(&s->lock);
+    memcpy(out, s->epoch, sizeof(s->epoch));
+    uv_mutex_unlock(&s->lock);
+}
+
+bool hub_replay(struct hub *h, uint32_t sym, uint64_t after, const char *epoch, struct tick *out, uint32_t cap,
+                uint32_t *n, uint64_t *last, char *cur) {
+    struct sym_state *s = &h->st[sym];
+    bool ok = false;
+    *n = 0;
+    uv_mutex_lock(&s->lock);
+    *last = s->last.seq;
+    memcpy(cur, s->epoch, sizeof(s->epoch));
+    if (!*s->epoch || strcmp(s->epoch, epoch) != 0 || after > s->last.seq)
+        goto done;
+    uint64_t want = s->last.seq - after;
+    if (want > s->hist_count || want > cap)
+        goto done; /* too old: not every tick after `after` is retained */
+    for (uint32_t i = 0; i < (uint32_t)want; i++) {
+        uint32_t at = (uint32_t)((s->hist_head + h->history_size - want + i) % h->history_size);
+        if (s->hist_gen[at] != s->epoch_gen || s->hist[at].seq != after + 1 + i)
+            goto done; /* another numbering, or a hole: never a silent gap */
+        out[i] = s->hist[at];
+    }
+    *n = (uint32_t)want;
+    ok = true;
+done:
+    uv_mutex_unlock(&s->lock);
+    return ok;
 }
 
 void hub_analyze(const struct tick *t, uint32_t n, int64_t now_ms, int window_s, struct analysis *a) {
@@ -237,7 +306,7 @@ struct outbuf *hub_snapshot(struct hub *h, uint32_t sym, uint64_t *seq) {
     uv_mutex_lock(&s->lock);
     *seq = s->last.seq;
     if (s->has_price)
-        b = build_frame(h, sym, &s->last, true);
+        b = hub_frame(h, sym, &s->last, true);
     uv_mutex_unlock(&s->lock);
     return b;
 }

@@ -30,6 +30,7 @@ struct worker;
 struct tick_in;
 
 #define HUB_MAX_WORKERS 64
+#define HUB_EPOCH_MAX 32       /* PROTOCOL.md section 13: an epoch is <= 32 chars */
 
 struct sym_state {
     uv_mutex_t lock;           /* guards everything below but workers */
@@ -39,8 +40,11 @@ struct sym_state {
     _Atomic uint64_t workers;  /* bit per worker with local subscribers */
     _Atomic uint32_t watchers; /* hub_watch count: on_tick wanted */
     struct tick *hist;         /* ring of recent ticks (feed.history_size), lazily */
+    uint32_t *hist_gen;        /* epoch_gen of each ring entry */
     uint32_t hist_head;        /* next slot */
     uint32_t hist_count;
+    char epoch[HUB_EPOCH_MAX + 1]; /* the seq numbering's epoch ("" = not known yet: Redis) */
+    uint32_t epoch_gen;        /* bumped whenever epoch changes */
 };
 
 /* OHLC/VWAP over a window (PROTOCOL.md section 4, analysis). */
@@ -86,6 +90,7 @@ struct hub {
     _Atomic uint64_t frames_dropped;   /* a worker's mailbox was full */
     _Atomic int64_t last_tick_ms;      /* wall ms of the last tick: feed health */
     uint32_t history_size;             /* ring size per symbol, read-only */
+    char local_epoch[HUB_EPOCH_MAX + 1]; /* this process's epoch: new at every start */
 };
 
 /* Copies the newest n <= limit ticks of sym, oldest first, into out
@@ -118,13 +123,30 @@ int hub_publish(struct hub *h, const struct tick_in *in);
 int hub_publish_local(struct hub *h, const struct tick_in *in);
 
 /* Fans out a tick sequenced elsewhere (Redis); ignores one not newer than
- * the symbol's last. first is the cluster's session first price. */
-void hub_deliver(struct hub *h, uint32_t sym, const struct tick *t, double first);
+ * the symbol's last. first is the cluster's session first price, epoch
+ * the cluster's epoch of sym ("" = keep the current one). */
+void hub_deliver(struct hub *h, uint32_t sym, const struct tick *t, double first, const char *epoch);
+
+/* Copies sym's current epoch into out (HUB_EPOCH_MAX + 1 bytes): "" when
+ * not known yet (with Redis, before this node heard the symbol). */
+void hub_epoch(struct hub *h, uint32_t sym, char *out);
+
+/* Recovery from this node's ring (pubsub/replay.h): when epoch is sym's
+ * current epoch and every tick after seq `after` is retained under it,
+ * copies them (oldest first, at most cap) into out, sets *n and returns
+ * true; else false (too old, or another epoch). *last gets sym's last seq
+ * either way: frames newer than it reach the worker afterwards (the caller
+ * activated the symbol first). cur gets the current epoch. */
+bool hub_replay(struct hub *h, uint32_t sym, uint64_t after, const char *epoch, struct tick *out, uint32_t cap,
+                uint32_t *n, uint64_t *last, char *cur);
 
 /* Worker `worker` gained its first local subscriber of sym. */
 void hub_activate(struct hub *h, uint32_t sym, int worker);
 /* Worker `worker` lost its last local subscriber of sym. */
 void hub_deactivate(struct hub *h, uint32_t sym, int worker);
+
+/* A price_update frame of t (refs 1; OB_TICK unless snapshot), or NULL. */
+struct outbuf *hub_frame(struct hub *h, uint32_t sym, const struct tick *t, bool snapshot);
 
 /* Builds a snapshot frame (price_update with "snapshot":true) of sym's
  * last tick; *seq gets its seq (0 when no price yet, then NULL returned). */

@@ -10,6 +10,7 @@
 #include "net/conn.h"
 #include "net/outbuf.h"
 #include "pubsub/hub.h"
+#include "pubsub/replay.h"
 #include "ws/frame.h"
 #include "net/websocket.h"
 
@@ -49,7 +50,9 @@ static struct conn_sub *find(const struct conn *c, uint32_t sym) {
 
 bool subs_has(const struct conn *c, uint32_t sym) { return find(c, sym) != NULL; }
 
-int subs_add(struct conn *c, uint32_t sym) {
+/* Adds sym to c's subscriptions when missing (its entry's min_seq left to
+ * the caller). The subscription, or NULL (-ENOMEM). */
+static struct conn_sub *add_entry(struct conn *c, uint32_t sym) {
     struct worker *w = c->w;
     struct hub *h = w->subs->hub;
     struct sub_list *l = &w->subs->lists[sym];
@@ -60,7 +63,7 @@ int subs_add(struct conn *c, uint32_t sym) {
              * (sub1); more move to an array of their own. */
             struct conn_sub *n;
             if (conn_subs(c)->subs_cap > UINT32_MAX / 2)
-                return -ENOMEM; /* unreachable within CONFIG_MAX_SUBSCRIPTIONS; never wrap */
+                return NULL; /* unreachable within CONFIG_MAX_SUBSCRIPTIONS; never wrap */
             uint32_t ncap = conn_subs(c)->subs_cap ? conn_subs(c)->subs_cap * 2 : 1;
             if (!conn_subs(c)->subs_cap) {
                 n = &conn_subs(c)->sub1;
@@ -69,18 +72,18 @@ int subs_add(struct conn *c, uint32_t sym) {
                 if (conn_subs(c)->subs != &conn_subs(c)->sub1)
                     free(conn_subs(c)->subs);
             } else {
-                return -ENOMEM;
+                return NULL;
             }
             conn_subs(c)->subs = n;
             conn_subs(c)->subs_cap = ncap;
         }
         if (l->n == l->cap) {
             if (l->cap > UINT32_MAX / 2)
-                return -ENOMEM; /* more subscribers than limits.max_connections allows; never wrap */
+                return NULL; /* more subscribers than limits.max_connections allows; never wrap */
             uint32_t ncap = l->cap ? l->cap * 2 : 8;
             struct sub_entry *n = realloc(l->v, (size_t)ncap * sizeof(*n));
             if (!n)
-                return -ENOMEM;
+                return NULL;
             l->v = n;
             l->cap = ncap;
         }
@@ -97,6 +100,36 @@ int subs_add(struct conn *c, uint32_t sym) {
         l->n++;
         atomic_fetch_add_explicit(&w->stats.subscriptions, 1, memory_order_relaxed);
     }
+    return cs;
+}
+
+int subs_add_held(struct conn *c, uint32_t sym) {
+    struct conn_sub *cs = add_entry(c, sym);
+    if (!cs)
+        return -ENOMEM;
+    if (cs->pending) { /* the replay or the snapshot supersedes it */
+        outbuf_unref(cs->pending);
+        cs->pending = NULL;
+    }
+    c->w->subs->lists[sym].v[cs->idx].min_seq = SUBS_HELD;
+    return 0;
+}
+
+void subs_release_held(struct conn *c, uint32_t sym, uint64_t last) {
+    struct conn_sub *cs = find(c, sym);
+    if (cs)
+        c->w->subs->lists[sym].v[cs->idx].min_seq = last;
+}
+
+int subs_add(struct conn *c, uint32_t sym) {
+    struct worker *w = c->w;
+    struct hub *h = w->subs->hub;
+    struct sub_list *l = &w->subs->lists[sym];
+    if (conn_subs(c)->replay)
+        replay_forget(c, sym); /* a plain subscribe ends a recovery: the snapshot supersedes it */
+    struct conn_sub *cs = add_entry(c, sym);
+    if (!cs)
+        return -ENOMEM;
     if (cs->pending) { /* re-subscribe while backed up: the snapshot supersedes it */
         outbuf_unref(cs->pending);
         cs->pending = NULL;
@@ -132,6 +165,8 @@ static void remove_sub(struct conn *c, struct conn_sub *cs) {
     }
     if (cs->pending)
         outbuf_unref(cs->pending);
+    if (conn_subs(c)->replay)
+        replay_forget(c, sym);
     struct conn_batch *bt = conn_subs(c)->batch;
     for (uint32_t i = 0; bt && i < bt->n;) { /* nothing of it after the confirmation */
         if (bt->v[i]->sym == sym) {
@@ -417,6 +452,8 @@ void subs_deliver(struct worker *w, struct outbuf *b) {
             struct outbuf *x = nz && takes_sibling(e->c) ? z : b;
             if (b->seq > e->min_seq)
                 subs_send_tick(e->c, x);
+            else if (e->min_seq == SUBS_HELD)
+                replay_hold_frame(e->c, x);
             else
                 outbuf_unref(x);
         }

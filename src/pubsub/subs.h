@@ -17,11 +17,14 @@ struct worker;
 struct outbuf;
 struct hub;
 struct conn_batch;
+struct conn_replay;
 
 struct sub_entry {
     struct conn *c;
-    uint64_t min_seq;           /* skip frames with seq <= this (snapshot seen) */
+    uint64_t min_seq;           /* skip frames with seq <= this (snapshot seen); SUBS_HELD: hold them */
 };
+
+#define SUBS_HELD UINT64_MAX    /* recovering (pubsub/replay.h): frames wait in the hold */
 
 struct sub_list {
     struct sub_entry *v;
@@ -40,6 +43,7 @@ struct conn_sub {
 struct conn_subs {
     struct conn_sub *subs;      /* &sub1, or owned when more than one */
     struct conn_batch *batch;   /* price_batch state; NULL = not batching */
+    struct conn_replay *replay; /* recoveries in progress (pubsub/replay.c); NULL = none */
     uint32_t nsubs, subs_cap;   /* subs in use / allocated; holds 2 x CONFIG_MAX_SUBSCRIPTIONS */
     bool portfolio;             /* portfolio_subscribe'd (pubsub/userevents.h) */
     struct conn_sub sub1;       /* the first subscription, in place */
@@ -65,6 +69,13 @@ bool subs_has(const struct conn *c, uint32_t sym);
 
 /* Subscribes c to sym (idempotent) and queues the snapshot. 0, or -ENOMEM. */
 int subs_add(struct conn *c, uint32_t sym);
+
+/* Subscribes c to sym with its frames held for a recovery (no snapshot):
+ * pubsub/replay.c. 0, or -ENOMEM. */
+int subs_add_held(struct conn *c, uint32_t sym);
+
+/* Ends the hold of sym on c: frames with seq <= last are skipped from now. */
+void subs_release_held(struct conn *c, uint32_t sym, uint64_t last);
 
 /* Unsubscribes c from sym; no-op when not subscribed. */
 void subs_remove(struct conn *c, uint32_t sym);

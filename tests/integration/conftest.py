@@ -331,6 +331,17 @@ def assert_refused(resp, status):
     return body
 
 
+def strip_epochs(conf):
+    """A subscription_confirmed without its epochs (PROTOCOL.md section 13),
+    after checking them: one non-empty string (<= 32 chars) per confirmed
+    symbol."""
+    conf = dict(conf)
+    epochs = conf.pop("epochs", None)
+    assert isinstance(epochs, dict) and set(epochs) == set(conf.get("symbols", [])), conf
+    assert all(isinstance(e, str) and 0 < len(e) <= 32 for e in epochs.values()), epochs
+    return conf
+
+
 def get_stats(gw):
     r = http_json(gw, "GET", "/api/stats")
     assert r.status == 200, r

@@ -172,3 +172,29 @@ def test_anonymous_symbol_limit_shown(gateway, browser):
              lambda d: len(d.find_elements(By.CSS_SELECTOR, "#prices tr[data-symbol]")) == 3)
     assert status(browser) == "connected"
     assert js_errors(browser) == []
+
+
+RECOV_JS = """
+const tr = document.querySelector('#prices tr[data-symbol="' + arguments[0] + '"]');
+const r = tr && tr.querySelector('.recov');
+return r ? r.textContent.trim() : null;
+"""
+
+
+def test_reconnect_recovers_and_shows_it(gateway, browser):
+    """A forced reconnect (Disconnect, then Connect): the page re-subscribes
+    with the last seq and epoch of each symbol and shows "recovered"."""
+    gw = gateway(*FEED_FLAGS)
+    browser.get(base_url(gw) + "/?symbols=AAPL&autoconnect=1")
+    wait_for(browser, "#status to read 'connected'", lambda d: status(d) == "connected")
+    wait_for(browser, "an AAPL tick (seq > 0)", lambda d: ((row(d, "AAPL") or {}).get("seq") or "0").isdigit()
+             and int(row(d, "AAPL")["seq"]) > 0)
+    assert browser.execute_script(RECOV_JS, "AAPL") == ""
+    browser.find_element(By.ID, "disconnect").click()
+    wait_for(browser, "#status to read 'disconnected'", lambda d: status(d) == "disconnected")
+    browser.find_element(By.ID, "connect").click()
+    wait_for(browser, "the AAPL row to show 'recovered'", lambda d: d.execute_script(RECOV_JS, "AAPL") == "recovered")
+    log = browser.find_element(By.ID, "log").text
+    assert '"recover"' in log and '"recovered"' in log, log[-2000:]
+    assert "Reconnected: recovered AAPL" in browser.find_element(By.ID, "notice").text
+    assert js_errors(browser) == []

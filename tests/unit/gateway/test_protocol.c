@@ -50,6 +50,12 @@ struct fixture {
     struct conn *c;
 };
 
+/* The worker's mail, run as its loop would (net/worker.c). */
+static void run_mail(struct mailbox *mb, struct mail *m, void *data) {
+    const struct worker_mail *kind = (const struct worker_mail *)m->type;
+    kind->run(data, m->ptr, m->a, m->b);
+}
+
 static int setup(void **state) {
     struct fixture *f = calloc(1, sizeof(*f));
     unit_clear_tickgate_env();
@@ -84,9 +90,11 @@ static int setup(void **state) {
     w->cfg = &f->cfg;
     w->hooks = &GATEWAY_WORKER_HOOKS;
     w->env = (struct worker_env){.cfg = &f->cfg, .hooks = w->hooks, .upper_ctx = &f->gw};
-    if (uv_loop_init(&w->loop) != 0 || mailbox_init(&w->inbox, &w->loop, 64, NULL, w) != 0 ||
+    if (uv_loop_init(&w->loop) != 0 || mailbox_init(&w->inbox, &w->loop, 64, run_mail, w) != 0 ||
         w->hooks->start(w) != 0)
         return -1;
+    uv_timer_init(&w->loop, &w->replayer);
+    w->replayer.data = w;
     /* A connection slot with the upper area, upgraded to the gateway
      * endpoint; its socket is never opened, its output never flushed. */
     struct conn *c = calloc(1, CONN_UPPER_OFFSET + GATEWAY_WORKER_HOOKS.conn_upper);
@@ -117,6 +125,7 @@ static int teardown(void **state) {
     assert_int_equal(atomic_load(&f->hub.active_streams), 0);
     free(f->c);                         /* the slot is ours, not a slab's */
     f->w.hooks->stop(&f->w);
+    uv_close((uv_handle_t *)&f->w.replayer, NULL);
     mailbox_close(&f->w.inbox, NULL);
     uv_run(&f->w.loop, UV_RUN_DEFAULT);
     mailbox_destroy(&f->w.inbox);
@@ -207,12 +216,63 @@ static void test_role_gate(void **state) {
     json_decref(o);
 }
 
+/* The join: a recovering subscribe gets its confirmation, then the ticks
+ * after its seq in slices, while live ticks published meanwhile wait in
+ * the hold and follow: one run of consecutive seqs, no snapshot. */
+static void test_recover_joins_the_live_stream(void **state) {
+    struct fixture *f = *state;
+    protocol_on_open(f->c);
+    json_decref(next_message(f->c));
+    for (int i = 0; i < 200; i++) {
+        struct tick_in in = {.sym = 0, .price = 10.0 + i};
+        hub_publish_local(&f->hub, &in);
+    }
+    char msg[256];
+    snprintf(msg, sizeof(msg),
+             "{\"type\":\"subscribe\",\"symbols\":[\"%s\"],\"recover\":{\"%s\":{\"seq\":0,\"epoch\":\"%s\"}}}",
+             f->syms.names[0], f->syms.names[0], f->hub.local_epoch);
+    send_text(f->c, msg);
+    json_t *o = next_message(f->c);
+    assert_string_equal(type_of(o), "subscription_confirmed");
+    assert_true(json_is_true(json_object_get(json_object_get(o, "recovered"), f->syms.names[0])));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(o, "epochs"), f->syms.names[0])),
+                        f->hub.local_epoch);
+    json_decref(o);
+    assert_non_null(conn_subs(f->c)->replay); /* more than one slice: still replaying */
+    for (int i = 0; i < 5; i++) { /* live, while the replay is being written */
+        struct tick_in in = {.sym = 0, .price = 20.0 + i};
+        hub_publish_local(&f->hub, &in);
+    }
+    /* The client reads as it comes: the pump writes while its queue is
+     * under half of limits.max_outbound_bytes. */
+    uint64_t seq = 0;
+    for (int turns = 0; seq < 205 && turns < 1000; turns++) {
+        uv_run(&f->w.loop, conn_subs(f->c)->replay ? UV_RUN_ONCE : UV_RUN_NOWAIT); /* mail, the pump timer */
+        while ((o = next_message(f->c))) {
+            assert_string_equal(type_of(o), "price_update");
+            assert_null(json_object_get(o, "snapshot"));
+            assert_int_equal(json_integer_value(json_object_get(o, "seq")), ++seq);
+            json_decref(o);
+        }
+    }
+    assert_int_equal(seq, 205);
+    assert_null(conn_subs(f->c)->replay);
+    assert_null(next_message(f->c));
+    struct tick_in in = {.sym = 0, .price = 30.0}; /* then live, as any subscriber */
+    hub_publish_local(&f->hub, &in);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
+    o = next_message(f->c);
+    assert_int_equal(json_integer_value(json_object_get(o, "seq")), 206);
+    json_decref(o);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_says_connected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscribe_confirms_known_symbols, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_gets_a_clear_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_role_gate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_joins_the_live_stream, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

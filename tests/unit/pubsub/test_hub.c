@@ -141,8 +141,8 @@ static void test_on_tick_watched_only(void **state) {
     in.price = 2.0;
     hub_publish_local(&f->hub, &in);
     struct tick t = {.price = 3.0, .bid = 3.0, .ask = 3.0, .timestamp = 1700000000001, .seq = 3};
-    hub_deliver(&f->hub, 3, &t, 1.0);
-    hub_deliver(&f->hub, 3, &t, 1.0); /* a repeat: not newer, not handed on */
+    hub_deliver(&f->hub, 3, &t, 1.0, "");
+    hub_deliver(&f->hub, 3, &t, 1.0, ""); /* a repeat: not newer, not handed on */
     assert_int_equal(f->rec.ticks, 2);
     assert_int_equal(f->rec.tick_sym, 3);
     assert_true(f->rec.prices[0] == 2.0 && f->rec.prices[1] == 3.0);
@@ -179,12 +179,53 @@ static void test_interest_edges(void **state) {
     assert_int_equal(f->rec.interest[5], 1);
 }
 
+/* The seq ring answers "every tick after seq N", in order, only under the
+ * current epoch and while every such tick is retained. */
+static void test_replay_ring(void **state) {
+    struct fixture *f = *state;
+    struct tick out[16];
+    uint32_t n;
+    uint64_t last;
+    char cur[HUB_EPOCH_MAX + 1];
+    hub_epoch(&f->hub, 6, cur);
+    assert_string_equal(cur, ""); /* a publish interceptor: the cluster's, not heard yet */
+    assert_false(hub_replay(&f->hub, 6, 0, "", out, 16, &n, &last, cur));
+    for (int i = 0; i < 20; i++) {
+        struct tick_in in = tick(6, 1.0 + i);
+        hub_publish_local(&f->hub, &in);
+    }
+    const char *ep = f->hub.local_epoch; /* sequenced here: this process's */
+    assert_true(strlen(ep) > 0 && strlen(ep) <= HUB_EPOCH_MAX);
+    assert_true(hub_replay(&f->hub, 6, 4, ep, out, 16, &n, &last, cur));
+    assert_string_equal(cur, ep);
+    assert_int_equal(n, 16);
+    assert_int_equal(last, 20);
+    for (uint32_t i = 0; i < n; i++)
+        assert_int_equal(out[i].seq, 5 + i);
+    assert_false(hub_replay(&f->hub, 6, 3, ep, out, 16, &n, &last, cur)); /* seq 4 is gone */
+    assert_true(hub_replay(&f->hub, 6, 20, ep, out, 16, &n, &last, cur));
+    assert_int_equal(n, 0);
+    assert_false(hub_replay(&f->hub, 6, 21, ep, out, 16, &n, &last, cur));
+    assert_false(hub_replay(&f->hub, 6, 10, "another", out, 16, &n, &last, cur));
+    assert_false(hub_replay(&f->hub, 6, 10, ep, out, 8, &n, &last, cur)); /* more than the room given */
+    /* The cluster's numbering takes over: older entries answer no more. */
+    struct tick t = {.price = 2.0, .bid = 2.0, .ask = 2.0, .timestamp = 1700000000001, .seq = 21};
+    hub_deliver(&f->hub, 6, &t, 1.0, "E2");
+    assert_false(hub_replay(&f->hub, 6, 19, "E2", out, 16, &n, &last, cur));
+    assert_false(hub_replay(&f->hub, 6, 20, ep, out, 16, &n, &last, cur));
+    assert_true(hub_replay(&f->hub, 6, 20, "E2", out, 16, &n, &last, cur));
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].seq, 21);
+    assert_string_equal(cur, "E2");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_publish_interceptor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_observers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_on_tick_watched_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interest_edges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_ring, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
