@@ -55,8 +55,9 @@ run: deps
 check-layers:
 	@$(PYTHON) scripts/check_layers.py
 
+# Each unit test binary gets 120 s: a hang fails the run instead of holding CI.
 unit: $(UNIT_BIN)
-	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; timeout 120 $$t || { echo "$$t: failed ($$?)"; fail=1; }; done; exit $$fail
 
 integration: $(BUILD)/tickgate
 	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
