@@ -35,7 +35,8 @@ void cluster_key(struct redis_engine *e, char *out, size_t len, const char *a, c
 
 void redis_engine_count_error(struct redis_engine *e, const char *what, const char *detail) {
     atomic_fetch_add(&e->errors, 1);
-    log_warn("redis: %s%s%s", what, detail ? ": " : "", detail ? detail : "");
+    /* One line per 10 s: Redis away must not write a line per command. */
+    log_rl(LOG_WARN, "redis: %s%s%s", what, detail ? ": " : "", detail ? detail : "");
 }
 
 /* Generic reply check: errors are counted, never swallowed. A flushed
@@ -59,6 +60,7 @@ void redis_engine_became_up(struct redis_engine *e) {
     for (int i = 0; i < RS_COUNT; i++)
         link_cmd(e, on_reply, "SCRIPT LOAD", "SCRIPT LOAD %s", redis_script_text[i]);
     atomic_store(&e->up, true);
+    atomic_store(&e->synced, true);
     log_info("redis: up (%s:%d), node %s", e->host, e->port, e->node);
     int ttl = e->cfg->node_ttl_s;
     cluster_key(e, k1, sizeof(k1), "nodes", NULL);

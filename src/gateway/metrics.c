@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth/auth.h"
 #include "gateway/protocol.h"
@@ -24,6 +25,7 @@
 #include "net/worker.h"
 #include "net/conn.h"
 #include "ws/deflate.h"
+#include "net/http.h"
 
 static const char *SV_NAMES[SV_COUNT] = {"rate_limited", "forbidden", "invalid_message", "auth_failed",
                                          "suspicious_content"};
@@ -116,6 +118,22 @@ static void put(struct out *o, const char *fmt, ...) {
 
 static void head(struct out *o, const char *name, const char *type, const char *help) {
     put(o, "# HELP tickgate_%s %s\n# TYPE tickgate_%s %s\n", name, help, name, type);
+}
+
+bool metrics_authorized(struct conn *c) {
+    const char *tok = gateway_of(c)->cfg->server.metrics_token;
+    if (!tok[0])
+        return true;
+    size_t hl = 0, tl = strlen(tok);
+    const char *h = http_req_header(c->http, "Authorization", &hl);
+    if (!h || hl < 7 || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    h += 7;
+    hl -= 7;
+    unsigned diff = hl != tl;
+    for (size_t i = 0; i < tl; i++)
+        diff |= (unsigned char)tok[i] ^ (unsigned char)(i < hl ? h[i] : 0);
+    return diff == 0;
 }
 
 void metrics_respond(struct conn *c, bool keep) {
