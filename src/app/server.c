@@ -400,6 +400,7 @@ int server_run(struct server *srv) {
         ok = false;
     }
     if (ok) {
+        ops_serving(srv); /* the workers listen: /ready and systemd before the line a supervisor awaits */
         const char *fmt = strchr(srv->host, ':') ? "tickgate listening on [%s]:%d\n" : "tickgate listening on %s:%d\n";
         printf(fmt, srv->host, srv->port);
         if (srv->tls)
@@ -409,7 +410,6 @@ int server_run(struct server *srv) {
         fflush(stdout);
         log_info("%d worker(s); ws %s%s%s", srv->nworkers, srv->cfg.server.ws_path,
                  srv->cfg.server.echo_path[0] ? ", echo " : "", srv->cfg.server.echo_path);
-        ops_serving(srv);
         rc = 0;
     } else {
         rc = 1;
