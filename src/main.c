@@ -77,6 +77,7 @@ static int cmd_token(int argc, char **argv) {
         }
         if ((!strcmp(argv[i], "--sub") || !strcmp(argv[i], "--role") || !strcmp(argv[i], "--ttl")) && i + 1 >= argc) {
             fprintf(stderr, "tickgate token: %s needs a value\n", argv[i]);
+            token_usage(stderr);
             free(rest);
             return 2;
         }

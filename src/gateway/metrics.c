@@ -26,6 +26,8 @@
 #include "net/conn.h"
 #include "ws/deflate.h"
 #include "net/http.h"
+#include "base/log.h"
+#include "gateway/ready.h"
 
 static const char *SV_NAMES[SV_COUNT] = {"rate_limited", "forbidden", "invalid_message", "auth_failed",
                                          "suspicious_content"};
@@ -228,6 +230,15 @@ void metrics_respond(struct conn *c, bool keep) {
     put(&o, "tickgate_audit_events_dropped_total %llu\n", (unsigned long long)LOAD(gw->audit->dropped));
     head(&o, "audit_events_written_total", "counter", "Audit events written.");
     put(&o, "tickgate_audit_events_written_total %llu\n", (unsigned long long)LOAD(gw->audit->written));
+    head(&o, "ready", "gauge", "1 while /ready answers 200 (serving, first Redis sync done, not draining).");
+    put(&o, "tickgate_ready %d\n", gateway_not_ready(gw) ? 0 : 1);
+    head(&o, "config_reloads_total", "counter", "SIGHUP reloads, applied or refused (nothing changed).");
+    put(&o, "tickgate_config_reloads_total{result=\"applied\"} %llu\ntickgate_config_reloads_total{result=\"refused\"} %llu\n",
+        (unsigned long long)LOAD(gw->reloads[0]), (unsigned long long)LOAD(gw->reloads[1]));
+    head(&o, "log_lines_suppressed_total", "counter", "Repeated error lines not written (rate limit per call site).");
+    put(&o, "tickgate_log_lines_suppressed_total %llu\n", (unsigned long long)log_suppressed_total());
+    head(&o, "start_time_seconds", "gauge", "When this process started (Unix time).");
+    put(&o, "tickgate_start_time_seconds %llu\n", (unsigned long long)(gw->started_ms / 1000));
     head(&o, "sweeper_last_run_timestamp_seconds", "gauge", "When every worker's sweeper had last run.");
     put(&o, "tickgate_sweeper_last_run_timestamp_seconds %lld\n", (long long)t.last_sweep);
     if (o.oom) {

@@ -30,8 +30,10 @@ static void flush_dirty(struct worker *w) {
 static void on_prepare(uv_prepare_t *h) { flush_dirty(h->data); }
 static void on_check(uv_check_t *h) { flush_dirty(h->data); }
 
-const double FANOUT_BOUNDS[FANOUT_BUCKETS] = {0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
-                                              0.0025,  0.005,   0.01,   0.05,    0.1,    1e300};
+/* A tick's fan-out on a worker takes microseconds: fine buckets below a
+ * millisecond, coarse ones above for the pathological. */
+const double FANOUT_BOUNDS[FANOUT_BUCKETS] = {1e-6,   2.5e-6, 5e-6,  1e-5,  2.5e-5, 5e-5,  1e-4, 2.5e-4,
+                                              5e-4,   1e-3,   2.5e-3, 5e-3, 1e-2,   5e-2,  0.25, 1e300};
 
 void worker_record_fanout(struct worker *w, uint64_t ns) {
     double s = (double)ns / 1e9;

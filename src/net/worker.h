@@ -89,7 +89,7 @@ enum violation {
     SV_COUNT,
 };
 
-#define FANOUT_BUCKETS 12
+#define FANOUT_BUCKETS 16
 
 /* Counters a worker owns (single writer: the worker); the metrics module
  * only reads them, relaxed. */

@@ -242,3 +242,28 @@ def test_reload_warns_about_keys_it_cannot_apply(gateway, tmp_path):
     line = hup_and_wait(gw, r"configuration reloaded|reload failed")
     assert "configuration reloaded" in line
     wait_log(gw, r"warn changed key not reloaded.*key=server.workers")
+
+
+# ---------------------------------------------------------------------------
+# Prometheus conventions
+# ---------------------------------------------------------------------------
+
+def test_metric_names_follow_prometheus_conventions(gateway):
+    gw = gateway()
+    text = http_json(gw, "GET", "/metrics").body.decode()
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    assert types
+    for name, typ in types.items():
+        assert re.fullmatch(r"tickgate_[a-z0-9_]+", name), name
+        if typ == "counter":
+            assert name.endswith("_total"), "counter without _total: %s" % name
+        else:
+            assert not name.endswith("_total"), "%s %s ends in _total" % (typ, name)
+        if re.search(r"(time|latency|duration|seconds|_ms\b|_us\b)", name):
+            assert "_seconds" in name, "time in a unit other than seconds: %s" % name
+    m = parse_metrics(text)
+    les = [float(k[len('tickgate_fanout_seconds_bucket{le="'):-2]) for k in m
+           if k.startswith("tickgate_fanout_seconds_bucket") and "+Inf" not in k]
+    assert len([b for b in les if b < 1e-3]) >= 8, "too few sub-millisecond buckets: %r" % les
+    assert min(les) <= 2e-6, les
+    assert m["tickgate_ready"] == 1
