@@ -267,3 +267,15 @@ def test_metric_names_follow_prometheus_conventions(gateway):
     assert len([b for b in les if b < 1e-3]) >= 8, "too few sub-millisecond buckets: %r" % les
     assert min(les) <= 2e-6, les
     assert m["tickgate_ready"] == 1
+
+
+def test_grafana_dashboard_names_only_metrics_we_export(gateway):
+    from conftest import ROOT
+    dash = json.load(open(os.path.join(ROOT, "contrib", "grafana", "tickgate.json")))
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    used = set(re.findall(r"\b(tickgate_[a-z0-9_]+)", " ".join(exprs)))
+    gw = gateway()
+    text = http_json(gw, "GET", "/metrics").body.decode()
+    exported = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    exported |= {n + "_bucket" for n in exported}
+    assert used and used <= exported, used - exported
