@@ -232,6 +232,9 @@ def test_reload_users_limits_and_failure_changes_nothing(gateway, jclients, tmp_
     assert "reload failed" in line and "users" in line, line
     assert jclients.handshake(gw, token=bob).status == 101
     alice.fence()
+    m = parse_metrics(http_json(gw, "GET", "/metrics").body.decode())
+    assert m['tickgate_config_reloads_total{result="applied"}'] == 1, m
+    assert m['tickgate_config_reloads_total{result="refused"}'] == 2, m
 
 
 def test_reload_warns_about_keys_it_cannot_apply(gateway, tmp_path):
