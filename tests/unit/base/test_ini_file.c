@@ -72,6 +72,8 @@ static void test_errors_name_the_line(void **state) {
 
 static void test_missing_file_says_why(void **state) {
     size_t sz;
+    free(errmsg);
+    errmsg = NULL;
     FILE *err = open_memstream(&errmsg, &sz);
     assert_int_equal(ini_file_read("/nonexistent/tickgate.ini", on_kv, NULL, err), -1);
     fclose(err);
