@@ -167,6 +167,7 @@ struct redis_engine {
     bool *subscribed;               /* per symbol: SUBSCRIBE sent */
     struct catch_up *catch_up;      /* per symbol: replay after SUBSCRIBE */
     _Atomic bool up;                /* read by any thread */
+    _Atomic bool synced;            /* up once since start: the node's first sync is done (/ready) */
     _Atomic uint64_t errors;        /* redis_errors_total */
     _Atomic uint64_t published;     /* ticks sent through Redis */
 };
