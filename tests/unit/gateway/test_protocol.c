@@ -219,6 +219,8 @@ static void test_role_gate(void **state) {
 /* The join: a recovering subscribe gets its confirmation, then the ticks
  * after its seq in slices, while live ticks published meanwhile wait in
  * the hold and follow: one run of consecutive seqs, no snapshot. */
+static void beat_noop(uv_timer_t *t) {}
+
 static void test_recover_joins_the_live_stream(void **state) {
     struct fixture *f = *state;
     protocol_on_open(f->c);
@@ -246,6 +248,11 @@ static void test_recover_joins_the_live_stream(void **state) {
     /* The client reads as it comes: the pump writes while its queue is
      * under half of limits.max_outbound_bytes. */
     uint64_t seq = 0;
+    /* A turn never waits for ever: the replay may end in the pump's timer
+     * at the start of a turn, leaving nothing to wake that turn's poll. */
+    uv_timer_t beat;
+    uv_timer_init(&f->w.loop, &beat);
+    uv_timer_start(&beat, beat_noop, 1, 1);
     for (int turns = 0; seq < 205 && turns < 1000; turns++) {
         uv_run(&f->w.loop, conn_subs(f->c)->replay ? UV_RUN_ONCE : UV_RUN_NOWAIT); /* mail, the pump timer */
         while ((o = next_message(f->c))) {
@@ -255,6 +262,8 @@ static void test_recover_joins_the_live_stream(void **state) {
             json_decref(o);
         }
     }
+    uv_close((uv_handle_t *)&beat, NULL);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
     assert_int_equal(seq, 205);
     assert_null(conn_subs(f->c)->replay);
     assert_null(next_message(f->c));
