@@ -228,7 +228,8 @@ static bool join(struct conn *c, uint32_t i, uint64_t last, bool checked) {
     }
     rs->replaying = false;
     if (checked && (k == rs->nheld || rs->held[k]->seq != last + 1)) {
-        memmove(rs->held, rs->held + k, (rs->nheld - k) * sizeof(*rs->held));
+        if (k)
+            memmove(rs->held, rs->held + k, (rs->nheld - k) * sizeof(*rs->held));
         rs->nheld -= k;
         rs->last = last;
         if (rs->nheld)
