@@ -77,7 +77,6 @@ void redis_engine_became_up(struct redis_engine *e) {
     for (int i = 0; i < RS_COUNT; i++)
         link_cmd(e, on_reply, "SCRIPT LOAD", "SCRIPT LOAD %s", redis_script_text[i]);
     atomic_store(&e->up, true);
-    atomic_store(&e->synced, true);
     log_info("redis: up (%s:%d), node %s", e->host, e->port, e->node);
     int ttl = e->cfg->node_ttl_s;
     cluster_key(e, k1, sizeof(k1), "nodes", NULL);
