@@ -79,9 +79,10 @@ asan: deps-test
 
 # Benchmarks (not part of make test): tickgate against uWebSockets.js and
 # ws, same scenarios, one table. bench-quick is the short variant.
-$(BUILD)/loadgen: bench/loadgen.c
+$(BUILD)/loadgen: bench/loadgen.c bench/loadgen_tls.c bench/loadgen_tls.h
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE $< -o $@ -lm -lz
+	$(CC) -O2 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE bench/loadgen.c bench/loadgen_tls.c -o $@ \
+	  -lssl -lcrypto -lm -lz
 
 bench: deps-bench $(BUILD)/tickgate $(BUILD)/loadgen
 	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate LOADGEN_BIN=$(CURDIR)/$(BUILD)/loadgen bash bench/run.sh

@@ -14,13 +14,16 @@
  *                     the server answers server_no_context_takeover; a
  *                     payload seen before is taken from a cache) so
  *                     delivery and latency are accounted as usual
+ * --tls runs every connection over TLS (loadgen_tls.c); --tls-resume makes
+ * the storm's handshakes resume one session ticket fetched beforehand.
  * Latency: each tick's price encodes its per-symbol counter n as 1 + n/1000;
  * the scheduled send time of tick n sits in a per-symbol ring; a subscriber
  * recovers n from the price it receives. Latency is measured from the tick's
  * scheduled time (not from when it was written), so a lagging generator
  * shows up as latency instead of hiding it (no coordinated omission).
  *
- * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE bench/loadgen.c -o build/loadgen -lm -lz
+ * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE bench/loadgen.c bench/loadgen_tls.c \
+ *          -o build/loadgen -lssl -lcrypto -lm -lz
  * Run:   build/loadgen --help
  */
 #include <arpa/inet.h>
@@ -45,6 +48,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "loadgen_tls.h"
 
 #define RBUF_DATA    65536          /* bytes read per recv() */
 #define LEFT_CAP     2048           /* per-connection leftover: a frame cut by a read */
@@ -79,6 +84,7 @@ static struct opts {
     int server_pid;
     bool storm, idle, json, spin;
     bool deflate;            /* offer permessage-deflate, inflate RSV1 frames */
+    bool tls, tls_resume;    /* --tls, --tls-resume */
     int concurrency;
     double timeout;          /* s; <= 0: derived */
     double drain_s;
@@ -212,6 +218,7 @@ struct conn {
     int64_t t0;      /* start of the current setup step (ns) */
     char *wpend;     /* unsent bytes of a short write (subscribers; rare; owned) */
     uint32_t wlen, woff;
+    struct ssl_st *ssl; /* --tls: the connection's TLS session (owned) */
 };
 
 static struct conn *conns;    /* [O.conns] subscribers */
@@ -253,6 +260,7 @@ static struct {
     uint64_t pub_msgs, pub_acks, snapshots, unmatched, stale, dups, gaps, unexpected, warm_rx, other_rx;
     uint64_t pings, short_writes, aborted;
     uint64_t compressed_rx;    /* RSV1 frames inflated (--deflate) */
+    uint64_t tls_fail, tls_resumed; /* TLS handshakes failed; completed by resuming a session */
     int inflight, setup_pending, next_conn, open_fds;
     struct hist hs_lat;
     struct hist send_lag; /* enqueue time - scheduled time of a message's first tick */
@@ -444,6 +452,8 @@ static void conn_close(struct conn *c) {
     close(c->fd);
     c->fd = -1;
     S.open_fds--;
+    lt_free(c->ssl);
+    c->ssl = NULL;
     free(c->wpend);
     c->wpend = NULL;
     c->wlen = c->woff = 0;
@@ -477,6 +487,14 @@ static void conn_close(struct conn *c) {
 
 static void pub_flush(void);
 
+/* send()/recv() on c, through its TLS session when it has one. */
+static ssize_t io_send(struct conn *c, const void *p, size_t n) {
+    return c->ssl ? lt_send(c->ssl, p, n) : send(c->fd, p, n, MSG_NOSIGNAL);
+}
+static ssize_t io_recv(struct conn *c, void *p, size_t n) {
+    return c->ssl ? lt_recv(c->ssl, p, n) : recv(c->fd, p, n, 0);
+}
+
 /* Sends a frame's bytes on c, keeping what the socket refuses (rare for
  * subscribers: one small malloc'd remainder; the publisher has its queue). */
 static void conn_send(struct conn *c, const uint8_t *buf, size_t len) {
@@ -505,7 +523,7 @@ static void conn_send(struct conn *c, const uint8_t *buf, size_t len) {
         c->wlen += (uint32_t)len;
         return;
     }
-    ssize_t w = send(c->fd, buf, len, MSG_NOSIGNAL);
+    ssize_t w = io_send(c, buf, len);
     if (w < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             conn_close(c);
@@ -538,7 +556,7 @@ static void conn_send_frame(struct conn *c, int op, const void *p, size_t n) {
 static void pub_flush(void) {
     struct conn *c = &pubc;
     while (pub_len && c->fd >= 0) {
-        ssize_t w = send(c->fd, pub_out + pub_off, pub_len, MSG_NOSIGNAL);
+        ssize_t w = io_send(c, pub_out + pub_off, pub_len);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -570,7 +588,7 @@ static void on_writable(struct conn *c) {
         return;
     }
     while (c->wpend) {
-        ssize_t w = send(c->fd, c->wpend + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        ssize_t w = io_send(c, c->wpend + c->woff, c->wlen - c->woff);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
@@ -598,6 +616,7 @@ static void send_close(struct conn *c, uint16_t code) {
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static bool send_request_now(struct conn *c);
+static void tls_step(struct conn *c, bool first);
 
 static void conn_start(struct conn *c) {
     c->state = ST_CONNECTING;
@@ -637,6 +656,15 @@ static void conn_start(struct conn *c) {
         conn_close(c);
         return;
     }
+    if (O.tls) {
+        if (!(c->ssl = lt_new(fd))) {
+            S.tls_fail++;
+            conn_close(c);
+            return;
+        }
+        tls_step(c, true);
+        return;
+    }
     if (send_request_now(c))
         return;
     struct epoll_event e = {.events = EPOLLOUT, .data.ptr = c};
@@ -661,6 +689,14 @@ static char *next_request(struct conn *c, size_t *len) {
     return req;
 }
 
+static void send_upgrade(struct conn *c) {
+    size_t len;
+    char *req = next_request(c, &len);
+    c->state = ST_HS_SENT;
+    ep_mod(c, EPOLLIN);
+    conn_send(c, (const uint8_t *)req, len);
+}
+
 static void on_connected(struct conn *c) {
     int err = 0;
     socklen_t l = sizeof(err);
@@ -669,11 +705,26 @@ static void on_connected(struct conn *c) {
         conn_close(c);
         return;
     }
-    size_t len;
-    char *req = next_request(c, &len);
-    c->state = ST_HS_SENT;
-    ep_mod(c, EPOLLIN);
-    conn_send(c, (const uint8_t *)req, len);
+    send_upgrade(c);
+}
+
+/* --tls: the TLS handshake runs in state ST_CONNECTING (setup timeouts and
+ * failure counts see it as connecting); the upgrade request goes out when
+ * it is done. first: c is not in the epoll set yet. */
+static void tls_step(struct conn *c, bool first) {
+    bool want_write = false;
+    int r = lt_handshake(c->ssl, &want_write);
+    struct epoll_event e = {.events = r == 0 && want_write ? EPOLLOUT : EPOLLIN, .data.ptr = c};
+    if (r < 0 || epoll_ctl(epfd, first ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c->fd, &e) < 0) {
+        S.tls_fail++;
+        conn_close(c);
+        return;
+    }
+    if (r == 0)
+        return;
+    if (lt_resumed(c->ssl))
+        S.tls_resumed++;
+    send_upgrade(c);
 }
 
 /* On loopback the three-way handshake is over by the time a non-blocking
@@ -1139,21 +1190,23 @@ static size_t parse_http(struct conn *c, uint8_t *buf, size_t len) {
     return (size_t)(e + 4 - buf);
 }
 
-static void on_readable(struct conn *c) {
+/* One read; true when it filled the buffer on a TLS connection: OpenSSL
+ * may hold more that epoll will not announce, so read again. */
+static bool read_once(struct conn *c) {
     uint8_t *left = lefts + (size_t)c->id * LEFT_CAP;
     size_t have = c->nleft;
     if (have)
         memcpy(rbuf, left, have);
-    ssize_t r = recv(c->fd, rbuf + have, RBUF_DATA, 0);
+    ssize_t r = io_recv(c, rbuf + have, RBUF_DATA);
     if (r <= 0) {
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return;
+            return false;
         if (r == 0 && c->state != ST_CLOSING)
             S.eof_rx++;
         if (c->kind == K_PUB && c->state != ST_CLOSING)
             note_error(true, "", "connection ended by server", 26);
         conn_close(c);
-        return;
+        return false;
     }
     g_now = now_ns();
     size_t len = have + (size_t)r, off = 0;
@@ -1162,12 +1215,12 @@ static void on_readable(struct conn *c) {
         off = parse_http(c, rbuf, len);
         if (off == (size_t)-1) {
             conn_close(c);
-            return;
+            return false;
         }
         if (c->state == ST_HS_SENT) { /* headers incomplete */
             memcpy(left, rbuf, len);
             c->nleft = (uint16_t)len;
-            return;
+            return false;
         }
     }
     off += parse_frames(c, rbuf + off, len - off);
@@ -1175,6 +1228,12 @@ static void on_readable(struct conn *c) {
         memcpy(left, rbuf + off, len - off);
         c->nleft = (uint16_t)(len - off);
     }
+    return c->ssl && c->fd >= 0 && (size_t)r == RBUF_DATA;
+}
+
+static void on_readable(struct conn *c) {
+    while (read_once(c))
+        ;
 }
 
 /* ---------------------------------------------------------------- publisher */
@@ -1626,6 +1685,10 @@ static void report(void) {
         jnum(f, "handshake_p50_ms", (double)h_pct(&S.hs_lat, .5) / 1e6, true);
         jnum(f, "handshake_p99_ms", (double)h_pct(&S.hs_lat, .99) / 1e6, true);
         jnum(f, "handshake_max_ms", (double)S.hs_lat.max / 1e6, true);
+        if (O.tls) {
+            jnum(f, "tls_failures", (double)S.tls_fail, true);
+            jnum(f, "tls_resumed", (double)S.tls_resumed, true);
+        }
         if (!O.storm) {
             jnum(f, "subscribed", (double)S.sub_ok, true);
             jnum(f, "subscribed_none", (double)S.sub_empty, true);
@@ -1741,6 +1804,9 @@ static void report(void) {
             (unsigned long long)S.aborted);
     fprintf(f, "handshakes/s         %.0f  (p50 %.2f ms, p99 %.2f ms, max %.2f ms)\n", hs_rate,
             (double)h_pct(&S.hs_lat, .5) / 1e6, (double)h_pct(&S.hs_lat, .99) / 1e6, (double)S.hs_lat.max / 1e6);
+    if (O.tls)
+        fprintf(f, "tls                  %llu handshakes failed, %llu resumed a session\n",
+                (unsigned long long)S.tls_fail, (unsigned long long)S.tls_resumed);
     if (S.t_setup_done) {
         fprintf(f, "connect phase        %.2f s, loadgen cpu %.0f%%", (double)(S.t_setup_done - S.t_begin) / 1e9,
                 S.conn_self_pct);
@@ -1859,6 +1925,8 @@ static void usage(FILE *f) {
             "  --ring N                   send-time slots per symbol (auto)\n"
             "  --spin                     busy-poll while publishing (no wake-up delay; burns the CPU)\n"
             "  --deflate                  offer permessage-deflate; inflate RSV1 frames (zlib)\n"
+            "  --tls                      every connection over TLS 1.3 (AES-128-GCM; no verification, no SNI)\n"
+            "  --tls-resume               with --tls: fetch a session ticket first, resume it on every handshake\n"
             "  --seed N (1) --json\n"
             "exit: 0 done, 1 setup error, 2 incomplete (deadline, signal, publisher lost)\n");
 }
@@ -2036,7 +2104,8 @@ static void on_signal(int sig) {
 enum {
     OPT_HOST = 256, OPT_PORT, OPT_PATH, OPT_CONNS, OPT_SYMBOLS, OPT_PREFIX, OPT_LIST, OPT_PER, OPT_DIST, OPT_RATE,
     OPT_DURATION, OPT_WARMUP, OPT_RAMP, OPT_STEP, OPT_PUBTOK, OPT_SUBTOK, OPT_SOURCES, OPT_BATCH, OPT_PID,
-    OPT_STORM, OPT_IDLE, OPT_JSON, OPT_CONC, OPT_TIMEOUT, OPT_SEED, OPT_RING, OPT_DRAIN, OPT_SPIN, OPT_DEFLATE, OPT_HELP
+    OPT_STORM, OPT_IDLE, OPT_JSON, OPT_CONC, OPT_TIMEOUT, OPT_SEED, OPT_RING, OPT_DRAIN, OPT_SPIN, OPT_DEFLATE,
+    OPT_TLS, OPT_TLS_RESUME, OPT_HELP
 };
 
 static double num_arg(const char *name, const char *v, double lo, double hi) {
@@ -2060,7 +2129,8 @@ int main(int argc, char **argv) {
         {"batch", 1, 0, OPT_BATCH}, {"server-pid", 1, 0, OPT_PID}, {"handshake-only", 0, 0, OPT_STORM},
         {"idle", 0, 0, OPT_IDLE}, {"json", 0, 0, OPT_JSON}, {"concurrency", 1, 0, OPT_CONC},
         {"timeout", 1, 0, OPT_TIMEOUT}, {"seed", 1, 0, OPT_SEED}, {"ring", 1, 0, OPT_RING},
-        {"drain-s", 1, 0, OPT_DRAIN}, {"spin", 0, 0, OPT_SPIN}, {"deflate", 0, 0, OPT_DEFLATE}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
+        {"drain-s", 1, 0, OPT_DRAIN}, {"spin", 0, 0, OPT_SPIN}, {"deflate", 0, 0, OPT_DEFLATE},
+        {"tls", 0, 0, OPT_TLS}, {"tls-resume", 0, 0, OPT_TLS_RESUME}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -2102,6 +2172,8 @@ int main(int argc, char **argv) {
         case OPT_RING: O.ring = (uint32_t)num_arg("ring", optarg, 1024, 1 << 24); break;
         case OPT_DRAIN: O.drain_s = num_arg("drain-s", optarg, 0, 600); break;
         case OPT_SPIN: O.spin = true; break;
+        case OPT_TLS: O.tls = true; break;
+        case OPT_TLS_RESUME: O.tls_resume = true; break;
         case OPT_HELP: usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -2112,6 +2184,10 @@ int main(int argc, char **argv) {
     }
     if (O.storm + O.idle + O.ramp > 1) {
         fprintf(stderr, "loadgen: --handshake-only, --idle and --ramp exclude each other\n");
+        return 1;
+    }
+    if (O.tls_resume && !O.tls) {
+        fprintf(stderr, "loadgen: --tls-resume needs --tls\n");
         return 1;
     }
     if (O.ramp && !O.duration_set)
@@ -2184,6 +2260,11 @@ int main(int argc, char **argv) {
         perror("epoll_create1");
         return 1;
     }
+    /* thousands of idle or short-lived connections: no record buffers kept */
+    if (O.tls && lt_init(O.tls_resume, O.idle || O.storm) < 0)
+        return 1;
+    if (O.tls_resume)
+        lt_prime(&srv_addr, hs_req_sub, hs_len_sub); /* on failure (said), the handshakes are full ones */
     step_ns = (int64_t)((O.ramp ? O.step_s : O.duration) * 1e9);
     nsteps_max = O.ramp ? (int)floor(O.duration / O.step_s + 1e-9) : 1;
     if (nsteps_max < 1)
@@ -2252,7 +2333,10 @@ int main(int argc, char **argv) {
             if (c->fd < 0)
                 continue;
             if (c->state == ST_CONNECTING) {
-                on_connected(c);
+                if (c->ssl)
+                    tls_step(c, false);
+                else
+                    on_connected(c);
                 continue;
             }
             if (e & (EPOLLIN | EPOLLHUP | EPOLLERR))
@@ -2280,10 +2364,11 @@ int main(int argc, char **argv) {
     report();
     for (int i = 0; i < O.conns; i++)
         if (conns[i].fd >= 0)
-            close(conns[i].fd), free(conns[i].wpend);
+            close(conns[i].fd), free(conns[i].wpend), lt_free(conns[i].ssl);
     if (pubc.fd >= 0)
-        close(pubc.fd);
+        close(pubc.fd), lt_free(pubc.ssl);
     close(epfd);
+    lt_shutdown();
     free(conns);
     free(lefts);
     free(pub_out);

@@ -144,7 +144,7 @@ def cmd_run(a):
         json.dump(res, f, indent=1)
     lg = res["lg"] or {}
     brief = ", ".join(f"{k}={lg[k]}" for k in ("delivered_per_s", "lost", "p99_us", "handshakes_per_s",
-                                                "server_rss_kb", "conns") if k in lg)
+                                                "server_rss_kb", "conns", "tls_resumed") if k in lg)
     sys.stderr.write(f"    -> {brief or '(no figures)'}; {res['error'] or 'ok'} ({wall:.0f} s)\n")
     return 0
 
@@ -340,6 +340,21 @@ def metric_conns(r, p):
     return lg_get(r, "conns"), ""
 
 
+def metric_vs_plain(plain_scen, fn):
+    """A TLS scenario's figure divided by the same server's plain one."""
+    def f(r, p):
+        tls, _ = fn(r, p)
+        plain_r = load(p["dir"], p["server"], plain_scen)
+        plain, _ = fn(plain_r, p) if plain_r and not plain_r.get("skipped") else (None, "")
+        return (tls / plain if tls and plain else None), ""
+    return f
+
+
+def metric_resumed_pct(r, p):
+    n, res = lg_get(r, "conns"), lg_get(r, "tls_resumed")
+    return (100 * res / n if n and res is not None else None), ""
+
+
 FMT = {
     "int": lambda v: f"{v:,.0f}",
     "f1": lambda v: f"{v:,.1f}",
@@ -401,6 +416,30 @@ def scenario_rows(params):
     rows.append(("storm", f"handshake storm: {P('storm_conns')} handshakes, each with an HS256 JWT verified "
                           f"(median of {P('storm_runs', 3)} runs)", {}, [
         ("handshakes/s", metric_lg("handshakes_per_s"), "int", "hi"),
+        ("server CPU us per handshake", metric_cpu_us_per_handshake, "f1", "lo"),
+    ] + cpu))
+    tls = "TLS 1.3, AES-128-GCM, one self-signed P-256 certificate; uWS.js: SSLApp"
+    rows.append(("fanout_tls", f"fan-out over wss:// ({tls}): {P('fanout_conns')} subscribers x 1 symbol, "
+                               f"rate ramped to max", {}, [
+        ("delivered msgs/s (max)", metric_ramp_max, "int", "hi"),
+        ("lost", metric_lg("lost"), "int", "lo"),
+        ("p99 latency us", metric_lg("p99_us"), "int", "lo"),
+        ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
+        ("CPU per msg, wss / plain fan-out", metric_vs_plain("fanout", metric_cpu_ns_per_msg), "f2", "lo"),
+    ] + cpu))
+    n = params.get("idle_tls_conns")
+    if str(n).isdigit():
+        rows.append(("idle_tls", f"idle over wss://: {int(n):,} subscribed idle TLS connections", {"conns": int(n)}, [
+            ("connections held", metric_conns, "int", "hi"),
+            ("server RSS MiB", metric_rss_mib, "f1", "lo"),
+            ("RSS per connection KiB", metric_rss_per_conn, "f2", "lo"),
+            ("RSS per connection, wss / plain idle", metric_vs_plain("idle1", metric_rss_per_conn), "f2", "lo"),
+            ("server CPU %", metric_cpu("server_cpu_pct"), "f1", "lo"),
+        ]))
+    rows.append(("storm_tls", f"TLS handshake storm: {P('storm_conns')} wss:// handshakes resuming one session "
+                              f"ticket, each with an HS256 JWT verified (median of {P('storm_runs', 3)} runs)", {}, [
+        ("handshakes/s", metric_lg("handshakes_per_s"), "int", "hi"),
+        ("handshakes resumed %", metric_resumed_pct, "f1", "hi"),
         ("server CPU us per handshake", metric_cpu_us_per_handshake, "f1", "lo"),
     ] + cpu))
     return rows

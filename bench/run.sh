@@ -8,13 +8,17 @@
 # two node reference servers in bench/ref/), freshly started for every
 # scenario; the load generator runs on CPU $LOADGEN_CPU. Scenarios: fan-out,
 # market (zipf), latency at a fixed rate, idle memory per connection, and a
-# handshake storm with a JWT verified per handshake. Prints one table and
+# handshake storm with a JWT verified per handshake; over TLS (wss://, a
+# self-signed P-256 certificate made at run time with the openssl CLI into
+# $RESULTS_DIR/tls/): fan-out, idle memory and a storm of resumed
+# handshakes, tickgate against uWS.js's SSLApp. Prints one table and
 # writes it to bench/results/latest.md (raw figures: latest.json, logs:
 # bench/results/logs/).
 #
 # Environment (all optional):
 #   TICKGATE_BIN (build/tickgate)  LOADGEN_BIN (build/loadgen)  NODE (node)
-#   SERVERS ("tickgate uws ws")    SCENARIOS ("fanout fanout2w fanoutz market latency idle storm")
+#   SERVERS ("tickgate uws ws")
+#   SCENARIOS ("fanout fanout2w fanoutz market latency idle storm fanout_tls idle_tls storm_tls")
 #   SERVER_CPU (0)  LOADGEN_CPU (1)  SOURCES (127.0.0.1,127.0.0.2,127.0.0.3)
 #   TICKGATE_ARGS   extra --SECTION.KEY=VALUE flags for tickgate
 #   LATENCY_RATE    ticks/s for the latency scenario (default: derived from fan-out)
@@ -35,7 +39,7 @@ TICKGATE_BIN=$(abspath "${TICKGATE_BIN:-build/tickgate}")
 LOADGEN_BIN=$(abspath "${LOADGEN_BIN:-build/loadgen}")
 NODE=${NODE:-node}
 SERVERS=${SERVERS:-tickgate uws ws}
-SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market latency idle storm}
+SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market latency idle storm fanout_tls idle_tls storm_tls}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 SOURCES=${SOURCES:-127.0.0.1,127.0.0.2,127.0.0.3}
@@ -64,6 +68,7 @@ HEARTBEAT_S=3600 # no server pings or heartbeat timeouts during a run, in any se
 SLACK_S=90       # a loadgen run is killed this long after its planned end
 : "${RAMP_RETRIES:=1}"
 : "${STORM_RUNS:=3}"
+: "${IDLE_TLS_CONNS:=${IDLE_CONNS%% *}}" # the first idle size, over TLS
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "bench: $*"; exit 1; }
@@ -128,6 +133,20 @@ nsym=$MARKET_SYMBOLS
 [ "$IDLE_SYMBOLS" -le "$nsym" ] || nsym=$IDLE_SYMBOLS
 for ((i = 0; i < nsym; i++)); do printf 'S%d,100.0\n' "$i"; done >"$SYMFILE"
 
+# The TLS scenarios' certificate: self-signed, P-256, for 127.0.0.1, made
+# fresh for the run; every TLS server gets the same files.
+TLS_DIR=$RESULTS_DIR/tls
+TLS_CERT=$TLS_DIR/cert.pem TLS_KEY=$TLS_DIR/key.pem
+case " $SCENARIOS " in
+*_tls" "*)
+    command -v openssl >/dev/null || die "openssl not found (apt-get install openssl): the TLS scenarios need it"
+    mkdir -p "$TLS_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$TLS_KEY" -out "$TLS_CERT" 2>"$LOG_DIR/openssl.log" ||
+        die "cannot make the TLS certificate (see $LOG_DIR/openssl.log)"
+    ;;
+esac
+
 SECRET=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n') # 48 bytes of hex
 if [ -x "$TICKGATE_BIN" ]; then
     token() { "$TICKGATE_BIN" token --sub "$1" --role "$2" --ttl 86400 --auth.jwt_secret="$SECRET"; }
@@ -174,16 +193,23 @@ TG_WORKERS=1 # the fanout2w scenario runs tickgate with 2 (on the same pinned co
 # uWS's SHARED_COMPRESSOR compresses every message); ws is not run.
 TG_ZARGS=()
 UWS_COMPRESSION=
+SERVER_TLS=0 # the *_tls scenarios: tickgate adds its TLS listener, uws-server.js serves SSLApp
 
 # start_server NAME TAG: starts NAME pinned, waits for its listening line;
-# sets SERVER_PID and SERVER_PORT.
+# sets SERVER_PID and SERVER_PORT (the TLS port when SERVER_TLS=1).
 start_server() {
-    local name=$1 log=$LOG_DIR/$1.$2.log cmd
+    local name=$1 log=$LOG_DIR/$1.$2.log cmd port_re='listening on 127\.0\.0\.1:\([0-9][0-9]*\)'
     case $name in
     tickgate)
         # shellcheck disable=SC2206 # TICKGATE_ARGS is split on purpose
-        cmd=("$TICKGATE_BIN" "${TG_FLAGS[@]}" --server.workers="$TG_WORKERS" "${TG_ZARGS[@]}" $TICKGATE_ARGS) ;;
-    uws) cmd=("$NODE" "$ROOT/bench/ref/uws-server.js" 0) ;;
+        cmd=("$TICKGATE_BIN" "${TG_FLAGS[@]}" --server.workers="$TG_WORKERS" "${TG_ZARGS[@]}" $TICKGATE_ARGS)
+        if [ "$SERVER_TLS" = 1 ]; then
+            cmd+=(--server.tls_listen=127.0.0.1:0 --server.tls_cert="$TLS_CERT" --server.tls_key="$TLS_KEY")
+            port_re="$port_re (tls)"
+        fi ;;
+    uws)
+        cmd=("$NODE" "$ROOT/bench/ref/uws-server.js" 0)
+        [ "$SERVER_TLS" = 0 ] || cmd=(env TLS_CERT="$TLS_CERT" TLS_KEY="$TLS_KEY" "${cmd[@]}") ;; # env execs node
     ws) cmd=("$NODE" "$ROOT/bench/ref/ws-server.js" 0) ;;
     *) die "unknown server $name (tickgate, uws, ws)" ;;
     esac
@@ -194,7 +220,7 @@ start_server() {
     SERVER_PORT=
     local i
     for ((i = 0; i < 100; i++)); do
-        SERVER_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
+        SERVER_PORT=$(sed -n "s/.*$port_re.*/\\1/p" "$log" | head -n 1)
         [ -z "$SERVER_PORT" ] || break
         kill -0 "$SERVER_PID" 2>/dev/null || break
         sleep 0.1
@@ -259,8 +285,10 @@ attempt() {
     wait "$MEASURE_PID" || true
     MEASURE_PID=
     if [ "$server" = tickgate ]; then # its own counters (drops, conflation, disconnects) for the record
+        local plain # the plain listener's port (SERVER_PORT is the TLS one in the *_tls scenarios)
+        plain=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$SERVER_LOG" | head -n 1)
         "$PY" -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(sys.argv[1], timeout=5).read().decode())' \
-            "http://127.0.0.1:$SERVER_PORT/metrics" >"$LOG_DIR/tickgate.$scen$tag.metrics" 2>/dev/null || true
+            "http://127.0.0.1:${plain:-$SERVER_PORT}/metrics" >"$LOG_DIR/tickgate.$scen$tag.metrics" 2>/dev/null || true
     fi
     stop_server
 }
@@ -286,6 +314,14 @@ scenario() {
 }
 
 want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# tls_server SERVER SCEN: whether SERVER serves TLS (ws-server.js does not:
+# the scenario is recorded as skipped).
+tls_server() {
+    [ "$1" = ws ] || return 0
+    skip "$1" "$2" "the ws reference server has no TLS listener"
+    return 1
+}
 
 started=$(date +%s)
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
@@ -326,6 +362,14 @@ for server in $SERVERS; do
             --conns "$MARKET_CONNS" --symbols "$MARKET_SYMBOLS" --per "$MARKET_PER" --dist zipf \
             --rate "$MARKET_START_RATE" --ramp --step-s "$STEP_S" --duration "$RAMP_DURATION" --warmup "$WARMUP"
     fi
+    # The fan-out over wss:// (every connection TLS 1.3, AES-128-GCM).
+    if want fanout_tls && tls_server "$server" fanout_tls; then
+        SERVER_TLS=1
+        scenario "$server" fanout_tls $((RAMP_DURATION + WARMUP)) --tls \
+            --conns "$FANOUT_CONNS" --symbols 1 --per 1 --dist uniform \
+            --rate "$FANOUT_START_RATE" --ramp --step-s "$STEP_S" --duration "$RAMP_DURATION" --warmup "$WARMUP"
+        SERVER_TLS=0
+    fi
 done
 
 # Latency at a rate every server sustains: half the weakest fan-out maximum.
@@ -363,6 +407,29 @@ for server in $SERVERS; do
         "$PY" "$ROOT/bench/measure.py" median --key handshakes_per_s --out "$WORK/res/$server.storm.json" \
             "$WORK/res/$server.storm".r*.json
     fi
+    if want idle_tls && tls_server "$server" idle_tls; then
+        if [ $((IDLE_TLS_CONNS + 100)) -gt "$FD_LIMIT" ]; then
+            skip "$server" idle_tls "$IDLE_TLS_CONNS connections need more than the fd limit of $FD_LIMIT per process"
+        else
+            SERVER_TLS=1
+            scenario "$server" idle_tls $((IDLE_HOLD + IDLE_TLS_CONNS / 100)) --idle --tls --conns "$IDLE_TLS_CONNS" \
+                --symbols "$IDLE_SYMBOLS" --per 1 --dist uniform --duration "$IDLE_HOLD" --sources "$SOURCES"
+            SERVER_TLS=0
+        fi
+    fi
+    # Reconnect storm over TLS: every handshake resumes the session ticket
+    # the loadgen fetched first (TLS 1.3 PSK with ECDHE, no certificate).
+    if want storm_tls && tls_server "$server" storm_tls; then
+        SERVER_TLS=1
+        say "bench: $server storm_tls: $STORM_RUNS runs of $STORM_CONNS resumed TLS handshakes, $STORM_CONCURRENCY in flight"
+        for ((r = 1; r <= STORM_RUNS; r++)); do
+            attempt "$server" storm_tls ".r$r" $((STORM_CONNS / 50)) --handshake-only --tls --tls-resume \
+                --conns "$STORM_CONNS" --concurrency "$STORM_CONCURRENCY" --sources "$SOURCES"
+        done
+        "$PY" "$ROOT/bench/measure.py" median --key handshakes_per_s --out "$WORK/res/$server.storm_tls.json" \
+            "$WORK/res/$server.storm_tls".r*.json
+        SERVER_TLS=0
+    fi
 done
 
 say "bench: done in $(($(date +%s) - started)) s"
@@ -373,6 +440,6 @@ say ""
     --param fanout_conns="$FANOUT_CONNS" --param market_conns="$MARKET_CONNS" \
     --param market_symbols="$MARKET_SYMBOLS" --param market_per="$MARKET_PER" \
     --param latency_rate="$LATENCY_RATE" --param idle_conns="$IDLE_CONNS" --param storm_conns="$STORM_CONNS" \
-    --param storm_runs="$STORM_RUNS"
+    --param storm_runs="$STORM_RUNS" --param idle_tls_conns="$IDLE_TLS_CONNS"
 say ""
 say "bench: table written to ${RESULTS_DIR#"$ROOT"/}/latest.md (raw: latest.json, logs: logs/)"

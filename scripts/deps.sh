@@ -4,7 +4,7 @@
 #   deps.sh         build
 #   deps.sh run     build + the README tour's tools (make run)
 #   deps.sh test    build + tests (CI)
-#   deps.sh bench   build + `make bench`: valgrind, and Node.js with npm for
+#   deps.sh bench   build + `make bench`: valgrind, the openssl CLI, and Node.js with npm for
 #                   the reference servers unless a node/npm is already there
 set -e
 PKGS="build-essential pkg-config libuv1-dev libhttp-parser-dev libjansson-dev
@@ -19,7 +19,7 @@ python3-websockets python3-jwt python3-cryptography python3-redis chromium chrom
 python3-selenium clang libclang-rt-14-dev valgrind"
 fi
 if [ "$1" = "bench" ]; then
-  PKGS="$PKGS valgrind python3"
+  PKGS="$PKGS valgrind python3 openssl" # openssl: the TLS scenarios' certificate
   # Debian 12's nodejs (18) runs both reference servers (uWebSockets.js
   # ships its binary for Node 18's ABI); a node already installed is used.
   command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"

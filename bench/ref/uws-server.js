@@ -4,7 +4,8 @@
 //   node uws-server.js [PORT]    (or env PORT; 0 = a free port)
 //   env JWT_SECRET: verify `Authorization: Bearer <HS256 JWT>` on every
 //   handshake, in the upgrade handler (401 when invalid); SYMBOLS_FILE:
-//   tickgate's symbols file.
+//   tickgate's symbols file; TLS_CERT and TLS_KEY (PEM files): serve wss://
+//   with uWS.SSLApp instead of App, same protocol subset.
 // Fan-out uses uWS's native topics: ws.subscribe(symbol), app.publish().
 //   env COMPRESSION=shared: permessage-deflate with uWS.SHARED_COMPRESSOR
 //   (one compressor, no context takeover: app.publish compresses a message
@@ -16,7 +17,14 @@ const common = require('./common');
 const port = common.parsePort();
 const decoder = new TextDecoder('utf-8');
 
-const app = uWS.App();
+const tls = process.env.TLS_CERT || process.env.TLS_KEY;
+if (tls && !(process.env.TLS_CERT && process.env.TLS_KEY)) {
+  console.error('uws-server: TLS needs both TLS_CERT and TLS_KEY');
+  process.exit(2);
+}
+const app = tls
+  ? uWS.SSLApp({ cert_file_name: process.env.TLS_CERT, key_file_name: process.env.TLS_KEY })
+  : uWS.App();
 const compress = process.env.COMPRESSION === 'shared';
 
 app.ws('/*', {
