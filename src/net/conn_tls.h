@@ -5,9 +5,10 @@
  * Reads: each read's ciphertext is decrypted into the worker's plaintext
  * buffer and handed to the same input path as a plain read (HTTP, then
  * WebSocket), once per read. Writes: at flush time the queued blocks are
- * encrypted straight from the shared blocks (one SSL_write each, nothing
- * copied per subscriber first) into the worker's record buffer and sent
- * with one send(); what the socket refuses is copied once and finished by
+ * encrypted into the worker's record buffer and sent with one send():
+ * small frames (ticks) gathered into as few records as fit, larger ones
+ * straight from their shared blocks (nothing built or allocated per
+ * subscriber); what the socket refuses is copied once and finished by
  * one uv_write, and nothing more is encrypted until it is written, so the
  * output queue stays the measure of a slow client (conflation applies). */
 #ifndef TG_CONN_TLS_H
@@ -23,6 +24,10 @@ struct tls_ctx;
 
 /* Plaintext encrypted per write: bounds a connection's records in flight. */
 #define CONN_TLS_FLUSH_BYTES (64u << 10)
+
+/* Frames up to this size are gathered into shared records (copied once,
+ * per flush); larger ones are encrypted where they are. */
+#define CONN_TLS_GATHER_MAX 2048u
 
 /* Records produced by reads while a write is in flight (handshake
  * messages, key updates, alerts) beyond this close the connection. */

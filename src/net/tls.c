@@ -216,12 +216,18 @@ int tls_io_init(struct tls_io *io, size_t read_size) {
     memset(io, 0, sizeof(*io));
     io->plain_cap = TLS_PLAIN_CAP(read_size);
     io->plain = malloc(io->plain_cap);
-    return io->plain ? 0 : -ENOMEM;
+    io->gather = malloc(TLS_RECORD_MAX);
+    if (!io->plain || !io->gather) {
+        tls_io_free(io);
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 void tls_io_free(struct tls_io *io) {
     free(io->plain);
     free(io->out);
+    free(io->gather);
     memset(io, 0, sizeof(*io));
 }
 

@@ -35,7 +35,11 @@ struct tls_io {
     size_t out_len, out_cap;
     uint8_t *plain;       /* plaintext of one input; TLS_PLAIN_CAP(read size) bytes */
     size_t plain_cap;
+    uint8_t *gather;      /* small frames gathered into one record; TLS_RECORD_MAX bytes */
 };
+
+/* The most plaintext one TLS record carries. */
+#define TLS_RECORD_MAX 16384
 
 /* Plaintext one input of n ciphertext bytes can yield: n plus a record
  * carried over from the input before (at most 2^14 + 2048 bytes). */

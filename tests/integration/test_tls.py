@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import get_metrics, http_json, wait_until
+from conftest import get_metrics, http_json, mint, wait_until
 from test_demo_page import chromium, row, status, wait_for
 
 TLS_RE = re.compile(r"tickgate listening on (\S+):(\d+) \(tls\)")
@@ -128,6 +128,44 @@ def test_wss_subscribe_ticks_arrive(gateway, tmp_path):
     assert seqs == sorted(seqs)
     # The plain listener keeps serving next to it.
     assert http_json(gw, "GET", "/health").status == 200
+
+
+def test_wss_burst_gathered_into_records_arrives_whole(tickgate, jclients, tmp_path):
+    """One publish of 500 ticks queues 500 small frames for a wss
+    subscriber at once: conn_tls.c gathers them into shared records. Every
+    tick must arrive whole and in order, and a reply larger than the
+    gathering limit (a 500-tick history) after them."""
+    crt, key, _ = make_cert(str(tmp_path))
+    gw = tickgate("--server.tls_listen=127.0.0.1:0", "--server.tls_cert=" + crt, "--server.tls_key=" + key)
+    gw.tls_port = tls_port(gw)
+    pub = jclients.publisher(gw)
+    n = 500
+    prices = [round(100 + i / 100, 2) for i in range(1, n + 1)]
+
+    async def run():
+        async with websockets.connect("wss://localhost:%d/ws" % gw.tls_port, ssl=insecure_ctx(), max_size=None,
+                                      extra_headers={"Authorization": "Bearer " + mint("v1", "viewer")}) as ws:
+            assert json.loads(await ws.recv())["type"] == "connected"
+            await ws.send(json.dumps({"type": "subscribe", "symbols": ["AAPL"], "id": "s"}))
+            while json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "subscription_confirmed":
+                pass
+            assert pub.publish([{"symbol": "AAPL", "price": p} for p in prices])["type"] == "published"
+            got = []
+            while len(got) < n:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if m.get("type") == "price_update" and not m.get("snapshot"):
+                    got.append(m)
+            await ws.send(json.dumps({"type": "get_history", "symbol": "AAPL", "limit": n}))
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if m.get("type") == "history":
+                    return got, m
+
+    got, hist = asyncio.run(run())
+    assert [m["price"] for m in got] == prices
+    seqs = [m["seq"] for m in got]
+    assert seqs == list(range(seqs[0], seqs[0] + n))
+    assert [u["price"] for u in hist["updates"]] == prices
 
 
 def test_https_health_and_demo_page(gateway, tmp_path):
