@@ -323,13 +323,6 @@ def metric_vs_one_worker(r, p):
     return (two / one if two and one else None), ""
 
 
-def metric_vs_plain(r, p):
-    """CPU per message with permessage-deflate divided by the same server's
-    plain fan-out's (tickgate's target: <= 1.2, compression done once)."""
-    z, _ = metric_cpu_ns_per_msg(r, p)
-    plain_r = load(p["dir"], p.get("server", "tickgate"), "fanout")
-    plain, _ = metric_cpu_ns_per_msg(plain_r, p) if plain_r else (None, "")
-    return (z / plain if z and plain else None), ""
 
 
 def metric_compressed(r, p):
@@ -340,14 +333,19 @@ def metric_conns(r, p):
     return lg_get(r, "conns"), ""
 
 
-def metric_vs_plain(plain_scen, fn):
-    """A TLS scenario's figure divided by the same server's plain one."""
+def ratio_to_plain(plain_scen, fn):
+    """A scenario's figure fn divided by the same server's in plain_scen."""
     def f(r, p):
         tls, _ = fn(r, p)
         plain_r = load(p["dir"], p["server"], plain_scen)
         plain, _ = fn(plain_r, p) if plain_r and not plain_r.get("skipped") else (None, "")
         return (tls / plain if tls and plain else None), ""
     return f
+
+
+# CPU per message with permessage-deflate divided by the same server's
+# plain fan-out's (tickgate's target: <= 1.2, compression done once).
+metric_vs_plain = ratio_to_plain("fanout", metric_cpu_ns_per_msg)
 
 
 def metric_resumed_pct(r, p):
@@ -425,7 +423,7 @@ def scenario_rows(params):
         ("lost", metric_lg("lost"), "int", "lo"),
         ("p99 latency us", metric_lg("p99_us"), "int", "lo"),
         ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
-        ("CPU per msg, wss / plain fan-out", metric_vs_plain("fanout", metric_cpu_ns_per_msg), "f2", "lo"),
+        ("CPU per msg, wss / plain fan-out", ratio_to_plain("fanout", metric_cpu_ns_per_msg), "f2", "lo"),
     ] + cpu))
     n = params.get("idle_tls_conns")
     if str(n).isdigit():
@@ -433,7 +431,7 @@ def scenario_rows(params):
             ("connections held", metric_conns, "int", "hi"),
             ("server RSS MiB", metric_rss_mib, "f1", "lo"),
             ("RSS per connection KiB", metric_rss_per_conn, "f2", "lo"),
-            ("RSS per connection, wss / plain idle", metric_vs_plain("idle1", metric_rss_per_conn), "f2", "lo"),
+            ("RSS per connection, wss / plain idle", ratio_to_plain("idle1", metric_rss_per_conn), "f2", "lo"),
             ("server CPU %", metric_cpu("server_cpu_pct"), "f1", "lo"),
         ]))
     rows.append(("storm_tls", f"TLS handshake storm: {P('storm_conns')} wss:// handshakes resuming one session "
