@@ -109,8 +109,13 @@ static void verify(const struct jwt_verifier *v, int vi, const char *tok, size_t
     FUZZ_CHECK(r >= JWT_OK && r <= JWT_BAD_AUDIENCE, "result %d", r);
     const char *s = jwt_result_str(r);
     FUZZ_CHECK(s && *s, "no result string");
-    if (r != JWT_OK)
+    FUZZ_CHECK(r == JWT_OK || (!cl.symbols && !cl.delayed), "a refused token holds entitlements");
+    FUZZ_CHECK((cl.symbols == cl2.symbols) && (cl.delayed == cl2.delayed), "entitlements not interned");
+    jwt_claims_release(&cl2);
+    if (r != JWT_OK) {
+        jwt_claims_release(&cl);
         return;
+    }
     unsigned a = header_alg(tok, len);
     FUZZ_CHECK(a && (v->algs & a), "verifier %d accepted a token whose alg (%u) it does not allow", vi, a);
     FUZZ_CHECK(a != JWT_HS256 || v->secret_len, "HS256 accepted without a secret");
@@ -119,6 +124,7 @@ static void verify(const struct jwt_verifier *v, int vi, const char *tok, size_t
     FUZZ_CHECK(memchr(cl.role, 0, sizeof(cl.role)), "role not terminated");
     FUZZ_CHECK(cl.exp >= NOW_S - v->leeway_s, "expired token accepted: exp %lld", (long long)cl.exp);
     FUZZ_CHECK(!strcmp(cl.sub, cl2.sub) && !strcmp(cl.role, cl2.role) && cl.exp == cl2.exp, "claims differ");
+    jwt_claims_release(&cl);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

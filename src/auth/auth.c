@@ -41,6 +41,8 @@ static void users_free(struct users *u) {
         free(u->v[i].id);
         free(u->v[i].username);
         free(u->v[i].keys);
+        entitle_put(u->v[i].symbols);
+        entitle_put(u->v[i].delayed);
     }
     free(u->v);
     free(u);
@@ -93,6 +95,13 @@ static struct users *users_load(const char *path, FILE *err) {
         x->active = active ? json_is_true(active) : true;
         if (keys && !json_is_array(keys)) {
             fprintf(err, "tickgate: auth.users_file: %s: user %s: api_keys must be an array\n", path, id);
+            goto fail;
+        }
+        const char *why;
+        json_t *sy = json_object_get(e, "symbols"), *dl = json_object_get(e, "delayed_symbols");
+        if ((sy && !(x->symbols = entitle_get_json(sy, &why))) || (dl && !(x->delayed = entitle_get_json(dl, &why)))) {
+            fprintf(err, "tickgate: auth.users_file: %s: user %s: %s: %s (patterns: SYMBOL, PREFIX* or *)\n", path,
+                    id, x->symbols || !sy ? "delayed_symbols" : "symbols", why);
             goto fail;
         }
         x->keys = calloc(json_array_size(keys) + 1, 32);
@@ -152,6 +161,15 @@ int auth_init(struct auth *a, const struct config *cfg, FILE *err) {
         return -1;
     }
     a->allow_anonymous = cfg->auth.allow_anonymous;
+    if (cfg->auth.anonymous_symbols[0]) {
+        const char *why;
+        a->anonymous_symbols = entitle_get_list(cfg->auth.anonymous_symbols, &why);
+        if (!a->anonymous_symbols) {
+            fprintf(err, "tickgate: auth.anonymous_symbols: %s (patterns: SYMBOL, PREFIX* or *)\n", why);
+            auth_free(a);
+            return -1;
+        }
+    }
     /* algorithms: only HS256 is implemented; anything else is a start error. */
     const char *cur = cfg->auth.jwt_algorithms, *p;
     size_t l;
@@ -236,6 +254,7 @@ void auth_free(struct auth *a) {
     free(a->jwt.audience);
     free(a->users_path);
     users_free(a->users);
+    entitle_put(a->anonymous_symbols);
     uv_rwlock_destroy(&a->users_lock);
     memset(a, 0, sizeof(*a));
 }
@@ -257,6 +276,12 @@ int auth_reload_users(struct auth *a) {
     return 0;
 }
 
+void auth_identity_release(struct identity *id) {
+    entitle_put(id->symbols);
+    entitle_put(id->delayed);
+    id->symbols = id->delayed = NULL;
+}
+
 static int fail(struct auth *a, int f, int status, const char **reason) {
     atomic_fetch_add_explicit(&a->failures[f], 1, memory_order_relaxed);
     *reason = auth_failure_str(f);
@@ -264,6 +289,7 @@ static int fail(struct auth *a, int f, int status, const char **reason) {
 }
 
 int auth_token(struct auth *a, const char *tok, size_t len, struct identity *id, const char **reason) {
+    id->symbols = id->delayed = NULL; /* auth_identity_release is safe whatever the result */
     struct jwt_claims cl;
     enum jwt_result r = jwt_verify(&a->jwt, tok, len, (int64_t)time(NULL), &cl);
     if (r == JWT_EXPIRED)
@@ -271,8 +297,10 @@ int auth_token(struct auth *a, const char *tok, size_t len, struct identity *id,
     if (r != JWT_OK)
         return fail(a, AUTHF_INVALID_TOKEN, 401, reason);
     int role = cl.role[0] ? role_from_name(cl.role) : ROLE_VIEWER;
-    if (role < 0 || role == ROLE_ANONYMOUS)
+    if (role < 0 || role == ROLE_ANONYMOUS) {
+        jwt_claims_release(&cl);
         return fail(a, AUTHF_INVALID_TOKEN, 401, reason);
+    }
     int status = 0;
     uv_rwlock_rdlock(&a->users_lock);
     if (a->users) {
@@ -285,19 +313,34 @@ int auth_token(struct auth *a, const char *tok, size_t len, struct identity *id,
             status = fail(a, AUTHF_UNKNOWN_USER, 403, reason);
         else if (!u->active)
             status = fail(a, AUTHF_INACTIVE_USER, 403, reason);
-        else
+        else {
             role = u->role;
+            /* The users file wins over the token for each list it names. */
+            if (u->symbols) {
+                entitle_put(cl.symbols);
+                cl.symbols = entitle_ref(u->symbols);
+            }
+            if (u->delayed) {
+                entitle_put(cl.delayed);
+                cl.delayed = entitle_ref(u->delayed);
+            }
+        }
     }
     uv_rwlock_rdunlock(&a->users_lock);
-    if (status)
+    if (status) {
+        jwt_claims_release(&cl);
         return status;
+    }
     snprintf(id->user_id, sizeof(id->user_id), "%s", cl.sub);
     id->role = role;
     id->exp = cl.exp;
+    id->symbols = cl.symbols; /* handed on */
+    id->delayed = cl.delayed;
     return 0;
 }
 
 int auth_api_key(struct auth *a, const char *key, size_t len, struct identity *id, const char **reason) {
+    id->symbols = id->delayed = NULL;
     unsigned char h[32];
     sha256(key, len, h);
     const struct user *found = NULL;
@@ -316,12 +359,15 @@ int auth_api_key(struct auth *a, const char *key, size_t len, struct identity *i
         snprintf(id->user_id, sizeof(id->user_id), "%s", found->id);
         id->role = found->role;
         id->exp = 0;
+        id->symbols = entitle_ref(found->symbols);
+        id->delayed = entitle_ref(found->delayed);
     }
     uv_rwlock_rdunlock(&a->users_lock);
     return status;
 }
 
 int auth_identify(struct auth *a, const struct credentials *cr, struct identity *id, const char **reason) {
+    id->symbols = id->delayed = NULL;
     if (cr->unusable) /* an Authorization header we cannot use is a failed credential */
         return fail(a, AUTHF_INVALID_TOKEN, 401, reason);
     if (cr->token)
@@ -333,5 +379,7 @@ int auth_identify(struct auth *a, const struct credentials *cr, struct identity 
     id->user_id[0] = '\0';
     id->role = ROLE_ANONYMOUS;
     id->exp = 0;
+    id->symbols = entitle_ref(a->anonymous_symbols);
+    id->delayed = NULL;
     return 0;
 }

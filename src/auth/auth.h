@@ -13,15 +13,21 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "auth/entitle.h"
 #include "auth/jwt.h"
 #include "auth/roles.h"
 
 struct config;
 
+/* Entitlements (PROTOCOL.md s.14) are references to interned sets
+ * (auth/entitle.h): whoever holds an identity either hands them on or
+ * drops them with auth_identity_release. */
 struct identity {
     char user_id[128];          /* "" for anonymous */
     int role;                   /* enum role */
     int64_t exp;                /* token expiry (s), 0 when not a token */
+    struct entitle_set *symbols; /* real time: NULL = every symbol */
+    struct entitle_set *delayed; /* delayed: NULL = none */
 };
 
 struct user {
@@ -31,6 +37,8 @@ struct user {
     bool active;
     unsigned char (*keys)[32];  /* SHA-256 of each API key */
     size_t nkeys;
+    struct entitle_set *symbols; /* field "symbols": wins over the token's; NULL = not named */
+    struct entitle_set *delayed; /* field "delayed_symbols", likewise */
 };
 
 struct users {
@@ -52,6 +60,7 @@ struct auth {
     struct roles roles;         /* read-only after init */
     struct jwt_verifier jwt;    /* read-only after init */
     bool allow_anonymous;
+    struct entitle_set *anonymous_symbols; /* auth.anonymous_symbols; NULL = every symbol */
     char *users_path;           /* NULL = no users file */
     uv_rwlock_t users_lock;     /* guards users */
     struct users *users;
@@ -75,11 +84,15 @@ struct credentials {
     bool unusable;              /* an Authorization header that is not Bearer: refused */
 };
 
-/* Result of resolving credentials: 0 = identity filled, else the HTTP status
- * to refuse with (401 or 403); *reason is a short fixed string. */
+/* Result of resolving credentials: 0 = identity filled (its entitlement
+ * references are the caller's), else the HTTP status to refuse with (401
+ * or 403; no reference held); *reason is a short fixed string. */
 int auth_identify(struct auth *a, const struct credentials *cr, struct identity *id, const char **reason);
 int auth_token(struct auth *a, const char *tok, size_t len, struct identity *id, const char **reason);
 int auth_api_key(struct auth *a, const char *key, size_t len, struct identity *id, const char **reason);
+
+/* Drops the entitlement references of id (fields set NULL). */
+void auth_identity_release(struct identity *id);
 
 /* "sha256:<hex>" of key into out (72 bytes). */
 void auth_hash_key(const char *key, size_t len, char out[72]);

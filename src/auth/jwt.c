@@ -1,5 +1,6 @@
 /* jwt.c - HS256 JWT verification and signing; see jwt.h. */
 #include "auth/jwt.h"
+#include "auth/entitle.h"
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -180,6 +181,7 @@ static bool verify_pkey(const struct jwt_verifier *v, bool es, const char *data,
 
 enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *tok, size_t len, int64_t now_s,
                            struct jwt_claims *out) {
+    out->symbols = out->delayed = NULL; /* jwt_claims_release is safe whatever the result */
     if (len == 0 || len > JWT_MAX_LEN)
         return JWT_MALFORMED;
     const char *d1 = memchr(tok, '.', len);
@@ -262,12 +264,27 @@ enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *tok, size_t
         rc = JWT_BAD_AUDIENCE;
         goto out;
     }
+    const char *why;
+    json_t *sy = json_object_get(pl, "symbols"), *dl = json_object_get(pl, "delayed_symbols");
+    out->symbols = sy ? entitle_get_json(sy, &why) : NULL;
+    out->delayed = dl ? entitle_get_json(dl, &why) : NULL;
+    if ((sy && !out->symbols) || (dl && !out->delayed)) {
+        jwt_claims_release(out);
+        rc = JWT_BAD_CLAIMS;
+        goto out;
+    }
     strcpy(out->sub, sub);
     snprintf(out->role, sizeof(out->role), "%s", role ? json_string_value(role) : "");
     out->exp = exp < JWT_TIME_MAX ? exp : JWT_TIME_MAX; /* saturated: see jwt.h */
 out:
     json_decref(pl);
     return rc;
+}
+
+void jwt_claims_release(struct jwt_claims *c) {
+    entitle_put(c->symbols);
+    entitle_put(c->delayed);
+    c->symbols = c->delayed = NULL;
 }
 
 const char *jwt_result_str(enum jwt_result r) {

@@ -42,15 +42,25 @@ enum jwt_result {
 /* 9999-12-31T23:59:59Z: the latest time a claim is taken to name. */
 #define JWT_TIME_MAX INT64_C(253402300799)
 
+struct entitle_set;
+
 struct jwt_claims {
     char sub[128];
     char role[32];              /* "" when the token has none */
     int64_t exp;                /* seconds since the epoch, at most JWT_TIME_MAX:
                                  * later is read as that, so exp + leeway or
                                  * exp * 1000 cannot overflow downstream */
+    struct entitle_set *symbols;  /* claim "symbols" (auth/entitle.h), a reference; NULL = absent */
+    struct entitle_set *delayed;  /* claim "delayed_symbols", likewise */
 };
 
-/* Verifies token (len bytes) at time now_s. */
+/* Drops the references a verified token's claims hold (NULL-safe fields). */
+void jwt_claims_release(struct jwt_claims *c);
+
+/* Verifies token (len bytes) at time now_s. On JWT_OK the caller owns the
+ * claims' references (jwt_claims_release); on any other result none is
+ * held. "symbols"/"delayed_symbols" that are not arrays of valid patterns
+ * are JWT_BAD_CLAIMS. */
 enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *token, size_t len, int64_t now_s,
                            struct jwt_claims *out);
 

@@ -12,8 +12,9 @@ struct identity;
 struct gateway;
 struct worker;
 
-/* Sets who the connection is (before protocol_on_open, or on authenticate). */
-void protocol_set_identity(struct conn *c, const struct identity *id);
+/* Sets who the connection is (before protocol_on_open, or on authenticate),
+ * taking id's entitlement references. */
+void protocol_set_identity(struct conn *c, struct identity *id);
 
 /* "c-<hex>" of the connection id. */
 void protocol_client_id(const struct conn *c, char *out, size_t len);
