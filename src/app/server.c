@@ -142,6 +142,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 static void on_sighup(uv_signal_t *h, int signum) {
     struct server *srv = h->data;
     auth_reload_users(&srv->auth);
+    auth_reload_keys(&srv->auth);
     if (srv->tls) {
         char why[1024];
         if (tls_ctx_reload(srv->tls, why, sizeof(why)) == 0)

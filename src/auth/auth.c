@@ -1,5 +1,6 @@
 /* auth.c - credentials to identity; see auth.h. */
 #include "auth/auth.h"
+#include "auth/jwks.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -180,8 +181,11 @@ int auth_init(struct auth *a, const struct config *cfg, FILE *err) {
             a->jwt.algs |= JWT_RS256;
         } else if (l == 5 && strncmp(p, "ES256", 5) == 0) {
             a->jwt.algs |= JWT_ES256;
+        } else if (l == 5 && strncmp(p, "EdDSA", 5) == 0) {
+            a->jwt.algs |= JWT_EDDSA;
         } else {
-            fprintf(err, "tickgate: auth.jwt_algorithms: '%.*s' is not supported (supported: HS256, RS256, ES256)\n",
+            fprintf(err,
+                    "tickgate: auth.jwt_algorithms: '%.*s' is not supported (supported: HS256, RS256, ES256, EdDSA)\n",
                     (int)l, p);
             auth_free(a);
             return -1;
@@ -213,8 +217,16 @@ int auth_init(struct auth *a, const struct config *cfg, FILE *err) {
         auth_free(a);
         return -1;
     }
-    if ((a->jwt.algs & (JWT_RS256 | JWT_ES256)) && !a->jwt.pub) {
-        fprintf(err, "tickgate: auth.jwt_algorithms: RS256/ES256 need auth.jwt_public_key_file\n");
+    if (cfg->auth.jwks_file[0]) {
+        a->jwks_path = strdup(cfg->auth.jwks_file);
+        a->jwt.jwks = a->jwks = jwks_load(cfg->auth.jwks_file, err);
+        if (!a->jwks) {
+            auth_free(a);
+            return -1;
+        }
+    }
+    if ((a->jwt.algs & (JWT_RS256 | JWT_ES256 | JWT_EDDSA)) && !a->jwt.pub && !a->jwks) {
+        fprintf(err, "tickgate: auth.jwt_algorithms: RS256/ES256/EdDSA need auth.jwt_public_key_file or auth.jwks_file\n");
         auth_free(a);
         return -1;
     }
@@ -255,8 +267,27 @@ void auth_free(struct auth *a) {
     free(a->users_path);
     users_free(a->users);
     entitle_put(a->anonymous_symbols);
+    free(a->jwks_path);
+    jwks_free(a->jwks);
     uv_rwlock_destroy(&a->users_lock);
     memset(a, 0, sizeof(*a));
+}
+
+int auth_reload_keys(struct auth *a) {
+    if (!a->jwks_path)
+        return 0;
+    struct jwks *k = jwks_load(a->jwks_path, stderr);
+    if (!k) {
+        log_error("JWK Set reload failed; keeping the previous keys");
+        return -1;
+    }
+    uv_rwlock_wrlock(&a->users_lock);
+    struct jwks *old = a->jwks;
+    a->jwt.jwks = a->jwks = k;
+    uv_rwlock_wrunlock(&a->users_lock);
+    jwks_free(old); /* no verification holds it: they run under the read lock */
+    log_info("JWK Set reloaded: %zu keys", k->n);
+    return 0;
 }
 
 int auth_reload_users(struct auth *a) {
@@ -291,7 +322,9 @@ static int fail(struct auth *a, int f, int status, const char **reason) {
 int auth_token(struct auth *a, const char *tok, size_t len, struct identity *id, const char **reason) {
     id->symbols = id->delayed = NULL; /* auth_identity_release is safe whatever the result */
     struct jwt_claims cl;
+    uv_rwlock_rdlock(&a->users_lock); /* the JWK Set may be replaced on SIGHUP */
     enum jwt_result r = jwt_verify(&a->jwt, tok, len, (int64_t)time(NULL), &cl);
+    uv_rwlock_rdunlock(&a->users_lock);
     if (r == JWT_EXPIRED)
         return fail(a, AUTHF_EXPIRED, 401, reason);
     if (r != JWT_OK)

@@ -1,7 +1,8 @@
 /* auth.h - who is connecting: credentials to identity (PROTOCOL.md s.2).
  *
- * Owns the JWT verifier, the role table and the users file. The users
- * table is replaced whole on SIGHUP under a read-write lock: lookups (any
+ * Owns the JWT verifier, the role table, the JWK Set and the users file.
+ * The users table and the JWK Set are replaced whole on SIGHUP under a
+ * read-write lock: lookups (any
  * worker) take it shared, the reload (main thread) exclusive. Secrets and
  * keys are compared in constant time and never logged. */
 #ifndef TG_AUTH_H
@@ -62,7 +63,9 @@ struct auth {
     bool allow_anonymous;
     struct entitle_set *anonymous_symbols; /* auth.anonymous_symbols; NULL = every symbol */
     char *users_path;           /* NULL = no users file */
-    uv_rwlock_t users_lock;     /* guards users */
+    char *jwks_path;            /* NULL = no JWK Set */
+    struct jwks *jwks;          /* auth.jwks_file's keys (jwt.jwks points here) */
+    uv_rwlock_t users_lock;     /* guards users and jwks */
     struct users *users;
     _Atomic uint64_t failures[AUTHF_COUNT]; /* metrics: auth_failures_total{reason} */
 };
@@ -73,6 +76,10 @@ void auth_free(struct auth *a);
 
 /* Re-reads the users file (SIGHUP). On error the old table stays. */
 int auth_reload_users(struct auth *a);
+
+/* Re-reads auth.jwks_file (SIGHUP): tokens verify with the new set from
+ * now on; connections stay. On error the old set stays. */
+int auth_reload_keys(struct auth *a);
 
 /* What a client presented (the gateway finds it in the request): a token,
  * else an API key, else nothing (anonymous, when allowed). */
