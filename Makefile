@@ -1,12 +1,14 @@
 # tickgate - plain Makefile; dependencies found with pkg-config.
 #   make run    install missing Debian packages, build, start with defaults
+#               (flags: make run ARGS='--server.listen=127.0.0.1:9090')
+#   make install  binary, man page, example config, systemd unit (PREFIX, DESTDIR)
 #   make test   install missing packages, build, run unit + integration tests
 #   make asan   the same tests against an AddressSanitizer+UBSan build
 PKG_CONFIG ?= pkg-config
 PYTHON     ?= /usr/bin/python3
 BUILD      ?= build
 CC         ?= cc
-PKGS       := libuv jansson libssl libcrypto inih hiredis libdeflate
+PKGS       := libuv jansson libssl libcrypto hiredis libdeflate
 OPT        ?= -O2 -g
 CFLAGS     += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
               -Isrc -MMD -MP -pthread -DTG_WEB_DIR='"$(CURDIR)/web"' \
@@ -22,11 +24,14 @@ LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all run test unit integration asan check-layers deps deps-test deps-bench clean bench bench-quick bench-profile
+PHONY_OPS  := deps-run
+.PHONY: all run test unit integration asan check-layers deps deps-test deps-bench $(PHONY_OPS) clean bench bench-quick bench-profile
 all: $(BUILD)/tickgate
 
 deps:
 	@sh scripts/deps.sh
+deps-run:
+	@sh scripts/deps.sh run
 deps-test:
 	@sh scripts/deps.sh test
 deps-bench:
@@ -47,16 +52,18 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJ)
 	  $(filter-out $(patsubst %,$(BUILD)/%.o,$(basename $(shell sed -n 's/^#include "\.\.\/\.\.\/\.\.\/\(src\/.*\.c\)"/\1/p' $<))),$(LIB_OBJ)) \
 	  $(LDFLAGS) $(LDLIBS) $(shell $(PKG_CONFIG) --libs cmocka)
 
-run: deps
+# make run ARGS='--server.listen=127.0.0.1:9090 --config=my.ini'
+run: deps-run
 	@$(MAKE) --no-print-directory all
-	./$(BUILD)/tickgate
+	./$(BUILD)/tickgate $(ARGS)
 
 # Dependencies between src/ rooms point one way (docs/architecture.md).
 check-layers:
 	@$(PYTHON) scripts/check_layers.py
 
+# Each unit test binary gets 120 s: a hang fails the run instead of holding CI.
 unit: $(UNIT_BIN)
-	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; timeout 120 $$t || { echo "$$t: failed ($$?)"; fail=1; }; done; exit $$fail
 
 integration: $(BUILD)/tickgate
 	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
@@ -91,5 +98,7 @@ clean:
 
 # fuzz, fuzz-ci, valgrind-smoke, soak, soak-ci (docs/testing.md)
 include mk/hardening.mk
+# install, uninstall (PREFIX, DESTDIR; docs/operations.md)
+include mk/install.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

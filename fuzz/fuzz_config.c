@@ -1,5 +1,5 @@
 /* fuzz_config.c - configuration (src/base/config.c): the INI file through
- * ini_parse, command-line flags and TICKGATE_* environment variables, all
+ * base/ini_file.c, command-line flags and TICKGATE_* environment variables, all
  * via config_load, then what start-up parses out of the values: roles
  * (roles_init / roles_parse_actions), CIDR lists (server.trusted_proxies,
  * security.blocked_ips through guard_init), comma lists

@@ -2,12 +2,17 @@
 # Installs the Debian packages tickgate needs to build and test, only those
 # missing. Used by `make run`, `make test` and CI; safe to run repeatedly.
 #   deps.sh         build
+#   deps.sh run     build + the README tour's tools (make run)
 #   deps.sh test    build + tests (CI)
 #   deps.sh bench   build + `make bench`: valgrind, and Node.js with npm for
 #                   the reference servers unless a node/npm is already there
 set -e
 PKGS="build-essential pkg-config libuv1-dev libhttp-parser-dev libjansson-dev
 libssl-dev libhiredis-dev libinih-dev zlib1g-dev libdeflate-dev libcmocka-dev"
+if [ "$1" = "run" ]; then
+  # the README's tour: a WebSocket client, curl and openssl (a secret)
+  PKGS="$PKGS python3 python3-websockets curl openssl"
+fi
 if [ "$1" = "test" ]; then
   PKGS="$PKGS redis-server python3 python3-pytest python3-pytest-timeout
 python3-websockets python3-jwt python3-cryptography python3-redis chromium chromium-driver

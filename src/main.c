@@ -14,9 +14,26 @@
 #include "base/config.h"
 #include "app/server.h"
 
+static const char HASH_KEY_USAGE[] =
+    "usage: tickgate hash-key KEY\n"
+    "Prints the stored form of an API key (sha256:<64 hex>) for the api_keys list of a user\n"
+    "in the users file (auth.users_file). A key starting with '-' goes after '--'.\n";
+
 static int cmd_hash_key(int argc, char **argv) {
+    if (argc == 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
+        fputs(HASH_KEY_USAGE, stdout);
+        return 0;
+    }
+    if (argc == 2 && !strcmp(argv[0], "--")) {
+        argc--;
+        argv++;
+    } else if (argc == 1 && argv[0][0] == '-') {
+        fprintf(stderr, "tickgate hash-key: '%s' looks like an option; to hash it, write: tickgate hash-key -- KEY\n",
+                argv[0]);
+        return 2;
+    }
     if (argc != 1) {
-        fprintf(stderr, "usage: tickgate hash-key KEY\n");
+        fprintf(stderr, "tickgate hash-key: expected exactly one KEY\n%s", HASH_KEY_USAGE);
         return 2;
     }
     char out[72];
@@ -36,23 +53,53 @@ static long parse_ttl(const char *s) {
     return errno || end == s || *end || v < 1 || v > TOKEN_TTL_MAX ? 0 : v;
 }
 
+#define TOKEN_TTL_DEFAULT 3600
+
+static void token_usage(FILE *out) {
+    fprintf(out,
+            "usage: tickgate token --sub USER [--role ROLE] [--ttl SECONDS] [--symbols A,B*] [--delayed-symbols X*]\n"
+            "       [--kid KID] [--config FILE] [--auth.jwt_secret_file=... | --auth.jwks_file=...]\n"
+            "Prints an HS256 JWT for USER signed with the configured secret (development and tests).\n"
+            "  --role  super_admin admin analyst trader viewer publisher (default: none, the server takes viewer\n"
+            "          or the users file's role)\n"
+            "  --ttl   lifetime, 1 to %ld seconds (default %d: one hour)\n"
+            "  --symbols, --delayed-symbols  entitlement claims: patterns SYMBOL, PREFIX* or *\n"
+            "  --kid   the header's kid; an oct key of auth.jwks_file with that kid signs\n",
+            TOKEN_TTL_MAX, TOKEN_TTL_DEFAULT);
+}
+
 static int cmd_token(int argc, char **argv) {
-    const char *sub = NULL, *role = NULL, *kid = NULL, *lists[2] = {NULL, NULL};
-    long ttl = 3600;
+    const char *sub = NULL, *role = NULL, *ttl_text = NULL, *kid = NULL, *lists[2] = {NULL, NULL};
+    long ttl = TOKEN_TTL_DEFAULT;
     char **rest = calloc((size_t)argc + 1, sizeof(char *));
     int nrest = 0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--sub") && i + 1 < argc)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            token_usage(stdout);
+            free(rest);
+            return 0;
+        }
+        static const char *VALUED[] = {"--sub", "--role", "--ttl", "--symbols", "--delayed-symbols", "--kid"};
+        bool valued = false;
+        for (size_t v = 0; v < sizeof(VALUED) / sizeof(VALUED[0]); v++)
+            valued |= !strcmp(argv[i], VALUED[v]);
+        if (valued && i + 1 >= argc) {
+            fprintf(stderr, "tickgate token: %s needs a value\n", argv[i]);
+            token_usage(stderr);
+            free(rest);
+            return 2;
+        }
+        if (!strcmp(argv[i], "--sub"))
             sub = argv[++i];
-        else if (!strcmp(argv[i], "--role") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--role"))
             role = argv[++i];
-        else if (!strcmp(argv[i], "--ttl") && i + 1 < argc)
-            ttl = parse_ttl(argv[++i]);
-        else if (!strcmp(argv[i], "--symbols") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--ttl"))
+            ttl = parse_ttl(ttl_text = argv[++i]);
+        else if (!strcmp(argv[i], "--symbols"))
             lists[0] = argv[++i];
-        else if (!strcmp(argv[i], "--delayed-symbols") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--delayed-symbols"))
             lists[1] = argv[++i];
-        else if (!strcmp(argv[i], "--kid") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--kid"))
             kid = argv[++i];
         else
             rest[nrest++] = argv[i]; /* configuration flags: the secret */
@@ -60,11 +107,18 @@ static int cmd_token(int argc, char **argv) {
     struct config cfg;
     struct auth a;
     int rc = 2;
-    if (!sub || ttl <= 0 || (role && (role_from_name(role) < 0 || role_from_name(role) == ROLE_ANONYMOUS))) {
-        fprintf(stderr, "usage: tickgate token --sub USER [--role ROLE] [--ttl SECONDS] [--symbols A,B*]\n"
-                        "       [--delayed-symbols X*] [--kid KID] [--auth.jwt_secret=... | --auth.jwks_file=...]\n"
-                        "roles: super_admin admin analyst trader viewer publisher\n"
-                        "--ttl: 1 to %ld seconds (default 3600)\n", TOKEN_TTL_MAX);
+    const char *why = NULL;
+    char buf[160];
+    if (!sub)
+        why = "--sub USER is required";
+    else if (ttl <= 0)
+        why = (snprintf(buf, sizeof(buf), "--ttl '%.40s' is not a whole number of seconds in 1..%ld", ttl_text,
+                        TOKEN_TTL_MAX), buf);
+    else if (role && (role_from_name(role) < 0 || role_from_name(role) == ROLE_ANONYMOUS))
+        why = (snprintf(buf, sizeof(buf), "--role '%.40s' is not a role a token can carry", role), buf);
+    if (why) {
+        fprintf(stderr, "tickgate token: %s\n", why);
+        token_usage(stderr);
         free(rest);
         return 2;
     }
@@ -92,7 +146,7 @@ static int cmd_token(int argc, char **argv) {
     for (int l = 0; l < 2; l++) {
         if (!lists[l])
             continue;
-        const char *why = NULL;
+        why = NULL;
         struct entitle_set *check = entitle_get_list(lists[l], &why);
         if (!check) {
             fprintf(stderr, "tickgate token: --%s: %s (patterns: SYMBOL, PREFIX* or *)\n",
@@ -138,6 +192,8 @@ int main(int argc, char **argv) {
     int rc = config_load(&srv.cfg, argc - 1, argv + 1, stderr);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
+    srv.argc = argc - 1; /* a SIGHUP reload reads the same flags again */
+    srv.argv = argv + 1;
     if (server_init(&srv) < 0) {
         config_free(&srv.cfg);
         return 2;

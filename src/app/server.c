@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "auth/jwt.h"
+#include "app/ops.h"
+#include "app/reload.h"
 #include "app/wiring.h"
 #include "base/log.h"
 #include "gateway/protocol.h"
@@ -122,7 +124,7 @@ static void on_grace(uv_timer_t *h) {
 static void begin_shutdown(struct server *srv) {
     if (atomic_exchange(&srv->shutting_down, true))
         return;
-    log_info("shutting down");
+    ops_draining(srv);
     for (int i = 0; i < srv->nworkers; i++)
         worker_post_shutdown(&srv->workers[i]);
     /* Force a little before the grace ends so the exit itself fits in it. */
@@ -141,15 +143,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void on_sighup(uv_signal_t *h, int signum) {
     struct server *srv = h->data;
-    auth_reload_users(&srv->auth);
-    auth_reload_keys(&srv->auth);
-    if (srv->tls) {
-        char why[1024];
-        if (tls_ctx_reload(srv->tls, why, sizeof(why)) == 0)
-            log_info("TLS certificate and key reloaded");
-        else
-            log_error("TLS reload failed, keeping the previous certificate and key: %s", why);
-    }
+    reload_run(srv);
 }
 
 static int listen_socket_cb(void *ctx) { return server_listen_socket(ctx); }
@@ -186,6 +180,7 @@ static void on_guard_timer(uv_timer_t *h) {
     guard_sweep(&srv->guard, (int64_t)time(NULL));
     budget_sweep(&srv->budgets, uv_now(&srv->loop) * 1000000ULL);
     blockfile_flush(&srv->blocks, &srv->guard); /* at most a second after an admin (un)block */
+    ops_watchdog(srv);
 }
 
 static uint32_t random32(void) {
@@ -241,6 +236,8 @@ static int check_static_dir(const char *dir, FILE *err) {
 
 int server_init(struct server *srv) {
     srv->instance = random32();
+    log_set_level((enum log_level)srv->cfg.log.level);
+    log_set_format((enum log_format)srv->cfg.log.format);
     if (crypto_selftest(stderr) < 0)
         return -1;
     if (check_static_dir(srv->cfg.server.static_dir, stderr) < 0)
@@ -270,6 +267,7 @@ int server_init(struct server *srv) {
         goto out_budgets;
     if (audit_start(&srv->audit, srv->cfg.audit.path, srv->cfg.audit.queue, stderr) < 0)
         goto out_tls;
+    ops_start_warnings(srv);
     return 0;
 out_tls:
     tls_ctx_free(srv->tls);
@@ -402,6 +400,7 @@ int server_run(struct server *srv) {
         ok = false;
     }
     if (ok) {
+        ops_serving(srv); /* the workers listen: /ready and systemd before the line a supervisor awaits */
         const char *fmt = strchr(srv->host, ':') ? "tickgate listening on [%s]:%d\n" : "tickgate listening on %s:%d\n";
         printf(fmt, srv->host, srv->port);
         if (srv->tls)

@@ -63,6 +63,8 @@ struct server {
     int tls_port;                  /* actual TLS port (after port 0) */
     uint64_t started_ms;           /* wall clock at start */
     uint32_t instance;             /* random per process: unique client ids */
+    int argc;                      /* the command line's configuration flags, */
+    char **argv;                   /* read again by a reload (app/reload.h) */
 };
 
 /* Loads everything the configuration names (secrets, users, symbols).

@@ -12,6 +12,7 @@
 
 static bool hub_to_cluster(void *e, const struct tick_in *in) { return redis_engine_publish(e, in); }
 static void interest_to_cluster(void *e, uint32_t sym) { redis_engine_symbol_interest(e, sym); }
+static bool recover_to_cluster(void *e, struct recover_req *r) { return redis_engine_recover(e, r); }
 static void tick_to_broker(void *b, uint32_t sym, double price) { broker_tick(b, sym, price); }
 
 static void user_event_to_cluster(void *e, const char *user, bool portfolio_only, const char *event_json) {
@@ -28,6 +29,8 @@ void wiring_hub(struct server *srv) {
         .interest_ctx = &srv->redis,
         .on_tick = tick_to_broker,
         .tick_ctx = &srv->broker,
+        .recover = cluster ? recover_to_cluster : NULL,
+        .recover_ctx = &srv->redis,
     };
     hub_set_workers(&srv->hub, srv->workers, srv->nworkers);
     hub_set_delay(&srv->hub, (int64_t)srv->cfg.feed.delay_s * 1000);

@@ -61,7 +61,10 @@ static struct users *users_load(const char *path, FILE *err) {
     json_error_t je;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        fprintf(err, "tickgate: auth.users_file: %s: %s (line %d)\n", path, je.text, je.line);
+        if (je.line > 0)
+            fprintf(err, "tickgate: auth.users_file: %s:%d: %s\n", path, je.line, je.text);
+        else /* cannot open or read: jansson's text names the reason */
+            fprintf(err, "tickgate: auth.users_file: %s\n", je.text);
         return NULL;
     }
     json_t *arr = json_object_get(root, "users");
@@ -273,39 +276,49 @@ void auth_free(struct auth *a) {
     memset(a, 0, sizeof(*a));
 }
 
-int auth_reload_keys(struct auth *a) {
+int auth_keys_prepare(const struct auth *a, struct jwks **out, FILE *err) {
+    *out = NULL;
     if (!a->jwks_path)
         return 0;
-    struct jwks *k = jwks_load(a->jwks_path, stderr);
-    if (!k) {
-        log_error("JWK Set reload failed; keeping the previous keys");
-        return -1;
-    }
+    *out = jwks_load(a->jwks_path, err);
+    return *out ? 0 : -1;
+}
+
+struct jwks *auth_keys_install(struct auth *a, struct jwks *k) {
+    if (!a->jwks_path)
+        return k;
     uv_rwlock_wrlock(&a->users_lock);
     struct jwks *old = a->jwks;
     a->jwt.jwks = a->jwks = k;
     uv_rwlock_wrunlock(&a->users_lock);
-    jwks_free(old); /* no verification holds it: they run under the read lock */
-    log_info("JWK Set reloaded: %zu keys", k->n);
-    return 0;
+    return old; /* no verification holds it: they run under the read lock */
 }
 
-int auth_reload_users(struct auth *a) {
+size_t auth_keys_count(const struct jwks *k) { return k ? k->n : 0; }
+
+void auth_keys_free(struct jwks *k) { jwks_free(k); }
+
+int auth_users_prepare(const struct auth *a, struct users **out, FILE *err) {
+    *out = NULL;
     if (!a->users_path)
         return 0;
-    struct users *u = users_load(a->users_path, stderr);
-    if (!u) {
-        log_error("users file reload failed; keeping the previous table");
-        return -1;
-    }
+    *out = users_load(a->users_path, err);
+    return *out ? 0 : -1;
+}
+
+struct users *auth_users_install(struct auth *a, struct users *u) {
+    if (!a->users_path)
+        return u;
     uv_rwlock_wrlock(&a->users_lock);
     struct users *old = a->users;
     a->users = u;
     uv_rwlock_wrunlock(&a->users_lock);
-    users_free(old);
-    log_info("users file reloaded: %zu users", u->n);
-    return 0;
+    return old;
 }
+
+size_t auth_users_count(const struct users *u) { return u ? u->n : 0; }
+
+void auth_users_free(struct users *u) { users_free(u); }
 
 void auth_identity_release(struct identity *id) {
     entitle_put(id->symbols);

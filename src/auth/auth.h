@@ -58,7 +58,7 @@ enum auth_failure {
 };
 
 struct auth {
-    struct roles roles;         /* read-only after init */
+    struct roles roles;         /* changed only by a reload, workers parked */
     struct jwt_verifier jwt;    /* read-only after init */
     bool allow_anonymous;
     struct entitle_set *anonymous_symbols; /* auth.anonymous_symbols; NULL = every symbol */
@@ -74,12 +74,21 @@ struct auth {
 int auth_init(struct auth *a, const struct config *cfg, FILE *err);
 void auth_free(struct auth *a);
 
-/* Re-reads the users file (SIGHUP). On error the old table stays. */
-int auth_reload_users(struct auth *a);
+/* A reload of the users file in two steps (app/reload.c): prepare reads
+ * and validates it (*out NULL when no users file is configured; -1 after
+ * naming the problem in err), install puts it in place and returns the
+ * previous table, for auth_users_free. */
+int auth_users_prepare(const struct auth *a, struct users **out, FILE *err);
+struct users *auth_users_install(struct auth *a, struct users *u);
+size_t auth_users_count(const struct users *u);
+void auth_users_free(struct users *u);
 
-/* Re-reads auth.jwks_file (SIGHUP): tokens verify with the new set from
- * now on; connections stay. On error the old set stays. */
-int auth_reload_keys(struct auth *a);
+/* The same two steps for auth.jwks_file (key rotation): tokens verify
+ * with the new set once installed; connections stay. */
+int auth_keys_prepare(const struct auth *a, struct jwks **out, FILE *err);
+struct jwks *auth_keys_install(struct auth *a, struct jwks *k);
+size_t auth_keys_count(const struct jwks *k);
+void auth_keys_free(struct jwks *k);
 
 /* What a client presented (the gateway finds it in the request): a token,
  * else an API key, else nothing (anonymous, when allowed). */

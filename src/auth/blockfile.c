@@ -139,7 +139,7 @@ void blockfile_flush(struct blockfile *bf, struct guard *g) {
         free(v);
     }
     if (rc < 0 && !bf->failing)
-        log_error("security.blocks_file: cannot write %s: %s; admin blocks are not saved (retrying)", bf->path,
+        log_rl(LOG_ERROR, "security.blocks_file: cannot write %s: %s; admin blocks are not saved (retrying)", bf->path,
                   strerror(err));
     else if (rc == 0 && bf->failing)
         log_info("security.blocks_file: %s written again", bf->path);

@@ -32,6 +32,10 @@ static uint32_t hash(enum budget_kind kind, const unsigned char *p, size_t n) {
 void budgets_init(struct budgets *b, long msg_per_min, long connects_per_min) {
     memset(b, 0, sizeof(*b));
     uv_mutex_init(&b->lock);
+    budgets_set_rates(b, msg_per_min, connects_per_min);
+}
+
+void budgets_set_rates(struct budgets *b, long msg_per_min, long connects_per_min) {
     long per_min[BUDGET_KINDS] = {msg_per_min, msg_per_min, connects_per_min};
     for (int k = 0; k < BUDGET_KINDS; k++) {
         uint64_t n = per_min[k] > 0 ? (uint64_t)per_min[k] : 1;

@@ -44,7 +44,7 @@ struct budgets {
     struct budget *table[BUDGET_HASH];
     struct budget *idle_head, *idle_tail; /* unused buckets, longest unused first */
     size_t nidle;
-    uint64_t interval_ns[BUDGET_KINDS]; /* one token per this; read-only after init */
+    uint64_t interval_ns[BUDGET_KINDS]; /* one token per this; changed only by budgets_set_rates */
     uint64_t tau_ns[BUDGET_KINDS];  /* burst allowance: (burst - 1) intervals; read-only */
     _Atomic uint64_t evicted;       /* unused buckets forgotten early (table full) */
     _Atomic uint64_t refused[BUDGET_KINDS]; /* tokens asked for and not there */
@@ -54,6 +54,10 @@ struct budgets {
 /* Rates in tokens per minute (= burst), at least 1. */
 void budgets_init(struct budgets *b, long msg_per_min, long connects_per_min);
 void budgets_free(struct budgets *b);
+
+/* New rates (a reload), for buckets old and new: only while no other
+ * thread takes tokens (every worker parked). */
+void budgets_set_rates(struct budgets *b, long msg_per_min, long connects_per_min);
 
 /* A reference to the bucket of (kind, key of len bytes), created full when
  * the identity has none. NULL when out of memory or len > BUDGET_KEY_MAX. */

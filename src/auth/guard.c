@@ -227,22 +227,30 @@ void guard_block(struct guard *g, const struct ip16 *ip, int64_t duration_s) { b
 
 void guard_block_saved(struct guard *g, const struct ip16 *ip, int64_t duration_s) { block(g, ip, duration_s, true); }
 
-size_t guard_saved_blocks(struct guard *g, struct guard_saved *out, size_t max) {
+/* Blocks in force (all, or the admin's kept ones) into out; their count. */
+static size_t list_blocks(struct guard *g, struct guard_saved *out, size_t max, bool saved_only) {
     int64_t now = (int64_t)time(NULL);
     size_t n = 0;
     uv_mutex_lock(&g->lock);
-    atomic_store(&g->saved_dirty, false);
+    if (saved_only)
+        atomic_store(&g->saved_dirty, false);
     for (int i = 0; i < GUARD_BUCKETS; i++)
         for (struct guard_ip *e = g->ips[i]; e; e = e->next) {
-            if (!e->saved || !is_blocked(e, now))
+            if ((saved_only && !e->saved) || !is_blocked(e, now))
                 continue;
             if (n < max)
-                out[n] = (struct guard_saved){e->ip, e->blocked_until == INT64_MAX ? 0 : e->blocked_until};
+                out[n] = (struct guard_saved){e->ip, e->blocked_until == INT64_MAX ? 0 : e->blocked_until, e->saved};
             n++;
         }
     uv_mutex_unlock(&g->lock);
     return n;
 }
+
+size_t guard_saved_blocks(struct guard *g, struct guard_saved *out, size_t max) {
+    return list_blocks(g, out, max, true);
+}
+
+size_t guard_blocks(struct guard *g, struct guard_saved *out, size_t max) { return list_blocks(g, out, max, false); }
 
 bool guard_unblock(struct guard *g, const struct ip16 *ip) {
     int64_t now = (int64_t)time(NULL);

@@ -40,6 +40,7 @@ struct guard {
 struct guard_saved {
     struct ip16 ip;                         /* the guard's key (an IPv6 prefix) */
     int64_t until;                          /* wall s; 0 = until unblocked */
+    bool saved;                             /* an admin's, kept across restarts */
 };
 
 enum guard_verdict {
@@ -92,6 +93,10 @@ bool guard_unblock(struct guard *g, const struct ip16 *ip);
  * 0) and clears saved_dirty; returns how many there are (more than max:
  * the rest were not copied). */
 size_t guard_saved_blocks(struct guard *g, struct guard_saved *out, size_t max);
+
+/* Every block in force (automatic, configured or an admin's), as
+ * guard_saved_blocks but leaving saved_dirty alone (the admin page). */
+size_t guard_blocks(struct guard *g, struct guard_saved *out, size_t max);
 
 /* Drops expired blocks and idle entries; call periodically. */
 void guard_sweep(struct guard *g, int64_t now_s);

@@ -1,8 +1,9 @@
 /* config.c - the settings table and its four layers; see config.h. */
 #include "base/config.h"
 
+#include "base/ini_file.h"
+
 #include <errno.h>
-#include <ini.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -63,6 +64,12 @@ static const struct key KEYS[] = {
      "on SIGTERM/SIGINT, longest wait for clients to close before exiting"},
     {"server", "max_http_body_bytes", K_LONG, F(server.max_http_body_bytes), "1048576", 0, 1L << 30, NULL,
      "largest HTTP request body; larger gets 413"},
+    {"server", "metrics_token", K_SECRET, F(server.metrics_token), "", 0, 0, NULL,
+     "when set, /metrics needs Authorization: Bearer <this token> (401 otherwise); empty = open"},
+    {"log", "level", K_ENUM, F(log.level), "info", 0, 0, "debug|info|warn|error",
+     "lowest level of the lines written to stderr; reloaded on SIGHUP"},
+    {"log", "format", K_ENUM, F(log.format), "text", 0, 0, "text|json",
+     "text lines, or one JSON object a line (ts, level, msg, fields) for a log collector"},
     {"auth", "jwt_secret", K_SECRET, F(auth.jwt_secret), "", 0, 0, NULL,
      "HS256 shared secret (at least 32 bytes); empty = JWTs refused unless jwt_secret_file is set"},
     {"auth", "jwt_secret_file", K_STR, F(auth.jwt_secret_file), "", 0, 0, NULL,
@@ -117,12 +124,6 @@ static const struct key KEYS[] = {
      "permessage-deflate (RFC 7692) for clients that offer it; each shared frame is compressed once"},
     {"ws", "compression_min_bytes", K_LONG, F(ws.compression_min_bytes), "256", 0, 64L << 20, NULL,
      "messages shorter than this go uncompressed (RSV1 clear)"},
-    {"feed", "history_size", K_INT, F(feed.history_size), "1000", 1, 1000000, NULL,
-     "ticks kept per symbol (ring buffer) for get_history and analysis"},
-    {"feed", "delay_s", K_INT, F(feed.delay_s), "900", 1, 86400, NULL,
-     "delayed data (delayed_symbols): each tick is sent this long after its source timestamp"},
-    {"feed", "delay_resolution_ms", K_INT, F(feed.delay_resolution_ms), "100", 1, 60000, NULL,
-     "a delay line keeps the newest tick per slot of this many ms (bounds its memory)"},
     {"trade", "paper", K_BOOL, F(trade.paper), "true", 0, 0, NULL,
      "built-in paper broker: fills market orders at the last price, limit orders when a tick crosses"},
     {"trade", "paper_cash", K_DOUBLE, F(trade.paper_cash), "1000000", 0, 0, NULL,
@@ -166,6 +167,12 @@ static const struct key KEYS[] = {
     {"feed", "sim_ticks_per_s", K_INT, F(feed.sim_ticks_per_s), "50", 1, 1000000, NULL,
      "simulator ticks per second in total, spread over the symbols someone watches"},
     {"feed", "sim_seed", K_LONG, F(feed.sim_seed), "42", 0, 0x7fffffffL, NULL, "simulator seed"},
+    {"feed", "history_size", K_INT, F(feed.history_size), "1000", 1, 1000000, NULL,
+     "ticks kept per symbol (ring buffer) for get_history and analysis"},
+    {"feed", "delay_s", K_INT, F(feed.delay_s), "900", 1, 86400, NULL,
+     "delayed data (delayed_symbols): each tick is sent this long after its source timestamp"},
+    {"feed", "delay_resolution_ms", K_INT, F(feed.delay_resolution_ms), "100", 1, 60000, NULL,
+     "a delay line keeps the newest tick per slot of this many ms (bounds its memory)"},
     {"feed", "symbols_file", K_STR, F(feed.symbols_file), "", 0, 0, NULL,
      "symbol universe, one SYMBOL or SYMBOL,start_price a line; empty = about 100 built-in tickers"},
     {"roles", "super_admin", K_STR, F(roles.super_admin), "all", 0, 0, NULL, "actions of role super_admin"},
@@ -288,26 +295,18 @@ struct file_ctx {
     struct config *cfg;
     FILE *err;
     const char *path;
-    int failed;
 };
 
-static int on_ini(void *user, const char *section, const char *name, const char *value) {
+static int on_ini(void *user, const char *section, const char *name, const char *value, int line) {
     struct file_ctx *fc = user;
-    if (fc->failed)
-        return 0;
     const struct key *k = find_key(section, name);
     char origin[512];
-    snprintf(origin, sizeof(origin), "file %s", fc->path);
+    snprintf(origin, sizeof(origin), "%s:%d", fc->path, line);
     if (!k) {
-        fprintf(fc->err, "tickgate: unknown key %s.%s in %s\n", section, name, fc->path);
-        fc->failed = 1;
-        return 0;
+        fprintf(fc->err, "tickgate: %s: unknown key %s.%s (see --help)\n", origin, section, name);
+        return -1;
     }
-    if (set_value(fc->cfg, k, value, origin, fc->err) < 0) {
-        fc->failed = 1;
-        return 0;
-    }
-    return 1;
+    return set_value(fc->cfg, k, value, origin, fc->err);
 }
 
 static void env_name(const struct key *k, char *out, size_t n) {
@@ -351,23 +350,33 @@ static int check_env_unknown(FILE *err) {
     return 0;
 }
 
-void config_print_help(FILE *out) {
-    fprintf(out,
-            "usage: tickgate [--config FILE] [--SECTION.KEY=VALUE ...]\n"
-            "       tickgate --help | --version\n\n"
-            "Every key can be set in the INI file (section [SECTION], KEY = VALUE),\n"
-            "as environment variable TICKGATE_SECTION_KEY, or as --SECTION.KEY=VALUE;\n"
-            "command line beats environment beats file beats default.\n\n");
-    const char *sec = "";
-    for (size_t i = 0; i < NKEYS; i++) {
-        const struct key *k = &KEYS[i];
-        if (strcmp(sec, k->section) != 0) {
-            fprintf(out, "[%s]\n", k->section);
-            sec = k->section;
-        }
-        fprintf(out, "  %s.%s (default: %s%s%s)\n      %s%s%s\n", k->section, k->name, k->def[0] ? "" : "\"",
-                k->def, k->def[0] ? "" : "\"", k->help, k->choices ? "; one of " : "", k->choices ? k->choices : "");
+bool config_key_doc(size_t i, struct config_key_doc *d) {
+    if (i >= NKEYS)
+        return false;
+    const struct key *k = &KEYS[i];
+    *d = (struct config_key_doc){k->section, k->name, k->def, k->help, k->choices, k->type == K_SECRET};
+    return true;
+}
+
+bool config_key_same(const struct config *a, const struct config *b, size_t i) {
+    const struct key *k = &KEYS[i];
+    const char *fa = (const char *)a + k->off, *fb = (const char *)b + k->off;
+    switch (k->type) {
+    case K_STR:
+    case K_PATH:
+    case K_SECRET:
+        return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+    case K_INT:
+    case K_ENUM:
+        return *(const int *)fa == *(const int *)fb;
+    case K_LONG:
+        return *(const long *)fa == *(const long *)fb;
+    case K_BOOL:
+        return *(const bool *)fa == *(const bool *)fb;
+    case K_DOUBLE:
+        return *(const double *)fa == *(const double *)fb;
     }
+    return false;
 }
 
 void config_free(struct config *cfg) {
@@ -386,6 +395,10 @@ static int apply_flag(struct config *cfg, const char *arg, FILE *err) {
     const char *dot = strchr(kv, '.');
     /* Messages show the key part only: the value may be a secret. */
     int keylen = eq ? (int)(eq - arg) : (int)strlen(arg);
+    if (!eq && dot) {
+        fprintf(err, "tickgate: %s needs a value: write %s=VALUE (see --help)\n", arg, arg);
+        return -1;
+    }
     if (!eq || !dot || dot > eq) {
         fprintf(err, "tickgate: bad argument '%.*s' (expected --section.key=value; see --help)\n", keylen, arg);
         return -1;
@@ -444,6 +457,11 @@ int config_load(struct config *cfg, int argc, char **argv, FILE *err) {
             config_free(cfg);
             return 1;
         }
+        if (!strcmp(argv[i], "--print-man") || !strcmp(argv[i], "--print-config")) {
+            (argv[i][8] == 'm' ? config_print_man : config_print_example)(stdout);
+            config_free(cfg);
+            return 1;
+        }
         if (!strcmp(argv[i], "--version")) {
             printf("tickgate %s\n", TG_VERSION);
             config_free(cfg);
@@ -458,23 +476,19 @@ int config_load(struct config *cfg, int argc, char **argv, FILE *err) {
         } else if (!strncmp(argv[i], "--config=", 9)) {
             file = argv[i] + 9;
         } else if (strncmp(argv[i], "--", 2) != 0) {
-            fprintf(err, "tickgate: unexpected argument '%s' (see --help)\n", argv[i]);
+            if (i > 0 && !strncmp(argv[i - 1], "--", 2) && !strchr(argv[i - 1], '='))
+                /* "--key value": the value is not shown, it may be a secret. */
+                fprintf(err, "tickgate: %s takes its value after '=': write %s=VALUE, not a space (see --help)\n",
+                        argv[i - 1], argv[i - 1]);
+            else
+                fprintf(err, "tickgate: unexpected argument '%s' (see --help)\n", argv[i]);
             goto fail;
         }
     }
     if (file) {
-        struct file_ctx fc = {cfg, err, file, 0};
-        int rc = ini_parse(file, on_ini, &fc);
-        if (rc < 0) {
-            fprintf(err, "tickgate: cannot read config file %s\n", file);
+        struct file_ctx fc = {cfg, err, file};
+        if (ini_file_read(file, on_ini, &fc, err) < 0)
             goto fail;
-        }
-        if (fc.failed)
-            goto fail;
-        if (rc > 0) {
-            fprintf(err, "tickgate: %s:%d: syntax error\n", file, rc);
-            goto fail;
-        }
     }
     if (check_env_unknown(err) < 0)
         goto fail;

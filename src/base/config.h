@@ -10,6 +10,7 @@
 #define TG_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 /* Largest values of keys whose count lives in a fixed-width field; the
@@ -34,8 +35,13 @@ struct config {
         int handshake_timeout_ms;   /* a request must complete within this */
         int keepalive_max_s;        /* total life of a plain HTTP connection */
         int shutdown_grace_ms;      /* SIGTERM to exit, at most */
+        char *metrics_token;        /* Bearer token /metrics needs; "" = open; never logged */
         long max_http_body_bytes;   /* request bodies above this: 413 */
     } server;
+    struct {
+        int level;                  /* enum log_level */
+        int format;                 /* enum log_format */
+    } log;
     struct {
         char *jwt_secret;           /* HS256 key; never logged */
         char *jwt_secret_file;      /* file holding the HS256 key */
@@ -122,8 +128,27 @@ int config_load(struct config *cfg, int argc, char **argv, FILE *err);
 /* Releases the strings cfg owns. */
 void config_free(struct config *cfg);
 
-/* Prints every key with its default and meaning. */
+/* One key of the table, for the documents written from it (config_doc.c:
+ * --help, the man page, the example configuration). */
+struct config_key_doc {
+    const char *section, *name, *def, *help, *choices; /* choices: "a|b" or NULL */
+    bool secret;
+};
+
+/* The i-th key (0, 1, ...): true, or false past the last. */
+bool config_key_doc(size_t i, struct config_key_doc *d);
+
+/* Whether key i has the same value in a and b. */
+bool config_key_same(const struct config *a, const struct config *b, size_t i);
+
+/* Prints every key with its default and meaning (--help). */
 void config_print_help(FILE *out);
+
+/* The man page tickgate(1), roff (--print-man). */
+void config_print_man(FILE *out);
+
+/* An INI file listing every key at its default, commented (--print-config). */
+void config_print_example(FILE *out);
 
 /* Iterates a comma-separated list value: sets item and len to the next
  * non-empty item, spaces trimmed, and advances cursor. False at the end. */

@@ -33,9 +33,27 @@ void cluster_key(struct redis_engine *e, char *out, size_t len, const char *a, c
     snprintf(out, len, "%s%s%s", e->prefix, a, b ? b : "");
 }
 
+/* Each kind of failure (what) has its own rate limit: Redis away must not
+ * write a line per command, and one kind must not hide another's first
+ * line. Main loop only. */
+static struct log_limit *limit_of(const char *what) {
+    static struct {
+        const char *what;
+        struct log_limit l;
+    } kinds[16];
+    static struct log_limit others;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (!kinds[i].what)
+            kinds[i].what = what;
+        if (strcmp(kinds[i].what, what) == 0)
+            return &kinds[i].l;
+    }
+    return &others;
+}
+
 void redis_engine_count_error(struct redis_engine *e, const char *what, const char *detail) {
     atomic_fetch_add(&e->errors, 1);
-    log_warn("redis: %s%s%s", what, detail ? ": " : "", detail ? detail : "");
+    log_limited(limit_of(what), LOG_WARN, "redis: %s%s%s", what, detail ? ": " : "", detail ? detail : "");
 }
 
 /* Generic reply check: errors are counted, never swallowed. A flushed

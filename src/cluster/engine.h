@@ -34,13 +34,19 @@ struct recover_req;
 
 /* Ticks published while a node starts listening to a symbol: the history
  * stream's newest id before SUBSCRIBE (marker) and the SUBSCRIBE's
- * confirmation; with both, the node replays the stream from the marker. */
+ * confirmation; with both, the node reads the stream from the marker, a
+ * page at a time, until it meets the live ticks held meanwhile, so the
+ * hub gets every seq in order (cluster/ticks.c). */
 struct catch_up {
     uint8_t have;               /* bit 1: marker known, bit 2: subscribed */
     bool pending;               /* replay not done: hold live ticks */
+    uint32_t gen;               /* this catch-up's number: a stale reply is ignored */
+    uint32_t pages;             /* stream pages read so far */
     char marker[32];            /* stream id, "" = stream was empty */
-    char **held;                /* live tick messages held meanwhile (owned) */
+    char last[32];              /* the last stream id delivered ("" = none yet) */
+    char **held;                /* live tick messages held meanwhile (owned), oldest first */
     uint32_t nheld;
+    uint64_t dropped_max;       /* highest seq of a held tick dropped at the bound: the stream has it */
 };
 struct redisAsyncContext;
 
@@ -167,6 +173,7 @@ struct redis_engine {
     bool *subscribed;               /* per symbol: SUBSCRIBE sent */
     struct catch_up *catch_up;      /* per symbol: replay after SUBSCRIBE */
     _Atomic bool up;                /* read by any thread */
+    _Atomic bool synced;            /* up once since start: the node's first sync is done (/ready) */
     _Atomic uint64_t errors;        /* redis_errors_total */
     _Atomic uint64_t published;     /* ticks sent through Redis */
 };

@@ -21,7 +21,7 @@ const char *cluster_epoch_tag(struct redis_engine *e) {
 }
 
 static void answer(struct redis_engine *e, struct recover_req *r) {
-    if (worker_post(&e->workers[r->worker], e->ops.recover_result, r, 0, 0) < 0)
+    if (worker_post(&e->workers[r->worker], r->mail ? r->mail : e->ops.recover_result, r, 0, 0) < 0)
         r->drop(r);
 }
 

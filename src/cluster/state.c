@@ -95,10 +95,14 @@ void cluster_apply_control(struct redis_engine *e, const char *msg, size_t len) 
 }
 
 /* HGETALL of the shared block list (at connect): the live blocks apply
- * here too. */
+ * here too. Its answer, the last of the connect's state, completes the
+ * node's first sync (/ready): a node never reports ready while it would
+ * still admit an IP the cluster has blocked. */
 void cluster_on_blocked_list(redisAsyncContext *ac, void *r, void *priv) {
     struct redis_engine *e = ac->data;
     redisReply *reply = r;
+    if (reply && link_live(e, ac))
+        atomic_store(&e->synced, true);
     if (!reply || reply->type != REDIS_REPLY_ARRAY)
         return;
     int64_t now = (int64_t)time(NULL);

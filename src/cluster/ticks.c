@@ -15,9 +15,11 @@
 
 #include "pubsub/hub.h"
 
-#define CATCH_UP_TICKS 256 /* ticks a newly listening node replays from the stream */
+#define CATCH_UP_TICKS 256 /* a catch-up page (stream entries), and the live ticks held meanwhile */
+#define CATCH_UP_PAGES 64  /* pages a catch-up reads before it gives up (counted: a gap) */
 
 static void on_marker(redisAsyncContext *ac, void *r, void *priv);
+static void on_catch_up(redisAsyncContext *ac, void *r, void *priv);
 static void deliver_tick(struct redis_engine *e, const char *msg, size_t len);
 
 static struct echo_wait *echo_at(struct redis_engine *e, uint32_t i) {
@@ -127,10 +129,18 @@ void cluster_catch_up_reset(struct catch_up *cu) {
     for (uint32_t i = 0; i < cu->nheld; i++)
         free(cu->held[i]);
     free(cu->held);
-    cu->held = NULL;
-    cu->nheld = 0;
-    cu->have = 0;
-    cu->pending = false;
+    *cu = (struct catch_up){.gen = cu->gen + 1}; /* replies still in flight are stale */
+}
+
+/* A catch-up's replies carry its symbol and number. */
+static void *catch_up_tag(struct redis_engine *e, uint32_t sym) {
+    return (void *)(uintptr_t)((uint64_t)e->catch_up[sym].gen << 32 | sym);
+}
+
+static struct catch_up *catch_up_of(struct redis_engine *e, void *tag, uint32_t *sym) {
+    *sym = (uint32_t)(uintptr_t)tag;
+    struct catch_up *cu = &e->catch_up[*sym];
+    return cu->gen == (uint32_t)((uint64_t)(uintptr_t)tag >> 32) ? cu : NULL;
 }
 
 /* Subscribes or unsubscribes sym's channel to match local activity. */
@@ -150,7 +160,7 @@ void cluster_reconcile(struct redis_engine *e, uint32_t sym) {
         cluster_key(e, hk, sizeof(hk), "history:", h->syms->names[sym]);
         cluster_catch_up_reset(&e->catch_up[sym]);
         e->catch_up[sym].pending = true;
-        link_cmd(e, on_marker, (void *)(uintptr_t)sym, "XREVRANGE %s + - COUNT 1", hk);
+        link_cmd(e, on_marker, catch_up_tag(e, sym), "XREVRANGE %s + - COUNT 1", hk);
         redisAsyncCommand(e->sub.ac, cluster_on_message, NULL, "SUBSCRIBE %s", ch);
     } else {
         redisAsyncCommand(e->sub.ac, NULL, NULL, "UNSUBSCRIBE %s", ch);
@@ -204,45 +214,90 @@ static void deliver_tick(struct redis_engine *e, const char *msg, size_t len) {
         hub_deliver(e->hub, (uint32_t)sym, &t, first, epoch);
 }
 
-/* XRANGE of a history stream from the marker: deliver in order (the
- * marker's own tick included: it refreshes a stale snapshot). */
+static uint64_t msg_seq(struct redis_engine *e, const char *msg, size_t len) {
+    struct tick t;
+    double first;
+    return cluster_parse_tick(e, msg, len, &t, &first, NULL) >= 0 ? t.seq : 0;
+}
+
+/* Asks for the next page of sym's stream: from the marker (included: its
+ * tick refreshes a stale snapshot), then after the last id delivered. */
+static void catch_up_page(struct redis_engine *e, uint32_t sym) {
+    struct catch_up *cu = &e->catch_up[sym];
+    char k[160], from[40];
+    cluster_key(e, k, sizeof(k), "history:", e->hub->syms->names[sym]);
+    if (cu->last[0])
+        snprintf(from, sizeof(from), "(%s", cu->last);
+    else
+        snprintf(from, sizeof(from), "%s", cu->marker[0] ? cu->marker : "-");
+    cu->pages++;
+    if (link_cmd(e, on_catch_up, catch_up_tag(e, sym), "XRANGE %s %s + COUNT %u", k, from, CATCH_UP_TICKS) !=
+        REDIS_OK)
+        cluster_catch_up_reset(cu); /* the link failed: its reconnect starts a new catch-up */
+}
+
+/* A page of the stream: delivered in order. The catch-up is done when the
+ * hub holds every seq up to the first live tick held (or, none held, up to
+ * the stream's end and every tick dropped at the hold's bound); else the
+ * next page. Then the held live ticks (hub_deliver drops repeats). */
 static void on_catch_up(redisAsyncContext *ac, void *r, void *priv) {
     struct redis_engine *e = ac->data;
-    struct catch_up *cu = &e->catch_up[(uint32_t)(uintptr_t)priv];
+    uint32_t sym;
+    struct catch_up *cu = catch_up_of(e, priv, &sym);
     redisReply *reply = r;
-    if (reply && reply->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < reply->elements; i++) {
-            redisReply *entry = reply->element[i];
-            if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
-                continue;
-            redisReply *f = entry->element[1];
-            if (f->type == REDIS_REPLY_ARRAY && f->elements == 2 && f->element[1]->type == REDIS_REPLY_STRING)
-                deliver_tick(e, f->element[1]->str, f->element[1]->len);
-        }
+    if (!cu || !reply || e->stopping)
+        return; /* stale, or the link failed: its reconnect starts a new catch-up */
+    size_t n = reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *entry = reply->element[i];
+        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || entry->element[0]->type != REDIS_REPLY_STRING ||
+            entry->element[0]->len >= sizeof(cu->last))
+            continue;
+        snprintf(cu->last, sizeof(cu->last), "%s", entry->element[0]->str);
+        redisReply *f = entry->element[1];
+        if (f->type == REDIS_REPLY_ARRAY && f->elements == 2 && f->element[1]->type == REDIS_REPLY_STRING)
+            deliver_tick(e, f->element[1]->str, f->element[1]->len);
     }
-    /* Then the live ticks held meanwhile (hub_deliver drops repeats). */
+    uint64_t have = delivered_seq(e, sym);
+    bool met = have >= cu->dropped_max &&
+               (cu->nheld ? have + 1 >= msg_seq(e, cu->held[0], strlen(cu->held[0])) : n < CATCH_UP_TICKS);
+    if (!met && n > 0 && cu->pages < CATCH_UP_PAGES && link_live(e, e->cmd.ac)) {
+        catch_up_page(e, sym);
+        return;
+    }
+    if (!met) /* the stream lacks them (trimmed) or the live stream outran the pages */
+        count_error(e, "catch-up incomplete: a gap in the hub", e->hub->syms->names[sym]);
     for (uint32_t i = 0; i < cu->nheld; i++)
         deliver_tick(e, cu->held[i], strlen(cu->held[i]));
     cluster_catch_up_reset(cu);
 }
 
-/* A live tick while the replay is pending: hold it (bounded; past the
- * bound the replay's order wins and the rest arrives live anyway). */
+/* A live tick while the catch-up is pending: held, never delivered ahead
+ * of the stream's older ticks. Bound: CATCH_UP_TICKS held; past it the
+ * oldest held one is dropped (the stream has it: the pages read up to it).
+ * False when sym is not catching up. */
 static bool hold_tick(struct redis_engine *e, const char *ch, size_t chl, const char *msg, size_t len) {
     int sym = symbols_find(e->hub->syms, ch, chl);
     if (sym < 0 || !e->catch_up[sym].pending)
         return false;
     struct catch_up *cu = &e->catch_up[sym];
-    if (cu->nheld >= CATCH_UP_TICKS)
-        return false;
-    char **n = realloc(cu->held, (cu->nheld + 1) * sizeof(char *));
-    char *copy = n ? strndup(msg, len) : NULL;
-    if (!copy) {
-        if (n)
-            cu->held = n;
-        return false;
+    if (cu->nheld == CATCH_UP_TICKS) {
+        uint64_t seq = msg_seq(e, cu->held[0], strlen(cu->held[0]));
+        if (seq > cu->dropped_max)
+            cu->dropped_max = seq;
+        free(cu->held[0]);
+        memmove(&cu->held[0], &cu->held[1], (cu->nheld - 1) * sizeof(char *));
+        cu->nheld--;
     }
+    char **n = cu->held ? cu->held : malloc(CATCH_UP_TICKS * sizeof(char *));
+    char *copy = n ? strndup(msg, len) : NULL;
     cu->held = n;
+    if (!copy) { /* memory is short: the stream has it */
+        uint64_t seq = msg_seq(e, msg, len);
+        if (seq > cu->dropped_max)
+            cu->dropped_max = seq;
+        return true;
+    }
     cu->held[cu->nheld++] = copy;
     return true;
 }
@@ -251,21 +306,17 @@ static void maybe_catch_up(struct redis_engine *e, uint32_t sym) {
     struct catch_up *cu = &e->catch_up[sym];
     if (cu->have != 3 || !link_live(e, e->cmd.ac))
         return;
-    cu->have = 4; /* replay in flight */
-    char k[160];
-    cluster_key(e, k, sizeof(k), "history:", e->hub->syms->names[sym]);
-    if (link_cmd(e, on_catch_up, (void *)(uintptr_t)sym, "XRANGE %s %s + COUNT %u", k,
-                          cu->marker[0] ? cu->marker : "-", CATCH_UP_TICKS) != REDIS_OK)
-        cluster_catch_up_reset(cu);
+    cu->have = 4; /* pages in flight */
+    catch_up_page(e, sym);
 }
 
 static void on_marker(redisAsyncContext *ac, void *r, void *priv) {
     struct redis_engine *e = ac->data;
-    uint32_t sym = (uint32_t)(uintptr_t)priv;
+    uint32_t sym;
+    struct catch_up *cu = catch_up_of(e, priv, &sym);
     redisReply *reply = r;
-    if (!reply || e->stopping)
+    if (!cu || !reply || e->stopping)
         return;
-    struct catch_up *cu = &e->catch_up[sym];
     cu->marker[0] = '\0';
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 && reply->element[0]->type == REDIS_REPLY_ARRAY &&
         reply->element[0]->elements == 2 && reply->element[0]->element[0]->type == REDIS_REPLY_STRING &&

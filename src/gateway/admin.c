@@ -117,10 +117,14 @@ static void gather_contribute(struct worker *w, struct gather *g) {
             char cid[32], ip[64];
             protocol_client_id(c, cid, sizeof(cid));
             ip16_format(&c->cip, ip, sizeof(ip));
-            json_array_append_new(mine, json_pack("{s:s, s:s?, s:s, s:s, s:I, s:i, s:s}", "id", cid, "user",
+            const struct conn_subs *cs = conn_subs(c);
+            json_t *syms = json_array();
+            for (uint32_t i = 0; i < cs->nsubs; i++)
+                json_array_append_new(syms, json_string(gateway_of_worker(w)->syms->names[cs->subs[i].sym]));
+            json_array_append_new(mine, json_pack("{s:s, s:s?, s:s, s:s, s:I, s:i, s:o, s:s}", "id", cid, "user",
                                                   session_of(c)->user_id, "role", role_name(session_of(c)->role), "ip", ip, "connected_at",
-                                                  (json_int_t)session_of(c)->connected_at, "subscriptions", (int)conn_subs(c)->nsubs,
-                                                  "threat", protocol_threat(c)));
+                                                  (json_int_t)session_of(c)->connected_at, "subscriptions", (int)cs->nsubs,
+                                                  "symbols", syms, "threat", protocol_threat(c)));
         }
         uv_mutex_lock(&g->lock);
         json_array_extend(g->items, mine);
@@ -279,11 +283,31 @@ static json_t *body_object(struct conn *c, bool keep) {
     return b;
 }
 
+/* GET /api/admin/blocks: the blocks in force on this node, at most
+ * ADMIN_BLOCKS_MAX (truncated: true beyond). */
+#define ADMIN_BLOCKS_MAX 1000
+
+static json_t *blocks_json(struct gateway *gw) {
+    struct guard_saved *v = malloc(ADMIN_BLOCKS_MAX * sizeof(*v));
+    if (!v)
+        return NULL;
+    size_t n = guard_blocks(gw->guard, v, ADMIN_BLOCKS_MAX);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n && i < ADMIN_BLOCKS_MAX; i++) {
+        char ip[64];
+        ip16_format(&v[i].ip, ip, sizeof(ip));
+        json_array_append_new(arr, json_pack("{s:s, s:o, s:b}", "ip", ip, "until",
+                                             v[i].until ? json_integer(v[i].until) : json_null(), "kept", v[i].saved));
+    }
+    free(v);
+    return json_pack("{s:o, s:b}", "blocks", arr, "truncated", n > ADMIN_BLOCKS_MAX);
+}
+
 void admin_http(struct conn *c, const char *path, bool keep) {
     struct gateway *gw = gateway_of(c);
     bool get = http_req_is_get(c->http), post = http_req_is_post(c->http);
     const char *name = path + strlen("/api/admin/");
-    bool list = !strcmp(name, "connections");
+    bool list = !strcmp(name, "connections") || !strcmp(name, "blocks");
     bool known = list || !strcmp(name, "block_ip") || !strcmp(name, "unblock_ip") || !strcmp(name, "broadcast");
     if (!known) {
         conn_http_error(c, 404, "not_found", "no such path", NULL, keep);
@@ -299,6 +323,10 @@ void admin_http(struct conn *c, const char *path, bool keep) {
         return;
     char ipbuf[64];
     ip16_format(&c->cip, ipbuf, sizeof(ipbuf));
+    if (!strcmp(name, "blocks")) {
+        respond_json(c, 200, blocks_json(gw), keep);
+        return;
+    }
     if (list) {
         audit_event(gw->audit, "ADMIN_ACTION", NULL, who.user_id, ipbuf, json_pack("{s:s}", "action", "connections"));
         struct gather *g = gather_new(c, GATHER_LIST, true, NULL);

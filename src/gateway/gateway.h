@@ -49,6 +49,8 @@ struct gateway {
     uint32_t instance;             /* random per process: unique client ids */
     uint64_t started_ms;           /* wall clock at start */
     const atomic_bool *shutting_down;
+    atomic_bool serving;           /* set by the app once every worker listens (/ready) */
+    _Atomic uint64_t reloads[2];   /* SIGHUP reloads applied, refused (app/reload.c) */
     atomic_long connections;       /* held against limits.max_connections */
 };
 

@@ -8,6 +8,7 @@
 #include "gateway/gateway.h"
 #include "gateway/http_guard.h"
 #include "gateway/protocol.h"
+#include "gateway/ready.h"
 #include "gateway/router.h"
 #include "gateway/session.h"
 #include "net/conn.h"
@@ -61,4 +62,5 @@ const struct worker_hooks GATEWAY_WORKER_HOOKS = {
     .drain = subs_on_drain,
     .liveness = protocol_liveness,
     .sweep = protocol_sweep,
+    .lame_duck = ready_lame_duck,
 };

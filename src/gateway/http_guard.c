@@ -120,12 +120,16 @@ bool http_guard_identify(struct conn *c, bool keep_alive, const char *stage, str
     const char *why = "credentials required";
     size_t l;
     bool has = http_req_header(c->http, "Authorization", &l) || http_req_header(c->http, "X-API-Key", &l);
-    if (has && http_guard_authenticate(c, who, &why) == 0) {
+    /* The handshake's statuses: 401 bad or missing credentials, 403 a
+     * valid token of a user the users file does not know or has
+     * deactivated. */
+    int st = has ? http_guard_authenticate(c, who, &why) : 401;
+    if (st == 0) {
         auth_identity_release(who); /* the HTTP API asks who, not which symbols */
         return true;
     }
-    http_guard_auth_failed(c, 401, why, stage);
-    conn_http_error(c, 401, "unauthorized", why, NULL, keep_alive);
+    http_guard_auth_failed(c, st, why, stage);
+    conn_http_error(c, st, st == 401 ? "unauthorized" : "forbidden", why, NULL, keep_alive);
     return false;
 }
 

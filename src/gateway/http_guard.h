@@ -48,7 +48,9 @@ int http_guard_authenticate(struct conn *c, struct identity *who, const char **w
 
 /* The HTTP API's caller (stage "api" or "admin_api"): its credentials,
  * Bearer JWT or X-API-Key (none is never anonymous here), into who; or
- * false after answering 401, counted as by http_guard_auth_failed. */
+ * false after answering 401 (bad or missing credentials) or 403 (a user the
+ * users file does not know or has deactivated: as at the handshake),
+ * counted as by http_guard_auth_failed. */
 bool http_guard_identify(struct conn *c, bool keep_alive, const char *stage, struct identity *who);
 
 /* Answers 403 (msg) to who, whose role may not do this: a forbidden

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth/auth.h"
 #include "gateway/protocol.h"
@@ -25,6 +26,9 @@
 #include "net/worker.h"
 #include "net/conn.h"
 #include "ws/deflate.h"
+#include "net/http.h"
+#include "base/log.h"
+#include "gateway/ready.h"
 
 static const char *SV_NAMES[SV_COUNT] = {"rate_limited", "forbidden", "invalid_message", "auth_failed",
                                          "suspicious_content"};
@@ -127,6 +131,22 @@ static void put(struct out *o, const char *fmt, ...) {
 
 static void head(struct out *o, const char *name, const char *type, const char *help) {
     put(o, "# HELP tickgate_%s %s\n# TYPE tickgate_%s %s\n", name, help, name, type);
+}
+
+bool metrics_authorized(struct conn *c) {
+    const char *tok = gateway_of(c)->cfg->server.metrics_token;
+    if (!tok[0])
+        return true;
+    size_t hl = 0, tl = strlen(tok);
+    const char *h = http_req_header(c->http, "Authorization", &hl);
+    if (!h || hl < 7 || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    h += 7;
+    hl -= 7;
+    unsigned diff = hl != tl;
+    for (size_t i = 0; i < tl; i++)
+        diff |= (unsigned char)tok[i] ^ (unsigned char)(i < hl ? h[i] : 0);
+    return diff == 0;
 }
 
 void metrics_respond(struct conn *c, bool keep) {
@@ -234,6 +254,15 @@ void metrics_respond(struct conn *c, bool keep) {
     put(&o, "tickgate_audit_events_dropped_total %llu\n", (unsigned long long)LOAD(gw->audit->dropped));
     head(&o, "audit_events_written_total", "counter", "Audit events written.");
     put(&o, "tickgate_audit_events_written_total %llu\n", (unsigned long long)LOAD(gw->audit->written));
+    head(&o, "ready", "gauge", "1 while /ready answers 200 (serving, first Redis sync done, not draining).");
+    put(&o, "tickgate_ready %d\n", gateway_not_ready(gw) ? 0 : 1);
+    head(&o, "config_reloads_total", "counter", "SIGHUP reloads, applied or refused (nothing changed).");
+    put(&o, "tickgate_config_reloads_total{result=\"applied\"} %llu\ntickgate_config_reloads_total{result=\"refused\"} %llu\n",
+        (unsigned long long)LOAD(gw->reloads[0]), (unsigned long long)LOAD(gw->reloads[1]));
+    head(&o, "log_lines_suppressed_total", "counter", "Repeated error lines not written (rate limit per call site).");
+    put(&o, "tickgate_log_lines_suppressed_total %llu\n", (unsigned long long)log_suppressed_total());
+    head(&o, "start_time_seconds", "gauge", "When this process started (Unix time).");
+    put(&o, "tickgate_start_time_seconds %llu\n", (unsigned long long)(gw->started_ms / 1000));
     head(&o, "sweeper_last_run_timestamp_seconds", "gauge", "When every worker's sweeper had last run.");
     put(&o, "tickgate_sweeper_last_run_timestamp_seconds %lld\n", (long long)t.last_sweep);
     if (o.oom) {

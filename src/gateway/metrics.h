@@ -9,6 +9,11 @@
 struct conn;
 
 void metrics_respond(struct conn *c, bool keep_alive);
+
+/* server.metrics_token: true when none is set or the request carries
+ * Authorization: Bearer <token> (compared in time independent of where
+ * it differs). */
+bool metrics_authorized(struct conn *c);
 void stats_respond(struct conn *c, bool keep_alive);
 
 #endif

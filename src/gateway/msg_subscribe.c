@@ -306,6 +306,8 @@ void proto_reapply_entitlements(struct conn *c) {
     }
 }
 
+void protocol_reapply_modes(struct conn *c) { proto_reapply_entitlements(c); }
+
 void msg_unsubscribe(struct conn *c, json_t *msg, json_t *id) {
     json_t *syms = json_object_get(msg, "symbols");
     size_t n = json_array_size(syms);

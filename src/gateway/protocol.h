@@ -66,6 +66,10 @@ void protocol_on_close(struct conn *c, unsigned code);
 /* The connection is being freed: drop everything it holds elsewhere. */
 void protocol_on_release(struct conn *c);
 
+/* After a reload changed [throttle] (on the connection's worker): each
+ * held subscription moves to its role's new rate, as on authenticate. */
+void protocol_reapply_modes(struct conn *c);
+
 /* Releases identity and admission (guard, Redis user count) exactly once. */
 void protocol_release_identity(struct conn *c);
 

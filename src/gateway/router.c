@@ -1,6 +1,6 @@
 /* router.c - request routing; see router.h.
  *
- * Routes: server.ws_path and server.echo_path (GET upgrades), /health,
+ * Routes: server.ws_path and server.echo_path (GET upgrades), /health, /ready,
  * /metrics, /api/stats, /api/admin/..., /api/publish and the demo page's
  * static files under /. A blocked client IP gets 403 on every path; other
  * requests are counted against the connection limits (gateway/http_guard.h). A
@@ -36,6 +36,7 @@
 #include "gateway/admin.h"
 #include "gateway/api.h"
 #include "gateway/metrics.h"
+#include "gateway/ready.h"
 
 static bool list_has(const char *list, const char *v, size_t vl) {
     const char *cur = list, *p;
@@ -188,7 +189,7 @@ static void admit_result(struct worker *w, struct redis_admit *a) {
  * must stay observable and manageable, and must not look dead to a
  * liveness probe. They still count against the per-IP limit. */
 static bool operator_path(const char *path) {
-    return strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0 || strcmp(path, "/api/stats") == 0 ||
+    return strcmp(path, "/health") == 0 || strcmp(path, "/ready") == 0 || strcmp(path, "/metrics") == 0 || strcmp(path, "/api/stats") == 0 ||
            strncmp(path, "/api/admin/", 11) == 0;
 }
 
@@ -214,9 +215,17 @@ void router_dispatch(struct conn *c) {
             method_not_allowed(c, "GET, HEAD");
         else
             health_respond(c, keep);
+    } else if (strcmp(path, "/ready") == 0) {
+        if (!http_req_is_get(c->http) && !http_req_is_head(c->http))
+            method_not_allowed(c, "GET, HEAD");
+        else
+            ready_respond(c, keep);
     } else if (strcmp(path, "/metrics") == 0) {
         if (!http_req_is_get(c->http) && !http_req_is_head(c->http))
             method_not_allowed(c, "GET, HEAD");
+        else if (!metrics_authorized(c))
+            conn_http_error(c, 401, "unauthorized", "/metrics needs Authorization: Bearer <server.metrics_token>",
+                            "WWW-Authenticate: Bearer realm=\"metrics\"\r\n", keep);
         else
             metrics_respond(c, keep);
     } else if (strcmp(path, "/api/stats") == 0) {

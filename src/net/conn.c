@@ -208,7 +208,7 @@ void conn_send(struct conn *c, struct outbuf *b) {
         return;
     }
     if (outq_push(&c->out, b) < 0) {
-        log_warn("conn %llu: out of memory queueing output; closing", (unsigned long long)c->id);
+        log_rl(LOG_WARN, "conn %llu: out of memory queueing output; closing", (unsigned long long)c->id);
         conn_close(c);
         return;
     }
@@ -345,7 +345,7 @@ static void on_write(uv_write_t *req, int status) {
 static void hold_input(struct conn *c, const uint8_t *data, size_t len) {
     struct held_input *h = malloc(sizeof(*h) + len);
     if (!h) {
-        log_warn("conn %llu: out of memory keeping input; closing", (unsigned long long)c->id);
+        log_rl(LOG_WARN, "conn %llu: out of memory keeping input; closing", (unsigned long long)c->id);
         conn_close(c);
         return;
     }

@@ -171,11 +171,23 @@ fail:
 }
 
 int tls_ctx_reload(struct tls_ctx *t, char *why, size_t whylen) {
-    SSL_CTX *x = ctx_build(t->cert, t->key, why, whylen);
-    if (!x) {
-        atomic_fetch_add(&t->reload_failures, 1);
+    SSL_CTX *x = tls_ctx_prepare(t, why, whylen);
+    if (!x)
         return -1;
-    }
+    tls_ctx_install(t, x);
+    return 0;
+}
+
+SSL_CTX *tls_ctx_prepare(struct tls_ctx *t, char *why, size_t whylen) {
+    SSL_CTX *x = ctx_build(t->cert, t->key, why, whylen);
+    if (!x)
+        atomic_fetch_add(&t->reload_failures, 1);
+    return x;
+}
+
+void tls_ctx_discard(SSL_CTX *x) { SSL_CTX_free(x); }
+
+void tls_ctx_install(struct tls_ctx *t, SSL_CTX *x) {
     pthread_mutex_lock(&t->lock);
     /* Tickets issued before the reload still resume. */
     unsigned char keys[80];
@@ -186,7 +198,6 @@ int tls_ctx_reload(struct tls_ctx *t, char *why, size_t whylen) {
     t->cur = x;
     pthread_mutex_unlock(&t->lock);
     SSL_CTX_free(old); /* sessions begun on it hold their own reference */
-    return 0;
 }
 
 uint64_t tls_ctx_reload_failures(struct tls_ctx *t) { return atomic_load(&t->reload_failures); }

@@ -25,6 +25,7 @@
 
 struct tls_ctx;
 struct ssl_st;
+struct ssl_ctx_st;
 
 /* Output records of one thread's sessions, and its plaintext buffer. */
 struct tls_io {
@@ -63,6 +64,14 @@ struct tls_ctx *tls_ctx_new(const char *cert, const char *key, FILE *err);
 /* Loads the same files again for new handshakes. 0, or -1 with the old
  * pair kept, a message in why, and the failure counted. Any thread. */
 int tls_ctx_reload(struct tls_ctx *t, char *why, size_t whylen);
+
+/* The same in two steps, for a reload that must apply everything or
+ * nothing (app/reload.c): prepare loads the pair (NULL with why and the
+ * failure counted), install swaps it in (cannot fail), discard frees a
+ * prepared pair that is not installed. Any thread. */
+struct ssl_ctx_st *tls_ctx_prepare(struct tls_ctx *t, char *why, size_t whylen);
+void tls_ctx_install(struct tls_ctx *t, struct ssl_ctx_st *x);
+void tls_ctx_discard(struct ssl_ctx_st *x);
 
 /* Reloads that failed since start. */
 uint64_t tls_ctx_reload_failures(struct tls_ctx *t);

@@ -30,8 +30,10 @@ static void flush_dirty(struct worker *w) {
 static void on_prepare(uv_prepare_t *h) { flush_dirty(h->data); }
 static void on_check(uv_check_t *h) { flush_dirty(h->data); }
 
-const double FANOUT_BOUNDS[FANOUT_BUCKETS] = {0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
-                                              0.0025,  0.005,   0.01,   0.05,    0.1,    1e300};
+/* A tick's fan-out on a worker takes microseconds: fine buckets below a
+ * millisecond, coarse ones above for the pathological. */
+const double FANOUT_BOUNDS[FANOUT_BUCKETS] = {1e-6,   2.5e-6, 5e-6,  1e-5,  2.5e-5, 5e-5,  1e-4, 2.5e-4,
+                                              5e-4,   1e-3,   2.5e-3, 5e-3, 1e-2,   5e-2,  0.25, 1e300};
 
 void worker_record_fanout(struct worker *w, uint64_t ns) {
     double s = (double)ns / 1e9;
@@ -100,6 +102,50 @@ static void begin_shutdown(struct worker *w) {
     worker_conn_released(w);
 }
 
+/* The drain's window: three quarters of the grace, so the last closes
+ * are done before the grace timer forces what is left. */
+static uint64_t drain_window_ms(const struct config *cfg) {
+    uint64_t g = (uint64_t)cfg->server.shutdown_grace_ms;
+    return g > 400 ? g * 3 / 4 : g / 2;
+}
+
+static bool ws_open(const struct conn *c) { return !c->closing && c->phase == PHASE_WS && !c->close_sent; }
+
+static void begin_drain(struct worker *w) {
+    if (w->draining || w->shutting_down)
+        return;
+    w->draining = true;
+    w->drain_start = uv_now(&w->loop);
+    w->drain_ms = drain_window_ms(w->cfg);
+    for (struct conn *c = w->conns; c; c = c->next) {
+        if (!ws_open(c))
+            continue;
+        w->drain_total++;
+        if (c->endpoint == EP_JSON)
+            w->hooks->lame_duck(c);
+    }
+}
+
+/* At timer resolution: closes the share of the drain's clients due by
+ * now (total * elapsed / window), ends the drain when none is left. */
+static void drain_step(struct worker *w, uint64_t now) {
+    uint64_t elapsed = now - w->drain_start;
+    uint64_t due = elapsed >= w->drain_ms ? w->drain_total : (uint64_t)w->drain_total * elapsed / w->drain_ms;
+    bool left = false;
+    for (struct conn *c = w->conns; c; c = c->next) {
+        if (!ws_open(c))
+            continue;
+        if (w->drain_closed < due) {
+            w->drain_closed++;
+            ws_close(c, WS_CLOSE_GOING_AWAY, "server draining");
+        } else {
+            left = true;
+        }
+    }
+    if (!left || elapsed >= w->drain_ms)
+        begin_shutdown(w);
+}
+
 static void force_close(struct worker *w) {
     begin_shutdown(w);
     for (struct conn *c = w->conns; c; c = c->next)
@@ -140,7 +186,9 @@ static void on_timer(uv_timer_t *h) {
     atomic_store_explicit(&w->heartbeat_ms, uv_hrtime() / 1000000, memory_order_relaxed);
     /* Fallback for a shutdown mail that could not be posted. */
     if (atomic_load(w->env.shutting_down) && !w->shutting_down)
-        begin_shutdown(w);
+        begin_drain(w);
+    if (w->draining && !w->shutting_down)
+        drain_step(w, now);
     for (struct conn *c = w->timed, *next; c; c = next) {
         next = c->tnext;
         if (c->deadline <= now)
@@ -175,12 +223,25 @@ static void on_liveness(uv_timer_t *h) {
             w->hooks->liveness(c, now);
 }
 
+void worker_retime(struct worker *w) {
+    uint64_t sweep_ms = (uint64_t)w->cfg->limits.sweep_interval_s * 1000, live_ms = liveness_period_ms(w->cfg);
+    if (w->stopped)
+        return;
+    if (uv_timer_get_repeat(&w->sweeper) != sweep_ms)
+        uv_timer_start(&w->sweeper, on_sweep, sweep_ms, sweep_ms);
+    if (uv_timer_get_repeat(&w->liveness) != live_ms)
+        uv_timer_start(&w->liveness, on_liveness, live_ms, live_ms);
+}
+
 static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
     const struct worker_mail *kind = (const struct worker_mail *)m->type;
     kind->run(data, m->ptr, m->a, m->b);
 }
 
-static void run_shutdown(struct worker *w, void *ptr, uint64_t a, uint64_t b) { begin_shutdown(w); }
+static void run_shutdown(struct worker *w, void *ptr, uint64_t a, uint64_t b) {
+    begin_drain(w);
+    drain_step(w, uv_now(&w->loop)); /* nobody to drain: stop at once */
+}
 static void run_force_close(struct worker *w, void *ptr, uint64_t a, uint64_t b) { force_close(w); }
 static const struct worker_mail SHUTDOWN_MAIL = {"shutdown", run_shutdown, NULL};
 static const struct worker_mail FORCE_CLOSE_MAIL = {"force_close", run_force_close, NULL};
@@ -269,14 +330,14 @@ static void on_connection(uv_stream_t *listener, int status) {
         return;
     }
     if (status < 0) {
-        log_warn("worker %d: accept: %s", w->id, uv_strerror(status));
+        log_rl(LOG_WARN, "worker %d: accept: %s", w->id, uv_strerror(status));
         return;
     }
     if (w->shutting_down)
         return;
     int rc = conn_accept(w, listener, tls ? w->tls : NULL);
     if (rc < 0)
-        log_warn("worker %d: accept failed: %s", w->id, strerror(-rc));
+        log_rl(LOG_WARN, "worker %d: accept failed: %s", w->id, strerror(-rc));
 }
 
 static void worker_main(void *arg) {

@@ -51,6 +51,7 @@ struct worker_hooks {
     void (*drain)(struct conn *c);       /* a congested connection's queue shrank */
     void (*liveness)(struct conn *c, uint64_t now); /* EP_JSON, at heartbeat resolution */
     void (*sweep)(struct conn *c, uint64_t now);    /* EP_JSON, every limits.sweep_interval_s */
+    void (*lame_duck)(struct conn *c);   /* EP_JSON, once when the drain starts: advise a reconnect */
 };
 
 /* What a worker is given at start (copied). */
@@ -88,7 +89,7 @@ enum violation {
     SV_COUNT,
 };
 
-#define FANOUT_BUCKETS 12
+#define FANOUT_BUCKETS 16
 
 /* Counters a worker owns (single writer: the worker); the metrics module
  * only reads them, relaxed. */
@@ -151,6 +152,9 @@ struct worker {
     uint64_t churn_ms;             /* loop ms the handshakes since then passed the threshold */
     bool trim_due;                 /* trim at the next timer tick (worker.c maybe_trim) */
     uint64_t trim_ms;              /* loop ms of the last trim */
+    bool draining;                 /* lame duck: closing clients over the grace period */
+    uint64_t drain_start, drain_ms;  /* loop ms of the drain's start; its length */
+    uint32_t drain_total, drain_closed; /* WebSocket clients at the start; closed by the drain */
     bool shutting_down;
     bool stopped;                  /* handles closed, loop ending */
     int listen_fd;                 /* bound socket handed over by the server */
@@ -175,8 +179,13 @@ int worker_start(struct worker *w, const struct worker_env *env, int id, int fd)
  * caller keeps ptr). */
 int worker_post(struct worker *w, const struct worker_mail *kind, void *ptr, uint64_t a, uint64_t b);
 
-/* Stop accepting and close every client with 1001 / every socket now
- * (the grace expired). Any thread. */
+/* Drain (lame duck): each EP_JSON client is advised to reconnect
+ * (hooks->lame_duck), then WebSocket clients are closed with 1001 spread
+ * over three quarters of server.shutdown_grace_ms; plain HTTP keeps being
+ * answered meanwhile. Once none is left (or the time is up) the worker
+ * stops accepting, ends its HTTP connections and its loop ends with its
+ * last connection. force_close: every socket now (the grace expired).
+ * Any thread. */
 int worker_post_shutdown(struct worker *w);
 int worker_post_force_close(struct worker *w);
 
@@ -189,6 +198,10 @@ void worker_record_fanout(struct worker *w, uint64_t ns);
 
 /* Upper bounds (seconds) of the fan-out histogram buckets; the last is +Inf. */
 extern const double FANOUT_BOUNDS[FANOUT_BUCKETS];
+
+/* Re-arms the sweeper and liveness timers when limits.sweep_interval_s or
+ * limits.heartbeat_interval_s changed (a reload). On the worker's thread. */
+void worker_retime(struct worker *w);
 
 /* Called by the connection release path: lets a stopping worker finish. */
 void worker_conn_released(struct worker *w);

@@ -28,6 +28,7 @@
 struct outbuf;
 struct worker;
 struct tick_in;
+struct recover_req;
 
 #define HUB_MAX_WORKERS 64
 #define HUB_EPOCH_MAX 32       /* PROTOCOL.md section 13: an epoch is <= 32 chars */
@@ -78,6 +79,11 @@ struct hub_observers {
      * order): must not block (the broker posts to its mailbox). */
     void (*on_tick)(void *ctx, uint32_t sym, double price);
     void *tick_ctx;
+    /* A recovery question for the shared source (the cluster): true when
+     * taken (answered later as r->mail on r->worker), false to answer it
+     * here. Any thread. NULL: this node's ring is the source. */
+    bool (*recover)(void *ctx, struct recover_req *r);
+    void *recover_ctx;
 };
 
 struct hub {

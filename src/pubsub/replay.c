@@ -14,6 +14,7 @@
 
 #define REPLAY_SLICE 64      /* ticks per connection per loop turn: fairness */
 #define REPLAY_PUMP_MS 1     /* a stalled replay is looked at again after this */
+#define REFILLS_MAX 3        /* second questions per recovery before it falls back to the snapshot */
 
 /* One symbol of a connection being recovered. */
 struct replay_sym {
@@ -24,6 +25,12 @@ struct replay_sym {
     struct outbuf **held;    /* live frames while held, seq order, one reference each */
     uint32_t nheld, capheld;
     uint64_t held_bytes;
+    /* After the replay: the client has every seq up to `last`. */
+    bool awaiting;           /* no live frame yet: the first one must be last + 1 */
+    bool refilling;          /* a gap after last: its ticks asked again */
+    uint8_t refills;
+    uint64_t last;
+    char epoch[HUB_EPOCH_MAX + 1]; /* the numbering the client was recovered in */
 };
 
 /* A connection's recoveries (conn_subs(c)->replay), allocated when needed. */
@@ -33,6 +40,9 @@ struct conn_replay {
     struct replay_sym *v;
     uint32_t n, cap;
 };
+
+static void refill(struct conn *c, struct replay_sym *rs);
+static void run_replay(struct conn *c, struct replay_sym *rs);
 
 struct recover_req *recover_req_new(uint32_t n) {
     return calloc(1, sizeof(struct recover_req) + (size_t)n * sizeof(struct recover_item));
@@ -161,12 +171,19 @@ fail:
 }
 
 /* Keeps b for later (consumed). Bounded by bytes: past the outbound cap
- * the newest frame replaces the last one held (seq order kept). */
+ * the newest frame replaces the last one held (seq order kept). After
+ * the replay, the first live frame ends the hold when it is last + 1. */
 void replay_hold_frame(struct conn *c, struct outbuf *b) {
     struct replay_sym *rs = find(c, b->sym);
     uint64_t cap = (uint64_t)c->w->cfg->limits.max_outbound_bytes;
-    if (!rs) {
+    if (!rs || (rs->awaiting && b->seq <= rs->last)) {
         outbuf_unref(b);
+        return;
+    }
+    if (rs->awaiting && b->seq == rs->last + 1) {
+        subs_send_tick(c, b);
+        subs_release_held(c, rs->sym, b->seq);
+        drop_at(c, (uint32_t)(rs - conn_subs(c)->replay->v));
         return;
     }
     if (rs->nheld && (rs->held_bytes + b->len > cap || rs->nheld == rs->capheld)) {
@@ -189,25 +206,59 @@ void replay_hold_frame(struct conn *c, struct outbuf *b) {
     }
     rs->held[rs->nheld++] = b;
     rs->held_bytes += b->len;
+    if (rs->awaiting) { /* the first live frame is not last + 1: a gap */
+        rs->awaiting = false;
+        refill(c, rs);
+    }
 }
 
 /* The replay of entry i is written (or there was none): the held frames
  * newer than `last` follow under the usual policy, then the live stream. */
-static void join(struct conn *c, uint32_t i, uint64_t last) {
+/* The replay of entry i is written (or there was none): the held frames
+ * newer than `last` follow under the usual policy, then the live stream.
+ * checked (after a replay): the first of them must be last + 1; a gap is
+ * asked again (refill), and with nothing held yet the entry stays held,
+ * awaiting the first live frame. True when entry i is gone. */
+static bool join(struct conn *c, uint32_t i, uint64_t last, bool checked) {
     struct replay_sym *rs = &conn_subs(c)->replay->v[i];
-    for (uint32_t k = 0; k < rs->nheld; k++) {
+    uint32_t k = 0;
+    for (; k < rs->nheld && rs->held[k]->seq <= last; k++) {
+        rs->held_bytes -= rs->held[k]->len;
+        outbuf_unref(rs->held[k]);
+    }
+    rs->replaying = false;
+    if (checked && (k == rs->nheld || rs->held[k]->seq != last + 1)) {
+        if (k)
+            memmove(rs->held, rs->held + k, (rs->nheld - k) * sizeof(*rs->held));
+        rs->nheld -= k;
+        rs->last = last;
+        if (rs->nheld)
+            refill(c, rs);
+        else
+            rs->awaiting = true;
+        return false;
+    }
+    for (; k < rs->nheld; k++) {
         struct outbuf *b = rs->held[k];
-        rs->held[k] = NULL;
-        if (b->seq > last) {
-            last = b->seq;
-            subs_send_tick(c, b);
-        } else {
-            outbuf_unref(b);
-        }
+        last = b->seq > last ? b->seq : last;
+        subs_send_tick(c, b);
     }
     rs->nheld = 0;
     subs_release_held(c, rs->sym, last);
     drop_at(c, i);
+    return true;
+}
+
+/* The snapshot instead of the promise (not recovered, or a gap nobody
+ * can fill): a visible resync, then the held frames newer than it. */
+static void resync(struct conn *c, uint32_t i) {
+    uint64_t seq = 0;
+    struct outbuf *snap = hub_snapshot(c->w->subs->hub, conn_subs(c)->replay->v[i].sym, &seq);
+    if (snap) {
+        atomic_fetch_add_explicit(&c->w->stats.messages_sent, 1, memory_order_relaxed);
+        conn_send(c, snap);
+    }
+    join(c, i, seq, false);
 }
 
 /* Writes up to one slice of c's replays; false when nothing is left. */
@@ -233,11 +284,12 @@ static bool pump_conn(struct conn *c, struct hub *h) {
         }
         if (rs->next < rs->n)
             return true;
-        uint64_t last = rs->n ? rs->t[rs->n - 1].seq : 0;
-        join(c, i, last); /* entry i is gone: the next one moved here */
+        uint64_t last = rs->n ? rs->t[rs->n - 1].seq : rs->last;
+        bool gone = join(c, i, last, true); /* gone: the next one moved here */
         if (!conn_subs(c)->replay)
             return false;
         cr = conn_subs(c)->replay;
+        i += !gone;
     }
     return cr->linked;
 }
@@ -252,30 +304,86 @@ void replay_pump(struct worker *w) {
 
 static void on_pump(uv_timer_t *t) { replay_pump(t->data); }
 
+/* The second answer: the missing ticks replayed (the join checks again),
+ * or the snapshot when the source no longer has them. */
+static void refilled(struct conn *c, struct recover_req *r) {
+    struct recover_item *it = &r->items[0];
+    struct replay_sym *rs = find(c, it->sym);
+    if (!rs || !rs->refilling)
+        return; /* unsubscribed (or re-subscribed) meanwhile */
+    rs->refilling = false;
+    if (!it->recovered || it->n == 0 || strcmp(it->epoch, rs->epoch) != 0) {
+        resync(c, (uint32_t)(rs - conn_subs(c)->replay->v));
+        return;
+    }
+    free(rs->t);
+    rs->t = it->t;
+    rs->n = it->n;
+    rs->next = 0;
+    it->t = NULL;
+    it->n = 0;
+    run_replay(c, rs);
+}
+
+static void run_refill(struct worker *w, void *ptr, uint64_t a, uint64_t b) {
+    struct conn *c = conn_find(w, ((struct recover_req *)ptr)->conn_id);
+    if (c && c->phase == PHASE_WS)
+        refilled(c, ptr);
+    recover_req_free(ptr);
+}
+
+static void drop_refill(void *ptr, uint64_t a, uint64_t b) { recover_req_free(ptr); }
+
+static const struct worker_mail REFILL_MAIL = {"refill", run_refill, drop_refill};
+
+/* A gap between the replay's last seq and the first live frame held
+ * (this node started hearing the symbol after the source answered): the
+ * ticks after rs->last are asked again, the live frames held meanwhile;
+ * past REFILLS_MAX, or out of memory, the snapshot. Never a silent gap. */
+static void refill(struct conn *c, struct replay_sym *rs) {
+    struct hub *h = c->w->subs->hub;
+    struct recover_req *r = rs->refills < REFILLS_MAX ? recover_req_new(1) : NULL;
+    if (!r) {
+        resync(c, (uint32_t)(rs - conn_subs(c)->replay->v));
+        return;
+    }
+    rs->refills++;
+    rs->refilling = true;
+    *r = (struct recover_req){.worker = c->w->id, .conn_id = c->id, .drop = recover_req_free, .mail = &REFILL_MAIL, .n = 1};
+    r->items[0] = (struct recover_item){.sym = rs->sym, .want = true, .after = rs->last};
+    memcpy(r->items[0].epoch, rs->epoch, sizeof(rs->epoch));
+    if (h->obs.recover && h->obs.recover(h->obs.recover_ctx, r))
+        return;
+    replay_fill_local(h, r);
+    refilled(c, r);
+    recover_req_free(r);
+}
+
 void replay_start(struct conn *c, struct recover_item *it) {
     struct replay_sym *rs = find(c, it->sym);
     if (!rs)
         return; /* unsubscribed (or re-subscribed) meanwhile */
     uint32_t i = (uint32_t)(rs - conn_subs(c)->replay->v);
     if (!it->recovered) {
-        uint64_t seq = 0;
-        struct outbuf *snap = hub_snapshot(c->w->subs->hub, it->sym, &seq);
-        if (snap) {
-            atomic_fetch_add_explicit(&c->w->stats.messages_sent, 1, memory_order_relaxed);
-            conn_send(c, snap);
-        }
-        join(c, i, seq);
+        resync(c, i);
         return;
     }
+    memcpy(rs->epoch, it->epoch, sizeof(rs->epoch));
+    rs->last = it->after;
     rs->t = it->t;
     rs->n = it->n;
     rs->next = 0;
     it->t = NULL;
     it->n = 0;
     if (rs->n == 0) {
-        join(c, i, it->after);
+        join(c, i, it->after, true);
         return;
     }
+    run_replay(c, rs);
+}
+
+/* Writes rs->t from its start, the first slice now. */
+static void run_replay(struct conn *c, struct replay_sym *rs) {
     rs->replaying = true;
     struct worker *w = c->w;
     link_conn(c);

@@ -28,6 +28,7 @@
 struct conn;
 struct outbuf;
 struct worker;
+struct worker_mail;
 
 /* One symbol of a subscribe. */
 struct recover_item {
@@ -47,6 +48,7 @@ struct recover_req {
     uint64_t conn_id;
     void *upper;                      /* the asker's own state (the gateway's reply) */
     void (*drop)(struct recover_req *r); /* the asker's: frees r unanswered (shutdown, full mailbox) */
+    const struct worker_mail *mail;   /* the answer's kind; NULL: the source's usual one */
     uint32_t sent, answered;          /* the source's progress */
     uint32_t n;
     struct recover_item items[];

@@ -254,3 +254,110 @@ def rws(gateway):
     yield Factory
     for c in opened:
         c.close()
+
+
+class GateProxy:
+    """A TCP proxy in front of a RedisServer that can hold Redis's replies
+    on one connection: arm(b"XREVRANGE") holds, from the moment a node sends
+    that command, everything Redis answers on that connection until
+    release(). The pub/sub connection (the one that sent SUBSCRIBE) keeps
+    flowing; unread(conn) is the bytes a node has not read yet from it
+    (/proc/net/tcp rx_queue of the node's socket), so a test knows when
+    the node took what the proxy passed on."""
+
+    class Conn:
+        def __init__(self, node_sock):
+            self.node = node_sock
+            self.node_port = node_sock.getpeername()[1]
+            self.held = None          # bytearray while holding
+            self.passed = bytearray() # what went to the node (tests are small)
+            self.sent = bytearray()   # what the node sent
+            self.lock = threading.Lock()
+
+    def __init__(self, redis_srv):
+        self.target = (redis_srv.host, redis_srv.port)
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.url = "redis://127.0.0.1:%d/0" % self.port
+        self.conns, self.trigger, self.closed = [], None, False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                s, _ = self.lsock.accept()
+            except OSError:
+                return
+            r = socket.create_connection(self.target)
+            c = GateProxy.Conn(s)
+            self.conns.append(c)
+            threading.Thread(target=self._up, args=(c, r), daemon=True).start()
+            threading.Thread(target=self._down, args=(c, r), daemon=True).start()
+
+    def _up(self, c, r):  # node -> Redis
+        while True:
+            try:
+                d = c.node.recv(65536)
+            except OSError:
+                d = b""
+            if not d:
+                r.close()
+                return
+            with c.lock:
+                c.sent += d
+                if self.trigger and self.trigger in d and c.held is None:
+                    c.held = bytearray()  # before Redis can answer it
+                    self.trigger = None
+            r.sendall(d)
+
+    def _down(self, c, r):  # Redis -> node
+        while True:
+            try:
+                d = r.recv(65536)
+            except OSError:
+                d = b""
+            if not d:
+                c.node.close()
+                return
+            with c.lock:
+                if c.held is not None:
+                    c.held += d
+                    continue
+                c.passed += d
+            c.node.sendall(d)
+
+    def arm(self, command):
+        self.trigger = command
+
+    def holding(self):
+        return next((c for c in self.conns if c.held is not None), None)
+
+    def pubsub(self):
+        return next((c for c in self.conns if b"SUBSCRIBE" in c.sent), None)
+
+    def release(self):
+        for c in self.conns:
+            with c.lock:
+                d, c.held = c.held, None
+                if d:
+                    c.passed += d
+                    c.node.sendall(d)
+
+    def unread(self, c):
+        """Bytes waiting in the node's socket of c (its rx_queue)."""
+        local = "0100007F:%04X" % c.node_port
+        remote = "0100007F:%04X" % self.port
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                p = line.split()
+                if p[1] == local and p[2] == remote:
+                    return int(p[4].split(":")[1], 16)
+        return 0
+
+    def close(self):
+        self.closed = True
+        self.lsock.close()
+        self.release()

@@ -5,6 +5,7 @@ delivery with the original seq and timestamp, and throttled roles getting
 the newest update at most N times a second with the trailing edge."""
 import hashlib
 import json
+import signal
 import time
 
 from conftest import mint, get_metrics, wait_metrics, wait_until
@@ -156,6 +157,39 @@ def test_throttle_burst_gives_first_and_trailing(tickgate, jclients):
     assert viewer.fence() == []
     wait_metrics(gw, lambda m: m["tickgate_throttled_dropped_total"] == 48 and
                  m["tickgate_throttled_subscriptions"] == 1)
+
+
+def test_sighup_moves_held_subscriptions_to_the_new_rate(tickgate, jclients, tmp_path):
+    """[throttle] reloads on SIGHUP: a viewer subscribed while throttled is
+    unthrottled by the reload without resubscribing; a broken reload
+    changes nothing."""
+    ini = tmp_path / "tickgate.ini"
+    ini.write_text("[throttle]\nviewer = 2\n")
+    gw = tickgate("--config=%s" % ini)
+    viewer = jclients.open(gw, token=user_token("v1", "viewer"))
+    viewer.subscribe(["AAPL"])
+    wait_metrics(gw, lambda m: m["tickgate_throttled_subscriptions"] == 1)
+
+    def hup(expect):
+        start = len(gw.stderr.splitlines())
+        gw.send_signal(signal.SIGHUP)
+        line = wait_until(lambda: next((l for l in gw.stderr.splitlines()[start:]
+                                         if "configuration reloaded" in l or "reload failed" in l), None),
+                          what="the reload's outcome")
+        assert expect in line, gw.stderr
+
+    ini.write_text("[throttle]\nviewer = 5000\n")  # out of range: nothing changes
+    hup("reload failed")
+    ini.write_text("[throttle]\nviewer = 0\n")
+    hup("configuration reloaded")
+    wait_metrics(gw, lambda m: m["tickgate_throttled_subscriptions"] == 0)
+    viewer.fence()  # the move's snapshot, if any
+    pub = jclients.publisher(gw)
+    ts0 = int(time.time() * 1000)
+    pub.publish([{"symbol": "AAPL", "price": 100 + i, "timestamp": ts0 + i} for i in range(10)])
+    seqs = [viewer.recv()["seq"] for _ in range(10)]
+    assert seqs == list(range(1, 11)), seqs  # real time now: every tick
+    assert "warn changed key not reloaded" not in gw.stderr, gw.stderr
 
 
 def test_throttle_rate_over_a_stream(tickgate, jclients):

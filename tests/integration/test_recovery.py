@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import get_metrics, get_stats, mint, wait_until
-from redis_helpers import rdb, redis_server, rgw, rws, unmanaged_gw  # noqa: F401
+from redis_helpers import GateProxy, rdb, redis_server, rgw, rws, unmanaged_gw  # noqa: F401
 
 SYM = "AAPL"
 RATE = "--limits.max_messages_per_minute=100000000"
@@ -314,3 +314,36 @@ def test_chaos_node_killed_clients_recover_on_the_other(redis_server, rgw, unman
         assert conf["recovered"] == {SYM: True}, conf
         after = read_seqs(ws, SYM, final, timeout=30)
         assert s + after == list(range(1, final + 1)), (len(s), after[:5])
+
+
+@pytest.mark.parametrize("burst", [300, 600])
+def test_catch_up_outrun_by_live_ticks_never_a_gap(redis_server, rdb, rgw, rws, burst):
+    """Node B starts listening to SYM for a recovering client while its
+    catch-up (marker, then stream pages) is held up and `burst` live ticks
+    (more than the 256 a catch-up holds, 600: more than a page) arrive on
+    its pub/sub link: the client still gets every seq after its own, once.
+    A proxy holds B's command replies from the catch-up's XREVRANGE until B
+    has read the whole burst."""
+    proxy = GateProxy(redis_server)
+    try:
+        b = rgw(proxy)
+        c = rgw(redis_server)
+        pub = rws.open(c, token=mint("pub1", "publisher"))
+        publish_n(pub, 10)
+        epoch = wait_until(lambda: rdb.get("websocket:epoch:" + SYM), 10, "the cluster's epoch of " + SYM)
+        proxy.arm(b"XREVRANGE")
+        ws = rws.open(b)
+        ws.send({"type": "subscribe", "symbols": [SYM], "recover": {SYM: {"seq": 10, "epoch": epoch}}})
+        held = wait_until(proxy.holding, 10, "B's catch-up marker held")
+        wait_until(lambda: b"\r\n$2\r\n10\r\n*0\r\n" in held.held, 10, "B's RECOVER answered (seq 10), held")
+        wait_until(lambda: rdb.pubsub_numsub("websocket:tick:" + SYM)[0][1] == 1, 10, "B listening to " + SYM)
+        publish_n(pub, burst)
+        sub = proxy.pubsub()
+        wait_until(lambda: b"|%d|" % (10 + burst) in sub.passed and proxy.unread(sub) == 0, 10,
+                   "B read the burst")
+        proxy.release()
+        conf = ws.expect("subscription_confirmed")
+        assert conf["recovered"] == {SYM: True}, conf
+        assert read_seqs(ws, SYM, 10 + burst) == list(range(11, 11 + burst))
+    finally:
+        proxy.close()

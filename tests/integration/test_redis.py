@@ -15,6 +15,7 @@ import time
 import pytest
 
 from conftest import get_metrics, http_json, mint, wait_until
+from wsraw import http_request
 from redis_helpers import (  # noqa: F401  (fixtures are registered by import)
     api, health, node_id, rdb, redis_server, rgw, rws, unmanaged_gw)
 
@@ -347,8 +348,10 @@ def test_block_ip_is_cluster_wide(redis_server, rdb, rgw, rws):
     assert until is not None and abs(int(until) - (time.time() + 60)) < 10, "blocked hash entry %r" % until
     assert keep.fence() == [], "a client of another IP was disturbed"
 
-    # A node that joins later learns the block list from Redis.
+    # A node that joins later learns the block list from Redis before it
+    # says it is ready.
     late = rgw(redis_server)
+    wait_until(lambda: http_request(late.host, late.port, "GET", "/ready").status == 200, 10, "late node ready")
     r = rws.handshake(late, src=ip)
     assert r.status == 403, "late node accepted a blocked IP: %r" % r
 

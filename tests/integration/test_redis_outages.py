@@ -25,6 +25,16 @@ def wait_log_count(gw, text, n, timeout=10.0):
     wait_until(lambda: gw.stderr.count(text) >= n, timeout, "%d x %r on stderr" % (n, text))
 
 
+def wait_failed_attempts(gw, n, timeout=10.0):
+    """Waits until n more connection attempts failed: the first is logged
+    ("connect failed"), the rest only counted in tickgate_redis_errors_total
+    (repeated errors are rate-limited in the log, PROTOCOL.md section 15)."""
+    wait_log_count(gw, "connect failed", 1, timeout)
+    base = get_metrics(gw)["tickgate_redis_errors_total"]
+    wait_until(lambda: get_metrics(gw)["tickgate_redis_errors_total"] >= base + n - 1, timeout,
+               "%d more failed Redis attempts" % (n - 1))
+
+
 def audit_events(path):
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -54,7 +64,7 @@ def test_reconnects_after_several_failed_attempts(redis_server, rdb, gateway, rw
     sub, pub, seq = stream_and_check(gw, rdb, rws)
     redis_server.kill()
     wait_state(gw, "down")
-    wait_log_count(gw, "connect failed", 3)
+    wait_failed_attempts(gw, 3)
     redis_server.start()
     wait_state(gw, "up")
     rdb2 = redis_server.client()
@@ -73,7 +83,7 @@ def test_redis_started_after_the_gateway(tmp_path, gateway, rws):
     trying, and joins once Redis is there."""
     srv = RedisServer(tmp_path)
     gw = gateway(*gateway_args(srv, tmp_path / "audit.log", "--redis.reconnect_max_ms=200"))
-    wait_log_count(gw, "connect failed", 3)
+    wait_failed_attempts(gw, 3)
     assert redis_state(gw) == "down"
     srv.start()
     try:
@@ -91,7 +101,7 @@ def test_sigterm_while_redis_down_and_retrying(redis_server, gateway, tmp_path):
     gw = gateway(*gateway_args(redis_server, tmp_path / "audit.log", "--redis.reconnect_max_ms=200"))
     wait_redis_up(gw)
     redis_server.kill()
-    wait_log_count(gw, "connect failed", 2)
+    wait_failed_attempts(gw, 2)
     assert gw.stop() == 0, gw.output()
 
 

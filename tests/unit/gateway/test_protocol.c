@@ -219,6 +219,8 @@ static void test_role_gate(void **state) {
 /* The join: a recovering subscribe gets its confirmation, then the ticks
  * after its seq in slices, while live ticks published meanwhile wait in
  * the hold and follow: one run of consecutive seqs, no snapshot. */
+static void beat_noop(uv_timer_t *t) {}
+
 static void test_recover_joins_the_live_stream(void **state) {
     struct fixture *f = *state;
     protocol_on_open(f->c);
@@ -246,6 +248,11 @@ static void test_recover_joins_the_live_stream(void **state) {
     /* The client reads as it comes: the pump writes while its queue is
      * under half of limits.max_outbound_bytes. */
     uint64_t seq = 0;
+    /* A turn never waits for ever: the replay may end in the pump's timer
+     * at the start of a turn, leaving nothing to wake that turn's poll. */
+    uv_timer_t beat;
+    uv_timer_init(&f->w.loop, &beat);
+    uv_timer_start(&beat, beat_noop, 1, 1);
     for (int turns = 0; seq < 205 && turns < 1000; turns++) {
         uv_run(&f->w.loop, conn_subs(f->c)->replay ? UV_RUN_ONCE : UV_RUN_NOWAIT); /* mail, the pump timer */
         while ((o = next_message(f->c))) {
@@ -255,6 +262,8 @@ static void test_recover_joins_the_live_stream(void **state) {
             json_decref(o);
         }
     }
+    uv_close((uv_handle_t *)&beat, NULL);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
     assert_int_equal(seq, 205);
     assert_null(conn_subs(f->c)->replay);
     assert_null(next_message(f->c));
@@ -266,6 +275,64 @@ static void test_recover_joins_the_live_stream(void **state) {
     json_decref(o);
 }
 
+/* After the replay, the first live frame must follow the replayed seq: a
+ * gap there (this node heard the symbol only from a later tick) is asked
+ * again and, when nobody retains the ticks, the client sees the snapshot,
+ * never a silent jump; a following frame releases the hold. */
+static void recover_up_to_date(struct fixture *f) {
+    protocol_on_open(f->c);
+    json_decref(next_message(f->c));
+    for (int i = 0; i < 10; i++) {
+        struct tick_in in = {.sym = 0, .price = 10.0 + i};
+        hub_publish_local(&f->hub, &in);
+    }
+    char msg[256];
+    snprintf(msg, sizeof(msg),
+             "{\"type\":\"subscribe\",\"symbols\":[\"%s\"],\"recover\":{\"%s\":{\"seq\":10,\"epoch\":\"%s\"}}}",
+             f->syms.names[0], f->syms.names[0], f->hub.local_epoch);
+    send_text(f->c, msg);
+    json_t *o = next_message(f->c);
+    assert_true(json_is_true(json_object_get(json_object_get(o, "recovered"), f->syms.names[0])));
+    json_decref(o);
+    assert_null(next_message(f->c));
+}
+
+static json_t *deliver(struct fixture *f, uint64_t seq) {
+    struct tick t = {.price = 50.0, .bid = 50.0, .ask = 50.0, .seq = seq};
+    hub_deliver(&f->hub, 0, &t, 10.0, f->hub.local_epoch);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
+    return next_message(f->c);
+}
+
+static void test_recover_gap_after_the_replay_is_never_silent(void **state) {
+    struct fixture *f = *state;
+    recover_up_to_date(f);
+    json_t *o = deliver(f, 15); /* 11..14 never reached this node */
+    assert_non_null(o);
+    assert_true(json_is_true(json_object_get(o, "snapshot")));
+    assert_int_equal(json_integer_value(json_object_get(o, "seq")), 15);
+    json_decref(o);
+    o = deliver(f, 16);
+    assert_int_equal(json_integer_value(json_object_get(o, "seq")), 16);
+    assert_null(json_object_get(o, "snapshot"));
+    json_decref(o);
+    assert_null(conn_subs(f->c)->replay);
+}
+
+static void test_recover_next_live_frame_releases_the_hold(void **state) {
+    struct fixture *f = *state;
+    recover_up_to_date(f);
+    assert_non_null(conn_subs(f->c)->replay); /* awaiting the first live frame */
+    json_t *o = deliver(f, 11);
+    assert_int_equal(json_integer_value(json_object_get(o, "seq")), 11);
+    assert_null(json_object_get(o, "snapshot"));
+    json_decref(o);
+    assert_null(conn_subs(f->c)->replay);
+    o = deliver(f, 12);
+    assert_int_equal(json_integer_value(json_object_get(o, "seq")), 12);
+    json_decref(o);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_says_connected, setup, teardown),
@@ -273,6 +340,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_bad_input_gets_a_clear_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_role_gate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_joins_the_live_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_gap_after_the_replay_is_never_silent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_next_live_frame_releases_the_hold, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
