@@ -8,6 +8,10 @@
  *                  harness base64url-encodes both and signs them with the
  *                  HS256 secret, so the claims checks see arbitrary JSON
  *                  behind a valid signature (verifiers 0 and 3)
+ *   mode bit 3:    JWK Set (auth/jwks.c): bytes are the set's text; checks
+ *                  every parsed key has a kid, one algorithm and key
+ *                  material of its type, kids are unique, and a token made
+ *                  with an oct key of the set verifies through it
  *   otherwise:     bytes are the token as a client would send it.
  * Always: b64url_decode on the bytes, which must round-trip canonically.
  * Checks: JWT_OK only for an algorithm the verifier accepts with a key of
@@ -19,6 +23,7 @@
 #include <openssl/hmac.h>
 #include <stdbool.h>
 
+#include "auth/jwks.h"
 #include "auth/jwt.h"
 #include "fuzz_common.h"
 
@@ -106,11 +111,16 @@ static void verify(const struct jwt_verifier *v, int vi, const char *tok, size_t
     enum jwt_result r = jwt_verify(v, tok, len, NOW_S, &cl);
     enum jwt_result r2 = jwt_verify(v, tok, len, NOW_S, &cl2);
     FUZZ_CHECK(r == r2, "jwt_verify not deterministic: %d then %d", r, r2);
-    FUZZ_CHECK(r >= JWT_OK && r <= JWT_BAD_AUDIENCE, "result %d", r);
+    FUZZ_CHECK(r >= JWT_OK && r <= JWT_BAD_KEY, "result %d", r);
     const char *s = jwt_result_str(r);
     FUZZ_CHECK(s && *s, "no result string");
-    if (r != JWT_OK)
+    FUZZ_CHECK(r == JWT_OK || (!cl.symbols && !cl.delayed), "a refused token holds entitlements");
+    FUZZ_CHECK((cl.symbols == cl2.symbols) && (cl.delayed == cl2.delayed), "entitlements not interned");
+    jwt_claims_release(&cl2);
+    if (r != JWT_OK) {
+        jwt_claims_release(&cl);
         return;
+    }
     unsigned a = header_alg(tok, len);
     FUZZ_CHECK(a && (v->algs & a), "verifier %d accepted a token whose alg (%u) it does not allow", vi, a);
     FUZZ_CHECK(a != JWT_HS256 || v->secret_len, "HS256 accepted without a secret");
@@ -119,6 +129,36 @@ static void verify(const struct jwt_verifier *v, int vi, const char *tok, size_t
     FUZZ_CHECK(memchr(cl.role, 0, sizeof(cl.role)), "role not terminated");
     FUZZ_CHECK(cl.exp >= NOW_S - v->leeway_s, "expired token accepted: exp %lld", (long long)cl.exp);
     FUZZ_CHECK(!strcmp(cl.sub, cl2.sub) && !strcmp(cl.role, cl2.role) && cl.exp == cl2.exp, "claims differ");
+    jwt_claims_release(&cl);
+}
+
+static void fuzz_jwks(const uint8_t *data, size_t size) {
+    char err[160] = "";
+    struct jwks *s = jwks_parse((const char *)data, size, err, sizeof(err));
+    if (!s) {
+        FUZZ_CHECK(err[0], "refused set without a reason");
+        return;
+    }
+    FUZZ_CHECK(s->n <= JWKS_MAX_KEYS, "%zu keys", s->n);
+    for (size_t i = 0; i < s->n; i++) {
+        const struct jwk *k = &s->v[i];
+        FUZZ_CHECK(k->kid[0] && memchr(k->kid, 0, sizeof(k->kid)), "key %zu: kid", i);
+        FUZZ_CHECK(k->alg == JWT_HS256 || k->alg == JWT_RS256 || k->alg == JWT_ES256 || k->alg == JWT_EDDSA,
+                   "key %zu: alg %u", i, k->alg);
+        FUZZ_CHECK(k->alg == JWT_HS256 ? k->secret && k->secret_len >= JWKS_MIN_SECRET && !k->pkey
+                                       : k->pkey && !k->secret, "key %zu: material does not match its type", i);
+        FUZZ_CHECK(jwks_find(s, k->kid) == k, "key %zu: kid not unique", i);
+        if (k->alg != JWT_HS256 || i > 4)
+            continue;
+        char *tok = jwt_sign_hs256_kid(k->secret, k->secret_len, NULL, "{\"sub\":\"f\",\"exp\":4102444800}");
+        struct jwt_verifier v = {.algs = JWT_HS256, .jwks = s};
+        struct jwt_claims cl;
+        enum jwt_result r = tok ? jwt_verify(&v, tok, strlen(tok), NOW_S, &cl) : JWT_OK;
+        FUZZ_CHECK(r == (jwks_single(s, JWT_HS256) == k ? JWT_OK : JWT_BAD_KEY), "oct key %zu without kid: %d", i, r);
+        jwt_claims_release(&cl);
+        free(tok);
+    }
+    jwks_free(s);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -129,6 +169,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     data++;
     size--;
     check_b64(data, size);
+    if (mode & 8) {
+        fuzz_jwks(data, size);
+        return 0;
+    }
     int vi = mode & 3;
     if (mode & 4) {
         /* Re-sign: HEADER-JSON \0 PAYLOAD-JSON -> b64(h).b64(p).HMAC */

@@ -72,6 +72,7 @@ static void fuzz_users(void) {
             FUZZ_CHECK(id.user_id[0] && id.role != ROLE_ANONYMOUS && id.exp == 0, "api key identity");
         else
             FUZZ_CHECK(why && *why, "refusal without a reason");
+        auth_identity_release(&id);
     }
     for (int t = 0; t < 3; t++) {
         struct identity id;
@@ -80,6 +81,7 @@ static void fuzz_users(void) {
         FUZZ_CHECK(st == 0 || st == 401 || st == 403, "auth_token status %d", st);
         if (st == 0)
             FUZZ_CHECK(id.user_id[0] && id.role >= 0 && id.role < ROLE_ANONYMOUS, "token identity role %d", id.role);
+        auth_identity_release(&id);
     }
     auth_free(&a);
 }

@@ -248,6 +248,13 @@ def jwt_seeds(rs_key, es_key):
     write("jwt", "resign-claims", b"\x07" + b'{"alg":"HS256","kid":"k1"}\x00' +
           json.dumps({"sub": "carol", "exp": EXP, "nbf": 0, "iat": now, "iss": "tickgate-fuzz",
                       "aud": "tickgate", "role": "viewer"}).encode())
+    oct = {"kty": "oct", "kid": "hs1", "k": b64u(b"tickgate-fuzz-secret-0123456789abcdef0123")}
+    okp = {"kty": "OKP", "crv": "Ed25519", "kid": "ed1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    write("jwt", "jwks-oct-okp", b"\x08" + json.dumps({"keys": [oct, okp]}).encode())
+    write("jwt", "jwks-dup-kid", b"\x08" + json.dumps({"keys": [oct, oct]}).encode())
+    write("jwt", "jwks-ec-bad-point", b"\x08" + json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "kid": "e",
+                                                                       "x": b64u(b"\x01" * 32), "y": b64u(b"\x02" * 32)}]}).encode())
+    write("jwt", "jwks-rsa-private", b"\x08" + b'{"keys":[{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB","d":"AQ"}]}')
     write("jwt", "resign-bad", b"\x04" + b'{"alg":"HS256"}\x00{"sub":"","exp":"soon","role":7}')
     write("jwt", "b64-text", b"\x00" + b"eyJhbGciOiJIUzI1NiJ9.e30.AAAA==")
     if rs_key or es_key:

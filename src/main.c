@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
+#include "auth/jwks.h"
 #include "auth/jwt.h"
 #include "base/config.h"
 #include "app/server.h"
@@ -56,16 +57,19 @@ static long parse_ttl(const char *s) {
 
 static void token_usage(FILE *out) {
     fprintf(out,
-            "usage: tickgate token --sub USER [--role ROLE] [--ttl SECONDS] [--config FILE] [--auth.jwt_secret_file=...]\n"
+            "usage: tickgate token --sub USER [--role ROLE] [--ttl SECONDS] [--symbols A,B*] [--delayed-symbols X*]\n"
+            "       [--kid KID] [--config FILE] [--auth.jwt_secret_file=... | --auth.jwks_file=...]\n"
             "Prints an HS256 JWT for USER signed with the configured secret (development and tests).\n"
             "  --role  super_admin admin analyst trader viewer publisher (default: none, the server takes viewer\n"
             "          or the users file's role)\n"
-            "  --ttl   lifetime, 1 to %ld seconds (default %d: one hour)\n",
+            "  --ttl   lifetime, 1 to %ld seconds (default %d: one hour)\n"
+            "  --symbols, --delayed-symbols  entitlement claims: patterns SYMBOL, PREFIX* or *\n"
+            "  --kid   the header's kid; an oct key of auth.jwks_file with that kid signs\n",
             TOKEN_TTL_MAX, TOKEN_TTL_DEFAULT);
 }
 
 static int cmd_token(int argc, char **argv) {
-    const char *sub = NULL, *role = NULL, *ttl_text = NULL;
+    const char *sub = NULL, *role = NULL, *ttl_text = NULL, *kid = NULL, *lists[2] = {NULL, NULL};
     long ttl = TOKEN_TTL_DEFAULT;
     char **rest = calloc((size_t)argc + 1, sizeof(char *));
     int nrest = 0;
@@ -75,7 +79,11 @@ static int cmd_token(int argc, char **argv) {
             free(rest);
             return 0;
         }
-        if ((!strcmp(argv[i], "--sub") || !strcmp(argv[i], "--role") || !strcmp(argv[i], "--ttl")) && i + 1 >= argc) {
+        static const char *VALUED[] = {"--sub", "--role", "--ttl", "--symbols", "--delayed-symbols", "--kid"};
+        bool valued = false;
+        for (size_t v = 0; v < sizeof(VALUED) / sizeof(VALUED[0]); v++)
+            valued |= !strcmp(argv[i], VALUED[v]);
+        if (valued && i + 1 >= argc) {
             fprintf(stderr, "tickgate token: %s needs a value\n", argv[i]);
             token_usage(stderr);
             free(rest);
@@ -87,6 +95,12 @@ static int cmd_token(int argc, char **argv) {
             role = argv[++i];
         else if (!strcmp(argv[i], "--ttl"))
             ttl = parse_ttl(ttl_text = argv[++i]);
+        else if (!strcmp(argv[i], "--symbols"))
+            lists[0] = argv[++i];
+        else if (!strcmp(argv[i], "--delayed-symbols"))
+            lists[1] = argv[++i];
+        else if (!strcmp(argv[i], "--kid"))
+            kid = argv[++i];
         else
             rest[nrest++] = argv[i]; /* configuration flags: the secret */
     }
@@ -114,21 +128,47 @@ static int cmd_token(int argc, char **argv) {
     }
     if (auth_init(&a, &cfg, stderr) < 0)
         goto out_cfg;
-    if (!a.jwt.secret_len) {
-        fprintf(stderr, "tickgate token: no secret configured (auth.jwt_secret or auth.jwt_secret_file)\n");
+    /* --kid names an oct key of the JWK Set to sign with; else the
+     * configured secret signs and the kid is only written in the header. */
+    const struct jwk *k = kid ? jwks_find(a.jwks, kid) : NULL;
+    const unsigned char *secret = k && k->secret ? k->secret : a.jwt.secret;
+    size_t secret_len = k && k->secret ? k->secret_len : a.jwt.secret_len;
+    if (!secret_len) {
+        fprintf(stderr, "tickgate token: no secret configured (auth.jwt_secret, auth.jwt_secret_file, or --kid "
+                        "of an oct key in auth.jwks_file)\n");
         goto out_auth;
     }
     time_t now = time(NULL);
     json_t *p = json_pack("{s:s, s:I, s:I}", "sub", sub, "iat", (json_int_t)now, "exp", (json_int_t)(now + ttl));
     if (role)
         json_object_set_new(p, "role", json_string(role));
+    static const char *CLAIMS[2] = {"symbols", "delayed_symbols"};
+    for (int l = 0; l < 2; l++) {
+        if (!lists[l])
+            continue;
+        why = NULL;
+        struct entitle_set *check = entitle_get_list(lists[l], &why);
+        if (!check) {
+            fprintf(stderr, "tickgate token: --%s: %s (patterns: SYMBOL, PREFIX* or *)\n",
+                    l ? "delayed-symbols" : "symbols", why);
+            json_decref(p);
+            goto out_auth;
+        }
+        entitle_put(check);
+        json_t *arr = json_array();
+        const char *cur = lists[l], *item;
+        size_t len;
+        while (config_list_next(&cur, &item, &len))
+            json_array_append_new(arr, json_stringn(item, len));
+        json_object_set_new(p, CLAIMS[l], arr);
+    }
     if (cfg.auth.jwt_issuer[0])
         json_object_set_new(p, "iss", json_string(cfg.auth.jwt_issuer));
     if (cfg.auth.jwt_audience[0])
         json_object_set_new(p, "aud", json_string(cfg.auth.jwt_audience));
     char *payload = json_dumps(p, JSON_COMPACT);
     json_decref(p);
-    char *tok = payload ? jwt_sign_hs256(a.jwt.secret, a.jwt.secret_len, payload) : NULL;
+    char *tok = payload ? jwt_sign_hs256_kid(secret, secret_len, kid, payload) : NULL;
     free(payload);
     if (tok) {
         printf("%s\n", tok);

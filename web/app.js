@@ -46,7 +46,8 @@
   const FAIL_REASONS = {
     unknown_symbol: 'not in the symbol universe',
     invalid_symbol: 'not a valid symbol',
-    forbidden: 'your role may not subscribe'
+    forbidden: 'your role may not subscribe',
+    not_entitled: 'not entitled to this symbol'
   };
 
   const $ = (id) => document.getElementById(id);
@@ -605,6 +606,9 @@
     const row = rows.get(u.symbol);
     if (!row) return; /* unsubscribed meanwhile */
     if (row.status !== 'active') setRowStatus(row, 'active');
+    /* Delayed data (delayed_symbols): marked, so nobody trades on it as live. */
+    row.tr.classList.toggle('delayed', !!u.delayed);
+    row.tag.textContent = u.delayed ? 'delayed' : STATUS_TAGS.active;
     const c = row.cells;
 
     for (const v of [u.price, u.bid, u.ask]) {
@@ -632,7 +636,7 @@
     if (r && isNum(u.seq)) r.seq = u.seq;
     const ts = isNum(u.timestamp) ? u.timestamp : Date.now();
     c.updated.textContent = clockTime(ts);
-    c.updated.title = new Date(ts).toString() + (u.snapshot ? ' (snapshot)' : '');
+    c.updated.title = new Date(ts).toString() + (u.snapshot ? ' (snapshot)' : '') + (u.delayed ? ' (delayed)' : '');
   }
 
   function setSigned(td, v, text) {

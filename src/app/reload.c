@@ -8,6 +8,8 @@
 #include "app/sd_notify.h"
 #include "app/server.h"
 #include "base/log.h"
+#include "gateway/protocol.h"
+#include "net/conn.h"
 #include "net/tls.h"
 
 /* ---- the parts ---------------------------------------------------------- */
@@ -27,7 +29,24 @@ static void users_commit(struct server *srv, struct config *next, void **staged)
 
 static void users_discard(void *staged) { auth_users_free(staged); }
 
-/* [limits] and [roles] together: the roles table holds the symbol limits. */
+/* auth.jwks_file's content (key rotation; the path is read at start). */
+static int keys_prepare(struct server *srv, const struct config *next, void **staged, FILE *err) {
+    struct jwks *k;
+    if (auth_keys_prepare(&srv->auth, &k, err) < 0)
+        return -1;
+    *staged = k;
+    return 0;
+}
+
+static void keys_commit(struct server *srv, struct config *next, void **staged) {
+    if (srv->auth.jwks_path)
+        *staged = auth_keys_install(&srv->auth, *staged); /* the old set, freed by discard */
+}
+
+static void keys_discard(void *staged) { auth_keys_free(staged); }
+
+/* [limits], [roles] and [throttle] together: the roles table holds the
+ * symbol limits and the rates. */
 static int limits_prepare(struct server *srv, const struct config *next, void **staged, FILE *err) {
     struct roles *r = malloc(sizeof(*r));
     if (!r || roles_init(r, next, err) < 0) {
@@ -43,6 +62,7 @@ static void limits_commit(struct server *srv, struct config *next, void **staged
     int v6 = cfg->limits.ipv6_prefix_len; /* keys of the tables: restart only */
     cfg->limits = next->limits;
     cfg->limits.ipv6_prefix_len = v6;
+    cfg->throttle = next->throttle;
     __typeof__(cfg->roles) tmp = cfg->roles; /* the old strings go with next */
     cfg->roles = next->roles;
     next->roles = tmp;
@@ -83,11 +103,11 @@ static void log_commit(struct server *srv, struct config *next, void **staged) {
     log_set_level((enum log_level)next->log.level);
 }
 
-/* JWKS and [throttle] plug in here: see reload.h. */
 static const struct reload_part RELOAD_PARTS[] = {
     {"users", "", users_prepare, users_commit, users_discard},
+    {"jwks", "", keys_prepare, keys_commit, keys_discard},
     {"tls", "", tls_prepare, tls_commit, tls_discard},
-    {"limits", "limits.,roles.", limits_prepare, limits_commit, free},
+    {"limits", "limits.,roles.,throttle.", limits_prepare, limits_commit, free},
     {"log", "log.level", NULL, log_commit, NULL},
 };
 #define NPARTS (sizeof(RELOAD_PARTS) / sizeof(RELOAD_PARTS[0]))
@@ -101,6 +121,7 @@ struct park {
     int arrived;
     bool go;         /* the workers may leave */
     bool committed;  /* re-arm timers on the way out */
+    bool rethrottle; /* [throttle] changed: move held subscriptions to the new rates */
 };
 
 static void park_unref(struct park *p) {
@@ -123,9 +144,14 @@ static void run_park(struct worker *w, void *ptr, uint64_t a, uint64_t b) {
     while (!p->go)
         uv_cond_wait(&p->cv, &p->mu);
     bool committed = p->committed;
+    bool rethrottle = p->rethrottle;
     uv_mutex_unlock(&p->mu);
     if (committed)
         worker_retime(w);
+    if (committed && rethrottle)
+        for (struct conn *c = w->conns; c; c = c->next)
+            if (c->endpoint == EP_JSON && c->phase == PHASE_WS && !c->closing)
+                protocol_reapply_modes(c);
     park_unref(p);
 }
 
@@ -163,6 +189,7 @@ static int park_and_commit(struct server *srv, struct config *next, void **stage
     }
     int rc = -1;
     if (posted == srv->nworkers && p->arrived == posted) {
+        p->rethrottle = memcmp(&srv->cfg.throttle, &next->throttle, sizeof(next->throttle)) != 0;
         for (size_t i = 0; i < NPARTS; i++)
             RELOAD_PARTS[i].commit(srv, next, &staged[i]);
         p->committed = true;
@@ -257,9 +284,11 @@ out:
     fclose(err);
     atomic_fetch_add(&srv->gw.reloads[rc == 0 ? 0 : 1], 1);
     if (rc == 0) {
-        char users[32];
+        char users[32], keys[32];
         snprintf(users, sizeof(users), "%zu", auth_users_count(srv->auth.users));
-        log_event(LOG_INFO, "configuration reloaded", "users", srv->auth.users_path ? users : "none", NULL);
+        snprintf(keys, sizeof(keys), "%zu", auth_keys_count(srv->auth.jwks));
+        log_event(LOG_INFO, "configuration reloaded", "users", srv->auth.users_path ? users : "none", "jwks_keys",
+                  srv->auth.jwks_path ? keys : "none", NULL);
     } else {
         if (text && *text)
             log_reasons(text);

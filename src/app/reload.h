@@ -17,9 +17,9 @@
  *    reason. Keys that changed but no part reloads (server.listen, ...)
  *    are logged at warn: they take effect at the next start.
  *
- * Adding a part (TLS certificate and key, JWKS file, [throttle]): one
- * struct reload_part in RELOAD_PARTS naming the keys it takes (section
- * prefixes "throttle." or whole names "server.tls_cert_file"), prepare
+ * Adding a part: one struct reload_part in RELOAD_PARTS naming the keys
+ * it takes (section prefixes "throttle." or whole names
+ * "server.tls_cert_file"), prepare
  * (validate and build from next; may read files), commit (swap in; main
  * thread, workers parked; may leave the swapped-out state in *staged) and
  * discard (frees *staged, after commit or instead of it). */

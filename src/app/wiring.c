@@ -33,6 +33,7 @@ void wiring_hub(struct server *srv) {
         .recover_ctx = &srv->redis,
     };
     hub_set_workers(&srv->hub, srv->workers, srv->nworkers);
+    hub_set_delay(&srv->hub, (int64_t)srv->cfg.feed.delay_s * 1000);
     hub_set_observers(&srv->hub, &obs);
     srv->events = (struct user_events){
         .workers = srv->workers,

@@ -1,5 +1,6 @@
 /* auth.c - credentials to identity; see auth.h. */
 #include "auth/auth.h"
+#include "auth/jwks.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -41,6 +42,8 @@ static void users_free(struct users *u) {
         free(u->v[i].id);
         free(u->v[i].username);
         free(u->v[i].keys);
+        entitle_put(u->v[i].symbols);
+        entitle_put(u->v[i].delayed);
     }
     free(u->v);
     free(u);
@@ -96,6 +99,13 @@ static struct users *users_load(const char *path, FILE *err) {
         x->active = active ? json_is_true(active) : true;
         if (keys && !json_is_array(keys)) {
             fprintf(err, "tickgate: auth.users_file: %s: user %s: api_keys must be an array\n", path, id);
+            goto fail;
+        }
+        const char *why;
+        json_t *sy = json_object_get(e, "symbols"), *dl = json_object_get(e, "delayed_symbols");
+        if ((sy && !(x->symbols = entitle_get_json(sy, &why))) || (dl && !(x->delayed = entitle_get_json(dl, &why)))) {
+            fprintf(err, "tickgate: auth.users_file: %s: user %s: %s: %s (patterns: SYMBOL, PREFIX* or *)\n", path,
+                    id, x->symbols || !sy ? "delayed_symbols" : "symbols", why);
             goto fail;
         }
         x->keys = calloc(json_array_size(keys) + 1, 32);
@@ -155,6 +165,15 @@ int auth_init(struct auth *a, const struct config *cfg, FILE *err) {
         return -1;
     }
     a->allow_anonymous = cfg->auth.allow_anonymous;
+    if (cfg->auth.anonymous_symbols[0]) {
+        const char *why;
+        a->anonymous_symbols = entitle_get_list(cfg->auth.anonymous_symbols, &why);
+        if (!a->anonymous_symbols) {
+            fprintf(err, "tickgate: auth.anonymous_symbols: %s (patterns: SYMBOL, PREFIX* or *)\n", why);
+            auth_free(a);
+            return -1;
+        }
+    }
     /* algorithms: only HS256 is implemented; anything else is a start error. */
     const char *cur = cfg->auth.jwt_algorithms, *p;
     size_t l;
@@ -165,8 +184,11 @@ int auth_init(struct auth *a, const struct config *cfg, FILE *err) {
             a->jwt.algs |= JWT_RS256;
         } else if (l == 5 && strncmp(p, "ES256", 5) == 0) {
             a->jwt.algs |= JWT_ES256;
+        } else if (l == 5 && strncmp(p, "EdDSA", 5) == 0) {
+            a->jwt.algs |= JWT_EDDSA;
         } else {
-            fprintf(err, "tickgate: auth.jwt_algorithms: '%.*s' is not supported (supported: HS256, RS256, ES256)\n",
+            fprintf(err,
+                    "tickgate: auth.jwt_algorithms: '%.*s' is not supported (supported: HS256, RS256, ES256, EdDSA)\n",
                     (int)l, p);
             auth_free(a);
             return -1;
@@ -198,8 +220,16 @@ int auth_init(struct auth *a, const struct config *cfg, FILE *err) {
         auth_free(a);
         return -1;
     }
-    if ((a->jwt.algs & (JWT_RS256 | JWT_ES256)) && !a->jwt.pub) {
-        fprintf(err, "tickgate: auth.jwt_algorithms: RS256/ES256 need auth.jwt_public_key_file\n");
+    if (cfg->auth.jwks_file[0]) {
+        a->jwks_path = strdup(cfg->auth.jwks_file);
+        a->jwt.jwks = a->jwks = jwks_load(cfg->auth.jwks_file, err);
+        if (!a->jwks) {
+            auth_free(a);
+            return -1;
+        }
+    }
+    if ((a->jwt.algs & (JWT_RS256 | JWT_ES256 | JWT_EDDSA)) && !a->jwt.pub && !a->jwks) {
+        fprintf(err, "tickgate: auth.jwt_algorithms: RS256/ES256/EdDSA need auth.jwt_public_key_file or auth.jwks_file\n");
         auth_free(a);
         return -1;
     }
@@ -239,9 +269,34 @@ void auth_free(struct auth *a) {
     free(a->jwt.audience);
     free(a->users_path);
     users_free(a->users);
+    entitle_put(a->anonymous_symbols);
+    free(a->jwks_path);
+    jwks_free(a->jwks);
     uv_rwlock_destroy(&a->users_lock);
     memset(a, 0, sizeof(*a));
 }
+
+int auth_keys_prepare(const struct auth *a, struct jwks **out, FILE *err) {
+    *out = NULL;
+    if (!a->jwks_path)
+        return 0;
+    *out = jwks_load(a->jwks_path, err);
+    return *out ? 0 : -1;
+}
+
+struct jwks *auth_keys_install(struct auth *a, struct jwks *k) {
+    if (!a->jwks_path)
+        return k;
+    uv_rwlock_wrlock(&a->users_lock);
+    struct jwks *old = a->jwks;
+    a->jwt.jwks = a->jwks = k;
+    uv_rwlock_wrunlock(&a->users_lock);
+    return old; /* no verification holds it: they run under the read lock */
+}
+
+size_t auth_keys_count(const struct jwks *k) { return k ? k->n : 0; }
+
+void auth_keys_free(struct jwks *k) { jwks_free(k); }
 
 int auth_users_prepare(const struct auth *a, struct users **out, FILE *err) {
     *out = NULL;
@@ -265,6 +320,12 @@ size_t auth_users_count(const struct users *u) { return u ? u->n : 0; }
 
 void auth_users_free(struct users *u) { users_free(u); }
 
+void auth_identity_release(struct identity *id) {
+    entitle_put(id->symbols);
+    entitle_put(id->delayed);
+    id->symbols = id->delayed = NULL;
+}
+
 static int fail(struct auth *a, int f, int status, const char **reason) {
     atomic_fetch_add_explicit(&a->failures[f], 1, memory_order_relaxed);
     *reason = auth_failure_str(f);
@@ -272,15 +333,20 @@ static int fail(struct auth *a, int f, int status, const char **reason) {
 }
 
 int auth_token(struct auth *a, const char *tok, size_t len, struct identity *id, const char **reason) {
+    id->symbols = id->delayed = NULL; /* auth_identity_release is safe whatever the result */
     struct jwt_claims cl;
+    uv_rwlock_rdlock(&a->users_lock); /* the JWK Set may be replaced on SIGHUP */
     enum jwt_result r = jwt_verify(&a->jwt, tok, len, (int64_t)time(NULL), &cl);
+    uv_rwlock_rdunlock(&a->users_lock);
     if (r == JWT_EXPIRED)
         return fail(a, AUTHF_EXPIRED, 401, reason);
     if (r != JWT_OK)
         return fail(a, AUTHF_INVALID_TOKEN, 401, reason);
     int role = cl.role[0] ? role_from_name(cl.role) : ROLE_VIEWER;
-    if (role < 0 || role == ROLE_ANONYMOUS)
+    if (role < 0 || role == ROLE_ANONYMOUS) {
+        jwt_claims_release(&cl);
         return fail(a, AUTHF_INVALID_TOKEN, 401, reason);
+    }
     int status = 0;
     uv_rwlock_rdlock(&a->users_lock);
     if (a->users) {
@@ -293,19 +359,34 @@ int auth_token(struct auth *a, const char *tok, size_t len, struct identity *id,
             status = fail(a, AUTHF_UNKNOWN_USER, 403, reason);
         else if (!u->active)
             status = fail(a, AUTHF_INACTIVE_USER, 403, reason);
-        else
+        else {
             role = u->role;
+            /* The users file wins over the token for each list it names. */
+            if (u->symbols) {
+                entitle_put(cl.symbols);
+                cl.symbols = entitle_ref(u->symbols);
+            }
+            if (u->delayed) {
+                entitle_put(cl.delayed);
+                cl.delayed = entitle_ref(u->delayed);
+            }
+        }
     }
     uv_rwlock_rdunlock(&a->users_lock);
-    if (status)
+    if (status) {
+        jwt_claims_release(&cl);
         return status;
+    }
     snprintf(id->user_id, sizeof(id->user_id), "%s", cl.sub);
     id->role = role;
     id->exp = cl.exp;
+    id->symbols = cl.symbols; /* handed on */
+    id->delayed = cl.delayed;
     return 0;
 }
 
 int auth_api_key(struct auth *a, const char *key, size_t len, struct identity *id, const char **reason) {
+    id->symbols = id->delayed = NULL;
     unsigned char h[32];
     sha256(key, len, h);
     const struct user *found = NULL;
@@ -324,12 +405,15 @@ int auth_api_key(struct auth *a, const char *key, size_t len, struct identity *i
         snprintf(id->user_id, sizeof(id->user_id), "%s", found->id);
         id->role = found->role;
         id->exp = 0;
+        id->symbols = entitle_ref(found->symbols);
+        id->delayed = entitle_ref(found->delayed);
     }
     uv_rwlock_rdunlock(&a->users_lock);
     return status;
 }
 
 int auth_identify(struct auth *a, const struct credentials *cr, struct identity *id, const char **reason) {
+    id->symbols = id->delayed = NULL;
     if (cr->unusable) /* an Authorization header we cannot use is a failed credential */
         return fail(a, AUTHF_INVALID_TOKEN, 401, reason);
     if (cr->token)
@@ -341,5 +425,7 @@ int auth_identify(struct auth *a, const struct credentials *cr, struct identity 
     id->user_id[0] = '\0';
     id->role = ROLE_ANONYMOUS;
     id->exp = 0;
+    id->symbols = entitle_ref(a->anonymous_symbols);
+    id->delayed = NULL;
     return 0;
 }

@@ -1,5 +1,7 @@
 /* jwt.c - HS256 JWT verification and signing; see jwt.h. */
 #include "auth/jwt.h"
+#include "auth/entitle.h"
+#include "auth/jwks.h"
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -129,8 +131,8 @@ int jwt_load_public_key(struct jwt_verifier *v, const char *path, FILE *err) {
         return -1;
     }
     int id = EVP_PKEY_get_base_id(k);
-    if (id != EVP_PKEY_RSA && !(id == EVP_PKEY_EC && EVP_PKEY_get_bits(k) == 256)) {
-        fprintf(err, "tickgate: auth.jwt_public_key_file: need an RSA or P-256 EC key\n");
+    if (id != EVP_PKEY_RSA && id != EVP_PKEY_ED25519 && !(id == EVP_PKEY_EC && EVP_PKEY_get_bits(k) == 256)) {
+        fprintf(err, "tickgate: auth.jwt_public_key_file: need an RSA, P-256 EC or Ed25519 key\n");
         EVP_PKEY_free(k);
         return -1;
     }
@@ -158,11 +160,13 @@ static int es256_to_der(const unsigned char *raw, unsigned char *der, size_t cap
     return n;
 }
 
-/* Verifies an RS256/ES256 signature over data with v->pub. */
-static bool verify_pkey(const struct jwt_verifier *v, bool es, const char *data, size_t dl, const unsigned char *sig,
+/* Verifies an RS256/ES256/EdDSA signature over data with key. */
+static bool verify_pkey(EVP_PKEY *key, unsigned alg, const char *data, size_t dl, const unsigned char *sig,
                         size_t sl) {
     unsigned char der[160];
-    if (es) {
+    if (alg == JWT_EDDSA && sl != 64)
+        return false;
+    if (alg == JWT_ES256) {
         if (sl != 64)
             return false;
         int n = es256_to_der(sig, der, sizeof(der));
@@ -172,7 +176,7 @@ static bool verify_pkey(const struct jwt_verifier *v, bool es, const char *data,
         sl = (size_t)n;
     }
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool ok = ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, v->pub) == 1 &&
+    bool ok = ctx && EVP_DigestVerifyInit(ctx, NULL, alg == JWT_EDDSA ? NULL : EVP_sha256(), NULL, key) == 1 &&
               EVP_DigestVerify(ctx, sig, sl, (const unsigned char *)data, dl) == 1;
     EVP_MD_CTX_free(ctx);
     return ok;
@@ -180,6 +184,7 @@ static bool verify_pkey(const struct jwt_verifier *v, bool es, const char *data,
 
 enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *tok, size_t len, int64_t now_s,
                            struct jwt_claims *out) {
+    out->symbols = out->delayed = NULL; /* jwt_claims_release is safe whatever the result */
     if (len == 0 || len > JWT_MAX_LEN)
         return JWT_MALFORMED;
     const char *d1 = memchr(tok, '.', len);
@@ -195,20 +200,40 @@ enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *tok, size_t
     /* The header names the algorithm, but only a configured one with a key
      * of its own kind is used: no "none", no HS256 keyed with a public key. */
     unsigned a = !alg ? 0 : !strcmp(alg, "HS256") ? JWT_HS256 : !strcmp(alg, "RS256") ? JWT_RS256
-                                                 : !strcmp(alg, "ES256") ? JWT_ES256 : 0;
+                 : !strcmp(alg, "ES256") ? JWT_ES256 : !strcmp(alg, "EdDSA") ? JWT_EDDSA : 0;
     /* "crit" lists extensions the token must not be read without (RFC 7515
      * 4.1.11, e.g. RFC 7797's unencoded payload); we implement none. */
     bool crit = json_object_get(hdr, "crit") != NULL;
+    json_t *kidj = json_object_get(hdr, "kid");
+    char kid[JWKS_KID_MAX];
+    bool kid_ok = !kidj || (json_is_string(kidj) && json_string_length(kidj) < sizeof(kid));
+    if (kid_ok && kidj)
+        snprintf(kid, sizeof(kid), "%s", json_string_value(kidj));
     json_decref(hdr);
-    if (crit)
+    if (crit || !kid_ok)
         return JWT_MALFORMED;
     if (!a || !(v->algs & a))
         return JWT_BAD_ALG;
-    if (a == JWT_HS256 && !v->secret_len)
+    const unsigned char *secret = v->secret;
+    size_t secret_len = v->secret_len;
+    EVP_PKEY *key = v->pub;
+    if (v->jwks) {
+        /* The set is the only source of keys: the kid names one, whose type
+         * pins its algorithm; without a kid, the one key for the alg. */
+        const struct jwk *k = kidj ? jwks_find(v->jwks, kid) : jwks_single(v->jwks, a);
+        if (!k)
+            return JWT_BAD_KEY;
+        if (k->alg != a)
+            return JWT_BAD_ALG;
+        secret = k->secret;
+        secret_len = k->secret_len;
+        key = k->pkey;
+    } else if (a == JWT_HS256 && !secret_len) {
         return JWT_BAD_ALG;
-    if (a != JWT_HS256) {
-        int id = v->pub ? EVP_PKEY_get_base_id(v->pub) : 0;
-        if ((a == JWT_RS256 && id != EVP_PKEY_RSA) || (a == JWT_ES256 && id != EVP_PKEY_EC))
+    } else if (a != JWT_HS256) {
+        int id = key ? EVP_PKEY_get_base_id(key) : 0;
+        if ((a == JWT_RS256 && id != EVP_PKEY_RSA) || (a == JWT_ES256 && id != EVP_PKEY_EC) ||
+            (a == JWT_EDDSA && id != EVP_PKEY_ED25519))
             return JWT_BAD_ALG;
     }
     unsigned char got[1024];
@@ -222,11 +247,10 @@ enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *tok, size_t
         /* Signature over "header.payload", compared in constant time. */
         unsigned char want[EVP_MAX_MD_SIZE];
         unsigned int wl = 0;
-        if (!HMAC(EVP_sha256(), v->secret, (int)v->secret_len, (const unsigned char *)tok, (size_t)(d2 - tok), want,
-                  &wl) ||
+        if (!HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)tok, (size_t)(d2 - tok), want, &wl) ||
             gl != (long)wl || CRYPTO_memcmp(want, got, wl) != 0)
             return JWT_BAD_SIGNATURE;
-    } else if (!verify_pkey(v, a == JWT_ES256, tok, (size_t)(d2 - tok), got, (size_t)gl)) {
+    } else if (!verify_pkey(key, a, tok, (size_t)(d2 - tok), got, (size_t)gl)) {
         return JWT_BAD_SIGNATURE;
     }
     json_t *pl = decode_part(d1 + 1, (size_t)(d2 - d1 - 1));
@@ -262,12 +286,27 @@ enum jwt_result jwt_verify(const struct jwt_verifier *v, const char *tok, size_t
         rc = JWT_BAD_AUDIENCE;
         goto out;
     }
+    const char *why;
+    json_t *sy = json_object_get(pl, "symbols"), *dl = json_object_get(pl, "delayed_symbols");
+    out->symbols = sy ? entitle_get_json(sy, &why) : NULL;
+    out->delayed = dl ? entitle_get_json(dl, &why) : NULL;
+    if ((sy && !out->symbols) || (dl && !out->delayed)) {
+        jwt_claims_release(out);
+        rc = JWT_BAD_CLAIMS;
+        goto out;
+    }
     strcpy(out->sub, sub);
     snprintf(out->role, sizeof(out->role), "%s", role ? json_string_value(role) : "");
     out->exp = exp < JWT_TIME_MAX ? exp : JWT_TIME_MAX; /* saturated: see jwt.h */
 out:
     json_decref(pl);
     return rc;
+}
+
+void jwt_claims_release(struct jwt_claims *c) {
+    entitle_put(c->symbols);
+    entitle_put(c->delayed);
+    c->symbols = c->delayed = NULL;
 }
 
 const char *jwt_result_str(enum jwt_result r) {
@@ -281,18 +320,28 @@ const char *jwt_result_str(enum jwt_result r) {
     case JWT_BAD_CLAIMS: return "bad_claims";
     case JWT_BAD_ISSUER: return "bad_issuer";
     case JWT_BAD_AUDIENCE: return "bad_audience";
+    case JWT_BAD_KEY: return "unknown_key";
     }
     return "invalid";
 }
 
 char *jwt_sign_hs256(const unsigned char *secret, size_t secret_len, const char *payload_json) {
-    static const char HDR[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    return jwt_sign_hs256_kid(secret, secret_len, NULL, payload_json);
+}
+
+char *jwt_sign_hs256_kid(const unsigned char *secret, size_t secret_len, const char *kid, const char *payload_json) {
+    char hdr[64 + JWKS_KID_MAX];
+    if (kid && (strlen(kid) >= JWKS_KID_MAX || strspn(kid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                           "0123456789._-") != strlen(kid)))
+        return NULL;
+    size_t hl = (size_t)snprintf(hdr, sizeof(hdr), "{\"alg\":\"HS256\",\"typ\":\"JWT\"%s%s%s}",
+                                 kid ? ",\"kid\":\"" : "", kid ? kid : "", kid ? "\"" : "");
     size_t pl = strlen(payload_json);
-    size_t cap = 4 * ((sizeof(HDR) + pl) / 3 + 2) + 100;
+    size_t cap = 4 * ((hl + pl) / 3 + 2) + 100;
     char *t = malloc(cap);
     if (!t)
         return NULL;
-    size_t n = b64url_encode((const unsigned char *)HDR, sizeof(HDR) - 1, t);
+    size_t n = b64url_encode((const unsigned char *)hdr, hl, t);
     t[n++] = '.';
     n += b64url_encode((const unsigned char *)payload_json, pl, t + n);
     unsigned char mac[EVP_MAX_MD_SIZE];

@@ -87,5 +87,10 @@ int roles_init(struct roles *r, const struct config *cfg, FILE *err) {
     r->max_symbols[ROLE_VIEWER] = cfg->limits.viewer_max_symbols;
     r->max_symbols[ROLE_ANONYMOUS] = cfg->limits.anonymous_max_symbols;
     r->max_symbols[ROLE_PUBLISHER] = 0;
+    const int thr[ROLE_COUNT] = {cfg->throttle.super_admin, cfg->throttle.admin,     cfg->throttle.analyst,
+                                 cfg->throttle.trader,      cfg->throttle.viewer,    cfg->throttle.publisher,
+                                 cfg->throttle.anonymous};
+    for (int i = 0; i < ROLE_COUNT; i++)
+        r->throttle[i] = (uint16_t)thr[i];
     return 0;
 }

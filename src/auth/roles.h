@@ -38,6 +38,7 @@ enum role {
 struct roles {
     uint32_t actions[ROLE_COUNT];  /* bit (1 << action) per allowed action */
     int max_symbols[ROLE_COUNT];   /* symbol limit of each role */
+    uint16_t throttle[ROLE_COUNT]; /* [throttle]: updates per second per symbol; 0 = unlimited */
 };
 
 /* Parses the [roles] section and the symbol limits. 0, or -1 after a

@@ -86,6 +86,10 @@ static const struct key KEYS[] = {
      "users JSON (roles, active flag, SHA-256 API keys), reloaded on SIGHUP; empty = none"},
     {"auth", "allow_anonymous", K_BOOL, F(auth.allow_anonymous), "true", 0, 0, NULL,
      "accept connections without credentials as role anonymous"},
+    {"auth", "anonymous_symbols", K_STR, F(auth.anonymous_symbols), "", 0, 0, NULL,
+     "symbols anonymous clients may receive: comma list of SYMBOL, PREFIX* or *; empty = every symbol"},
+    {"auth", "jwks_file", K_STR, F(auth.jwks_file), "", 0, 0, NULL,
+     "JWK Set (oct, RSA, EC P-256, OKP Ed25519 keys with kid) verifying JWTs, re-read on SIGHUP; empty = none"},
     {"limits", "max_connections", K_LONG, F(limits.max_connections), "100000", 1, 100000000, NULL,
      "WebSocket connections this node holds at once; beyond: 503"},
     {"limits", "max_connections_per_ip", K_INT, F(limits.max_connections_per_ip), "10", 1, 100000000, NULL,
@@ -165,6 +169,10 @@ static const struct key KEYS[] = {
     {"feed", "sim_seed", K_LONG, F(feed.sim_seed), "42", 0, 0x7fffffffL, NULL, "simulator seed"},
     {"feed", "history_size", K_INT, F(feed.history_size), "1000", 1, 1000000, NULL,
      "ticks kept per symbol (ring buffer) for get_history and analysis"},
+    {"feed", "delay_s", K_INT, F(feed.delay_s), "900", 1, 86400, NULL,
+     "delayed data (delayed_symbols): each tick is sent this long after its source timestamp"},
+    {"feed", "delay_resolution_ms", K_INT, F(feed.delay_resolution_ms), "100", 1, 60000, NULL,
+     "a delay line keeps the newest tick per slot of this many ms (bounds its memory)"},
     {"feed", "symbols_file", K_STR, F(feed.symbols_file), "", 0, 0, NULL,
      "symbol universe, one SYMBOL or SYMBOL,start_price a line; empty = about 100 built-in tickers"},
     {"roles", "super_admin", K_STR, F(roles.super_admin), "all", 0, 0, NULL, "actions of role super_admin"},
@@ -175,6 +183,12 @@ static const struct key KEYS[] = {
     {"roles", "publisher", K_STR, F(roles.publisher), "heartbeat,publish", 0, 0, NULL, "actions of role publisher"},
     {"roles", "anonymous", K_STR, F(roles.anonymous), "heartbeat,authenticate,subscribe,unsubscribe,set_options", 0,
      0, NULL, "actions of role anonymous (base = heartbeat,authenticate,subscribe,unsubscribe,set_options)"},
+#define THROTTLE_KEY(r)                                                                                          \
+    {"throttle", #r, K_INT, F(throttle.r), "0", 0, 1000, NULL,                                                   \
+     "most price updates per second per symbol for role " #r " (newest, trailing one kept); 0 = unlimited"}
+    THROTTLE_KEY(super_admin), THROTTLE_KEY(admin), THROTTLE_KEY(analyst), THROTTLE_KEY(trader),
+    THROTTLE_KEY(viewer), THROTTLE_KEY(publisher), THROTTLE_KEY(anonymous),
+#undef THROTTLE_KEY
 };
 
 #define NKEYS (sizeof(KEYS) / sizeof(KEYS[0]))

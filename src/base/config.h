@@ -52,6 +52,8 @@ struct config {
         int jwt_leeway_s;           /* clock leeway for exp/nbf/iat */
         char *users_file;           /* users JSON; "" = none */
         bool allow_anonymous;       /* no credentials: anonymous role */
+        char *anonymous_symbols;    /* entitlement patterns of anonymous clients; "" = every symbol */
+        char *jwks_file;            /* JWK Set of verification keys, re-read on SIGHUP; "" = none */
     } auth;
     struct {
         long max_connections;       /* global cap: 503 beyond */
@@ -102,6 +104,8 @@ struct config {
         long sim_seed;              /* seed: same seed, same walk */
         char *symbols_file;         /* "" = built-in universe */
         int history_size;           /* ticks kept per symbol for get_history/analysis */
+        int delay_s;                /* delayed data: ticks released this long after their timestamp */
+        int delay_resolution_ms;    /* a delay line keeps the newest tick per slot of this */
     } feed;
     struct trade_config {
         bool paper;                 /* built-in paper broker fills orders */
@@ -111,6 +115,9 @@ struct config {
     struct {
         char *super_admin, *admin, *analyst, *trader, *viewer, *publisher, *anonymous;
     } roles;
+    struct {                        /* updates per second per symbol; 0 = unlimited (enum role order) */
+        int super_admin, admin, analyst, trader, viewer, publisher, anonymous;
+    } throttle;
 };
 
 /* Parses argv (after any subcommand) into cfg. Returns 0 on success,

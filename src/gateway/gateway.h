@@ -54,11 +54,15 @@ struct gateway {
     atomic_long connections;       /* held against limits.max_connections */
 };
 
+/* What an entitlement refusal refused (tickgate_entitlement_refusals_total). */
+enum not_entitled_kind { NE_SUBSCRIBE = 0, NE_QUERY, NE_TRADE, NE_COUNT };
+
 /* What the gateway counts per worker (single writer: the worker). */
 struct gateway_stats {
     _Atomic uint64_t by_role[ROLE_COUNT];          /* gauge */
     _Atomic uint64_t received[ACT_COUNT + 1];      /* by action; last = unknown/invalid */
     _Atomic uint64_t recoveries[2];                /* recover asked: [0] recovered, [1] missed */
+    _Atomic uint64_t not_entitled[NE_COUNT];       /* entitlement refusals by what was asked */
 };
 
 /* The gateway's per-worker state, w->upper (gateway/hooks.c). */

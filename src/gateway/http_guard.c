@@ -124,8 +124,10 @@ bool http_guard_identify(struct conn *c, bool keep_alive, const char *stage, str
      * valid token of a user the users file does not know or has
      * deactivated. */
     int st = has ? http_guard_authenticate(c, who, &why) : 401;
-    if (st == 0)
+    if (st == 0) {
+        auth_identity_release(who); /* the HTTP API asks who, not which symbols */
         return true;
+    }
     http_guard_auth_failed(c, st, why, stage);
     conn_http_error(c, st, st == 401 ? "unauthorized" : "forbidden", why, NULL, keep_alive);
     return false;

@@ -52,8 +52,13 @@ struct budget *proto_identity_budget(struct conn *c) {
     return budget_for_client(gateway_of(c)->budgets, session_of(c)->user_id, &k);
 }
 
-void protocol_set_identity(struct conn *c, const struct identity *id) {
+void protocol_set_identity(struct conn *c, struct identity *id) {
     free_user_id(c);
+    entitle_put(session_of(c)->ent_rt); /* the identity's entitlements replace the old ones */
+    entitle_put(session_of(c)->ent_delayed);
+    session_of(c)->ent_rt = id->symbols;
+    session_of(c)->ent_delayed = id->delayed;
+    id->symbols = id->delayed = NULL;
     size_t l = strlen(id->user_id);
     if (l && l < sizeof(session_of(c)->uid_inl)) /* most ids: kept in the connection */
         session_of(c)->user_id = memcpy(session_of(c)->uid_inl, id->user_id, l + 1);
@@ -215,6 +220,9 @@ void protocol_release_identity(struct conn *c) {
         session_of(c)->redis_user = false;
     }
     free_user_id(c);
+    entitle_put(session_of(c)->ent_rt);
+    entitle_put(session_of(c)->ent_delayed);
+    session_of(c)->ent_rt = session_of(c)->ent_delayed = NULL;
 }
 
 /* A Redis note of kind for c carrying o (consumed) as text, or NULL out of

@@ -20,6 +20,7 @@
 #include "net/clientip.h"
 #include "net/tls.h"
 #include "pubsub/hub.h"
+#include "pubsub/lanes.h"
 #include "pubsub/symbols.h"
 #include "trade/broker.h"
 #include "net/worker.h"
@@ -43,6 +44,7 @@ struct totals {
     uint64_t zmsgs, zsaved;
     uint64_t by_role[ROLE_COUNT], received[ACT_COUNT + 1], disc[DR_COUNT], viol[SV_COUNT], recoveries[2];
     uint64_t buckets[FANOUT_BUCKETS], fcount, fsum_ns;
+    uint64_t not_entitled[NE_COUNT], delayed_subs, throttled_subs, throttled_dropped, delay_conflated;
     int64_t last_sweep;
 };
 
@@ -70,6 +72,15 @@ static void gather(struct gateway *gw, struct totals *t) {
             t->received[a] += LOAD(g->received[a]);
         for (int k = 0; k < 2; k++)
             t->recoveries[k] += LOAD(g->recoveries[k]);
+        for (int k = 0; k < NE_COUNT; k++)
+            t->not_entitled[k] += LOAD(g->not_entitled[k]);
+        const struct worker_lanes *wl = gw->workers[i].subs ? gw->workers[i].subs->lanes : NULL;
+        if (wl) {
+            t->delayed_subs += LOAD(wl->delayed_subs);
+            t->throttled_subs += LOAD(wl->throttled_subs);
+            t->throttled_dropped += LOAD(wl->throttled_dropped);
+            t->delay_conflated += LOAD(wl->delay_conflated);
+        }
         for (int d = 0; d < DR_COUNT; d++)
             t->disc[d] += LOAD(s->disconnects[d]);
         for (int v = 0; v < SV_COUNT; v++)
@@ -201,6 +212,19 @@ void metrics_respond(struct conn *c, bool keep) {
     for (int f = 0; f < AUTHF_COUNT; f++)
         put(&o, "tickgate_auth_failures_total{reason=\"%s\"} %llu\n", auth_failure_str(f),
             (unsigned long long)LOAD(gw->auth->failures[f]));
+    static const char *NE_NAMES[NE_COUNT] = {"subscribe", "query", "trade"};
+    head(&o, "entitlement_refusals_total", "counter", "Requests for symbols the client is not entitled to, by request.");
+    for (int k = 0; k < NE_COUNT; k++)
+        put(&o, "tickgate_entitlement_refusals_total{request=\"%s\"} %llu\n", NE_NAMES[k],
+            (unsigned long long)t.not_entitled[k]);
+    head(&o, "delayed_subscriptions", "gauge", "Subscriptions delivered delayed by feed.delay_s.");
+    put(&o, "tickgate_delayed_subscriptions %llu\n", (unsigned long long)t.delayed_subs);
+    head(&o, "throttled_subscriptions", "gauge", "Subscriptions delivered throttled ([throttle]).");
+    put(&o, "tickgate_throttled_subscriptions %llu\n", (unsigned long long)t.throttled_subs);
+    head(&o, "throttled_dropped_total", "counter", "Updates a throttle replaced by a newer one (per lane).");
+    put(&o, "tickgate_throttled_dropped_total %llu\n", (unsigned long long)t.throttled_dropped);
+    head(&o, "delay_conflated_total", "counter", "Delayed frames a delay line replaced (newest per resolution slot).");
+    put(&o, "tickgate_delay_conflated_total %llu\n", (unsigned long long)t.delay_conflated);
     head(&o, "slow_consumer_conflated_total", "counter", "Updates replaced by a newer one for a backed-up client.");
     put(&o, "tickgate_slow_consumer_conflated_total %llu\n", (unsigned long long)t.conflated);
     head(&o, "slow_consumer_disconnects_total", "counter", "Clients closed with 1013 as slow consumers.");

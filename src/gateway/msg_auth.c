@@ -31,6 +31,7 @@ void msg_authenticate(struct conn *c, json_t *msg, json_t *id) {
         why = "connection limit per user reached";
     }
     if (rc != 0) {
+        auth_identity_release(&who);
         proto_audit(c, "AUTH_FAILED", json_pack("{s:s, s:s}", "reason", why, "stage", "authenticate"));
         proto_refuse(c, "auth_failed", why, id, SV_AUTH_FAILED);
         return;
@@ -52,5 +53,6 @@ void msg_authenticate(struct conn *c, json_t *msg, json_t *id) {
                 json_pack("{s:s, s:o, s:s}", "type", "authenticated", "user_id", user_json(c), "role",
                           role_name(session_of(c)->role)),
                 id);
+    proto_reapply_entitlements(c);
     proto_maybe_warn_expiry(c);
 }

@@ -33,10 +33,11 @@ char *protocol_history_text(struct gateway *gw, uint32_t sym, const struct tick 
     return out;
 }
 
-char *protocol_analysis_text(struct gateway *gw, uint32_t sym, const struct tick *t, uint32_t n, int window_s,
-                             const char *id_json) {
+/* The analysis of the window_s seconds up to asof_ms (wall). */
+static char *analysis_text(struct gateway *gw, uint32_t sym, const struct tick *t, uint32_t n, int window_s,
+                           int64_t asof_ms, const char *id_json) {
     struct analysis a;
-    hub_analyze(t, n, hub_now_ms(), window_s, &a);
+    hub_analyze(t, n, asof_ms, window_s, &a);
     json_t *o = json_pack("{s:s, s:s, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:i}", "type", "analysis_result", "symbol",
                           gw->syms->names[sym], "window_s", window_s, "open", a.open, "high", a.high, "low", a.low,
                           "close", a.close, "vwap", a.vwap, "volume", a.volume, "count", (int)a.count);
@@ -48,6 +49,11 @@ char *protocol_analysis_text(struct gateway *gw, uint32_t sym, const struct tick
     return proto_dump(o);
 }
 
+char *protocol_analysis_text(struct gateway *gw, uint32_t sym, const struct tick *t, uint32_t n, int window_s,
+                             const char *id_json) {
+    return analysis_text(gw, sym, t, n, window_s, hub_now_ms(), id_json);
+}
+
 /* get_history and analysis: from the shared stream when Redis is up, else
  * from this node's ring. */
 void msg_query(struct conn *c, json_t *msg, json_t *id, bool analysis) {
@@ -57,7 +63,15 @@ void msg_query(struct conn *c, json_t *msg, json_t *id, bool analysis) {
     if (sym < 0 || !(analysis ? proto_int_field(c, msg, "window_s", 1, 3600, 300, &v, id)
                               : proto_int_field(c, msg, "limit", 1, 1000, 100, &v, id)))
         return;
-    if (redis_engine_up(gw->redis)) {
+    enum entitlement ent = proto_entitlement(c, (uint32_t)sym);
+    if (ent == ENT_NONE) {
+        proto_not_entitled(c, (uint32_t)sym, NE_QUERY, id);
+        return;
+    }
+    /* A delayed client sees only ticks delay_s old: from this node's ring,
+     * which every node fills from the same source timestamps. */
+    int64_t now = hub_now_ms(), before = ent == ENT_DELAYED ? now - gw->hub->delay_ms : INT64_MAX;
+    if (ent == ENT_REALTIME && redis_engine_up(gw->redis)) {
         struct redis_query *q = calloc(1, sizeof(*q));
         if (q) {
             q->worker = c->w->id;
@@ -76,8 +90,8 @@ void msg_query(struct conn *c, json_t *msg, json_t *id, bool analysis) {
     char *idj = proto_id_text(id);
     char *text = NULL;
     if (t) {
-        uint32_t n = hub_history(gw->hub, (uint32_t)sym, cap, t);
-        text = analysis ? protocol_analysis_text(gw, (uint32_t)sym, t, n, (int)v, idj)
+        uint32_t n = hub_history_before(gw->hub, (uint32_t)sym, cap, before, t);
+        text = analysis ? analysis_text(gw, (uint32_t)sym, t, n, (int)v, before < now ? before : now, idj)
                         : protocol_history_text(gw, (uint32_t)sym, t, n, idj);
     }
     free(t);

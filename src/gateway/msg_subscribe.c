@@ -1,7 +1,10 @@
 /* msg_subscribe.c - the price stream's messages: subscribe, unsubscribe
- * (per symbol, within the role's limit) and set_options (price batching).
- * A subscribe's recover field is parsed here and answered by pubsub's
- * replay (pubsub/replay.h), through the cluster when Redis is on. */
+ * (per symbol, within the role's limit and the identity's entitlements)
+ * and set_options (price batching). A subscribe's recover field is parsed
+ * here and answered by pubsub's replay (pubsub/replay.h), through the
+ * cluster when Redis is on; recovery is for real-time unthrottled
+ * subscriptions, a delayed or throttled one answers recovered:false with
+ * the snapshot of its mode (docs/protocol.md, recovery). */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,11 +25,20 @@
 /* What a subscribe answers once its recovery question is answered (now,
  * or later from the cluster): a recover_req's upper. */
 struct sub_reply {
-    json_t *ok;         /* the confirmed symbols */
+    json_t *ok;         /* the accepted symbols, in the order of the items */
     json_t *fails;      /* its subscription_failed replies, in order */
     json_t *added;      /* symbols newly subscribed (audit) */
     json_t *id;         /* the request's id, or NULL */
+    bool asked[SUBSCRIBE_MAX_SYMBOLS]; /* per item: in recover (held or not) */
 };
+
+/* How c receives sym now (ent not ENT_NONE): its role's throttle, delayed
+ * when only delayed-entitled. */
+static struct sub_mode mode_of(struct conn *c, enum entitlement ent) {
+    return (struct sub_mode){gateway_of(c)->auth->roles.throttle[session_of(c)->role], ent == ENT_DELAYED};
+}
+
+static bool realtime(struct sub_mode m) { return !m.rate && !m.delayed; }
 
 static void reply_free(struct recover_req *r) {
     struct sub_reply *sr = r->upper;
@@ -40,41 +52,65 @@ static void reply_free(struct recover_req *r) {
     recover_req_free(r);
 }
 
-/* subscription_confirmed (epochs; recovered when asked), the failures,
- * then per symbol the replay, or the snapshot, then live. */
+/* subscription_confirmed (epochs; delayed; recovered when asked), the
+ * failures, then per symbol the replay, or the snapshot of its mode, then
+ * live. Entitlements are read again here: an authenticate may have come
+ * while the cluster answered. */
 static void subscribe_finish(struct conn *c, struct recover_req *r) {
-    struct gateway *gw = gateway_of(c);
     struct sub_reply *sr = r->upper;
-    json_t *epochs = json_object(), *recovered = NULL;
+    json_t *syms = json_array(), *epochs = json_object(), *recovered = NULL, *delayed = NULL, *late = NULL;
+    enum entitlement ent[SUBSCRIBE_MAX_SYMBOLS];
     for (uint32_t i = 0; i < r->n; i++) {
-        const char *name = gw->syms->names[r->items[i].sym];
-        json_object_set_new(epochs, name, json_string(r->items[i].epoch));
-        if (r->items[i].want) {
-            if (!recovered)
-                recovered = json_object();
-            json_object_set_new(recovered, name, json_boolean(r->items[i].recovered));
+        struct recover_item *it = &r->items[i];
+        json_t *name = json_array_get(sr->ok, i);
+        if ((ent[i] = proto_entitlement(c, it->sym)) == ENT_NONE) {
+            subs_remove(c, it->sym); /* drops its hold too */
+            if (!late)
+                late = json_array();
+            json_array_append(late, name);
+            continue;
         }
+        json_array_append(syms, name);
+        json_object_set_new(epochs, json_string_value(name), json_string(it->epoch));
+        if (ent[i] == ENT_DELAYED)
+            json_array_append(delayed ? delayed : (delayed = json_array()), name);
+        it->recovered = it->want && it->recovered && realtime(mode_of(c, ent[i]));
+        if (sr->asked[i])
+            json_object_set_new(recovered ? recovered : (recovered = json_object()), json_string_value(name),
+                                json_boolean(it->recovered));
     }
-    if (r->n || json_array_size(sr->fails) == 0) {
-        json_t *o = json_pack("{s:s, s:O, s:o}", "type", "subscription_confirmed", "symbols", sr->ok, "epochs", epochs);
+    if (json_array_size(syms) || (json_array_size(sr->fails) == 0 && !late)) {
+        json_t *o = json_pack("{s:s, s:o, s:o}", "type", "subscription_confirmed", "symbols", syms, "epochs", epochs);
+        if (o && delayed)
+            json_object_set(o, "delayed", delayed);
         if (o && recovered)
-            json_object_set_new(o, "recovered", recovered);
-        else
-            json_decref(recovered);
+            json_object_set(o, "recovered", recovered);
         proto_reply(c, o, sr->id);
     } else {
+        json_decref(syms);
         json_decref(epochs);
-        json_decref(recovered);
     }
+    json_decref(delayed);
+    json_decref(recovered);
     for (size_t f = 0; f < json_array_size(sr->fails); f++)
         proto_reply(c, json_incref(json_array_get(sr->fails, f)), sr->id);
+    if (late) {
+        proto_count(&gateway_worker(c->w)->stats.not_entitled[NE_SUBSCRIBE]);
+        proto_reply(c, json_pack("{s:s, s:o, s:s}", "type", "subscription_failed", "symbols", late, "reason",
+                                 "not_entitled"),
+                    sr->id);
+    }
     struct gateway_stats *st = &gateway_worker(c->w)->stats;
     for (uint32_t i = 0; i < r->n; i++) {
         struct recover_item *it = &r->items[i];
-        if (it->want) {
-            atomic_fetch_add_explicit(&st->recoveries[it->recovered ? 0 : 1], 1, memory_order_relaxed);
-            replay_start(c, it);
-        } else if (subs_add(c, it->sym) < 0) {
+        if (ent[i] == ENT_NONE)
+            continue;
+        if (sr->asked[i])
+            proto_count(&st->recoveries[it->recovered ? 0 : 1]);
+        struct sub_mode m = mode_of(c, ent[i]);
+        if (it->want && realtime(m)) {
+            replay_start(c, it); /* the replay, or the snapshot when not recovered */
+        } else if (subs_add_mode(c, it->sym, m) < 0) {
             proto_send_error(c, "internal_error", "out of memory", sr->id);
             break;
         }
@@ -146,7 +182,9 @@ void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
     int limit = gw->auth->roles.max_symbols[session_of(c)->role];
     int have = conn_subs(c)->nsubs;
     json_t *ok = json_array(), *invalid = json_array(), *unknown = json_array(), *over = json_array();
+    json_t *denied = json_array();
     int accepted_idx[SUBSCRIBE_MAX_SYMBOLS];
+    struct sub_mode accepted_mode[SUBSCRIBE_MAX_SYMBOLS];
     int nacc = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_array_get(syms, i);
@@ -166,6 +204,11 @@ void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
             dup = accepted_idx[k] == idx;
         if (dup)
             continue;
+        enum entitlement ent = proto_entitlement(c, (uint32_t)idx);
+        if (ent == ENT_NONE) { /* in recover too: refused like any other */
+            json_array_append(denied, s);
+            continue;
+        }
         if (!subs_has(c, (uint32_t)idx)) {
             if (have >= limit) {
                 json_array_append(over, s);
@@ -173,17 +216,21 @@ void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
             }
             have++;
         }
+        accepted_mode[nacc] = mode_of(c, ent);
         accepted_idx[nacc++] = idx;
         json_array_append(ok, s);
     }
+    if (json_array_size(denied))
+        proto_count(&gateway_worker(c->w)->stats.not_entitled[NE_SUBSCRIBE]);
     struct recover_req *r = recover_req_new((uint32_t)nacc);
     struct sub_reply *sr = calloc(1, sizeof(*sr));
     json_t *fails = json_array();
     struct {
         json_t *list;
         const char *reason;
-    } fl[] = {{invalid, "invalid_symbol"}, {unknown, "unknown_symbol"}, {over, "limit_exceeded"}};
-    for (size_t f = 0; f < 3; f++) {
+    } fl[] = {{invalid, "invalid_symbol"}, {unknown, "unknown_symbol"}, {over, "limit_exceeded"},
+              {denied, "not_entitled"}};
+    for (size_t f = 0; f < sizeof(fl) / sizeof(fl[0]); f++) {
         if (json_array_size(fl[f].list))
             json_array_append_new(fails, json_pack("{s:s, s:O, s:s}", "type", "subscription_failed", "symbols",
                                                    fl[f].list, "reason", fl[f].reason));
@@ -207,7 +254,8 @@ void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
         it->sym = (uint32_t)accepted_idx[k];
         if (!subs_has(c, it->sym))
             json_array_append_new(sr->added, json_string(name));
-        if (v && replay_hold(c, it->sym) == 0) {
+        sr->asked[k] = v != NULL;
+        if (v && realtime(accepted_mode[k]) && replay_hold(c, it->sym) == 0) {
             it->want = true;
             it->after = (uint64_t)json_integer_value(json_object_get(v, "seq"));
             const char *ep = json_string_value(json_object_get(v, "epoch")); /* another form: never current */
@@ -225,6 +273,40 @@ void msg_subscribe(struct conn *c, json_t *msg, json_t *id) {
     subscribe_finish(c, r);
     reply_free(r);
 }
+
+void proto_reapply_entitlements(struct conn *c) {
+    struct gateway *gw = gateway_of(c);
+    uint32_t n = conn_subs(c)->nsubs;
+    uint32_t *syms = n ? malloc(n * sizeof(*syms)) : NULL;
+    if (!syms)
+        return;
+    for (uint32_t i = 0; i < n; i++)
+        syms[i] = conn_subs(c)->subs[i].sym;
+    json_t *gone = json_array();
+    for (uint32_t i = 0; i < n; i++) {
+        enum entitlement ent = proto_entitlement(c, syms[i]);
+        struct sub_mode had, want = mode_of(c, ent);
+        /* A move out of real time ends a recovery (its snapshot instead). */
+        if (ent == ENT_NONE) {
+            subs_remove(c, syms[i]);
+            json_array_append_new(gone, json_string(gw->syms->names[syms[i]]));
+        } else if (subs_mode(c, syms[i], &had) && (had.rate != want.rate || had.delayed != want.delayed) &&
+                   subs_add_mode(c, syms[i], want) < 0) {
+            subs_remove(c, syms[i]); /* out of memory: not left in a mode it no longer has */
+        }
+    }
+    free(syms);
+    if (json_array_size(gone)) {
+        proto_audit(c, "SUBSCRIPTION_REMOVED", json_pack("{s:O, s:s}", "symbols", gone, "reason", "not_entitled"));
+        proto_send_json(c, json_pack("{s:s, s:o, s:s}", "type", "subscription_failed", "symbols", gone, "reason",
+                                     "not_entitled"));
+        proto_persist_subs(c);
+    } else {
+        json_decref(gone);
+    }
+}
+
+void protocol_reapply_modes(struct conn *c) { proto_reapply_entitlements(c); }
 
 void msg_unsubscribe(struct conn *c, json_t *msg, json_t *id) {
     json_t *syms = json_object_get(msg, "symbols");

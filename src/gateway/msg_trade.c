@@ -32,6 +32,10 @@ void msg_trade(struct conn *c, json_t *msg, json_t *id) {
     int sym = proto_query_symbol(c, msg, id);
     if (sym < 0)
         return;
+    if (proto_entitlement(c, (uint32_t)sym) == ENT_NONE) {
+        proto_not_entitled(c, (uint32_t)sym, NE_TRADE, id);
+        return;
+    }
     const char *side = json_string_value(json_object_get(msg, "side"));
     const char *type = json_string_value(json_object_get(msg, "order_type"));
     json_t *qty = json_object_get(msg, "quantity"), *lim = json_object_get(msg, "limit_price");

@@ -12,8 +12,9 @@ struct identity;
 struct gateway;
 struct worker;
 
-/* Sets who the connection is (before protocol_on_open, or on authenticate). */
-void protocol_set_identity(struct conn *c, const struct identity *id);
+/* Sets who the connection is (before protocol_on_open, or on authenticate),
+ * taking id's entitlement references. */
+void protocol_set_identity(struct conn *c, struct identity *id);
 
 /* "c-<hex>" of the connection id. */
 void protocol_client_id(const struct conn *c, char *out, size_t len);
@@ -64,6 +65,10 @@ void protocol_on_close(struct conn *c, unsigned code);
 
 /* The connection is being freed: drop everything it holds elsewhere. */
 void protocol_on_release(struct conn *c);
+
+/* After a reload changed [throttle] (on the connection's worker): each
+ * held subscription moves to its role's new rate, as on authenticate. */
+void protocol_reapply_modes(struct conn *c);
 
 /* Releases identity and admission (guard, Redis user count) exactly once. */
 void protocol_release_identity(struct conn *c);

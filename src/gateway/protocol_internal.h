@@ -75,6 +75,20 @@ int proto_query_symbol(struct conn *c, json_t *msg, json_t *id);
 bool proto_int_field(struct conn *c, json_t *msg, const char *name, long lo, long hi, long def, long *out,
                      json_t *id);
 
+/* How c may receive sym (PROTOCOL.md s.14): in real time, delayed by
+ * feed.delay_s, or not at all. */
+enum entitlement { ENT_NONE = 0, ENT_REALTIME, ENT_DELAYED };
+enum entitlement proto_entitlement(const struct conn *c, uint32_t sym);
+
+/* The error forbidden for a symbol c is not entitled to: counted under
+ * kind, not a security violation (no threat escalation). */
+void proto_not_entitled(struct conn *c, uint32_t sym, enum not_entitled_kind kind, json_t *id);
+
+/* After a new identity: subscriptions it is not entitled to are dropped
+ * (one subscription_failed not_entitled), the others take its mode
+ * (throttle, delayed). msg_subscribe.c */
+void proto_reapply_entitlements(struct conn *c);
+
 /* lifecycle.c */
 
 /* Sends token_expiring once, when the token expires within a minute. */

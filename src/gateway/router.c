@@ -126,6 +126,8 @@ static void upgrade(struct conn *c, int ep) {
         }
         const char *which = "ip";
         enum guard_verdict v = guard_admit(gw->guard, &c->cip, who.user_id[0] ? who.user_id : NULL, &which);
+        if (v != GUARD_OK)
+            auth_identity_release(&who);
         if (v == GUARD_BLOCKED) {
             conn_http_error(c, 403, "ip_blocked", "this IP is blocked", NULL, false);
             return;

@@ -13,11 +13,14 @@
 #include "pubsub/subs.h"
 
 struct budget;
+struct entitle_set;
 
 struct session {
     struct conn_subs subs;         /* first: pubsub finds it at conn_upper */
     char *user_id;                 /* NULL = anonymous; uid_inl or owned (lifecycle.c) */
     struct budget *budget;         /* message budget of the identity (auth/budget.h), a reference */
+    struct entitle_set *ent_rt;    /* real-time entitlement (auth/entitle.h), a reference; NULL = all */
+    struct entitle_set *ent_delayed; /* delayed entitlement, a reference; NULL = none */
     int64_t token_exp;             /* s since epoch; 0 = no token */
     int64_t connected_at;          /* wall ms at upgrade */
     uint64_t last_ping;            /* loop ms of the last ping sent */

@@ -1,5 +1,6 @@
 /* hub.c - sequencing and fan-out to workers; see hub.h. */
 #include "pubsub/hub.h"
+#include "pubsub/lanes.h"
 #include "pubsub/subs.h"
 
 #include <errno.h>
@@ -78,11 +79,18 @@ void hub_free(struct hub *h) {
     h->st = NULL;
 }
 
-struct outbuf *hub_frame(struct hub *h, uint32_t sym, const struct tick *t, bool snapshot) {
-    struct outbuf *b = outbuf_new(TICK_JSON_MAX);
+#define DELAYED_FIELD ",\"delayed\":true}"
+
+struct outbuf *hub_frame(struct hub *h, uint32_t sym, const struct tick *t, bool snapshot, bool delayed) {
+    struct outbuf *b = outbuf_new(TICK_JSON_MAX + sizeof(DELAYED_FIELD));
     if (!b)
         return NULL;
-    size_t n = tick_format((char *)outbuf_payload(b), h->syms->names[sym], t, snapshot);
+    char *p = (char *)outbuf_payload(b);
+    size_t n = tick_format(p, h->syms->names[sym], t, snapshot);
+    if (delayed) { /* the same object, one more field: replaces the closing brace */
+        memcpy(p + n - 1, DELAYED_FIELD, sizeof(DELAYED_FIELD) - 1);
+        n += sizeof(DELAYED_FIELD) - 2;
+    }
     outbuf_seal_ws(b, WS_OP_TEXT, n);
     b->kind = snapshot ? OB_OTHER : OB_TICK;
     b->sym = sym;
@@ -99,12 +107,43 @@ static void run_tick(struct worker *w, void *b, uint64_t sym, uint64_t unused) {
 static void drop_tick(void *b, uint64_t sym, uint64_t unused) { outbuf_unref(b); }
 /* A tick's shared frame (one reference) for a worker's subscribers. */
 static const struct worker_mail TICK_MAIL = {"tick", run_tick, drop_tick};
+static void run_delayed(struct worker *w, void *b, uint64_t sym, uint64_t release) {
+    lanes_on_delayed(w, b, (int64_t)release);
+}
+/* A tick's delayed frame (one reference) and its release time. */
+static const struct worker_mail DELAYED_MAIL = {"delayed tick", run_delayed, drop_tick};
+
+void hub_set_delay(struct hub *h, int64_t delay_ms) { h->delay_ms = delay_ms; }
+
+int64_t hub_release_ms(const struct hub *h, int64_t ts, int64_t now) {
+    int64_t r = ts + h->delay_ms;
+    return r < now ? now : r > now + h->delay_ms ? now + h->delay_ms : r;
+}
+
+/* The delayed frame of s->last, built once, to every worker with delayed
+ * subscribers (with s->lock held: in seq order). */
+static void post_delayed_locked(struct hub *h, uint32_t sym, struct sym_state *s, uint64_t mask) {
+    struct outbuf *b = hub_frame(h, sym, &s->last, false, true);
+    if (!b)
+        return;
+    uint64_t release = (uint64_t)hub_release_ms(h, s->last.timestamp, hub_now_ms());
+    atomic_store_explicit(&b->refs, (unsigned)__builtin_popcountll(mask) + 1, memory_order_relaxed);
+    for (int w = 0; mask; w++, mask >>= 1) {
+        if (!(mask & 1))
+            continue;
+        if (worker_post(&h->workers[w], &DELAYED_MAIL, b, sym, release) < 0) {
+            outbuf_unref(b);
+            atomic_fetch_add_explicit(&h->frames_dropped, 1, memory_order_relaxed);
+        }
+    }
+    outbuf_unref(b);
+}
 
 static int fan_out_locked(struct hub *h, uint32_t sym, struct sym_state *s) {
     uint64_t mask = atomic_load_explicit(&s->workers, memory_order_acquire);
     if (!mask)
         return 0;
-    struct outbuf *b = hub_frame(h, sym, &s->last, false);
+    struct outbuf *b = hub_frame(h, sym, &s->last, false, false);
     if (!b)
         return -ENOMEM;
     atomic_store_explicit(&b->refs, (unsigned)__builtin_popcountll(mask) + 1, memory_order_relaxed);
@@ -117,6 +156,9 @@ static int fan_out_locked(struct hub *h, uint32_t sym, struct sym_state *s) {
         }
     }
     outbuf_unref(b);
+    uint64_t dmask = atomic_load_explicit(&s->delayed_workers, memory_order_acquire);
+    if (dmask)
+        post_delayed_locked(h, sym, s, dmask);
     return 0;
 }
 
@@ -236,11 +278,23 @@ void hub_history_push_locked(struct hub *h, struct sym_state *s, const struct ti
 }
 
 uint32_t hub_history(struct hub *h, uint32_t sym, uint32_t limit, struct tick *out) {
+    return hub_history_before(h, sym, limit, INT64_MAX, out);
+}
+
+/* The i-th newest tick of s's history (0 = newest); lock held. */
+static const struct tick *hist_back(struct hub *h, struct sym_state *s, uint32_t i) {
+    return &s->hist[(s->hist_head + 2 * h->history_size - 1 - i) % h->history_size];
+}
+
+uint32_t hub_history_before(struct hub *h, uint32_t sym, uint32_t limit, int64_t before_ms, struct tick *out) {
     struct sym_state *s = &h->st[sym];
     uv_mutex_lock(&s->lock);
-    uint32_t n = s->hist_count < limit ? s->hist_count : limit;
+    uint32_t skip = 0; /* the newest ticks not old enough */
+    while (skip < s->hist_count && hist_back(h, s, skip)->timestamp > before_ms)
+        skip++;
+    uint32_t n = s->hist_count - skip < limit ? s->hist_count - skip : limit;
     for (uint32_t i = 0; i < n; i++)
-        out[i] = s->hist[(s->hist_head + h->history_size - n + i) % h->history_size];
+        out[i] = *hist_back(h, s, skip + n - 1 - i);
     uv_mutex_unlock(&s->lock);
     return n;
 }
@@ -278,6 +332,33 @@ done:
     return ok;
 }
 
+uint32_t hub_delay_activate(struct hub *h, uint32_t sym, int worker, struct tick *out, uint32_t cap) {
+    struct sym_state *s = &h->st[sym];
+    uv_mutex_lock(&s->lock);
+    atomic_fetch_or(&s->delayed_workers, 1ull << worker);
+    int64_t since = hub_now_ms() - h->delay_ms; /* released after now: still ahead */
+    uint32_t n = 0;
+    while (n < s->hist_count && n < cap && hist_back(h, s, n)->timestamp > since)
+        n++;
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = *hist_back(h, s, n - 1 - i);
+    uv_mutex_unlock(&s->lock);
+    return n;
+}
+
+void hub_delay_deactivate(struct hub *h, uint32_t sym, int worker) {
+    atomic_fetch_and(&h->st[sym].delayed_workers, ~(1ull << worker));
+}
+
+struct outbuf *hub_snapshot_delayed(struct hub *h, uint32_t sym, uint64_t *seq) {
+    struct tick t;
+    *seq = 0;
+    if (hub_history_before(h, sym, 1, hub_now_ms() - h->delay_ms, &t) == 0)
+        return NULL;
+    *seq = t.seq;
+    return hub_frame(h, sym, &t, true, true);
+}
+
 void hub_analyze(const struct tick *t, uint32_t n, int64_t now_ms, int window_s, struct analysis *a) {
     memset(a, 0, sizeof(*a));
     int64_t from = now_ms - (int64_t)window_s * 1000;
@@ -306,7 +387,7 @@ struct outbuf *hub_snapshot(struct hub *h, uint32_t sym, uint64_t *seq) {
     uv_mutex_lock(&s->lock);
     *seq = s->last.seq;
     if (s->has_price)
-        b = hub_frame(h, sym, &s->last, true);
+        b = hub_frame(h, sym, &s->last, true, false);
     uv_mutex_unlock(&s->lock);
     return b;
 }

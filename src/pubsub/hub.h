@@ -40,6 +40,7 @@ struct sym_state {
     bool has_price;
     _Atomic uint64_t workers;  /* bit per worker with local subscribers */
     _Atomic uint32_t watchers; /* hub_watch count: on_tick wanted */
+    _Atomic uint64_t delayed_workers; /* bit per worker with delayed subscribers (subset of workers) */
     struct tick *hist;         /* ring of recent ticks (feed.history_size), lazily */
     uint32_t *hist_gen;        /* epoch_gen of each ring entry */
     uint32_t hist_head;        /* next slot */
@@ -97,6 +98,7 @@ struct hub {
     _Atomic int64_t last_tick_ms;      /* wall ms of the last tick: feed health */
     uint32_t history_size;             /* ring size per symbol, read-only */
     char local_epoch[HUB_EPOCH_MAX + 1]; /* this process's epoch: new at every start */
+    int64_t delay_ms;                  /* feed.delay_s in ms (hub_set_delay), read-only after start */
 };
 
 /* Copies the newest n <= limit ticks of sym, oldest first, into out
@@ -151,12 +153,38 @@ void hub_activate(struct hub *h, uint32_t sym, int worker);
 /* Worker `worker` lost its last local subscriber of sym. */
 void hub_deactivate(struct hub *h, uint32_t sym, int worker);
 
-/* A price_update frame of t (refs 1; OB_TICK unless snapshot), or NULL. */
-struct outbuf *hub_frame(struct hub *h, uint32_t sym, const struct tick *t, bool snapshot);
-
 /* Builds a snapshot frame (price_update with "snapshot":true) of sym's
  * last tick; *seq gets its seq (0 when no price yet, then NULL returned). */
 struct outbuf *hub_snapshot(struct hub *h, uint32_t sym, uint64_t *seq);
+
+/* Delayed data (PROTOCOL.md s.14; pubsub/lanes.h). While a worker has a
+ * delayed subscriber of sym, each tick's delayed frame ("delayed":true) is
+ * built once and posted to it with its release time. */
+void hub_set_delay(struct hub *h, int64_t delay_ms);
+
+/* The release time (wall ms) of a tick with source timestamp ts seen at
+ * now: ts + delay, kept within [now, now + delay] (a tick from the future
+ * waits no longer than delay, an old one goes at once). */
+int64_t hub_release_ms(const struct hub *h, int64_t ts, int64_t now);
+
+/* Worker `worker` gained its first delayed subscriber of sym: from now on
+ * it gets delayed frames. Copies into out (room for cap) the history ticks
+ * still to be released, oldest first, taken under the same lock so none is
+ * missed or doubled; returns how many. */
+uint32_t hub_delay_activate(struct hub *h, uint32_t sym, int worker, struct tick *out, uint32_t cap);
+void hub_delay_deactivate(struct hub *h, uint32_t sym, int worker);
+
+/* A price_update frame of t (refs 1; OB_TICK unless snapshot, which adds
+ * "snapshot":true; delayed adds "delayed":true), its compressed sibling
+ * prepared when a live one is wanted (net/zframe.h). NULL out of memory. */
+struct outbuf *hub_frame(struct hub *h, uint32_t sym, const struct tick *t, bool snapshot, bool delayed);
+
+/* The delayed snapshot: the newest tick at least delay old, or NULL;
+ * *seq gets its seq (0 when none). */
+struct outbuf *hub_snapshot_delayed(struct hub *h, uint32_t sym, uint64_t *seq);
+
+/* hub_history of the ticks whose source timestamp is at most before_ms. */
+uint32_t hub_history_before(struct hub *h, uint32_t sym, uint32_t limit, int64_t before_ms, struct tick *out);
 
 static inline bool hub_is_active(struct hub *h, uint32_t sym) {
     return atomic_load_explicit(&h->st[sym].workers, memory_order_relaxed) != 0;

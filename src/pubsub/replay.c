@@ -272,8 +272,9 @@ static bool pump_conn(struct conn *c, struct hub *h) {
             i++;
             continue;
         }
+        /* Recovery is for real-time unthrottled subscriptions: never delayed. */
         while (rs->next < rs->n && budget && c->out.bytes < half && !c->closing && !c->close_sent) {
-            struct outbuf *b = hub_frame(h, rs->sym, &rs->t[rs->next], false);
+            struct outbuf *b = hub_frame(h, rs->sym, &rs->t[rs->next], false, false);
             if (!b)
                 return true; /* memory is short: try again next turn */
             rs->next++;

@@ -10,6 +10,7 @@
 #include "net/conn.h"
 #include "net/outbuf.h"
 #include "pubsub/hub.h"
+#include "pubsub/lanes.h"
 #include "pubsub/replay.h"
 #include "ws/frame.h"
 #include "net/websocket.h"
@@ -20,6 +21,10 @@ int subs_init(struct worker *w, struct hub *hub) {
         return -ENOMEM;
     ws->hub = hub;
     ws->n = hub->syms->n;
+    if (lanes_init(ws, w->cfg, ws->n) < 0) {
+        free(ws);
+        return -ENOMEM;
+    }
     w->subs = ws;
     return 0;
 }
@@ -30,6 +35,7 @@ void subs_free(struct worker *w) {
         return;
     for (uint32_t i = 0; i < ws->n; i++)
         free(ws->lists[i].v);
+    lanes_free(ws);
     free(ws);
     w->subs = NULL;
 }
@@ -50,94 +56,127 @@ static struct conn_sub *find(const struct conn *c, uint32_t sym) {
 
 bool subs_has(const struct conn *c, uint32_t sym) { return find(c, sym) != NULL; }
 
-/* Adds sym to c's subscriptions when missing (its entry's min_seq left to
- * the caller). The subscription, or NULL (-ENOMEM). */
-static struct conn_sub *add_entry(struct conn *c, uint32_t sym) {
+/* The list a subscription of lane is in. */
+static struct sub_list *list_of(struct worker *w, uint32_t sym, int lane) {
+    return lane ? lanes_list(w, sym, lane) : &w->subs->lists[sym];
+}
+
+bool subs_mode(const struct conn *c, uint32_t sym, struct sub_mode *m) {
+    struct conn_sub *cs = find(c, sym);
+    if (!cs)
+        return false;
+    *m = cs->lane ? lanes_mode(c->w, sym, cs->lane) : (struct sub_mode){0, false};
+    return true;
+}
+
+static void remove_sub(struct conn *c, struct conn_sub *cs);
+
+int subs_add(struct conn *c, uint32_t sym) { return subs_add_mode(c, sym, (struct sub_mode){0, false}); }
+
+/* Adds sym to c's subscriptions in mode m when missing (one in another
+ * mode moves to m's list; its entry's min_seq is left to the caller) and
+ * drops a conflated update waiting for it. The subscription, or NULL
+ * (-ENOMEM). */
+static struct conn_sub *add_entry(struct conn *c, uint32_t sym, struct sub_mode m) {
     struct worker *w = c->w;
     struct hub *h = w->subs->hub;
-    struct sub_list *l = &w->subs->lists[sym];
     struct conn_sub *cs = find(c, sym);
+    struct sub_mode had;
+    if (cs && subs_mode(c, sym, &had) && (had.rate != m.rate || had.delayed != m.delayed)) {
+        remove_sub(c, cs); /* another mode: moves to its list */
+        cs = NULL;
+    }
+    int lane = 0;
+    if (!cs && (m.rate || m.delayed) && (lane = lanes_lane(w, sym, m)) < 0)
+        return NULL;
+    struct sub_list *l = cs ? list_of(w, sym, cs->lane) : list_of(w, sym, lane);
     if (!cs) {
+        bool fail = false;
         if (conn_subs(c)->nsubs == conn_subs(c)->subs_cap) {
             /* The first subscription lives in the connection itself
              * (sub1); more move to an array of their own. */
-            struct conn_sub *n;
-            if (conn_subs(c)->subs_cap > UINT32_MAX / 2)
-                return NULL; /* unreachable within CONFIG_MAX_SUBSCRIPTIONS; never wrap */
+            struct conn_sub *n = NULL;
             uint32_t ncap = conn_subs(c)->subs_cap ? conn_subs(c)->subs_cap * 2 : 1;
-            if (!conn_subs(c)->subs_cap) {
+            if (conn_subs(c)->subs_cap > UINT32_MAX / 2) {
+                fail = true; /* unreachable within CONFIG_MAX_SUBSCRIPTIONS; never wrap */
+            } else if (!conn_subs(c)->subs_cap) {
                 n = &conn_subs(c)->sub1;
             } else if ((n = malloc((size_t)ncap * sizeof(*n)))) {
                 memcpy(n, conn_subs(c)->subs, conn_subs(c)->nsubs * sizeof(*n));
                 if (conn_subs(c)->subs != &conn_subs(c)->sub1)
                     free(conn_subs(c)->subs);
             } else {
-                return NULL;
+                fail = true;
             }
-            conn_subs(c)->subs = n;
-            conn_subs(c)->subs_cap = ncap;
+            if (n) {
+                conn_subs(c)->subs = n;
+                conn_subs(c)->subs_cap = ncap;
+            }
         }
-        if (l->n == l->cap) {
-            if (l->cap > UINT32_MAX / 2)
-                return NULL; /* more subscribers than limits.max_connections allows; never wrap */
+        if (!fail && l->n == l->cap) {
             uint32_t ncap = l->cap ? l->cap * 2 : 8;
-            struct sub_entry *n = realloc(l->v, (size_t)ncap * sizeof(*n));
-            if (!n)
-                return NULL;
-            l->v = n;
-            l->cap = ncap;
+            struct sub_entry *n = l->cap < SUBS_LIST_MAX ? realloc(l->v, (size_t)ncap * sizeof(*n)) : NULL;
+            if (n) {
+                l->v = n;
+                l->cap = ncap;
+            }
+            fail = !n; /* at SUBS_LIST_MAX: more than limits.max_connections allows */
+        }
+        if (fail) {
+            if (lane && l->n == 0)
+                lanes_unused(w, sym, lane);
+            return NULL;
         }
         /* Activate before reading the snapshot: any tick sequenced after the
          * snapshot is then posted to this worker. */
-        if (l->n == 0)
+        if (w->subs->lists[sym].n == 0 && lanes_members(w, sym) == 0)
             hub_activate(h, sym, w->id);
         cs = &conn_subs(c)->subs[conn_subs(c)->nsubs++];
         cs->sym = sym;
         cs->idx = l->n;
+        cs->lane = (uint32_t)lane;
         cs->pending = NULL;
         l->v[l->n].c = c;
         l->v[l->n].min_seq = 0;
         l->n++;
+        if (lane)
+            lanes_joined(w, sym, lane);
         atomic_fetch_add_explicit(&w->stats.subscriptions, 1, memory_order_relaxed);
+    }
+    if (cs->pending) { /* re-subscribe while backed up: the snapshot (or the replay) supersedes it */
+        outbuf_unref(cs->pending);
+        cs->pending = NULL;
     }
     return cs;
 }
 
 int subs_add_held(struct conn *c, uint32_t sym) {
-    struct conn_sub *cs = add_entry(c, sym);
+    struct conn_sub *cs = add_entry(c, sym, (struct sub_mode){0, false});
     if (!cs)
         return -ENOMEM;
-    if (cs->pending) { /* the replay or the snapshot supersedes it */
-        outbuf_unref(cs->pending);
-        cs->pending = NULL;
-    }
     c->w->subs->lists[sym].v[cs->idx].min_seq = SUBS_HELD;
     return 0;
 }
 
 void subs_release_held(struct conn *c, uint32_t sym, uint64_t last) {
     struct conn_sub *cs = find(c, sym);
-    if (cs)
+    if (cs && !cs->lane) /* a held one is real time (a move dropped the recovery) */
         c->w->subs->lists[sym].v[cs->idx].min_seq = last;
 }
 
-int subs_add(struct conn *c, uint32_t sym) {
+int subs_add_mode(struct conn *c, uint32_t sym, struct sub_mode m) {
     struct worker *w = c->w;
     struct hub *h = w->subs->hub;
-    struct sub_list *l = &w->subs->lists[sym];
     if (conn_subs(c)->replay)
         replay_forget(c, sym); /* a plain subscribe ends a recovery: the snapshot supersedes it */
-    struct conn_sub *cs = add_entry(c, sym);
+    struct conn_sub *cs = add_entry(c, sym, m);
     if (!cs)
         return -ENOMEM;
-    if (cs->pending) { /* re-subscribe while backed up: the snapshot supersedes it */
-        outbuf_unref(cs->pending);
-        cs->pending = NULL;
-    }
+    struct sub_list *l = list_of(w, sym, cs->lane);
     uint64_t seq = 0;
-    struct outbuf *snap = hub_snapshot(h, sym, &seq);
-    /* Frames already in this worker's mailbox may be older than the
-     * snapshot: the client must never see them after it. */
+    struct outbuf *snap = m.delayed ? hub_snapshot_delayed(h, sym, &seq) : hub_snapshot(h, sym, &seq);
+    /* Frames already in this worker's mailbox (or a lane) may be older than
+     * the snapshot: the client must never see them after it. */
     l->v[cs->idx].min_seq = seq;
     if (snap) {
         atomic_fetch_add_explicit(&w->stats.messages_sent, 1, memory_order_relaxed);
@@ -150,19 +189,22 @@ int subs_add(struct conn *c, uint32_t sym) {
 static void remove_sub(struct conn *c, struct conn_sub *cs) {
     struct worker *w = c->w;
     uint32_t sym = cs->sym;
-    struct sub_list *l = &w->subs->lists[sym];
+    int lane = cs->lane;
+    struct sub_list *l = list_of(w, sym, lane);
     uint32_t idx = cs->idx;
     struct sub_entry last = l->v[l->n - 1];
     l->v[idx] = last;
     if (last.c != c)
         find(last.c, sym)->idx = idx;
-    if (--l->n == 0) {
-        /* Nothing is kept for a symbol nobody here watches. */
+    if (--l->n == 0 && !lane) { /* nothing is kept for a list nobody is in (a lane frees its own) */
         free(l->v);
         l->v = NULL;
         l->cap = 0;
-        hub_deactivate(w->subs->hub, sym, w->id);
     }
+    if (lane)
+        lanes_left(w, sym, lane);
+    if (w->subs->lists[sym].n == 0 && lanes_members(w, sym) == 0)
+        hub_deactivate(w->subs->hub, sym, w->id);
     if (cs->pending)
         outbuf_unref(cs->pending);
     if (conn_subs(c)->replay)
@@ -263,9 +305,15 @@ static void batch_flush(struct conn *c) {
     ws_send_frame(c, out); /* compressed per client: its own message */
 }
 
+/* The worker's pubsub timer (w->batcher): price batches, throttle
+ * releases and delay lines; it runs while any of them waits. */
 static void on_batch_timer(uv_timer_t *t) {
     struct worker *w = t->data;
     uint64_t now = uv_now(&w->loop);
+    if (!lanes_timer(w) && !w->batching) {
+        uv_timer_stop(&w->batcher);
+        return;
+    }
     uint64_t cap = (uint64_t)w->cfg->limits.max_outbound_bytes;
     for (struct conn *c = w->batching; c; c = conn_subs(c)->batch->next) {
         if (now < conn_subs(c)->batch->due)
@@ -337,8 +385,7 @@ int subs_set_batch(struct conn *c, uint16_t ms) {
         if (w->batching)
             conn_subs(w->batching)->batch->prev = c;
         w->batching = c;
-        if (!uv_is_active((uv_handle_t *)&w->batcher))
-            uv_timer_start(&w->batcher, on_batch_timer, BATCH_TIMER_MS, BATCH_TIMER_MS);
+        subs_timer_start(w);
     }
     conn_subs(c)->batch->ms = ms;
     conn_subs(c)->batch->due = uv_now(&w->loop) + ms;
@@ -361,8 +408,13 @@ void subs_batch_release(struct conn *c) {
         conn_subs(bt->next)->batch->prev = bt->prev;
     free(bt);
     conn_subs(c)->batch = NULL;
-    if (!w->batching)
+    if (!w->batching && !w->subs->lanes->pending && !w->subs->lanes->lines)
         uv_timer_stop(&w->batcher);
+}
+
+void subs_timer_start(struct worker *w) {
+    if (!uv_is_active((uv_handle_t *)&w->batcher))
+        uv_timer_start(&w->batcher, on_batch_timer, BATCH_TIMER_MS, BATCH_TIMER_MS);
 }
 
 void subs_send_tick(struct conn *c, struct outbuf *b) {
@@ -430,34 +482,41 @@ void subs_on_drain(struct conn *c) {
  * JSON, then compressed as its own message). */
 static bool takes_sibling(struct conn *c) { return c->deflate && !conn_subs(c)->batch; }
 
+void subs_fan(struct sub_list *l, struct outbuf *b) {
+    uint32_t n = l->n;
+    /* Subscribers that take the frame's compressed sibling (built by the
+     * hub, net/zframe.h) get it directly, the others the frame: one atomic
+     * add on each for the whole fan-out, and each queue consumes one. The
+     * lanes hand the plain frame here too, so a connection without
+     * compression never gets a compressed block. */
+    struct outbuf *z = atomic_load_explicit(&b->z, memory_order_acquire);
+    uint32_t nz = 0;
+    if (z == b)
+        z = NULL;
+    for (uint32_t i = 0; z && i < n; i++)
+        nz += takes_sibling(l->v[i].c);
+    if (nz)
+        atomic_fetch_add_explicit(&z->refs, nz, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->refs, n - nz, memory_order_relaxed);
+    for (uint32_t i = 0; i < n; i++) {
+        struct sub_entry *e = &l->v[i];
+        struct outbuf *x = nz && takes_sibling(e->c) ? z : b;
+        if (b->seq > e->min_seq)
+            subs_send_tick(e->c, x);
+        else if (e->min_seq == SUBS_HELD)
+            replay_hold_frame(e->c, x);
+        else
+            outbuf_unref(x);
+    }
+}
+
 void subs_deliver(struct worker *w, struct outbuf *b) {
     struct sub_list *l = &w->subs->lists[b->sym];
-    uint32_t n = l->n;
-    if (n) {
-        /* Subscribers that take the frame's compressed sibling (built by
-         * the hub, net/zframe.h) get it directly, the others the frame:
-         * one atomic add on each for the whole fan-out, and each queue
-         * consumes one. */
-        struct outbuf *z = atomic_load_explicit(&b->z, memory_order_acquire);
-        uint32_t nz = 0;
-        if (z == b)
-            z = NULL;
-        for (uint32_t i = 0; z && i < n; i++)
-            nz += takes_sibling(l->v[i].c);
-        if (nz)
-            atomic_fetch_add_explicit(&z->refs, nz, memory_order_relaxed);
-        atomic_fetch_add_explicit(&b->refs, n - nz, memory_order_relaxed);
-        for (uint32_t i = 0; i < n; i++) {
-            struct sub_entry *e = &l->v[i];
-            struct outbuf *x = nz && takes_sibling(e->c) ? z : b;
-            if (b->seq > e->min_seq)
-                subs_send_tick(e->c, x);
-            else if (e->min_seq == SUBS_HELD)
-                replay_hold_frame(e->c, x);
-            else
-                outbuf_unref(x);
-        }
+    if (l->n) {
+        subs_fan(l, b);
         worker_record_fanout(w, uv_hrtime() - b->born_ns);
     }
+    if (lanes_has(w->subs, b->sym)) /* throttled subscribers: the one branch real time pays */
+        lanes_on_tick(w, b);
     outbuf_unref(b);
 }

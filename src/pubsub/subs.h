@@ -34,8 +34,20 @@ struct sub_list {
 /* A connection's subscription. */
 struct conn_sub {
     uint32_t sym;
-    uint32_t idx;               /* position in the worker's list for sym */
+    uint32_t idx : 24;          /* position in its list: the worker's for sym, or the lane's */
+    uint32_t lane : 4;          /* 0: the worker's real-time list; else a lane (pubsub/lanes.h) */
     struct outbuf *pending;     /* newest conflated update, or NULL */
+};
+
+/* Subscribers of one list per symbol per worker, at most (conn_sub idx). */
+#define SUBS_LIST_MAX ((1u << 24) - 1)
+
+/* How a subscription is delivered (PROTOCOL.md s.14): every update in real
+ * time (the zero value), at most rate updates per second (throttled), or
+ * feed.delay_s late with "delayed":true (delayed). */
+struct sub_mode {
+    uint16_t rate;              /* updates per second per symbol; 0 = every one */
+    bool delayed;
 };
 
 /* A connection's subscriptions: the first thing in its upper area
@@ -53,11 +65,14 @@ static inline struct conn_subs *conn_subs(const struct conn *c) {
     return (struct conn_subs *)conn_upper((struct conn *)c);
 }
 
+struct worker_lanes;
+
 /* A worker's lists, one per symbol (w->subs). */
 struct worker_subs {
     struct hub *hub;
+    struct worker_lanes *lanes; /* throttled and delayed subscribers (pubsub/lanes.h) */
     uint32_t n;                 /* symbols */
-    struct sub_list lists[];
+    struct sub_list lists[];    /* real-time, unthrottled subscribers */
 };
 
 /* Allocates the worker's per-symbol lists for hub's symbols. 0 or -ENOMEM. */
@@ -67,15 +82,23 @@ void subs_free(struct worker *w);
 /* True when c is subscribed to sym. */
 bool subs_has(const struct conn *c, uint32_t sym);
 
-/* Subscribes c to sym (idempotent) and queues the snapshot. 0, or -ENOMEM. */
+/* Subscribes c to sym in real time (idempotent) and queues the snapshot.
+ * 0, or -ENOMEM. */
 int subs_add(struct conn *c, uint32_t sym);
 
-/* Subscribes c to sym with its frames held for a recovery (no snapshot):
- * pubsub/replay.c. 0, or -ENOMEM. */
+/* Subscribes c to sym in real time, unthrottled (recovery's only mode),
+ * with its frames held for a recovery (no snapshot): pubsub/replay.c. A
+ * subscription in another mode moves to the real-time list. 0, or -ENOMEM. */
 int subs_add_held(struct conn *c, uint32_t sym);
 
 /* Ends the hold of sym on c: frames with seq <= last are skipped from now. */
 void subs_release_held(struct conn *c, uint32_t sym, uint64_t last);
+/* The same in mode m: a subscription in another mode moves (with a fresh
+ * snapshot; a delayed one only sees ticks feed.delay_s old). 0 or -ENOMEM. */
+int subs_add_mode(struct conn *c, uint32_t sym, struct sub_mode m);
+
+/* The mode c's subscription to sym has; false when not subscribed. */
+bool subs_mode(const struct conn *c, uint32_t sym, struct sub_mode *m);
 
 /* Unsubscribes c from sym; no-op when not subscribed. */
 void subs_remove(struct conn *c, uint32_t sym);
@@ -90,6 +113,16 @@ void subs_deliver(struct worker *w, struct outbuf *b);
 /* Queues a tick frame on c under the slow-consumer policy, consuming one
  * reference of b whatever happens. */
 void subs_send_tick(struct conn *c, struct outbuf *b);
+
+/* Hands b (a plain frame) to every subscriber of l newer than its
+ * snapshot, held ones to their hold: its compressed sibling to those that
+ * take it (negotiated permessage-deflate, not batching), b to the others.
+ * Each takes a reference of its own; the caller keeps its reference. */
+void subs_fan(struct sub_list *l, struct outbuf *b);
+
+/* Starts the worker's pubsub timer (batches, throttles, delay lines) when
+ * it is not running. */
+void subs_timer_start(struct worker *w);
 
 /* A connection's price_batch state: allocated when set_options turns
  * batching on, freed when it is turned off and at release, so connections
