@@ -260,7 +260,7 @@ class Subscriber(Client):
     def on_message(self, m):
         t = m.get("type")
         if t != "price_update":
-            if t != "token_expiring":
+            if t not in ("token_expiring", "reconnect"):  # reconnect: the drain's advisory at SIGTERM
                 self.run.anomaly("unexpected", "%s: %r" % (self.name, m))
             return
         if m.get("snapshot"):
@@ -335,7 +335,7 @@ class Publisher(Client):
             self.refused += 1
             self.pending.pop(m.get("id"), None)
             self.run.anomaly("publish", "%s: publish refused at t=%.3f: %r" % (self.name, self.run.now(), m))
-        elif t != "token_expiring":
+        elif t not in ("token_expiring", "reconnect"):  # reconnect: the drain's advisory at SIGTERM
             self.run.anomaly("unexpected", "%s: %r" % (self.name, m))
 
 
