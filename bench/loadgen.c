@@ -90,10 +90,11 @@ static struct opts {
     double drain_s;
     uint64_t seed;
     uint32_t ring;           /* 0: derived */
+    int rstorm, rgap;        /* --recover-storm K, --recover-gap M */
 } O = {
     .host = "127.0.0.1", .port = 8080, .path = "/ws", .conns = 100, .nsyms = 1, .prefix = "S", .per = 1,
     .rate = 1000, .duration = 10, .warmup = 2, .step_s = 5, .batch = 1, .concurrency = 256, .drain_s = 2,
-    .seed = 1,
+    .seed = 1, .rgap = 50,
 };
 
 /* ---------------------------------------------------------------- clock, rng */
@@ -212,6 +213,7 @@ struct conn {
     uint8_t state;   /* enum state */
     uint8_t epout;   /* EPOLLOUT is registered */
     uint8_t aborted; /* closed by us before it became active (run ending) */
+    uint8_t again;   /* --recover-storm: reconnected, subscribing with recover */
     uint16_t nleft;  /* bytes in left[] */
     uint32_t id;     /* index; selects left[] and the symbol slots */
     uint64_t skip;   /* payload bytes of an oversized frame still to discard */
@@ -231,8 +233,10 @@ static uint8_t rbuf[RBUF_DATA + LEFT_CAP]; /* shared receive buffer, owned by th
 static struct sockaddr_in srv_addr;
 static struct in_addr *src_addrs;
 static int nsrc;
-static char *hs_req_sub, *hs_req_pub; /* handshake requests, {KEY} patched per connection */
-static size_t hs_len_sub, hs_len_pub, hs_keyoff_sub, hs_keyoff_pub;
+#define MAX_TOKENS   8              /* --sub-token A,B,C: subscriber i uses token i mod n */
+static char *hs_req_sub[MAX_TOKENS], *hs_req_pub; /* handshake requests, {KEY} patched per connection */
+static size_t hs_len_sub[MAX_TOKENS], hs_len_pub, hs_keyoff_sub[MAX_TOKENS], hs_keyoff_pub;
+static int ntok = 1;
 
 /* publisher send queue, owned by pubc */
 static uint8_t *pub_out;
@@ -260,6 +264,7 @@ static struct {
     uint64_t pub_msgs, pub_acks, snapshots, unmatched, stale, dups, gaps, unexpected, warm_rx, other_rx;
     uint64_t pings, short_writes, aborted;
     uint64_t compressed_rx;    /* RSV1 frames inflated (--deflate) */
+    uint64_t delayed_rx;       /* "delayed":true ticks counted (no latency sample) */
     uint64_t tls_fail, tls_resumed; /* TLS handshakes failed; completed by resuming a session */
     int inflight, setup_pending, next_conn, open_fds;
     struct hist hs_lat;
@@ -271,6 +276,26 @@ static struct {
     int64_t max_turn, max_oversleep;   /* longest loop turn; longest wake-up past the timeout (ns) */
     double conn_self_pct, conn_srv_pct; /* over the connect phase */
 } S;
+
+/* --recover-storm K: subscribers 0..K-1 (the group) drop their connections
+ * at the start of step 1, stay away while every symbol gets at least
+ * --recover-gap ticks, and reconnect at the start of step 2 (concurrency
+ * --concurrency) subscribing with "recover" from the seq and epoch they saw
+ * last. A group member is live once it has every tick up to what was
+ * published when the storm began. The others (steady) are the latency
+ * population: their p99 before the storm (step 0) against during it. */
+enum { RS_OFF, RS_BASE, RS_AWAY, RS_STORM, RS_DONE };
+static struct {
+    int state, next, live;
+    int64_t t0, t_all;               /* storm start, last member live */
+    uint32_t *seq;                   /* [K * per] last seq seen */
+    uint32_t *n_drop, *n_live;       /* [nsyms] pub_n at the drop, at the storm start */
+    uint8_t *pending;                /* [K] symbols not yet caught up (0 = live) */
+    char (*epoch)[48];               /* [nsyms] the symbol's epoch ("" unknown) */
+    uint64_t rx, gaps, dups, recovered, missed, failed;
+    struct hist ttl, steady_storm;   /* time to live per member; steady latency in the storm */
+} RS;
+static inline bool rs_member(const struct conn *c) { return RS.state >= RS_AWAY && c->id < (uint32_t)O.rstorm; }
 
 static struct step steps[MAX_STEPS];
 static int nsteps_max;      /* steps that may run */
@@ -677,9 +702,10 @@ static void conn_start(struct conn *c) {
 /* The upgrade request with a fresh Sec-WebSocket-Key (16 random bytes in
  * base64: 22 chars + "=="). */
 static char *next_request(struct conn *c, size_t *len) {
-    char *req = c->kind == K_PUB ? hs_req_pub : hs_req_sub;
-    size_t ko = c->kind == K_PUB ? hs_keyoff_pub : hs_keyoff_sub;
-    *len = c->kind == K_PUB ? hs_len_pub : hs_len_sub;
+    int t = (int)(c->id % (uint32_t)ntok);
+    char *req = c->kind == K_PUB ? hs_req_pub : hs_req_sub[t];
+    size_t ko = c->kind == K_PUB ? hs_keyoff_pub : hs_keyoff_sub[t];
+    *len = c->kind == K_PUB ? hs_len_pub : hs_len_sub[t];
     uint64_t a = rng64(), b = rng64();
     for (int i = 0; i < 22; i++) {
         uint64_t src = i < 11 ? a >> (6 * i) : b >> (6 * (i - 11));
@@ -752,7 +778,7 @@ static bool send_request_now(struct conn *c) {
 }
 
 static void send_subscribe(struct conn *c) {
-    char buf[64 + MAX_PER * (MAX_SYMLEN + 3)];
+    char buf[96 + MAX_PER * (2 * MAX_SYMLEN + 96)];
     size_t n = 0;
     memcpy(buf, "{\"type\":\"subscribe\",\"symbols\":[", 31);
     n = 31;
@@ -766,6 +792,17 @@ static void send_subscribe(struct conn *c) {
         buf[n++] = '"';
     }
     buf[n++] = ']';
+    if (c->again) { /* "recover":{"S":{"seq":N,"epoch":"E"},...} */
+        const uint32_t *sq = &RS.seq[(size_t)c->id * (size_t)O.per];
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, ",\"recover\":{");
+        for (int j = 0, k = 0; j < O.per; j++) {
+            if (cs[j] == NO_SYM || !RS.epoch[cs[j]][0] || !sq[j])
+                continue;
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\"%s\":{\"seq\":%u,\"epoch\":\"%s\"}", k++ ? "," : "",
+                                  sym_name[cs[j]], sq[j], RS.epoch[cs[j]]);
+        }
+        buf[n++] = '}';
+    }
     buf[n++] = '}';
     uint8_t f[sizeof(buf) + 14];
     c->state = ST_SUB_SENT;
@@ -781,7 +818,12 @@ static void became_active(struct conn *c) {
 
 /* ---------------------------------------------------------------- frames in */
 
-static void on_tick(struct conn *c, uint32_t sym, uint64_t thou) {
+/* A tick received; delayed (tickgate's delayed data: sent feed.delay_s
+ * after it happened) counts as delivered in the step it was published in,
+ * with no latency sample. */
+static void rs_tick(struct conn *c, int j, uint32_t sym, uint64_t n);
+
+static void on_tick(struct conn *c, uint32_t sym, uint64_t thou, bool delayed, uint32_t seq) {
     if (sym == NO_SYM || thou <= 1000) {
         S.unmatched++;
         return;
@@ -797,6 +839,12 @@ static void on_tick(struct conn *c, uint32_t sym, uint64_t thou) {
         j++;
     if (j == O.per) {
         S.unexpected++;
+        return;
+    }
+    if (O.rstorm && c->id < (uint32_t)O.rstorm && seq)
+        RS.seq[(size_t)c->id * (size_t)O.per + (size_t)j] = seq;
+    if (rs_member(c)) {
+        rs_tick(c, j, sym, n);
         return;
     }
     if (n <= cl[j]) {
@@ -819,7 +867,39 @@ static void on_tick(struct conn *c, uint32_t sym, uint64_t thou) {
     if (k >= MAX_STEPS)
         return;
     steps[k].delivered++;
-    h_add(&steps[k].h, g_now - ts);
+    if (delayed)
+        S.delayed_rx++;
+    else if (!O.rstorm || c->id >= (uint32_t)O.rstorm) {
+        h_add(&steps[k].h, g_now - ts);
+        if (RS.state == RS_STORM)
+            h_add(&RS.steady_storm, g_now - ts);
+    }
+}
+
+/* --recover-storm, a member's confirmation: the epochs (kept per symbol),
+ * and on its recovering subscribe how many symbols were recovered. */
+static void rs_confirmed(struct conn *c, const char *p, size_t n) {
+    const char *end = p + n, *ep = json_val(p, n, "\"epochs\"", 8);
+    const uint32_t *cs = &csym[(size_t)c->id * (size_t)O.per];
+    for (int j = 0; ep && *ep == '{' && j < O.per; j++) {
+        if (cs[j] == NO_SYM || RS.epoch[cs[j]][0])
+            continue;
+        char key[MAX_SYMLEN + 4];
+        int kl = snprintf(key, sizeof(key), "\"%s\"", sym_name[cs[j]]);
+        const char *close = memchr(ep, '}', (size_t)(end - ep)), *v;
+        size_t vl;
+        if (close && json_str(ep, (size_t)(close - ep + 1), key, (size_t)kl, &v, &vl) && vl < sizeof(RS.epoch[0])) {
+            memcpy(RS.epoch[cs[j]], v, vl);
+            RS.epoch[cs[j]][vl] = 0;
+        }
+    }
+    const char *rv = c->again ? json_val(p, n, "\"recovered\"", 11) : NULL;
+    for (const char *q = rv; q && q < end && *q != '}'; q++) {
+        if (end - q >= 4 && memcmp(q, "true", 4) == 0)
+            RS.recovered++;
+        else if (end - q >= 5 && memcmp(q, "false", 5) == 0)
+            RS.missed++;
+    }
 }
 
 /* Symbols of a subscription_confirmed: the accepted ones get counted. */
@@ -844,6 +924,12 @@ static void on_confirmed(struct conn *c, const char *p, size_t n, bool truncated
                     acc[j] = 1;
             v = q + 1;
         }
+    }
+    if (O.rstorm && c->id < (uint32_t)O.rstorm && !truncated)
+        rs_confirmed(c, p, n);
+    if (c->again) {
+        became_active(c);
+        return;
     }
     int ok = 0;
     for (int j = 0; j < O.per; j++) {
@@ -900,7 +986,19 @@ static void on_sub_failed(struct conn *c, const char *p, size_t n) {
 }
 
 static const char PU_PREFIX[] = "{\"type\":\"price_update\",\"symbol\":\"";
+static const char DL_SUFFIX[] = ",\"delayed\":true}"; /* tickgate appends it last */
+#define DL_LEN (sizeof(DL_SUFFIX) - 1)
 #define PU_PLEN (sizeof(PU_PREFIX) - 1)
+
+/* tickgate's layout ends a live price_update with "seq":N}: N, else 0. */
+static uint32_t tail_seq(const char *p, size_t n) {
+    const char *e = p + n - 1, *d = e;
+    while (d > p && d[-1] >= '0' && d[-1] <= '9')
+        d--;
+    if (d == e || d - p < 6 || memcmp(d - 6, "\"seq\":", 6) != 0)
+        return 0;
+    return (uint32_t)strtoul(d, NULL, 10);
+}
 
 static void price_update(struct conn *c, const char *p, size_t n) {
     const char *end = p + n, *sym, *pr;
@@ -944,7 +1042,8 @@ parsed:;
         S.unmatched++;
         return;
     }
-    on_tick(c, sym_find(sym, sl), thou);
+    on_tick(c, sym_find(sym, sl), thou, n > DL_LEN && memcmp(end - DL_LEN, DL_SUFFIX, DL_LEN) == 0,
+            O.rstorm ? tail_seq(p, n) : 0);
 }
 
 /* price_batch: {"type":"price_batch","updates":[{price_update}, ...]} */
@@ -961,7 +1060,7 @@ static void price_batch(struct conn *c, const char *p, size_t n) {
         if (json_str(s, len, "\"symbol\"", 8, &sym, &sl) && (pr = json_val(s, len, "\"price\"", 7))) {
             uint64_t thou;
             if (parse_thou(pr, s + len, &thou))
-                on_tick(c, sym_find(sym, sl), thou);
+                on_tick(c, sym_find(sym, sl), thou, false, 0);
         }
         if (!next)
             return;
@@ -1326,10 +1425,92 @@ static void sample_step_end(struct step *st, int64_t t) {
     st->srv_rss_kb = srv_mem(false);
 }
 
+/* ---------------------------------------------------------------- recovery storm */
+
+/* A member's tick after the drop: checked for gaps and duplicates across
+ * the join, and the member turns live once it has caught up. */
+static void rs_tick(struct conn *c, int j, uint32_t sym, uint64_t n) {
+    uint32_t *cl = &clast[(size_t)c->id * (size_t)O.per];
+    RS.rx++;
+    if (n <= cl[j]) {
+        RS.dups++;
+        return;
+    }
+    if (n > (uint64_t)cl[j] + 1)
+        RS.gaps += n - cl[j] - 1;
+    uint32_t was = cl[j];
+    cl[j] = (uint32_t)n;
+    if (RS.state == RS_STORM && RS.pending[c->id] && was < RS.n_live[sym] && n >= RS.n_live[sym] &&
+        --RS.pending[c->id] == 0) {
+        RS.live++;
+        h_add(&RS.ttl, g_now - RS.t0);
+        if (RS.live == O.rstorm) {
+            RS.t_all = g_now;
+            RS.state = RS_DONE;
+        }
+    }
+}
+
+/* Step 1 begins: the members close their sockets (as a dropped network
+ * would: no close frame). */
+static void rs_drop(void) {
+    for (uint32_t s = 0; s < (uint32_t)O.nsyms; s++)
+        RS.n_drop[s] = pub_n[s];
+    for (int i = 0; i < O.rstorm; i++) {
+        struct conn *c = &conns[i];
+        const uint32_t *cs = &csym[(size_t)i * (size_t)O.per];
+        if (c->state != ST_ACTIVE)
+            continue;
+        for (int j = 0; j < O.per; j++)
+            if (cs[j] != NO_SYM)
+                subcount[cs[j]]--; /* no longer expected: their ticks are counted apart */
+        c->state = ST_CLOSING; /* closed on purpose: not a disconnect */
+        conn_close(c);
+    }
+    RS.state = RS_AWAY;
+}
+
+/* Step 2 begins: the storm. Every member that was subscribed reconnects. */
+static void rs_start(int64_t t) {
+    for (uint32_t s = 0; s < (uint32_t)O.nsyms; s++)
+        RS.n_live[s] = pub_n[s];
+    for (int i = 0; i < O.rstorm; i++) {
+        const uint32_t *cs = &csym[(size_t)i * (size_t)O.per], *cl = &clast[(size_t)i * (size_t)O.per];
+        uint8_t k = 0;
+        for (int j = 0; j < O.per; j++)
+            k += cs[j] != NO_SYM && cl[j] < RS.n_live[cs[j]];
+        RS.pending[i] = k;
+        RS.live += !k;
+    }
+    RS.t0 = t;
+    RS.state = RS_STORM;
+}
+
+static void setup_scan(int64_t now);
+
+/* Reconnects members, --concurrency handshakes in flight. */
+static void rs_pump(int64_t now) {
+    while (RS.state >= RS_STORM && RS.next < O.rstorm && S.inflight < O.concurrency) {
+        struct conn *c = &conns[RS.next++];
+        if (c->state != ST_DONE)
+            continue;
+        c->again = 1;
+        g_now = now;
+        conn_start(c);
+    }
+    if (RS.state == RS_STORM)
+        setup_scan(now);
+}
+
 static void begin_step(int k, int64_t t) {
     cur_step = k;
     nsteps_run = k + 1;
     steps[k].rate = O.rate * (O.ramp ? pow(1.25, k) : 1.0);
+    if (O.rstorm && k == 1) { /* away: every symbol gets --recover-gap ticks in this step */
+        steps[k].rate = ceil((double)O.rgap * O.nsyms / ((double)step_ns / 1e9)) + O.nsyms;
+        rs_drop();
+    } else if (O.rstorm && k == 2)
+        rs_start(t);
     ep_t0 = t;
     ep_end = t + step_ns;
     ep_rate = steps[k].rate;
@@ -1555,6 +1736,11 @@ static int64_t phase_step(int64_t now) {
         if (pubc.fd < 0)
             pub_stop(now);
         int64_t nx = pub_pump(now);
+        if (O.rstorm) {
+            rs_pump(now);
+            if (RS.state == RS_STORM && nx > now + 20 * MS)
+                nx = now + 20 * MS;
+        }
         if (O.ramp) {
             int64_t grace = step_ns / 2 < SEC ? step_ns / 2 : SEC;
             while (eval_next < nsteps_run && steps[eval_next].t_end && now >= steps[eval_next].t_end + grace) {
@@ -1786,6 +1972,28 @@ static void report(void) {
         jnum(f, "disconnects", (double)S.disconnects, true);
         jnum(f, "server_errors", (double)S.server_errors, true);
         jnum(f, "compressed_rx", (double)S.compressed_rx, true);
+        jnum(f, "delayed_rx", (double)S.delayed_rx, true);
+        if (O.rstorm) {
+            uint32_t gap = UINT32_MAX;
+            for (int i = 0; i < O.nsyms; i++)
+                if (RS.n_live[i] - RS.n_drop[i] < gap)
+                    gap = RS.n_live[i] - RS.n_drop[i];
+            jnum(f, "recover_conns", O.rstorm, true);
+            jnum(f, "recover_reconnected", (double)RS.next, true);
+            jnum(f, "recover_live", RS.live, true);
+            jnum(f, "recover_all_live_ms", RS.t_all ? (double)(RS.t_all - RS.t0) / 1e6 : NAN, true);
+            jnum(f, "recover_live_p50_ms", (double)h_pct(&RS.ttl, .5) / 1e6, true);
+            jnum(f, "recover_live_p99_ms", (double)h_pct(&RS.ttl, .99) / 1e6, true);
+            jnum(f, "recover_missed_ticks_min", gap == UINT32_MAX ? 0 : gap, true);
+            jnum(f, "recover_symbols_recovered", (double)RS.recovered, true);
+            jnum(f, "recover_symbols_missed", (double)RS.missed, true);
+            jnum(f, "recover_rx", (double)RS.rx, true);
+            jnum(f, "recover_gaps", (double)RS.gaps, true);
+            jnum(f, "recover_dups", (double)RS.dups, true);
+            jnum(f, "steady_p99_before_us", (double)h_pct(&steps[0].h, .99) / 1e3, true);
+            jnum(f, "steady_p99_storm_us", (double)h_pct(&RS.steady_storm, .99) / 1e3, true);
+            jnum(f, "steady_p999_storm_us", (double)h_pct(&RS.steady_storm, .999) / 1e3, true);
+        }
         jnum(f, "pings", (double)S.pings, true);
         jnum(f, "protocol_errors", (double)S.proto_err, true);
         fprintf(f, "\"first_error\":");
@@ -1915,7 +2123,7 @@ static void usage(FILE *f) {
             "  --warmup W (2)             seconds published before measuring\n"
             "  --ramp --step-s T (5)      x1.25 each step until delivered < 95%% or p99 > 100 ms\n"
             "  --pub-token T              Bearer token of the publisher (role publisher)\n"
-            "  --sub-token T              Bearer token of the subscribers (optional)\n"
+            "  --sub-token T[,T2,...]     Bearer token(s) of the subscribers: subscriber i uses token i mod n (<= 8)\n"
             "  --sources A,B,...          bind subscribers round-robin to these source IPs\n"
             "  --server-pid PID           report server CPU%% and RSS from /proc\n"
             "  --handshake-only           storm: N handshakes, --concurrency C (256) in flight, then close\n"
@@ -1927,6 +2135,9 @@ static void usage(FILE *f) {
             "  --deflate                  offer permessage-deflate; inflate RSV1 frames (zlib)\n"
             "  --tls                      every connection over TLS 1.3 (AES-128-GCM; no verification, no SNI)\n"
             "  --tls-resume               with --tls: fetch a session ticket first, resume it on every handshake\n"
+            "  --recover-storm K          stream in 3 steps of duration/3: subscribers 0..K-1 drop at step 1 and\n"
+            "                             reconnect at step 2 subscribing with recover (tickgate's protocol)\n"
+            "  --recover-gap M (50)       ticks per symbol published while they are away\n"
             "  --seed N (1) --json\n"
             "exit: 0 done, 1 setup error, 2 incomplete (deadline, signal, publisher lost)\n");
 }
@@ -2105,7 +2316,7 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_PATH, OPT_CONNS, OPT_SYMBOLS, OPT_PREFIX, OPT_LIST, OPT_PER, OPT_DIST, OPT_RATE,
     OPT_DURATION, OPT_WARMUP, OPT_RAMP, OPT_STEP, OPT_PUBTOK, OPT_SUBTOK, OPT_SOURCES, OPT_BATCH, OPT_PID,
     OPT_STORM, OPT_IDLE, OPT_JSON, OPT_CONC, OPT_TIMEOUT, OPT_SEED, OPT_RING, OPT_DRAIN, OPT_SPIN, OPT_DEFLATE,
-    OPT_TLS, OPT_TLS_RESUME, OPT_HELP
+    OPT_TLS, OPT_TLS_RESUME, OPT_RSTORM, OPT_RGAP, OPT_HELP
 };
 
 static double num_arg(const char *name, const char *v, double lo, double hi) {
@@ -2130,7 +2341,8 @@ int main(int argc, char **argv) {
         {"idle", 0, 0, OPT_IDLE}, {"json", 0, 0, OPT_JSON}, {"concurrency", 1, 0, OPT_CONC},
         {"timeout", 1, 0, OPT_TIMEOUT}, {"seed", 1, 0, OPT_SEED}, {"ring", 1, 0, OPT_RING},
         {"drain-s", 1, 0, OPT_DRAIN}, {"spin", 0, 0, OPT_SPIN}, {"deflate", 0, 0, OPT_DEFLATE},
-        {"tls", 0, 0, OPT_TLS}, {"tls-resume", 0, 0, OPT_TLS_RESUME}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
+        {"tls", 0, 0, OPT_TLS}, {"tls-resume", 0, 0, OPT_TLS_RESUME}, {"recover-storm", 1, 0, OPT_RSTORM},
+        {"recover-gap", 1, 0, OPT_RGAP}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -2174,6 +2386,8 @@ int main(int argc, char **argv) {
         case OPT_SPIN: O.spin = true; break;
         case OPT_TLS: O.tls = true; break;
         case OPT_TLS_RESUME: O.tls_resume = true; break;
+        case OPT_RSTORM: O.rstorm = (int)num_arg("recover-storm", optarg, 1, 1e6); break;
+        case OPT_RGAP: O.rgap = (int)num_arg("recover-gap", optarg, 1, 1e6); break;
         case OPT_HELP: usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -2188,6 +2402,11 @@ int main(int argc, char **argv) {
     }
     if (O.tls_resume && !O.tls) {
         fprintf(stderr, "loadgen: --tls-resume needs --tls\n");
+        return 1;
+    }
+    if (O.rstorm && (O.storm || O.idle || O.ramp || O.rstorm >= O.conns)) {
+        fprintf(stderr, "loadgen: --recover-storm K streams (no --ramp, --idle, --handshake-only) and keeps "
+                        "K < --conns steady subscribers\n");
         return 1;
     }
     if (O.ramp && !O.duration_set)
@@ -2253,7 +2472,15 @@ int main(int argc, char **argv) {
     pubc.id = (uint32_t)O.conns;
     pubc.kind = K_PUB;
     pubc.state = ST_IDLE;
-    hs_req_sub = build_request(O.sub_token, &hs_len_sub, &hs_keyoff_sub);
+    {
+        char *toks = xstrdup(O.sub_token ? O.sub_token : ""), *save = NULL, *tk;
+        ntok = 0;
+        for (tk = strtok_r(toks, ",", &save); tk && ntok < MAX_TOKENS; tk = strtok_r(NULL, ",", &save))
+            hs_req_sub[ntok] = build_request(tk, &hs_len_sub[ntok], &hs_keyoff_sub[ntok]), ntok++;
+        if (!ntok)
+            hs_req_sub[ntok] = build_request(NULL, &hs_len_sub[ntok], &hs_keyoff_sub[ntok]), ntok++;
+        free(toks);
+    }
     hs_req_pub = build_request(O.pub_token, &hs_len_pub, &hs_keyoff_pub);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) {
@@ -2264,9 +2491,17 @@ int main(int argc, char **argv) {
     if (O.tls && lt_init(O.tls_resume, O.idle || O.storm) < 0)
         return 1;
     if (O.tls_resume)
-        lt_prime(&srv_addr, hs_req_sub, hs_len_sub); /* on failure (said), the handshakes are full ones */
-    step_ns = (int64_t)((O.ramp ? O.step_s : O.duration) * 1e9);
-    nsteps_max = O.ramp ? (int)floor(O.duration / O.step_s + 1e-9) : 1;
+        lt_prime(&srv_addr, hs_req_sub[0], hs_len_sub[0]); /* on failure (said), the handshakes are full ones */
+    step_ns = (int64_t)((O.ramp ? O.step_s : O.rstorm ? O.duration / 3 : O.duration) * 1e9);
+    nsteps_max = O.ramp ? (int)floor(O.duration / O.step_s + 1e-9) : O.rstorm ? 3 : 1;
+    if (O.rstorm) { /* steps: 0 all connected, 1 the group away, 2 the storm */
+        RS.state = RS_BASE;
+        RS.seq = xcalloc((size_t)O.rstorm * (size_t)O.per, sizeof(*RS.seq));
+        RS.n_drop = xcalloc((size_t)O.nsyms, sizeof(*RS.n_drop));
+        RS.n_live = xcalloc((size_t)O.nsyms, sizeof(*RS.n_live));
+        RS.pending = xcalloc((size_t)O.rstorm, 1);
+        RS.epoch = xcalloc((size_t)O.nsyms, sizeof(*RS.epoch));
+    }
     if (nsteps_max < 1)
         nsteps_max = 1;
     if (nsteps_max > MAX_STEPS)
@@ -2383,7 +2618,8 @@ int main(int argc, char **argv) {
     free(pub_n);
     free(ring_ts);
     free(src_addrs);
-    free(hs_req_sub);
+    for (int t = 0; t < ntok; t++)
+        free(hs_req_sub[t]);
     free(hs_req_pub);
     free(O.list);
     free(O.sources);

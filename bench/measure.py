@@ -325,6 +325,13 @@ def metric_vs_one_worker(r, p):
 
 
 
+def metric_sum(*keys):
+    def f(r, p):
+        vs = [lg_get(r, k) for k in keys]
+        return (None if any(v is None for v in vs) else sum(vs)), ""
+    return f
+
+
 def metric_compressed(r, p):
     return lg_get(r, "compressed_rx"), ""
 
@@ -439,6 +446,31 @@ def scenario_rows(params):
         ("handshakes/s", metric_lg("handshakes_per_s"), "int", "hi"),
         ("handshakes resumed %", metric_resumed_pct, "f1", "hi"),
         ("server CPU us per handshake", metric_cpu_us_per_handshake, "f1", "lo"),
+    ] + cpu))
+    mix = (f"{P('mix_conns')} subscribers on {P('mix_symbols')} symbols at a fixed {P('mix_rate')} ticks/s "
+           f"(tickgate only)")
+    rows.append(("mix_rt", f"entitlements, baseline: {mix}, all real-time", {}, [
+        ("delivered msgs/s", metric_lg("delivered_per_s"), "int", "hi"),
+        ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
+    ] + cpu))
+    rows.append(("mix", f"entitlements: {mix}, a third real-time, a third throttled to 2/s, "
+                        f"a third delayed 1 s", {}, [
+        ("delivered msgs/s", metric_lg("delivered_per_s"), "int", "hi"),
+        ("delayed ticks delivered (whole run)", metric_lg("delayed_rx"), "int", None),
+        ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
+        ("CPU per msg, mix / all real-time", ratio_to_plain("mix_rt", metric_cpu_ns_per_msg), "f2", "lo"),
+    ] + cpu))
+    rows.append(("recovery", f"recovery storm: {P('recovery_conns')} clients drop, miss {P('recovery_gap')} ticks on "
+                             f"each of {P('recovery_symbols')} symbols and reconnect at once with recover; "
+                             f"{P('recovery_steady')} steady subscribers (tickgate only)", {}, [
+        ("clients live again", metric_lg("recover_live"), "int", "hi"),
+        ("time until all live ms", metric_lg("recover_all_live_ms"), "f1", "lo"),
+        ("time until live p50 ms", metric_lg("recover_live_p50_ms"), "f1", "lo"),
+        ("symbols recovered", metric_lg("recover_symbols_recovered"), "int", "hi"),
+        ("symbols not recovered (snapshot)", metric_lg("recover_symbols_missed"), "int", "lo"),
+        ("gaps + duplicates across the join", metric_sum("recover_gaps", "recover_dups"), "int", "lo"),
+        ("steady p99 before us", metric_lg("steady_p99_before_us"), "int", "lo"),
+        ("steady p99 during the storm us", metric_lg("steady_p99_storm_us"), "int", "lo"),
     ] + cpu))
     return rows
 

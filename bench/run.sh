@@ -18,7 +18,8 @@
 # Environment (all optional):
 #   TICKGATE_BIN (build/tickgate)  LOADGEN_BIN (build/loadgen)  NODE (node)
 #   SERVERS ("tickgate uws ws")
-#   SCENARIOS ("fanout fanout2w fanoutz market latency idle storm fanout_tls idle_tls storm_tls")
+#   SCENARIOS ("fanout fanout2w fanoutz market latency idle storm fanout_tls idle_tls storm_tls
+#              mix recovery")
 #   SERVER_CPU (0)  LOADGEN_CPU (1)  SOURCES (127.0.0.1,127.0.0.2,127.0.0.3)
 #   TICKGATE_ARGS   extra --SECTION.KEY=VALUE flags for tickgate
 #   LATENCY_RATE    ticks/s for the latency scenario (default: derived from fan-out)
@@ -39,7 +40,7 @@ TICKGATE_BIN=$(abspath "${TICKGATE_BIN:-build/tickgate}")
 LOADGEN_BIN=$(abspath "${LOADGEN_BIN:-build/loadgen}")
 NODE=${NODE:-node}
 SERVERS=${SERVERS:-tickgate uws ws}
-SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market latency idle storm fanout_tls idle_tls storm_tls}
+SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market latency idle storm fanout_tls idle_tls storm_tls mix recovery}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 SOURCES=${SOURCES:-127.0.0.1,127.0.0.2,127.0.0.3}
@@ -57,12 +58,20 @@ if [ "$QUICK" = 1 ]; then
     : "${FANOUT_START_RATE:=250}" "${MARKET_START_RATE:=100}"
     : "${STEP_S:=1}" "${RAMP_DURATION:=20}" "${WARMUP:=1}" "${LATENCY_DURATION:=4}"
     : "${IDLE_CONNS:=2000}" "${IDLE_HOLD:=2}" "${STORM_CONNS:=1000}" "${STORM_CONCURRENCY:=100}"
+    : "${MIX_CONNS:=3000}" "${MIX_RATE:=50}"
+    : "${RECOVERY_CONNS:=1000}" "${RECOVERY_STEADY:=200}" "${RECOVERY_DURATION:=6}"
 else
     : "${FANOUT_CONNS:=1000}" "${MARKET_CONNS:=5000}" "${MARKET_SYMBOLS:=500}" "${MARKET_PER:=10}"
     : "${FANOUT_START_RATE:=50}" "${MARKET_START_RATE:=20}"
     : "${STEP_S:=3}" "${RAMP_DURATION:=75}" "${WARMUP:=2}" "${LATENCY_DURATION:=20}"
     : "${IDLE_CONNS:=10000 19900}" "${IDLE_HOLD:=5}" "${STORM_CONNS:=5000}" "${STORM_CONCURRENCY:=100}"
+    : "${MIX_CONNS:=15000}" "${MIX_RATE:=50}"
+    : "${RECOVERY_CONNS:=5000}" "${RECOVERY_STEADY:=1000}" "${RECOVERY_DURATION:=15}"
 fi
+# recovery: RECOVERY_CONNS reconnecting + RECOVERY_STEADY steady subscribers, each on the same
+# RECOVERY_SYMBOLS symbols at RECOVERY_RATE ticks/s; RECOVERY_GAP ticks per symbol missed
+: "${RECOVERY_SYMBOLS:=5}" "${RECOVERY_RATE:=10}" "${RECOVERY_GAP:=50}"
+: "${MIX_SYMBOLS:=10}" # mix: MIX_CONNS subscribers (a third real-time, a third throttled, a third delayed)
 : "${IDLE_SYMBOLS:=$MARKET_SYMBOLS}"
 HEARTBEAT_S=3600 # no server pings or heartbeat timeouts during a run, in any server
 SLACK_S=90       # a loadgen run is killed this long after its planned end
@@ -189,9 +198,10 @@ if [ -x "$TICKGATE_BIN" ]; then
 fi
 
 TG_WORKERS=1 # the fanout2w scenario runs tickgate with 2 (on the same pinned core)
-# fanoutz: permessage-deflate, every tick compressed (tickgate's minimum 0,
-# uWS's SHARED_COMPRESSOR compresses every message); ws is not run.
-TG_ZARGS=()
+# A scenario's extra tickgate flags. fanoutz: permessage-deflate, every
+# tick compressed (tickgate's minimum 0, uWS's SHARED_COMPRESSOR compresses
+# every message; ws is not run); mix: a 1 s delay and a throttled role.
+TG_XARGS=()
 UWS_COMPRESSION=
 SERVER_TLS=0 # the *_tls scenarios: tickgate adds its TLS listener, uws-server.js serves SSLApp
 
@@ -202,7 +212,7 @@ start_server() {
     case $name in
     tickgate)
         # shellcheck disable=SC2206 # TICKGATE_ARGS is split on purpose
-        cmd=("$TICKGATE_BIN" "${TG_FLAGS[@]}" --server.workers="$TG_WORKERS" "${TG_ZARGS[@]}" $TICKGATE_ARGS)
+        cmd=("$TICKGATE_BIN" "${TG_FLAGS[@]}" --server.workers="$TG_WORKERS" "${TG_XARGS[@]}" $TICKGATE_ARGS)
         if [ "$SERVER_TLS" = 1 ]; then
             cmd+=(--server.tls_listen=127.0.0.1:0 --server.tls_cert="$TLS_CERT" --server.tls_key="$TLS_KEY")
             port_re="$port_re (tls)"
@@ -351,11 +361,11 @@ for server in $SERVERS; do
     # delivery and latency count as usual); the server's CPU per delivered
     # message against its plain fan-out's.
     if want fanoutz && [ "$server" != ws ]; then
-        TG_ZARGS=(--ws.compression=on --ws.compression_min_bytes=0) UWS_COMPRESSION=shared
+        TG_XARGS=(--ws.compression=on --ws.compression_min_bytes=0) UWS_COMPRESSION=shared
         scenario "$server" fanoutz $((RAMP_DURATION + WARMUP)) --deflate \
             --conns "$FANOUT_CONNS" --symbols 1 --per 1 --dist uniform \
             --rate "$FANOUT_START_RATE" --ramp --step-s "$STEP_S" --duration "$RAMP_DURATION" --warmup "$WARMUP"
-        TG_ZARGS=() UWS_COMPRESSION=
+        TG_XARGS=() UWS_COMPRESSION=
     fi
     if want market; then
         scenario "$server" market $((RAMP_DURATION + WARMUP)) \
@@ -432,6 +442,44 @@ for server in $SERVERS; do
     fi
 done
 
+# Entitlements at load (tickgate only): MIX_CONNS subscribers on the same
+# MIX_SYMBOLS symbols at a fixed rate, a third real-time (viewer), a third
+# throttled (trader, 2 updates/s per symbol), a third delayed by 1 s (a
+# token with "symbols":[] and "delayed_symbols":["*"]); then the same
+# subscribers all real-time. Target: CPU per delivered message of the mix
+# within 1.2x of the all-real-time run's. The rate keeps both runs below
+# saturation: a saturated core batches more per send as turns lengthen, so
+# runs delivering different totals at saturation are not comparable.
+if want mix && [ -x "$TICKGATE_BIN" ] && case " $SERVERS " in *" tickgate "*) true ;; *) false ;; esac; then
+    mixtok() { "$TICKGATE_BIN" token --ttl 86400 --auth.jwt_secret="$SECRET" "$@"; }
+    MIX_RT=$(mixtok --sub mix-rt --role viewer)
+    MIX_TH=$(mixtok --sub mix-th --role trader)
+    MIX_DL=$(mixtok --sub mix-dl --role viewer --symbols '' --delayed-symbols '*')
+    TG_XARGS=(--feed.delay_s=1 --throttle.trader=2)
+    for v in mix_rt mix; do
+        toks=$MIX_RT
+        [ "$v" = mix ] && toks=$MIX_RT,$MIX_TH,$MIX_DL
+        scenario tickgate "$v" $((LATENCY_DURATION + WARMUP + MIX_CONNS / 500)) --sub-token "$toks" \
+            --conns "$MIX_CONNS" --symbols "$MIX_SYMBOLS" --per 1 --dist uniform --sources "$SOURCES" \
+            --rate "$MIX_RATE" --duration "$LATENCY_DURATION" --warmup "$WARMUP"
+    done
+    TG_XARGS=()
+fi
+
+# Recovery storm (tickgate only): RECOVERY_CONNS subscribers drop their
+# connections (no close frame) a third into the run, stay away while every
+# symbol gets RECOVERY_GAP ticks, then all reconnect at once (concurrency
+# STORM_CONCURRENCY) subscribing with "recover" from their last seq and
+# epoch. Figures: time until every one of them is live (has every tick up to
+# the storm's start, gap-free), and the p99 of the RECOVERY_STEADY
+# subscribers that stayed, before and during the storm.
+if want recovery && [ -x "$TICKGATE_BIN" ] && case " $SERVERS " in *" tickgate "*) true ;; *) false ;; esac; then
+    scenario tickgate recovery $((RECOVERY_DURATION + WARMUP + RECOVERY_CONNS / 500)) \
+        --conns $((RECOVERY_CONNS + RECOVERY_STEADY)) --recover-storm "$RECOVERY_CONNS" --recover-gap "$RECOVERY_GAP" \
+        --symbols "$RECOVERY_SYMBOLS" --per "$RECOVERY_SYMBOLS" --dist uniform --sources "$SOURCES" \
+        --concurrency "$STORM_CONCURRENCY" --rate "$RECOVERY_RATE" --duration "$RECOVERY_DURATION" --warmup "$WARMUP"
+fi
+
 say "bench: done in $(($(date +%s) - started)) s"
 say ""
 "$PY" "$ROOT/bench/measure.py" table --dir "$WORK/res" --md "$RESULTS_DIR/latest.md" --json "$RESULTS_DIR/latest.json" \
@@ -440,6 +488,9 @@ say ""
     --param fanout_conns="$FANOUT_CONNS" --param market_conns="$MARKET_CONNS" \
     --param market_symbols="$MARKET_SYMBOLS" --param market_per="$MARKET_PER" \
     --param latency_rate="$LATENCY_RATE" --param idle_conns="$IDLE_CONNS" --param storm_conns="$STORM_CONNS" \
-    --param storm_runs="$STORM_RUNS" --param idle_tls_conns="$IDLE_TLS_CONNS"
+    --param storm_runs="$STORM_RUNS" --param idle_tls_conns="$IDLE_TLS_CONNS" \
+    --param mix_conns="$MIX_CONNS" --param mix_symbols="$MIX_SYMBOLS" --param mix_rate="$MIX_RATE" \
+    --param recovery_conns="$RECOVERY_CONNS" --param recovery_steady="$RECOVERY_STEADY" \
+    --param recovery_symbols="$RECOVERY_SYMBOLS" --param recovery_gap="$RECOVERY_GAP"
 say ""
 say "bench: table written to ${RESULTS_DIR#"$ROOT"/}/latest.md (raw: latest.json, logs: logs/)"
