@@ -268,6 +268,7 @@ static struct {
     uint64_t tls_fail, tls_resumed; /* TLS handshakes failed; completed by resuming a session */
     int inflight, setup_pending, next_conn, open_fds;
     struct hist hs_lat;
+    struct hist by_pos[10]; /* latency by subscriber decile (connection order = subscription order) */
     struct hist send_lag; /* enqueue time - scheduled time of a message's first tick */
     char first_error[200];     /* a subscriber's first error (or the handshake's) */
     char first_pub_error[200]; /* the publisher's first error */
@@ -871,6 +872,8 @@ static void on_tick(struct conn *c, uint32_t sym, uint64_t thou, bool delayed, u
         S.delayed_rx++;
     else if (!O.rstorm || c->id >= (uint32_t)O.rstorm) {
         h_add(&steps[k].h, g_now - ts);
+        if (k == 0 && !O.ramp)
+            h_add(&S.by_pos[(uint64_t)c->id * 10 / (uint64_t)O.conns], g_now - ts);
         if (RS.state == RS_STORM)
             h_add(&RS.steady_storm, g_now - ts);
     }
@@ -1906,6 +1909,12 @@ static void report(void) {
             jnum(f, "p999_us", (double)h_pct(m.h, .999) / 1e3, true);
             jnum(f, "max_us", (double)m.h->max / 1e3, true);
             jnum(f, "mean_us", m.h->n ? (double)m.h->sum / (double)m.h->n / 1e3 : 0, true);
+            if (!O.ramp) { /* first tenth of the subscribers .. last tenth */
+                fprintf(f, "\"p99_by_decile_us\":[");
+                for (int d = 0; d < 10; d++)
+                    fprintf(f, "%s%.0f", d ? "," : "", (double)h_pct(&S.by_pos[d], .99) / 1e3);
+                fprintf(f, "],");
+            }
             jnum(f, "send_lag_p99_us", (double)h_pct(&S.send_lag, .99) / 1e3, true);
             jnum(f, "send_lag_max_us", (double)S.send_lag.max / 1e3, true);
             jnum(f, "loop_max_turn_us", (double)S.max_turn / 1e3, true);

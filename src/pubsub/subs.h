@@ -29,6 +29,7 @@ struct sub_entry {
 struct sub_list {
     struct sub_entry *v;
     uint32_t n, cap;
+    uint32_t rot;               /* where the next fan-out starts (fairness) */
 };
 
 /* A connection's subscription. */
