@@ -401,6 +401,13 @@ def scenario_rows(params):
             ("p99 latency us", metric_lg("p99_us"), "int", "lo"),
             ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
         ] + cpu),
+        ("market2c", "market as above on both cores, nothing pinned: tickgate with 2 workers, the reference "
+                     "servers single-threaded, the loadgen sharing the cores", {}, [
+            ("delivered msgs/s (max)", metric_ramp_max, "int", "hi"),
+            ("lost", metric_lg("lost"), "int", "lo"),
+            ("p99 latency us", metric_lg("p99_us"), "int", "lo"),
+            ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
+        ] + cpu),
         ("latency", f"latency: {P('fanout_conns')} subscribers x 1 symbol at a fixed {P('latency_rate')} ticks/s "
                     f"(half the weakest server's fan-out max)", {}, [
             ("p50 us", metric_lg("p50_us"), "int", "lo"),

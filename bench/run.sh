@@ -18,8 +18,8 @@
 # Environment (all optional):
 #   TICKGATE_BIN (build/tickgate)  LOADGEN_BIN (build/loadgen)  NODE (node)
 #   SERVERS ("tickgate uws ws")
-#   SCENARIOS ("fanout fanout2w fanoutz market latency idle storm fanout_tls idle_tls storm_tls
-#              mix recovery")
+#   SCENARIOS ("fanout fanout2w fanoutz market market2c latency idle storm fanout_tls idle_tls
+#              storm_tls mix recovery")
 #   SERVER_CPU (0)  LOADGEN_CPU (1)  SOURCES (127.0.0.1,127.0.0.2,127.0.0.3)
 #   TICKGATE_ARGS   extra --SECTION.KEY=VALUE flags for tickgate
 #   LATENCY_RATE    ticks/s for the latency scenario (default: derived from fan-out)
@@ -40,7 +40,7 @@ TICKGATE_BIN=$(abspath "${TICKGATE_BIN:-build/tickgate}")
 LOADGEN_BIN=$(abspath "${LOADGEN_BIN:-build/loadgen}")
 NODE=${NODE:-node}
 SERVERS=${SERVERS:-tickgate uws ws}
-SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market latency idle storm fanout_tls idle_tls storm_tls mix recovery}
+SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market market2c latency idle storm fanout_tls idle_tls storm_tls mix recovery}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 SOURCES=${SOURCES:-127.0.0.1,127.0.0.2,127.0.0.3}
@@ -371,6 +371,16 @@ for server in $SERVERS; do
         scenario "$server" market $((RAMP_DURATION + WARMUP)) \
             --conns "$MARKET_CONNS" --symbols "$MARKET_SYMBOLS" --per "$MARKET_PER" --dist zipf \
             --rate "$MARKET_START_RATE" --ramp --step-s "$STEP_S" --duration "$RAMP_DURATION" --warmup "$WARMUP"
+    fi
+    # Both cores, nothing pinned: tickgate with 2 workers against the
+    # single-threaded reference servers, the loadgen sharing the cores.
+    if want market2c; then
+        saved=("${PIN_SERVER[@]}") saved_lg=("${PIN_LOADGEN[@]}")
+        PIN_SERVER=() PIN_LOADGEN=() TG_WORKERS=2
+        scenario "$server" market2c $((RAMP_DURATION + WARMUP)) \
+            --conns "$MARKET_CONNS" --symbols "$MARKET_SYMBOLS" --per "$MARKET_PER" --dist zipf \
+            --rate "$MARKET_START_RATE" --ramp --step-s "$STEP_S" --duration "$RAMP_DURATION" --warmup "$WARMUP"
+        PIN_SERVER=("${saved[@]}") PIN_LOADGEN=("${saved_lg[@]}") TG_WORKERS=1
     fi
     # The fan-out over wss:// (every connection TLS 1.3, AES-128-GCM).
     if want fanout_tls && tls_server "$server" fanout_tls; then
