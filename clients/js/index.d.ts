@@ -106,6 +106,8 @@ export interface ClientOptions {
   maxQueue?: number;
   /** Requests that may await a reply. */
   maxPending?: number;
+  /** Subscribed on connect: symbols, or another client's `subscriptions` entries (resumed with recover). */
+  subscriptions?: Iterable<string | [string, { seq: number | null; epoch: string | null }]>;
   /** For online/offline events; default the global window when there is one, null = none. */
   window?: { addEventListener: Function; removeEventListener: Function; navigator?: { onLine?: boolean } } | null;
 }
@@ -126,6 +128,8 @@ export interface ClientEvents {
   gap: GapEvent;
   error: TickgateError;
   message: ServerMessage;
+  /** every message written to the socket (with its id) */
+  sent: { type: string; id: Id; [k: string]: unknown };
   token_expiring: TokenExpiring;
   reconnect: ReconnectAdvice;
   trade_filled: TradeFilled;

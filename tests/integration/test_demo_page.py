@@ -116,6 +116,7 @@ def test_page_files_served(gateway):
     for path, ctype, needle in (("/", "text/html", b'id="prices"'),
                                 ("/index.html", "text/html", b"app.js"),
                                 ("/app.js", "javascript", b"price_update"),
+                                ("/client/index.js", "javascript", b"TickgateClient"),
                                 ("/style.css", "text/css", b".flash-up")):
         with urllib.request.urlopen(base_url(gw) + path, timeout=10) as resp:
             assert resp.status == 200, path

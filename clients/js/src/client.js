@@ -39,6 +39,13 @@ export class TickgateClient extends Emitter {
     /* symbol -> {seq, epoch, delayed, active}: what is (being) subscribed and
      * where its stream stands; resubscribed with `recover` on reconnect. */
     this.subscriptions = new Map();
+    /* opts.subscriptions: symbols, or [symbol, {seq, epoch}] pairs (another
+     * client's `subscriptions`), subscribed on connect, resuming from there. */
+    for (const e of opts.subscriptions || []) {
+      const [sym, s] = typeof e === 'string' ? [e, null] : e;
+      this.subscriptions.set(sym, { seq: s && s.seq != null ? s.seq : null, epoch: (s && s.epoch) || null,
+        delayed: false, active: true });
+    }
     this.stats = { connects: 0, duplicates: 0, gaps: 0, recovered: 0, missed: 0 };
     this._ws = null;
     this._gen = 0;
@@ -395,6 +402,7 @@ export class TickgateClient extends Emitter {
     if (!ws || ws.readyState !== OPEN) return this._outbox.push(p);
     ws.send(JSON.stringify(p.msg));
     p.sent = true;
+    this.emit('sent', p.msg);
   }
 
   _settle(p, err, value) {

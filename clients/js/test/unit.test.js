@@ -318,3 +318,24 @@ test('connect timeout and heartbeat timeout drop a silent socket', async () => {
   assert.ok(FakeWS.all.some((w) => w.sent.some((m) => m.type === 'heartbeat')));
   h.close();
 });
+
+test('initial subscriptions (another client\'s positions) are subscribed with recover on connect', async () => {
+  const c = client({ subscriptions: [['AAPL', { seq: 7, epoch: 'E1' }], 'MSFT'] });
+  const sent = [];
+  c.on('sent', (m) => sent.push(m.type));
+  c.connect().catch(() => {});
+  await tick();
+  last().accept();
+  const sub = last().last('subscribe');
+  assert.deepEqual(sub.symbols, ['AAPL', 'MSFT']);
+  assert.deepEqual(sub.recover, { AAPL: { seq: 7, epoch: 'E1' } });
+  assert.deepEqual(sent, ['subscribe']);
+  const failed = next(c, 'error');
+  last().push({ type: 'subscription_confirmed', symbols: ['AAPL'], epochs: { AAPL: 'E1' }, recovered: { AAPL: true }, id: sub.id });
+  last().push({ type: 'subscription_failed', symbols: ['MSFT'], reason: 'limit_exceeded', id: sub.id });
+  const e = await failed;
+  assert.ok(e instanceof SubscriptionError);
+  assert.deepEqual([e.reason, e.symbols], ['limit_exceeded', ['MSFT']]);
+  assert.deepEqual([...c.subscriptions.keys()], ['AAPL']);
+  c.close();
+});
