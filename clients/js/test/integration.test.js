@@ -175,3 +175,45 @@ test('node killed under a steady publisher, restarted on Redis: every seq exactl
     await rs.kill();
   }
 });
+
+test('drain: the reconnect advisory is obeyed, the client moves to the other node and recovers', async () => {
+  const rs = await redis();
+  const flags = ['--redis.url=' + rs.url, '--server.shutdown_grace_ms=2000'];
+  const a = await tickgate(flags);
+  const b = await tickgate(flags);
+  await ready(a);
+  await ready(b);
+  const lb = await balancer();
+  lb.backend = a.port;
+  const c = open(lb.url);
+  const pub = open(b.url, { token: mint('feed', 'publisher') });
+  try {
+    await c.connect();
+    await pub.connect();
+    await c.subscribe(['AMZN']);
+    await publish(pub, 'AMZN', 3);
+    await next(c, 'update', (u) => u.seq === 3);
+    const advice = next(c, 'reconnect');
+    const closed = next(c, 'close');
+    const recovered = next(c, 'recovered');
+    a.proc.kill('SIGTERM');
+    const { after_ms: after } = await advice;
+    lb.backend = b.port;        /* A's /ready says 503 now: the balancer moves on */
+    const { code, reason } = await closed;
+    assert.ok(after >= 0 && after <= 1000, String(after));
+    assert.ok(reason === 'reconnect advised' || code === 1001, code + ' ' + reason);
+    const fifth = next(c, 'update', (u) => u.seq === 5);
+    await publish(pub, 'AMZN', 2);   /* published while the client moves */
+    assert.deepEqual((await recovered).recovered, ['AMZN']);
+    await fifth;
+    assert.equal(c.stats.gaps, 0);
+    assert.equal(await a.exited, 0);
+  } finally {
+    c.close();
+    pub.close();
+    await lb.close();
+    await a.stop();
+    assert.equal(await b.stop(), 0);
+    await rs.kill();
+  }
+});
