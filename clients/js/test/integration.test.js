@@ -23,6 +23,19 @@ async function publish(pub, sym, n, base = 100) {
   for (let i = 0; i < n; i++) await pub.publish([{ symbol: sym, price: base + (i % 50) / 100 }]);
 }
 
+/* Redis, nodes A and B on it (both ready), a balancer passing to A, a
+ * client c through it and a publisher pub on B. */
+async function twoNodes(extra) {
+  const rs = await redis();
+  const flags = ['--redis.url=' + rs.url, ...extra];
+  const [a, b] = [await tickgate(flags), await tickgate(flags)];
+  await ready(a);
+  await ready(b);
+  const lb = await balancer();
+  lb.backend = a.port;
+  return { rs, flags, a, b, lb, c: open(lb.url), pub: open(b.url, { token: mint('feed', 'publisher') }) };
+}
+
 test('subscribe, updates, request/response and typed errors', async () => {
   const gw = await tickgate();
   const c = open(gw.url, { token: mint('vera', 'viewer', { symbols: ['AAPL', 'MSFT', 'TSLA'] }), authHeader: true });
@@ -108,17 +121,9 @@ test('node killed and restarted without Redis: reconnects, new epoch, snapshot t
 });
 
 test('node killed under a steady publisher, restarted on Redis: every seq exactly once', async () => {
-  const rs = await redis();
-  const flags = ['--redis.url=' + rs.url];
-  const b = await tickgate(flags);
-  let a = await tickgate(flags);
-  await ready(a);
-  await ready(b);
-  const lb = await balancer();
-  lb.backend = a.port;
+  const { rs, flags, a: first, b, lb, c, pub } = await twoNodes([]);
+  let a = first;             /* restarted below */
   const SYM = 'NVDA';
-  const c = open(lb.url);
-  const pub = open(b.url, { token: mint('feed', 'publisher') });
   const watch = open(b.url);   /* the live seq, seen on the node that stays */
   let running = true;
   try {
@@ -177,16 +182,7 @@ test('node killed under a steady publisher, restarted on Redis: every seq exactl
 });
 
 test('drain: the reconnect advisory is obeyed, the client moves to the other node and recovers', async () => {
-  const rs = await redis();
-  const flags = ['--redis.url=' + rs.url, '--server.shutdown_grace_ms=2000'];
-  const a = await tickgate(flags);
-  const b = await tickgate(flags);
-  await ready(a);
-  await ready(b);
-  const lb = await balancer();
-  lb.backend = a.port;
-  const c = open(lb.url);
-  const pub = open(b.url, { token: mint('feed', 'publisher') });
+  const { rs, a, b, lb, c, pub } = await twoNodes(['--server.shutdown_grace_ms=2000']);
   try {
     await c.connect();
     await pub.connect();
