@@ -25,7 +25,7 @@ UNIT_SRC   := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:%.c=$(BUILD)/%)
 
 PHONY_OPS  := deps-run
-.PHONY: all run test unit integration asan check-layers deps deps-test deps-bench $(PHONY_OPS) clean bench bench-quick bench-profile
+.PHONY: all run test test-js unit integration asan check-layers deps deps-test deps-bench $(PHONY_OPS) clean bench bench-quick bench-profile
 all: $(BUILD)/tickgate
 
 deps:
@@ -69,8 +69,14 @@ integration: $(BUILD)/tickgate
 	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 test: deps-test
-	@$(MAKE) --no-print-directory check-layers all unit
+	@$(MAKE) --no-print-directory check-layers all unit test-js
 	@$(MAKE) --no-print-directory integration
+
+# The JavaScript client: dev dependencies from its lockfile, unit tests,
+# then its integration tests against this build (clients/js/README.md).
+test-js: $(BUILD)/tickgate
+	cd clients/js && npm ci --no-audit --no-fund --loglevel=error && \
+	  TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate node --test test/unit.test.js test/integration.test.js
 
 asan: deps-test
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT="-O1 -g" all unit

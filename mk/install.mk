@@ -29,7 +29,8 @@ install: $(BUILD)/tickgate
 	test -e $(DESTDIR)$(SYSCONFDIR)/tickgate/tickgate.ini || \
 	  install -m644 $(GEN)/tickgate.ini $(DESTDIR)$(SYSCONFDIR)/tickgate/tickgate.ini
 	install -m644 $(GEN)/tickgate.ini $(DESTDIR)$(DATADIR)/tickgate.ini.example
-	cp -R web/. $(DESTDIR)$(DATADIR)/web/
+	@# -L: web/client is a link to the JavaScript client's sources (clients/js/src)
+	cp -RL web/. $(DESTDIR)$(DATADIR)/web/
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/tickgate $(DESTDIR)$(MANDIR)/man1/tickgate.1 $(DESTDIR)$(UNITDIR)/tickgate.service

@@ -17,6 +17,9 @@ if [ "$1" = "test" ]; then
   PKGS="$PKGS redis-server python3 python3-pytest python3-pytest-timeout
 python3-websockets python3-jwt python3-cryptography python3-redis chromium chromium-driver
 python3-selenium clang libclang-rt-14-dev valgrind"
+  # the JavaScript client's tests (node --test; npm ci of its dev dependencies)
+  command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+  command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 fi
 if [ "$1" = "bench" ]; then
   PKGS="$PKGS valgrind python3 openssl" # openssl: the TLS scenarios' certificate

@@ -14,6 +14,8 @@ import urllib.request
 
 import pytest
 
+from conftest import SECRET_FLAG, mint
+
 # make test installs selenium, chromium and chromium-driver (scripts/deps.sh):
 # a missing one is a failure, never a silent skip.
 from selenium import webdriver  # noqa: E402
@@ -116,6 +118,7 @@ def test_page_files_served(gateway):
     for path, ctype, needle in (("/", "text/html", b'id="prices"'),
                                 ("/index.html", "text/html", b"app.js"),
                                 ("/app.js", "javascript", b"price_update"),
+                                ("/client/index.js", "javascript", b"TickgateClient"),
                                 ("/style.css", "text/css", b".flash-up")):
         with urllib.request.urlopen(base_url(gw) + path, timeout=10) as resp:
             assert resp.status == 200, path
@@ -197,4 +200,19 @@ def test_reconnect_recovers_and_shows_it(gateway, browser):
     log = browser.find_element(By.ID, "log").text
     assert '"recover"' in log and '"recovered"' in log, log[-2000:]
     assert "Reconnected: recovered AAPL" in browser.find_element(By.ID, "notice").text
+    assert js_errors(browser) == []
+
+
+def test_delayed_rows_marked(gateway, browser):
+    """A viewer entitled to AAPL only delayed (delayed_symbols): the row is
+    marked delayed, so nobody takes its prices for live ones."""
+    gw = gateway(SECRET_FLAG, "--feed.delay_s=1", *FEED_FLAGS)
+    browser.get(base_url(gw) + "/?symbols=AAPL")
+    wait_for(browser, "the page to load", lambda d: status(d) == "disconnected")
+    browser.find_element(By.ID, "token").send_keys(mint("dora", "viewer", symbols=[], delayed_symbols=["AAPL"]))
+    browser.find_element(By.ID, "connect").click()
+    wait_for(browser, "a delayed AAPL tick (seq > 0)", lambda d: int((row(d, "AAPL") or {}).get("seq") or 0) > 0)
+    tr = browser.find_element(By.CSS_SELECTOR, '#prices tr[data-symbol="AAPL"]')
+    assert "delayed" in tr.get_attribute("class").split(), tr.get_attribute("class")
+    assert tr.find_element(By.CSS_SELECTOR, ".tag").text.strip() == "delayed"
     assert js_errors(browser) == []

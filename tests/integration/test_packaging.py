@@ -33,7 +33,7 @@ def installed(tmp_path_factory):
 def test_install_tree(installed):
     want = ["usr/bin/tickgate", "usr/share/man/man1/tickgate.1", "etc/tickgate/tickgate.ini",
             "usr/lib/systemd/system/tickgate.service", "usr/share/tickgate/tickgate.ini.example",
-            "usr/share/tickgate/web/index.html"]
+            "usr/share/tickgate/web/index.html", "usr/share/tickgate/web/client/index.js"]
     for p in want:
         assert os.path.isfile(os.path.join(installed, p)), p
     assert os.access(os.path.join(installed, "usr/bin/tickgate"), os.X_OK)
