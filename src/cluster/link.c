@@ -182,7 +182,7 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     }
     if (e->password)
         redisAsyncCommand(ac, on_handshake_reply, "AUTH", "AUTH %s", e->password);
-    redisAsyncCommand(ac, on_handshake_reply, "CLIENT SETNAME", "CLIENT SETNAME tickgate-%s", e->node);
+    redisAsyncCommand(ac, NULL, NULL, "CLIENT SETNAME tickgate-%s", e->node); /* for operators; refused: no matter */
     if (ac == e->cmd.ac) {
         if (e->sentinel)
             sentinel_verify(e, ac); /* a replica is never written to */

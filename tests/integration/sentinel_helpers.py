@@ -8,7 +8,7 @@ the sentinel.
   until the replica is in sync and the sentinel knows it. monitor="replica"
   points the sentinel at the replica instead (a sentinel naming a server
   that is not a primary).
-- sgw: fixture, factory sgw(ha, *flags, sentinels=None, wait_up=True) -> a
+- sgw / sgw_unmanaged: fixtures, factory sgw(ha, *flags, sentinels=None, wait_up=True) -> a
   gateway (conftest's `gateway`: SIGTERMed and exit 0 at teardown) with
   redis.sentinels and redis.sentinel_master and no redis.url.
 """
@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from conftest import SECRET_FLAG, wait_until
+from conftest import SECRET_FLAG, Gateway, child_env, tickgate_bin, wait_until
 from redis_helpers import REDIS_BIN, RedisServer, free_port, wait_redis_up
 
 MASTER = "tgmaster"
@@ -97,13 +97,37 @@ def ha(tmp_path):
     h.kill()
 
 
+def _flags(h, flags, sentinels):
+    return [SECRET_FLAG, "--feed.simulator=false", "--limits.max_messages_per_minute=100000000"] + \
+        h.flags(sentinels) + list(flags)
+
+
 @pytest.fixture
 def sgw(gateway):
     def start(h, *flags, sentinels=None, wait_up=True):
-        gw = gateway(SECRET_FLAG, "--feed.simulator=false", "--limits.max_messages_per_minute=100000000",
-                     *(h.flags(sentinels) + list(flags)))
+        gw = gateway(*_flags(h, flags, sentinels))
         if wait_up:
             wait_redis_up(gw)
         return gw
 
     return start
+
+
+@pytest.fixture
+def sgw_unmanaged(tmp_path):
+    """As sgw, for gateways the test kills itself (no exit-0 check); any
+    still running at teardown are killed."""
+    started = []
+
+    def start(h, *flags, sentinels=None):
+        audit = tmp_path / ("audit-unmanaged-%d.log" % len(started))
+        gw = Gateway([tickgate_bin(), "--server.listen=127.0.0.1:0", "--audit.path=%s" % audit,
+                      "--security.blocks_file=%s.blocks" % audit] + _flags(h, flags, sentinels), child_env())
+        started.append(gw)
+        gw.wait_listening()
+        wait_redis_up(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.kill()

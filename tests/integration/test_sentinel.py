@@ -8,6 +8,8 @@ never a silent gap.
 Real processes: a primary, its replica and one sentinel (quorum 1,
 down-after 500 ms), two tickgate nodes. Every wait polls an event with a
 deadline (health, the sentinel's answer, ticks read from sockets)."""
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -16,7 +18,7 @@ import pytest
 
 from conftest import get_metrics, mint, tickgate_bin, wait_until
 from redis_helpers import rws, wait_redis_up, health  # noqa: F401
-from sentinel_helpers import HASet, ha, sgw  # noqa: F401
+from sentinel_helpers import MASTER, HASet, ha, sgw, sgw_unmanaged  # noqa: F401
 from test_recovery import SYM, live_seq, publish_n, read_seqs, recover
 
 
@@ -155,6 +157,73 @@ def test_primary_killed_delivery_resumes_on_both_nodes(ha, sgw, rws):
     assert conf["recovered"] == {SYM: True}, conf
     assert read_seqs(ws2, SYM, snap + 7) == list(range(snap + 1, snap + 8))
     assert health(a)["status"] == health(b)["status"] == "healthy"
+
+
+def test_switch_master_with_the_old_primary_alive(ha, sgw, rws):
+    """SENTINEL FAILOVER: the old primary lives on as a replica. The node
+    follows +switch-master, leaves the old primary, writes its state back
+    on the new one and re-subscribes; the numbering goes on."""
+    a = sgw(ha)
+    pub = rws.open(a, token=mint("pub1", "publisher"))
+    ws = rws.open(a)
+    e0 = live_seq(ws)[0]
+    publish_n(pub, 3)
+    assert read_seqs(ws, SYM, 3) == [1, 2, 3]
+    old, new = ha.primary, ha.replica
+    c = ha.sentinel.client()
+    try:
+        assert c.execute_command("SENTINEL", "FAILOVER", MASTER)
+    finally:
+        c.close()
+    wait_until(lambda: ha.sentinel.primary()[1] == new.port, 30, "the sentinel switched")
+    wait_until(lambda: len(our_clients(new)) == 2 and our_clients(old) == [], 30, "the node on the new primary only")
+    wait_redis_up(a)
+    nc = new.client()
+    try:
+        wait_until(lambda: any(SYM in v for v in nc.hgetall("websocket:subscriptions").values()), 10,
+                   "the subscriptions written back")
+        assert len(nc.smembers("websocket:nodes")) == 1
+    finally:
+        nc.close()
+    publish_n(pub, 3)
+    assert read_seqs(ws, SYM, 6) == [4, 5, 6]  # re-subscribed, no repeat, no gap
+    assert live_seq(rws.open(a))[0] != e0  # another replication history: a new epoch
+
+
+def test_failover_that_lost_published_ticks_changes_the_epoch(ha, sgw, sgw_unmanaged, rws):
+    """The hole the epoch rule closes. The replica stops (SIGSTOP) and so
+    misses ticks 6..10, which node B's client received; then B and the
+    primary die together, so no node remembers 6..10. The promoted replica
+    numbers new ticks from 6 again: a client recovering from seq 10 under
+    the old epoch would get 11, 12 as if nothing were missing. The new
+    primary's other replication history gives the symbol a new epoch, so
+    the client gets recovered:false and the snapshot instead."""
+    a = sgw(ha)  # the publisher's node: no subscriber of SYM, so it keeps no seq of its own
+    b = sgw_unmanaged(ha)
+    pub = rws.open(a, token=mint("pub1", "publisher"))
+    ws = rws.open(b)
+    e0 = live_seq(ws)[0]
+    publish_n(pub, 5)
+    assert read_seqs(ws, SYM, 5) == [1, 2, 3, 4, 5]
+    rc = ha.replica.client()
+    try:
+        wait_until(lambda: rc.get("websocket:seq:" + SYM) == "5", 10, "ticks 1..5 on the replica")
+    finally:
+        rc.close()
+    os.kill(ha.replica.proc.pid, signal.SIGSTOP)
+    try:
+        publish_n(pub, 5)
+        assert read_seqs(ws, SYM, 10) == [6, 7, 8, 9, 10]
+        b.kill()
+        ha.primary.kill()
+    finally:
+        os.kill(ha.replica.proc.pid, signal.SIGCONT)
+    wait_until(lambda: ha.sentinel.primary()[1] == ha.replica.port, 60, "the sentinel promoted the replica")
+    wait_redis_up(a, 30)
+    publish_n(pub, 7)
+    c = rws.open(a)
+    conf = recover_either_way(c, 10, e0)
+    assert conf["recovered"] == {SYM: False} and conf["epochs"][SYM] != e0, conf
 
 
 def test_a_sentinel_naming_a_replica_is_never_written_to(tmp_path, sgw, rws):
