@@ -17,25 +17,28 @@
 
 #define REASK_EVERY 10     /* watch periods between two questions while all is well */
 #define CHECK_CHUNK 256    /* symbols per epoch-check script */
+#define SEQ_JUMP "1000000" /* a new primary's counters jump: more than it can plausibly have lost */
 
 /* One atomic step per chunk of symbols (ARGV: prefix, the primary's
- * replication id, this node's epoch tag, names): a symbol whose counter
- * was last written under another primary (writer:<SYM> differs) gets a
- * new epoch and loses its history stream, since the new primary may lack
- * ticks the old one published; every symbol is then marked with this
- * primary. The counter itself stays: the nodes' write-back raises it to
- * what they delivered, so numbers never go back. Returns how many
- * changed. */
+ * replication id, this node's epoch tag, SEQ_JUMP, names): a symbol whose
+ * counter was last written under another primary (writer:<SYM> differs)
+ * may lack ticks the old primary published, so it gets a new epoch, loses
+ * its history stream, and its counter jumps by SEQ_JUMP (a node that saw
+ * the lost seqs would drop new ticks numbered at or below them; after the
+ * jump its clients see a visible jump instead). Then every symbol is
+ * marked with this primary. Returns how many changed. */
 static const char CHECK_LUA[] =
-    "local p, id, tag = ARGV[1], ARGV[2], ARGV[3] "
+    "local p, id, tag, jump = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]) "
     "local t = redis.call('TIME') "
     "local ep = tag .. '-' .. t[1] .. string.format('%06d', tonumber(t[2])) "
     "local n = 0 "
-    "for i = 4, #ARGV do "
+    "for i = 5, #ARGV do "
     "  local s = ARGV[i] "
     "  local w = redis.call('GET', p .. 'writer:' .. s) "
     "  if w and w ~= id and redis.call('EXISTS', p .. 'epoch:' .. s) == 1 then "
-    "    redis.call('SET', p .. 'epoch:' .. s, ep) redis.call('DEL', p .. 'history:' .. s) n = n + 1 end "
+    "    redis.call('SET', p .. 'epoch:' .. s, ep) redis.call('DEL', p .. 'history:' .. s) "
+    "    if redis.call('EXISTS', p .. 'seq:' .. s) == 1 then redis.call('INCRBY', p .. 'seq:' .. s, jump) end "
+    "    n = n + 1 end "
     "  if w ~= id then redis.call('SET', p .. 'writer:' .. s, id) end end "
     "return n";
 
@@ -276,7 +279,7 @@ static void on_checked(redisAsyncContext *ac, void *r, void *priv) {
 
 void sentinel_check_epochs(struct redis_engine *e) {
     const struct symbol_table *syms = e->hub->syms;
-    const char *argv[6 + CHECK_CHUNK];
+    const char *argv[7 + CHECK_CHUNK];
     for (uint32_t s = 0; s < syms->n; s += CHECK_CHUNK) {
         uint32_t k = syms->n - s < CHECK_CHUNK ? syms->n - s : CHECK_CHUNK;
         argv[0] = "EVAL";
@@ -285,9 +288,10 @@ void sentinel_check_epochs(struct redis_engine *e) {
         argv[3] = e->prefix;
         argv[4] = e->sentinel->replid;
         argv[5] = cluster_epoch_tag(e);
+        argv[6] = SEQ_JUMP;
         for (uint32_t j = 0; j < k; j++)
-            argv[6 + j] = syms->names[s + j];
-        link_cmd_argv(e, on_checked, NULL, 6 + (int)k, argv);
+            argv[7 + j] = syms->names[s + j];
+        link_cmd_argv(e, on_checked, NULL, 7 + (int)k, argv);
     }
 }
 
