@@ -7,7 +7,8 @@
  * P"node:<id>" (liveness, TTL), P"node:<id>:clients" (set),
  * P"node:<id>:users" (hash user -> connections), P"seq:<SYM>",
  * P"first:<SYM>", P"last:<SYM>", P"blocked" (hash ip -> until, 0 = no
- * end). Channels: P"tick:<SYM>" and P"control". */
+ * end), with Sentinel P"writer:<SYM>" (sentinel.c). Channels: P"tick:<SYM>"
+ * and P"control". */
 #include "cluster/engine.h"
 
 #include <errno.h>
