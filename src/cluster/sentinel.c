@@ -45,6 +45,7 @@ static const char CHECK_LUA[] =
 static struct sentinel *sn_of(const redisAsyncContext *ac) { return ((struct redis_engine *)ac->data)->sentinel; }
 
 static void ask_next(struct sentinel *sn);
+static void on_watch_timer(uv_timer_t *t);
 
 /* Opens a context to sentinel i with our adapter; NULL when it cannot. */
 static redisAsyncContext *open_to(struct sentinel *sn, int i, void (*gone)(void *, const char *),
@@ -156,6 +157,7 @@ static void ask_next(struct sentinel *sn) {
         }
     }
     if (!e->cmd.ac && !e->sub.ac && !e->stopping) {
+        count_error(e, "no sentinel named a primary", e->cfg->sentinel_master);
         e->fail_why = "no sentinel named a primary";
         link_fail(e, e->fail_why, true); /* down, backoff, then asked again */
     }
@@ -212,7 +214,11 @@ static void on_watch_gone(void *arg, const char *err) {
     if (!sn->stopping)
         log_warn("redis: sentinel %s:%d lost (%s); watching the next", sn->at[sn->watch_at].host,
                  sn->at[sn->watch_at].port, err ? err : "closed");
-    sn->watch_at = (sn->watch_at + 1) % sn->n; /* the watch timer connects it */
+    sn->watch_at = (sn->watch_at + 1) % sn->n;
+    if (!sn->stopping) { /* the next sentinel now; after a whole round, a period later */
+        uint64_t period = (uint64_t)sn->e->cfg->timeout_ms;
+        uv_timer_start(&sn->watch_timer, on_watch_timer, sn->watch_at == 0 ? period : 0, period);
+    }
 }
 
 /* Every redis.timeout_ms: (re)connect the watch; now and then ask again,

@@ -230,6 +230,24 @@ def test_failover_that_lost_published_ticks_changes_the_epoch(ha, sgw, sgw_unman
     assert conf["recovered"] == {SYM: False} and conf["epochs"][SYM] != e0, conf
 
 
+def test_no_sentinel_answers_then_one_does(ha, sgw):
+    """The first sentinel refuses connections, the second is stopped
+    (SIGSTOP): each question is bounded by redis.timeout_ms, the node is
+    degraded and keeps asking; once the sentinel resumes, it is up."""
+    os.kill(ha.sentinel.proc.pid, signal.SIGSTOP)
+    try:
+        gw = sgw(ha, "--redis.timeout_ms=300", sentinels="127.0.0.1:%d,127.0.0.1:%d"
+                 % (ha.dead_port(), ha.sentinel.port), wait_up=False)
+        wait_until(lambda: "no sentinel named a primary" in gw.stderr, 15, "the round given up")
+        assert "sentinel timed out" in gw.stderr
+        hl = health(gw)
+        assert hl["status"] == "degraded" and hl["checks"]["redis"] == "down", hl
+    finally:
+        os.kill(ha.sentinel.proc.pid, signal.SIGCONT)
+    wait_redis_up(gw, 15)
+    assert len(our_clients(ha.primary)) == 2
+
+
 def test_a_sentinel_naming_a_replica_is_never_written_to(tmp_path, sgw, rws):
     h = HASet(tmp_path, monitor="replica")
     try:
