@@ -148,6 +148,11 @@ static const struct key KEYS[] = {
      "refuse client strings with script-injection patterns (error suspicious_content)"},
     {"redis", "url", K_STR, F(redis.url), "", 0, 0, NULL,
      "redis://[:password@]host:port/db of the engine for persistence and many nodes; empty = off"},
+    {"redis", "sentinels", K_STR, F(redis.sentinels), "", 0, 0, NULL,
+     "comma-separated HOST:PORT of Redis Sentinels that name the primary (with sentinel_master); redis.url then "
+     "gives only the password and db"},
+    {"redis", "sentinel_master", K_STR, F(redis.sentinel_master), "", 0, 0, NULL,
+     "the primary's name at the sentinels (sentinel monitor <name> ...); set with sentinels"},
     {"redis", "key_prefix", K_STR, F(redis.key_prefix), "websocket:", 0, 0, NULL,
      "prefix of every Redis key and channel"},
     {"redis", "node_ttl_s", K_INT, F(redis.node_ttl_s), "15", 2, 3600, NULL,
@@ -435,6 +440,17 @@ static int check_relations(const struct config *cfg, FILE *err) {
                 cfg->limits.heartbeat_timeout_s, cfg->limits.heartbeat_interval_s);
         return -1;
     }
+    if (!cfg->redis.sentinels[0] != !cfg->redis.sentinel_master[0]) {
+        fprintf(err, "tickgate: redis.%s: needs redis.%s too (Sentinel needs both, or neither)\n",
+                cfg->redis.sentinels[0] ? "sentinels" : "sentinel_master",
+                cfg->redis.sentinels[0] ? "sentinel_master" : "sentinels");
+        return -1;
+    }
+    if (cfg->redis.sentinels[0] && config_check_hostports(cfg->redis.sentinels, 16) < 0) {
+        fprintf(err, "tickgate: redis.sentinels: '%s' is not a comma list of 1 to 16 HOST:PORT (port 1..65535)\n",
+                cfg->redis.sentinels);
+        return -1;
+    }
     if (cfg->security.medium_violations > cfg->security.high_violations) {
         fprintf(err,
                 "tickgate: security.medium_violations: %d is more than security.high_violations (%d): "
@@ -565,6 +581,23 @@ bool config_list_next(const char **cursor, const char **item, size_t *len) {
         }
         p = e;
     }
+}
+
+int config_check_hostports(const char *list, int max) {
+    const char *cur = list, *item;
+    size_t len;
+    int n = 0;
+    while (config_list_next(&cur, &item, &len)) {
+        char one[300], host[256];
+        int port;
+        if (++n > max || len >= sizeof(one))
+            return -1;
+        memcpy(one, item, len);
+        one[len] = '\0';
+        if (config_split_listen(one, host, sizeof(host), &port) < 0 || port == 0)
+            return -1;
+    }
+    return n ? n : -1;
 }
 
 int config_split_listen(const char *listen, char *host, size_t hostlen, int *port) {

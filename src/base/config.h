@@ -88,6 +88,8 @@ struct config {
     } security;
     struct redis_config {
         char *url;                  /* redis://[:password@]host:port/db; "" = off */
+        char *sentinels;            /* comma list HOST:PORT; "" = no Sentinel */
+        char *sentinel_master;      /* the primary's name at the sentinels */
         char *key_prefix;           /* prefix of every key and channel */
         int node_ttl_s;             /* node liveness key TTL */
         int reconnect_max_ms;       /* backoff cap */
@@ -157,5 +159,8 @@ bool config_list_next(const char **cursor, const char **item, size_t *len);
 /* Splits "host:port" / "[v6]:port". Returns 0 or -1. host gets at most
  * hostlen-1 characters. */
 int config_split_listen(const char *listen, char *host, size_t hostlen, int *port);
+
+/* A comma list of 1..max HOST:PORT with ports 1..65535: how many, or -1. */
+int config_check_hostports(const char *list, int max);
 
 #endif

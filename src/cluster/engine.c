@@ -7,7 +7,8 @@
  * P"node:<id>" (liveness, TTL), P"node:<id>:clients" (set),
  * P"node:<id>:users" (hash user -> connections), P"seq:<SYM>",
  * P"first:<SYM>", P"last:<SYM>", P"blocked" (hash ip -> until, 0 = no
- * end). Channels: P"tick:<SYM>" and P"control". */
+ * end), with Sentinel P"writer:<SYM>" (sentinel.c). Channels: P"tick:<SYM>"
+ * and P"control". */
 #include "cluster/engine.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include "base/log.h"
 #include "cluster/control.h"
 #include "cluster/internal.h"
+#include "cluster/sentinel.h"
 #include "net/worker.h"
 #include "pubsub/hub.h"
 #include "pubsub/replay.h"
@@ -76,6 +78,8 @@ void redis_engine_became_up(struct redis_engine *e) {
     char k1[160], k2[200];
     for (int i = 0; i < RS_COUNT; i++)
         link_cmd(e, on_reply, "SCRIPT LOAD", "SCRIPT LOAD %s", redis_script_text[i]);
+    if (e->sentinel)
+        sentinel_check_epochs(e); /* a new primary: epochs first, before any write-back or tick */
     atomic_store(&e->up, true);
     log_info("redis: up (%s:%d), node %s", e->host, e->port, e->node);
     int ttl = e->cfg->node_ttl_s;
@@ -408,11 +412,16 @@ int redis_engine_start(struct redis_engine *e, const struct redis_engine_env *en
     e->ops = *ops;
     uv_loop_t *loop = e->loop;
     uint32_t nsyms = e->hub->syms->n;
-    if (!e->cfg->url[0])
+    bool sentinel = e->cfg->sentinels[0] != '\0';
+    if (!e->cfg->url[0] && !sentinel)
         return 0;
-    if (parse_url(e, e->cfg->url) < 0) {
+    if (e->cfg->url[0] && parse_url(e, e->cfg->url) < 0) {
         /* The URL may hold a password: name the key, not the value. */
         fprintf(stderr, "tickgate: redis.url: expected redis://[:password@]host[:port][/db]\n");
+        free(e->password);
+        return -1;
+    }
+    if (sentinel && sentinel_parse(e) < 0) { /* redis.url gave the password and db only */
         free(e->password);
         return -1;
     }
@@ -428,6 +437,7 @@ int redis_engine_start(struct redis_engine *e, const struct redis_engine_env *en
         free(e->catch_up);
         free(e->echo);
         free(e->password);
+        sentinel_free(e);
         return -1;
     }
     char host[64];
@@ -444,6 +454,8 @@ int redis_engine_start(struct redis_engine *e, const struct redis_engine_env *en
              rnd[2], rnd[3]);
     e->enabled = true;
     link_init(e);
+    if (sentinel)
+        sentinel_start(e); /* the watch; the first connect asks the sentinels */
     uv_timer_init(loop, &e->tick);
     e->tick.data = e;
     uv_timer_start(&e->tick, on_tick, TICK_MS, TICK_MS);
@@ -466,6 +478,7 @@ void redis_engine_stop(struct redis_engine *e) {
     }
     e->stopping = true;
     atomic_store(&e->up, false);
+    sentinel_stop(e);
     link_stop(e);
     uv_close((uv_handle_t *)&e->tick, NULL);
     mailbox_close(&e->inbox, drop_mail);
@@ -485,5 +498,6 @@ void redis_engine_free(struct redis_engine *e) {
     free(e->echo);
     free(e->prefix);
     free(e->password);
+    sentinel_free(e);
     e->enabled = false;
 }

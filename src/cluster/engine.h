@@ -146,7 +146,8 @@ struct redis_engine {
     struct worker *workers;
     int nworkers;
     struct redis_engine_ops ops;    /* the rooms above */
-    bool enabled;                   /* redis.url set */
+    bool enabled;                   /* redis.url or redis.sentinels set */
+    struct sentinel *sentinel;      /* redis.sentinels: they name host:port (cluster/sentinel.h); else NULL */
     char host[256];
     int port, db;
     char *password;                 /* never logged */

@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "cluster/engine.h"
 #include "cluster/scripts.h"
+#include "cluster/sentinel.h"
 #include "cluster/uv_adapter.h"
 
 #define BACKOFF_START_MS 100
@@ -181,7 +182,10 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     }
     if (e->password)
         redisAsyncCommand(ac, on_handshake_reply, "AUTH", "AUTH %s", e->password);
+    redisAsyncCommand(ac, NULL, NULL, "CLIENT SETNAME tickgate-%s", e->node); /* for operators; refused: no matter */
     if (ac == e->cmd.ac) {
+        if (e->sentinel)
+            sentinel_verify(e, ac); /* a replica is never written to */
         redisAsyncCommand(ac, on_handshake_reply, "SELECT", "SELECT %d", e->db);
         redisAsyncCommand(ac, on_cmd_ready, NULL, "TIME");
     } else {
@@ -191,7 +195,7 @@ static void on_connect(const redisAsyncContext *cac, int status) {
 
 /* A dead peer is noticed by the kernel too: keepalive probes on an idle
  * link, and TCP_USER_TIMEOUT for data that is never acknowledged. */
-static void tune_socket(int fd, int timeout_ms) {
+void link_tune_socket(int fd, int timeout_ms) {
     int on = 1, idle = timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1, intvl = idle, cnt = 3;
     unsigned int uto = (unsigned int)timeout_ms;
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
@@ -216,7 +220,7 @@ static bool open_link(struct redis_engine *e, struct redis_link *l) {
         redisAsyncFree(ac);
         return false;
     }
-    tune_socket(ac->c.fd, e->cfg->timeout_ms);
+    link_tune_socket(ac->c.fd, e->cfg->timeout_ms);
     l->ac = ac;
     l->dead = l->ready = false;
     l->progress_ms = now_ms(e);
@@ -225,6 +229,27 @@ static bool open_link(struct redis_engine *e, struct redis_link *l) {
 }
 
 void link_connect_all(struct redis_engine *e) {
+    if (e->stopping || e->cmd.ac || e->sub.ac)
+        return;
+    if (e->sentinel)
+        sentinel_ask(e); /* its answer opens the links */
+    else
+        link_open_all(e);
+}
+
+void link_retry_now(struct redis_engine *e) {
+    if (e->stopping || e->cmd.ac || e->sub.ac)
+        return;
+    uint64_t now = now_ms(e);
+    uv_timer_stop(&e->retry);
+    e->backoff_ms = BACKOFF_START_MS;
+    if (e->fence_ms > now)
+        uv_timer_start(&e->retry, on_retry, e->fence_ms - now, 0);
+    else
+        link_open_all(e);
+}
+
+void link_open_all(struct redis_engine *e) {
     if (e->stopping || e->cmd.ac || e->sub.ac)
         return;
     e->fail_why = NULL;

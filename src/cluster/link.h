@@ -24,8 +24,19 @@
 
 struct redis_engine;
 
-/* Opens both links (the first attempt, and each retry). */
+/* The first attempt, and each retry: opens both links (with Sentinel,
+ * after asking it for the primary: sentinel.h). */
 void link_connect_all(struct redis_engine *e);
+
+/* Opens both links to e->host:e->port now. */
+void link_open_all(struct redis_engine *e);
+
+/* Links down: the next attempt now, backoff reset (a new primary is
+ * known), yet never before the fence. */
+void link_retry_now(struct redis_engine *e);
+
+/* Keepalive and TCP_USER_TIMEOUT on a Redis socket (timeout_ms bound). */
+void link_tune_socket(int fd, int timeout_ms);
 
 /* Both links go down for why (logged once). now: free them at once (only
  * outside hiredis's callbacks); otherwise on the next loop turn. */

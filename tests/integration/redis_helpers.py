@@ -48,8 +48,10 @@ def free_port():
 class RedisServer:
     """One private redis-server process on 127.0.0.1:port."""
 
-    def __init__(self, workdir, port=None):
+    def __init__(self, workdir, port=None, extra_args=()):
         self.workdir = str(workdir)
+        self.extra_args = list(extra_args)  # e.g. --replicaof
+        self.ready_line = b"Ready to accept connections"
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.proc = None
@@ -66,13 +68,16 @@ class RedisServer:
         kw.setdefault("socket_connect_timeout", 2.0)
         return redis_py.Redis(host=self.host, port=self.port, db=0, decode_responses=True, **kw)
 
+    def command(self):
+        return [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--dir", self.workdir, "--protected-mode", "no"] + self.extra_args
+
     def start(self):
         if not os.access(REDIS_BIN, os.X_OK):
             pytest.skip("redis-server not installed at %s" % REDIS_BIN)
         assert self.proc is None or self.proc.poll() is not None, "redis-server already running"
         self._log = open(self.log_path, "ab")
-        args = [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--daemonize", "no", "--dir", self.workdir, "--protected-mode", "no"]
+        args = self.command()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      cwd=self.workdir, start_new_session=True)
         # Await redis-server's own "Ready to accept connections" line (or its
@@ -83,7 +88,7 @@ class RedisServer:
             for line in out:
                 log.write(line)
                 log.flush()
-                if not ready[0] and b"Ready to accept connections" in line:
+                if not ready[0] and self.ready_line in line:
                     ready[0] = True
                     settled.set()
             settled.set()  # EOF: it exited

@@ -674,6 +674,18 @@ static void test_split_listen_hostlen(void **state) {
     assert_int_equal(config_split_listen("[::1]:80", host, 3, &port), -1);
 }
 
+/* redis.sentinels: a comma list of 1..max HOST:PORT, ports 1..65535. */
+static void test_check_hostports(void **state) {
+    (void)state;
+    assert_int_equal(config_check_hostports("127.0.0.1:26379", 16), 1);
+    assert_int_equal(config_check_hostports(" a:1, [::1]:26379 ,b:65535", 16), 3);
+    static const char *bad[] = {"", " , ", "a", "a:0", "a:1,b", "a:1,:2", "a:65536"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (config_check_hostports(bad[i], 16) != -1)
+            fail_msg("'%s' accepted", bad[i]);
+    assert_int_equal(config_check_hostports("a:1,b:2,c:3", 2), -1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -698,6 +710,7 @@ int main(void) {
         T(test_split_listen),
         T(test_split_listen_bad),
         T(test_split_listen_hostlen),
+        T(test_check_hostports),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
