@@ -366,3 +366,85 @@ class GateProxy:
         self.closed = True
         self.lsock.close()
         self.release()
+
+
+class Balancer:
+    """TCP passed through to `backend` (a port) while it is set; a
+    connection arriving while it is None is closed at once."""
+
+    def __init__(self):
+        self.backend = None
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.lsock.accept()
+            except OSError:
+                return
+            if self.backend is None:
+                s.close()
+                continue
+            try:
+                up = socket.create_connection(("127.0.0.1", self.backend))
+            except OSError:
+                s.close()
+                continue
+            self.socks += [s, up]
+            threading.Thread(target=self._pump, args=(s, up), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, s), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        while True:
+            try:
+                d = src.recv(65536)
+                if not d:
+                    break
+                dst.sendall(d)
+            except OSError:
+                break
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.lsock.close()
+        for s in self.socks:
+            s.close()
+
+
+class SteadyPublisher:
+    """Publishes ticks of sym through a publisher's JsonWS, one message of
+    one tick about every `pace` s, in a thread, from start() until stop().
+    `count` is the number published; with Redis and a symbol no one else
+    publishes, it is also the last seq."""
+
+    def __init__(self, ws, sym, pace):
+        self.ws, self.sym, self.pace = ws, sym, pace
+        self.count = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            r = self.ws.publish([{"symbol": self.sym, "price": 100 + (self.count % 50) / 100}])
+            assert r.get("type") == "published", r
+            self.count += 1
+            self._stop.wait(self.pace)
+
+    def start(self):
+        self._t.start()
+
+    def stop(self):
+        self._stop.set()
+        if self._t.is_alive():
+            self._t.join(10)
