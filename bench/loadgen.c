@@ -91,6 +91,9 @@ static struct opts {
     uint64_t seed;
     uint32_t ring;           /* 0: derived */
     int rstorm, rgap;        /* --recover-storm K, --recover-gap M */
+    int pids[8], npids;      /* --server-pid A,B: the processes measured together (several nodes) */
+    int ports[8], nports;    /* --port A,B: subscriber i connects to ports[i mod n] */
+    int pub_port;            /* --pub-port (default: the first port) */
 } O = {
     .host = "127.0.0.1", .port = 8080, .path = "/ws", .conns = 100, .nsyms = 1, .prefix = "S", .per = 1,
     .rate = 1000, .duration = 10, .warmup = 2, .step_s = 5, .batch = 1, .concurrency = 256, .drain_s = 2,
@@ -230,7 +233,8 @@ static uint32_t *csym;        /* [O.conns * per] subscriber's symbols (NO_SYM = 
 static uint32_t *clast;       /* [O.conns * per] last n received per subscribed symbol */
 static int epfd = -1;
 static uint8_t rbuf[RBUF_DATA + LEFT_CAP]; /* shared receive buffer, owned by the loop */
-static struct sockaddr_in srv_addr;
+static struct sockaddr_in srv_addr;      /* the first port's: TLS priming */
+static struct sockaddr_in sub_addrs[8], pub_addr;
 static struct in_addr *src_addrs;
 static int nsrc;
 #define MAX_TOKENS   8              /* --sub-token A,B,C: subscriber i uses token i mod n */
@@ -330,11 +334,23 @@ static double self_cpu(void) {
            ru.ru_stime.tv_usec / 1e6;
 }
 /* Server CPU seconds (utime + stime) from /proc/PID/stat, or -1. */
+static double srv_cpu1(int pid);
+/* CPU seconds of the measured processes together, or -1. */
 static double srv_cpu(void) {
-    if (O.server_pid <= 0)
+    if (O.npids == 0)
         return -1;
+    double sum = 0;
+    for (int i = 0; i < O.npids; i++) {
+        double v = srv_cpu1(O.pids[i]);
+        if (v < 0)
+            return -1;
+        sum += v;
+    }
+    return sum;
+}
+static double srv_cpu1(int pid) {
     char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", O.server_pid);
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
@@ -351,11 +367,22 @@ static double srv_cpu(void) {
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 /* VmRSS (or VmHWM with hwm) of the server in KiB, or -1. */
+static int64_t srv_mem1(int pid, bool hwm);
 static int64_t srv_mem(bool hwm) {
-    if (O.server_pid <= 0)
+    if (O.npids == 0)
         return -1;
+    int64_t sum = 0;
+    for (int i = 0; i < O.npids; i++) {
+        int64_t v = srv_mem1(O.pids[i], hwm);
+        if (v < 0)
+            return -1;
+        sum += v;
+    }
+    return sum;
+}
+static int64_t srv_mem1(int pid, bool hwm) {
     char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", O.server_pid);
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
@@ -677,7 +704,8 @@ static void conn_start(struct conn *c) {
             return;
         }
     }
-    if (connect(fd, (struct sockaddr *)&srv_addr, sizeof(srv_addr)) < 0 && errno != EINPROGRESS) {
+    const struct sockaddr_in *to = c->kind == K_PUB ? &pub_addr : &sub_addrs[c->id % (uint32_t)O.nports];
+    if (connect(fd, (const struct sockaddr *)to, sizeof(*to)) < 0 && errno != EINPROGRESS) {
         S.connect_err++;
         conn_close(c);
         return;
@@ -2120,7 +2148,9 @@ static void report(void) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: loadgen [options]\n"
-            "  --host H (127.0.0.1) --port N (8080) --path P (/ws)\n"
+            "  --host H (127.0.0.1) --port N[,N2,...] (8080) --path P (/ws)\n"
+            "                             several ports (nodes): subscriber i connects to port i mod n\n"
+            "  --pub-port N               the publisher's port (default: the first)\n"
             "  --conns N (100)            subscribers; handshakes in --handshake-only\n"
             "  --symbols S (1)            symbols named PREFIX0..PREFIX(S-1)\n"
             "  --symbol-prefix P (S)      --symbol-list A,B,C  explicit names instead\n"
@@ -2134,7 +2164,7 @@ static void usage(FILE *f) {
             "  --pub-token T              Bearer token of the publisher (role publisher)\n"
             "  --sub-token T[,T2,...]     Bearer token(s) of the subscribers: subscriber i uses token i mod n (<= 8)\n"
             "  --sources A,B,...          bind subscribers round-robin to these source IPs\n"
-            "  --server-pid PID           report server CPU%% and RSS from /proc\n"
+            "  --server-pid PID[,PID2]    report server CPU%% and RSS from /proc (several: summed)\n"
             "  --handshake-only           storm: N handshakes, --concurrency C (256) in flight, then close\n"
             "  --idle                     connect + subscribe, hold --duration s without publishing\n"
             "  --drain-s S (2)            wait for late deliveries after publishing\n"
@@ -2325,7 +2355,7 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_PATH, OPT_CONNS, OPT_SYMBOLS, OPT_PREFIX, OPT_LIST, OPT_PER, OPT_DIST, OPT_RATE,
     OPT_DURATION, OPT_WARMUP, OPT_RAMP, OPT_STEP, OPT_PUBTOK, OPT_SUBTOK, OPT_SOURCES, OPT_BATCH, OPT_PID,
     OPT_STORM, OPT_IDLE, OPT_JSON, OPT_CONC, OPT_TIMEOUT, OPT_SEED, OPT_RING, OPT_DRAIN, OPT_SPIN, OPT_DEFLATE,
-    OPT_TLS, OPT_TLS_RESUME, OPT_RSTORM, OPT_RGAP, OPT_HELP
+    OPT_TLS, OPT_TLS_RESUME, OPT_RSTORM, OPT_RGAP, OPT_PUBPORT, OPT_HELP
 };
 
 static double num_arg(const char *name, const char *v, double lo, double hi) {
@@ -2351,12 +2381,22 @@ int main(int argc, char **argv) {
         {"timeout", 1, 0, OPT_TIMEOUT}, {"seed", 1, 0, OPT_SEED}, {"ring", 1, 0, OPT_RING},
         {"drain-s", 1, 0, OPT_DRAIN}, {"spin", 0, 0, OPT_SPIN}, {"deflate", 0, 0, OPT_DEFLATE},
         {"tls", 0, 0, OPT_TLS}, {"tls-resume", 0, 0, OPT_TLS_RESUME}, {"recover-storm", 1, 0, OPT_RSTORM},
-        {"recover-gap", 1, 0, OPT_RGAP}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
+        {"recover-gap", 1, 0, OPT_RGAP}, {"pub-port", 1, 0, OPT_PUBPORT}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
         case OPT_HOST: O.host = optarg; break;
-        case OPT_PORT: O.port = (int)num_arg("port", optarg, 1, 65535); break;
+        case OPT_PORT:
+            O.nports = 0;
+            for (char *q = optarg, *e; *q && O.nports < 8; q = *e ? e + 1 : e) {
+                e = q + strcspn(q, ",");
+                char one[16] = {0};
+                memcpy(one, q, (size_t)(e - q) < sizeof(one) - 1 ? (size_t)(e - q) : sizeof(one) - 1);
+                O.ports[O.nports++] = (int)num_arg("port", one, 1, 65535);
+            }
+            O.port = O.ports[0];
+            break;
+        case OPT_PUBPORT: O.pub_port = (int)num_arg("pub-port", optarg, 1, 65535); break;
         case OPT_PATH: O.path = optarg; break;
         case OPT_CONNS: O.conns = (int)num_arg("conns", optarg, 0, 1e6); break;
         case OPT_SYMBOLS: O.nsyms = (int)num_arg("symbols", optarg, 1, 1e6); break;
@@ -2383,7 +2423,16 @@ int main(int argc, char **argv) {
         case OPT_SUBTOK: O.sub_token = optarg; break;
         case OPT_SOURCES: O.sources = xstrdup(optarg); break;
         case OPT_BATCH: O.batch = (int)num_arg("batch", optarg, 1, 1000); break;
-        case OPT_PID: O.server_pid = (int)num_arg("server-pid", optarg, 1, 1e9); break;
+        case OPT_PID:
+            O.npids = 0;
+            for (char *q = optarg, *e; *q && O.npids < 8; q = *e ? e + 1 : e) {
+                e = q + strcspn(q, ",");
+                char one[16] = {0};
+                memcpy(one, q, (size_t)(e - q) < sizeof(one) - 1 ? (size_t)(e - q) : sizeof(one) - 1);
+                O.pids[O.npids++] = (int)num_arg("server-pid", one, 1, 1e9);
+            }
+            O.server_pid = O.pids[0];
+            break;
         case OPT_STORM: O.storm = true; break;
         case OPT_IDLE: O.idle = true; break;
         case OPT_JSON: O.json = true; break;
@@ -2433,6 +2482,14 @@ int main(int argc, char **argv) {
     }
     memcpy(&srv_addr, ai->ai_addr, sizeof(srv_addr));
     srv_addr.sin_port = htons((uint16_t)O.port);
+    if (O.nports == 0)
+        O.ports[O.nports++] = O.port;
+    for (int i = 0; i < O.nports; i++) {
+        sub_addrs[i] = srv_addr;
+        sub_addrs[i].sin_port = htons((uint16_t)O.ports[i]);
+    }
+    pub_addr = srv_addr;
+    pub_addr.sin_port = htons((uint16_t)(O.pub_port ? O.pub_port : O.port));
     freeaddrinfo(ai);
     if (O.sources) {
         nsrc = 1;

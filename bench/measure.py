@@ -87,6 +87,7 @@ def cmd_run(a):
     shown = [("<jwt>" if i and a.cmd[i - 1] in ("--pub-token", "--sub-token") else c) for i, c in enumerate(a.cmd)]
     res = {"cmd": shown, "log": a.log, "lg": None, "rc": None, "error": None}
     cpu0, rss0, t0 = proc_cpu_s(pid), proc_rss_kb(pid), time.monotonic()
+    rcpu0 = [proc_cpu_s(r) for r in a.redis_pid]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak = [rss0 or 0]
     done = threading.Event()
@@ -140,6 +141,11 @@ def cmd_run(a):
         "server_rss_after_kb": rss1,
         "loadgen_cpu_pct": round(100 * lg_cpu / wall, 1) if res["rc"] is not None else None,
     }
+    if a.redis_pid:
+        rcpu1 = [proc_cpu_s(r) for r in a.redis_pid]
+        ok = all(v is not None for v in rcpu0 + rcpu1)
+        res["own"]["redis_cpu_pct"] = round(100 * sum(rcpu1[i] - rcpu0[i] for i in range(len(rcpu0))) / wall, 1) \
+            if ok else None
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
     lg = res["lg"] or {}
@@ -467,6 +473,17 @@ def scenario_rows(params):
         ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
         ("CPU per msg, mix / all real-time", ratio_to_plain("mix_rt", metric_cpu_ns_per_msg), "f2", "lo"),
     ] + cpu))
+    for scen, what in (("nodes1", "one node alone"), ("nodes2r", "2 nodes on one Redis"),
+                       ("nodes2c", "2 nodes on a 3-shard Redis Cluster")):
+        rows.append((scen, f"multi-node market: {P('nodes_conns')} subscribers, {P('market_symbols')} symbols x "
+                           f"{P('market_per')} each, zipf, ramped; {what}: subscribers split over the nodes, the "
+                           f"publisher on the last; nothing pinned (tickgate only)", {}, [
+            ("delivered msgs/s (max)", metric_ramp_max, "int", "hi"),
+            ("lost", metric_lg("lost"), "int", "lo"),
+            ("p99 latency us", metric_lg("p99_us"), "int", "lo"),
+            ("server CPU ns per msg (all nodes)", metric_cpu_ns_per_msg, "int", "lo"),
+            ("Redis CPU % (all shards, whole run)", lambda r, p: (own_get(r, "redis_cpu_pct"), ""), "f1", "lo"),
+        ] + cpu))
     rows.append(("recovery", f"recovery storm: {P('recovery_conns')} clients drop, miss {P('recovery_gap')} ticks on "
                              f"each of {P('recovery_symbols')} symbols and reconnect at once with recover; "
                              f"{P('recovery_steady')} steady subscribers (tickgate only)", {}, [
@@ -635,6 +652,8 @@ def main():
     r = sub.add_parser("run")
     r.add_argument("--out", required=True)
     r.add_argument("--server-pid", type=int, required=True)
+    r.add_argument("--redis-pid", type=int, action="append", default=[],
+                   help="a redis-server whose CPU over the run is recorded (repeatable: summed)")
     r.add_argument("--timeout", type=float, required=True)
     r.add_argument("--log", required=True)
     r.add_argument("cmd", nargs=argparse.REMAINDER)

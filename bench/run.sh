@@ -19,7 +19,7 @@
 #   TICKGATE_BIN (build/tickgate)  LOADGEN_BIN (build/loadgen)  NODE (node)
 #   SERVERS ("tickgate uws ws")
 #   SCENARIOS ("fanout fanout2w fanoutz market market2c latency idle storm fanout_tls idle_tls
-#              storm_tls mix recovery")
+#              storm_tls mix recovery nodes")
 #   SERVER_CPU (0)  LOADGEN_CPU (1)  SOURCES (127.0.0.1,127.0.0.2,127.0.0.3)
 #   TICKGATE_ARGS   extra --SECTION.KEY=VALUE flags for tickgate
 #   LATENCY_RATE    ticks/s for the latency scenario (default: derived from fan-out)
@@ -40,7 +40,7 @@ TICKGATE_BIN=$(abspath "${TICKGATE_BIN:-build/tickgate}")
 LOADGEN_BIN=$(abspath "${LOADGEN_BIN:-build/loadgen}")
 NODE=${NODE:-node}
 SERVERS=${SERVERS:-tickgate uws ws}
-SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market market2c latency idle storm fanout_tls idle_tls storm_tls mix recovery}
+SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market market2c latency idle storm fanout_tls idle_tls storm_tls mix recovery nodes}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 SOURCES=${SOURCES:-127.0.0.1,127.0.0.2,127.0.0.3}
@@ -71,6 +71,7 @@ fi
 # recovery: RECOVERY_CONNS reconnecting + RECOVERY_STEADY steady subscribers, each on the same
 # RECOVERY_SYMBOLS symbols at RECOVERY_RATE ticks/s; RECOVERY_GAP ticks per symbol missed
 : "${RECOVERY_SYMBOLS:=5}" "${RECOVERY_RATE:=10}" "${RECOVERY_GAP:=50}"
+: "${NODES_CONNS:=$MARKET_CONNS}" # nodes: the market ramp on 1 node, 2 nodes on one Redis, 2 on a Cluster
 : "${MIX_SYMBOLS:=10}" # mix: MIX_CONNS subscribers (a third real-time, a third throttled, a third delayed)
 : "${IDLE_SYMBOLS:=$MARKET_SYMBOLS}"
 HEARTBEAT_S=3600 # no server pings or heartbeat timeouts during a run, in any server
@@ -116,6 +117,7 @@ cleanup() {
         wait "$MEASURE_PID" 2>/dev/null || true
     fi
     stop_server
+    ! declare -F stop_nodes >/dev/null || stop_nodes
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -490,6 +492,107 @@ if want recovery && [ -x "$TICKGATE_BIN" ] && case " $SERVERS " in *" tickgate "
         --concurrency "$STORM_CONCURRENCY" --rate "$RECOVERY_RATE" --duration "$RECOVERY_DURATION" --warmup "$WARMUP"
 fi
 
+# Several nodes (tickgate only, nothing pinned: the nodes, Redis and the
+# loadgen share both cores): the market ramp with the subscribers split over
+# the nodes and the publisher on the last one, so every tick crosses Redis
+# to reach half of them. nodes1: one node, no Redis; nodes2r: two nodes on
+# one redis-server; nodes2c: two nodes on a 3-shard Redis Cluster (when
+# this tickgate has redis.cluster). Redis's CPU is recorded beside.
+NODE_PIDS=() NODE_PORTS=() REDIS_PIDS=()
+start_redis() { # start_redis PORT [ARGS...]: one private redis-server
+    local port=$1
+    shift
+    (cd "$WORK" && exec redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no "$@") \
+        >"$LOG_DIR/redis-$port.log" 2>&1 &
+    REDIS_PIDS+=($!)
+    local i
+    for ((i = 0; i < 100; i++)); do
+        redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    say "bench: redis-server on $port did not start"
+    return 1
+}
+start_node() { # start_node TAG [FLAGS...]: one tickgate, unpinned
+    local tag=$1 log=$LOG_DIR/tickgate.$1.log
+    shift
+    "$TICKGATE_BIN" "${TG_FLAGS[@]}" --server.workers=1 "$@" >"$log" 2>&1 </dev/null &
+    NODE_PIDS+=($!)
+    local i port=
+    for ((i = 0; i < 100; i++)); do
+        port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$log" | head -n 1)
+        [ -z "$port" ] || break
+        sleep 0.1
+    done
+    [ -n "$port" ] || { say "bench: node $tag did not start (see $log)"; return 1; }
+    NODE_PORTS+=("$port")
+    if [ $# -gt 0 ] && grep -q -- --redis <<<"$*"; then # wait until it reports Redis up
+        for ((i = 0; i < 100; i++)); do
+            "$PY" -c 'import json,sys,urllib.request as u; sys.exit(json.load(u.urlopen(sys.argv[1],timeout=2))["checks"]["redis"]!="up")' \
+                "http://127.0.0.1:$port/health" 2>/dev/null && break
+            sleep 0.1
+        done
+    fi
+}
+stop_nodes() {
+    local p
+    for p in "${NODE_PIDS[@]}" "${REDIS_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${NODE_PIDS[@]}" "${REDIS_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    NODE_PIDS=() NODE_PORTS=() REDIS_PIDS=()
+}
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+nodes_run() { # nodes_run SCEN: the market ramp against NODE_PORTS
+    local scen=$1 out=$WORK/res/tickgate.$1.json ports pids rflags=()
+    ports=$(IFS=,; echo "${NODE_PORTS[*]}")
+    pids=$(IFS=,; echo "${NODE_PIDS[*]}")
+    local r
+    for r in "${REDIS_PIDS[@]}"; do rflags+=(--redis-pid "$r"); done
+    say "bench: tickgate $scen: ${#NODE_PORTS[@]} node(s) on ports $ports"
+    "$PY" "$ROOT/bench/measure.py" run --out "$out" --server-pid "${NODE_PIDS[0]}" "${rflags[@]}" \
+        --timeout $((RAMP_DURATION + WARMUP + SLACK_S)) --log "$LOG_DIR/loadgen.tickgate.$scen.log" -- \
+        "$LOADGEN_BIN" --host 127.0.0.1 --port "$ports" --pub-port "${NODE_PORTS[-1]}" --server-pid "$pids" \
+        --pub-token "$PUB_TOKEN" --sub-token "$SUB_TOKEN" --symbol-prefix S --json \
+        --conns "$NODES_CONNS" --symbols "$MARKET_SYMBOLS" --per "$MARKET_PER" --dist zipf \
+        --rate "$MARKET_START_RATE" --ramp --step-s "$STEP_S" --duration "$RAMP_DURATION" --warmup "$WARMUP" \
+        </dev/null || true
+    stop_nodes
+}
+if want nodes && [ -x "$TICKGATE_BIN" ] && case " $SERVERS " in *" tickgate "*) true ;; *) false ;; esac; then
+    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+        skip tickgate nodes2r "redis-server not installed (apt-get install redis-server)"
+    else
+        start_node nodes1 && nodes_run nodes1
+        rp=$(free_port)
+        if start_redis "$rp"; then
+            start_node nodes2r.a --redis.url="redis://127.0.0.1:$rp" &&
+                start_node nodes2r.b --redis.url="redis://127.0.0.1:$rp" && nodes_run nodes2r
+        fi
+        stop_nodes
+        if grep -q "^ *redis.cluster " <<<"$TG_HELP"; then
+            cports=()
+            for i in 1 2 3; do
+                while :; do c=$(free_port); [ "$c" -lt 55535 ] && break; done # its bus port is +10000
+                start_redis "$c" --cluster-enabled yes --cluster-config-file "nodes-$c.conf" || break
+                cports+=("127.0.0.1:$c")
+            done
+            if [ ${#cports[@]} = 3 ] && redis-cli --cluster create "${cports[@]}" --cluster-replicas 0 --cluster-yes \
+                >"$LOG_DIR/redis-cluster-create.log" 2>&1; then
+                for ((i = 0; i < 100; i++)); do
+                    redis-cli -p "${cports[0]##*:}" cluster info 2>/dev/null | grep -q "cluster_state:ok" && break
+                    sleep 0.1
+                done
+                start_node nodes2c.a --redis.cluster=true --redis.url="redis://${cports[0]}" &&
+                    start_node nodes2c.b --redis.cluster=true --redis.url="redis://${cports[1]}" && nodes_run nodes2c
+            else
+                say "bench: nodes2c: the cluster could not be made (see $LOG_DIR/redis-cluster-create.log)"
+            fi
+            stop_nodes
+        else
+            skip tickgate nodes2c "this tickgate has no redis.cluster"
+        fi
+    fi
+fi
+
 say "bench: done in $(($(date +%s) - started)) s"
 say ""
 "$PY" "$ROOT/bench/measure.py" table --dir "$WORK/res" --md "$RESULTS_DIR/latest.md" --json "$RESULTS_DIR/latest.json" \
@@ -501,6 +604,7 @@ say ""
     --param storm_runs="$STORM_RUNS" --param idle_tls_conns="$IDLE_TLS_CONNS" \
     --param mix_conns="$MIX_CONNS" --param mix_symbols="$MIX_SYMBOLS" --param mix_rate="$MIX_RATE" \
     --param recovery_conns="$RECOVERY_CONNS" --param recovery_steady="$RECOVERY_STEADY" \
-    --param recovery_symbols="$RECOVERY_SYMBOLS" --param recovery_gap="$RECOVERY_GAP"
+    --param recovery_symbols="$RECOVERY_SYMBOLS" --param recovery_gap="$RECOVERY_GAP" \
+    --param nodes_conns="$NODES_CONNS"
 say ""
 say "bench: table written to ${RESULTS_DIR#"$ROOT"/}/latest.md (raw: latest.json, logs: logs/)"
