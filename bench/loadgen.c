@@ -2369,6 +2369,20 @@ static double num_arg(const char *name, const char *v, double lo, double hi) {
     return d;
 }
 
+/* A comma list of up to 8 numbers in [1, hi] into out[]; returns how many. */
+static int int_list(const char *name, const char *v, int *out, double hi) {
+    int n = 0;
+    for (const char *q = v, *e; *q && n < 8; q = *e ? e + 1 : e) {
+        e = q + strcspn(q, ",");
+        char one[24] = {0};
+        memcpy(one, q, (size_t)(e - q) < sizeof(one) - 1 ? (size_t)(e - q) : sizeof(one) - 1);
+        out[n++] = (int)num_arg(name, one, 1, hi);
+    }
+    if (!n)
+        out[n++] = (int)num_arg(name, v, 1, hi); /* empty: num_arg says why */
+    return n;
+}
+
 int main(int argc, char **argv) {
     static const struct option lo[] = {
         {"host", 1, 0, OPT_HOST}, {"port", 1, 0, OPT_PORT}, {"path", 1, 0, OPT_PATH}, {"conns", 1, 0, OPT_CONNS},
@@ -2387,13 +2401,7 @@ int main(int argc, char **argv) {
         switch (ch) {
         case OPT_HOST: O.host = optarg; break;
         case OPT_PORT:
-            O.nports = 0;
-            for (char *q = optarg, *e; *q && O.nports < 8; q = *e ? e + 1 : e) {
-                e = q + strcspn(q, ",");
-                char one[16] = {0};
-                memcpy(one, q, (size_t)(e - q) < sizeof(one) - 1 ? (size_t)(e - q) : sizeof(one) - 1);
-                O.ports[O.nports++] = (int)num_arg("port", one, 1, 65535);
-            }
+            O.nports = int_list("port", optarg, O.ports, 65535);
             O.port = O.ports[0];
             break;
         case OPT_PUBPORT: O.pub_port = (int)num_arg("pub-port", optarg, 1, 65535); break;
@@ -2424,13 +2432,7 @@ int main(int argc, char **argv) {
         case OPT_SOURCES: O.sources = xstrdup(optarg); break;
         case OPT_BATCH: O.batch = (int)num_arg("batch", optarg, 1, 1000); break;
         case OPT_PID:
-            O.npids = 0;
-            for (char *q = optarg, *e; *q && O.npids < 8; q = *e ? e + 1 : e) {
-                e = q + strcspn(q, ",");
-                char one[16] = {0};
-                memcpy(one, q, (size_t)(e - q) < sizeof(one) - 1 ? (size_t)(e - q) : sizeof(one) - 1);
-                O.pids[O.npids++] = (int)num_arg("server-pid", one, 1, 1e9);
-            }
+            O.npids = int_list("server-pid", optarg, O.pids, 1e9);
             O.server_pid = O.pids[0];
             break;
         case OPT_STORM: O.storm = true; break;
