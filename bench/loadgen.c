@@ -94,6 +94,7 @@ static struct opts {
     int pids[8], npids;      /* --server-pid A,B: the processes measured together (several nodes) */
     int ports[8], nports;    /* --port A,B: subscriber i connects to ports[i mod n] */
     int pub_port;            /* --pub-port (default: the first port) */
+    double hs_rate;          /* --hs-rate: handshakes started per second (0: as concurrency allows) */
 } O = {
     .host = "127.0.0.1", .port = 8080, .path = "/ws", .conns = 100, .nsyms = 1, .prefix = "S", .per = 1,
     .rate = 1000, .duration = 10, .warmup = 2, .step_s = 5, .batch = 1, .concurrency = 256, .drain_s = 2,
@@ -1706,7 +1707,14 @@ static void setup_scan(int64_t now) {
 static int64_t phase_step(int64_t now) {
     switch (phase) {
     case P_CONNECT: {
+        int64_t paced = INT64_MAX; /* --hs-rate: when the next handshake is due */
         while (S.next_conn < O.conns && S.inflight < O.concurrency) {
+            if (O.hs_rate > 0) {
+                paced = S.t_begin + (int64_t)((double)S.next_conn * 1e9 / O.hs_rate);
+                if (now < paced)
+                    break;
+                paced = INT64_MAX;
+            }
             g_now = now;
             conn_start(&conns[S.next_conn++]);
         }
@@ -1727,7 +1735,7 @@ static int64_t phase_step(int64_t now) {
         if (pub_needed && pubc.state == ST_WAIT_READY && now - pubc.t0 > 2 * SEC)
             became_active(&pubc); /* no first frame from the server: go ahead */
         if (S.next_conn < O.conns || S.setup_pending > 0 || (pub_needed && pubc.state != ST_ACTIVE))
-            return now + 50 * MS;
+            return paced < now + 50 * MS ? paced : now + 50 * MS;
         S.t_setup_done = now;
         S.rss_setup = srv_mem(false);
         {
@@ -2166,6 +2174,7 @@ static void usage(FILE *f) {
             "  --sources A,B,...          bind subscribers round-robin to these source IPs\n"
             "  --server-pid PID[,PID2]    report server CPU%% and RSS from /proc (several: summed)\n"
             "  --handshake-only           storm: N handshakes, --concurrency C (256) in flight, then close\n"
+            "  --hs-rate R                start handshakes at R per second (open loop, still <= C in flight)\n"
             "  --idle                     connect + subscribe, hold --duration s without publishing\n"
             "  --drain-s S (2)            wait for late deliveries after publishing\n"
             "  --timeout S                global deadline (duration + warmup + 30)\n"
@@ -2355,7 +2364,7 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_PATH, OPT_CONNS, OPT_SYMBOLS, OPT_PREFIX, OPT_LIST, OPT_PER, OPT_DIST, OPT_RATE,
     OPT_DURATION, OPT_WARMUP, OPT_RAMP, OPT_STEP, OPT_PUBTOK, OPT_SUBTOK, OPT_SOURCES, OPT_BATCH, OPT_PID,
     OPT_STORM, OPT_IDLE, OPT_JSON, OPT_CONC, OPT_TIMEOUT, OPT_SEED, OPT_RING, OPT_DRAIN, OPT_SPIN, OPT_DEFLATE,
-    OPT_TLS, OPT_TLS_RESUME, OPT_RSTORM, OPT_RGAP, OPT_PUBPORT, OPT_HELP
+    OPT_TLS, OPT_TLS_RESUME, OPT_RSTORM, OPT_RGAP, OPT_PUBPORT, OPT_HSRATE, OPT_HELP
 };
 
 static double num_arg(const char *name, const char *v, double lo, double hi) {
@@ -2395,7 +2404,8 @@ int main(int argc, char **argv) {
         {"timeout", 1, 0, OPT_TIMEOUT}, {"seed", 1, 0, OPT_SEED}, {"ring", 1, 0, OPT_RING},
         {"drain-s", 1, 0, OPT_DRAIN}, {"spin", 0, 0, OPT_SPIN}, {"deflate", 0, 0, OPT_DEFLATE},
         {"tls", 0, 0, OPT_TLS}, {"tls-resume", 0, 0, OPT_TLS_RESUME}, {"recover-storm", 1, 0, OPT_RSTORM},
-        {"recover-gap", 1, 0, OPT_RGAP}, {"pub-port", 1, 0, OPT_PUBPORT}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
+        {"recover-gap", 1, 0, OPT_RGAP}, {"pub-port", 1, 0, OPT_PUBPORT}, {"hs-rate", 1, 0, OPT_HSRATE},
+        {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -2405,6 +2415,7 @@ int main(int argc, char **argv) {
             O.port = O.ports[0];
             break;
         case OPT_PUBPORT: O.pub_port = (int)num_arg("pub-port", optarg, 1, 65535); break;
+        case OPT_HSRATE: O.hs_rate = num_arg("hs-rate", optarg, 1, 1e7); break;
         case OPT_PATH: O.path = optarg; break;
         case OPT_CONNS: O.conns = (int)num_arg("conns", optarg, 0, 1e6); break;
         case OPT_SYMBOLS: O.nsyms = (int)num_arg("symbols", optarg, 1, 1e6); break;

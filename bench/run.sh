@@ -18,8 +18,8 @@
 # Environment (all optional):
 #   TICKGATE_BIN (build/tickgate)  LOADGEN_BIN (build/loadgen)  NODE (node)
 #   SERVERS ("tickgate uws ws")
-#   SCENARIOS ("fanout fanout2w fanoutz market market2c latency idle storm fanout_tls idle_tls
-#              storm_tls mix recovery nodes")
+#   SCENARIOS ("fanout fanout2w fanoutz market market2c latency idle storm storm_paced fanout_tls
+#              idle_tls storm_tls mix recovery nodes")
 #   SERVER_CPU (0)  LOADGEN_CPU (1)  SOURCES (127.0.0.1,127.0.0.2,127.0.0.3)
 #   TICKGATE_ARGS   extra --SECTION.KEY=VALUE flags for tickgate
 #   LATENCY_RATE    ticks/s for the latency scenario (default: derived from fan-out)
@@ -40,7 +40,7 @@ TICKGATE_BIN=$(abspath "${TICKGATE_BIN:-build/tickgate}")
 LOADGEN_BIN=$(abspath "${LOADGEN_BIN:-build/loadgen}")
 NODE=${NODE:-node}
 SERVERS=${SERVERS:-tickgate uws ws}
-SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market market2c latency idle storm fanout_tls idle_tls storm_tls mix recovery nodes}
+SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market market2c latency idle storm storm_paced fanout_tls idle_tls storm_tls mix recovery nodes}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 SOURCES=${SOURCES:-127.0.0.1,127.0.0.2,127.0.0.3}
@@ -71,6 +71,7 @@ fi
 # recovery: RECOVERY_CONNS reconnecting + RECOVERY_STEADY steady subscribers, each on the same
 # RECOVERY_SYMBOLS symbols at RECOVERY_RATE ticks/s; RECOVERY_GAP ticks per symbol missed
 : "${RECOVERY_SYMBOLS:=5}" "${RECOVERY_RATE:=10}" "${RECOVERY_GAP:=50}"
+: "${STORM_PACED_RATE:=8000}" # storm_paced: handshakes started per second, the same for every server
 : "${NODES_CONNS:=$MARKET_CONNS}" # nodes: the market ramp on 1 node, 2 nodes on one Redis, 2 on a Cluster
 : "${MIX_SYMBOLS:=10}" # mix: MIX_CONNS subscribers (a third real-time, a third throttled, a third delayed)
 : "${IDLE_SYMBOLS:=$MARKET_SYMBOLS}"
@@ -429,6 +430,18 @@ for server in $SERVERS; do
         "$PY" "$ROOT/bench/measure.py" median --key handshakes_per_s --out "$WORK/res/$server.storm.json" \
             "$WORK/res/$server.storm".r*.json
     fi
+    # The same storm paced at one rate for every server: handshake latency
+    # compared at equal load (the storm above hands a faster server more).
+    if want storm_paced; then
+        say "bench: $server storm_paced: $STORM_RUNS runs of $STORM_CONNS handshakes at $STORM_PACED_RATE/s"
+        for ((r = 1; r <= STORM_RUNS; r++)); do
+            attempt "$server" storm_paced ".r$r" $((STORM_CONNS / 200 + STORM_CONNS / STORM_PACED_RATE)) \
+                --handshake-only --hs-rate "$STORM_PACED_RATE" --conns "$STORM_CONNS" \
+                --concurrency "$STORM_CONCURRENCY" --sources "$SOURCES"
+        done
+        "$PY" "$ROOT/bench/measure.py" median --key handshake_p99_ms --out "$WORK/res/$server.storm_paced.json" \
+            "$WORK/res/$server.storm_paced".r*.json
+    fi
     if want idle_tls && tls_server "$server" idle_tls; then
         if [ $((IDLE_TLS_CONNS + 100)) -gt "$FD_LIMIT" ]; then
             skip "$server" idle_tls "$IDLE_TLS_CONNS connections need more than the fd limit of $FD_LIMIT per process"
@@ -605,6 +618,6 @@ say ""
     --param mix_conns="$MIX_CONNS" --param mix_symbols="$MIX_SYMBOLS" --param mix_rate="$MIX_RATE" \
     --param recovery_conns="$RECOVERY_CONNS" --param recovery_steady="$RECOVERY_STEADY" \
     --param recovery_symbols="$RECOVERY_SYMBOLS" --param recovery_gap="$RECOVERY_GAP" \
-    --param nodes_conns="$NODES_CONNS"
+    --param nodes_conns="$NODES_CONNS" --param storm_paced_rate="$STORM_PACED_RATE"
 say ""
 say "bench: table written to ${RESULTS_DIR#"$ROOT"/}/latest.md (raw: latest.json, logs: logs/)"

@@ -1,7 +1,9 @@
 /* ops.c - start warnings, readiness and watchdog; see ops.h. */
 #include "app/ops.h"
 
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +12,27 @@
 #include "base/log.h"
 
 #define WORKER_STALL_MS 2000 /* as /health's workers check */
+#define FD_RESERVE_MAX (1 << 20) /* 8 MiB of file table at most */
+
+void ops_reserve_fds(const struct config *cfg) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    uint64_t want = (uint64_t)cfg->limits.max_connections + 256; /* listeners, Redis, files */
+    if (rl.rlim_cur != RLIM_INFINITY && want > (uint64_t)rl.rlim_cur)
+        want = (uint64_t)rl.rlim_cur;
+    if (want > FD_RESERVE_MAX)
+        want = FD_RESERVE_MAX;
+    if (want <= 256) /* the table's first size covers it */
+        return;
+    int base = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (base < 0)
+        return;
+    int high = fcntl(base, F_DUPFD_CLOEXEC, (int)want - 1); /* the table grows to hold it */
+    if (high >= 0)
+        close(high);
+    close(base);
+}
 
 void ops_start_warnings(struct server *srv) {
     const struct config *cfg = &srv->cfg;

@@ -235,6 +235,7 @@ static int check_static_dir(const char *dir, FILE *err) {
 }
 
 int server_init(struct server *srv) {
+    ops_reserve_fds(&srv->cfg); /* before any thread exists */
     srv->instance = random32();
     log_set_level((enum log_level)srv->cfg.log.level);
     log_set_format((enum log_format)srv->cfg.log.format);
