@@ -316,3 +316,17 @@ def test_two_workers_50_concurrent_echo_clients(gateway):
     asyncio.run(asyncio.wait_for(main(), timeout=30))
     tasks = os.listdir("/proc/%d/task" % gw.pid)
     assert len(tasks) >= 2, "--server.workers=2 but the process has %d thread(s)" % len(tasks)
+
+
+def test_file_table_is_grown_at_start_for_the_allowed_connections(gateway):
+    """The kernel grows a file table by doubling, and in a threaded process
+    each growth waits an RCU grace period (a handshake crossing fd 256, 512,
+    ... stalled its worker 10-20 ms): the table is sized once at start, for
+    limits.max_connections + 256 descriptors (at most RLIMIT_NOFILE)."""
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(3000 + 256, soft)
+    gw = gateway("--limits.max_connections=3000")
+    with open("/proc/%d/status" % gw.pid) as f:
+        fdsize = int(next(ln.split()[1] for ln in f if ln.startswith("FDSize:")))
+    assert fdsize >= want, (fdsize, want)
