@@ -6,6 +6,7 @@ jitter, dedupe by seq, error typing, request timeouts.
 
 Every wait awaits an event (an update, a reply, /ready) under a deadline."""
 import asyncio
+import signal
 import os
 import sys
 import time
@@ -124,29 +125,42 @@ def test_stream_requests_and_typed_errors(redis_server, rgw, rws):
     run(go())
 
 
+def two_nodes(redis_server, rgw, unmanaged_gw, rws, *flags):
+    """Node B (a steady publisher of SYM on it, not started) and node A,
+    which a balancer names: (a, b, lb, pub)."""
+    b = rgw(redis_server, *flags)
+    a = unmanaged_gw(redis_server, *flags)
+    lb = Balancer()
+    lb.backend = a.port
+    return a, b, lb, SteadyPublisher(rws.open(b, token=mint("feed", "publisher")), SYM, 0.005)
+
+
+async def streaming(lb, events, pub):
+    """A client of the balancer (short backoff, its events listed in
+    events) subscribed to SYM, with pub started: (client, its updates)."""
+    c = tickgate.Client("ws://127.0.0.1:%d/ws" % lb.port, token=mint("py", "viewer"),
+                        backoff=tickgate.Backoff(initial_s=0.05, max_s=0.5),
+                        on_event=lambda name, info: events.append((name, info)))
+    await c.connect()
+    await c.subscribe([SYM])
+    it = c.updates()
+    pub.start()
+    return c, it
+
+
 def test_node_killed_and_restarted_every_seq_exactly_once(redis_server, rgw, unmanaged_gw, rws):
     """Node B takes a steady publisher; the client reaches node A through a
     balancer that, like a real one, passes connections only while A is
     ready. A is SIGKILLed and restarted on its port; the updates iterator
     goes on across the reconnect and yields every seq once, in order."""
     flags = ("--feed.history_size=5000",)
-    b = rgw(redis_server, *flags)
-    a = unmanaged_gw(redis_server, *flags)
-    lb = Balancer()
-    lb.backend = a.port
-    pub = SteadyPublisher(rws.open(b, token=mint("feed", "publisher")), SYM, 0.005)
+    a, b, lb, pub = two_nodes(redis_server, rgw, unmanaged_gw, rws, *flags)
     events = []
 
     async def go():
         nonlocal a
         loop = asyncio.get_running_loop()
-        c = tickgate.Client("ws://127.0.0.1:%d/ws" % lb.port, token=mint("py", "viewer"),
-                            backoff=tickgate.Backoff(initial_s=0.05, max_s=0.5),
-                            on_event=lambda name, info: events.append((name, info)))
-        await c.connect()
-        await c.subscribe([SYM])
-        it = c.updates()
-        pub.start()
+        c, it = await streaming(lb, events, pub)
         seqs = []
 
         async def take_until(pred):
@@ -204,3 +218,70 @@ def test_clients_are_versioned_with_the_server():
     with open(os.path.join(root, "clients", "python", "pyproject.toml")) as f:
         py = [ln.split('"')[1] for ln in f if ln.startswith("version")][0]
     assert tickgate.__version__ == py == js and py in out, (out, js, py, tickgate.__version__)
+
+
+def test_token_refreshed_on_token_expiring_and_entitlements_typed(redis_server, rgw):
+    """A token with under 60 s left is warned at once: the provider's fresh
+    token goes out in `authenticate`, and is the one used from then on. A
+    symbol the token is not entitled to fails with NotEntitled."""
+    gw = rgw(redis_server)
+    fresh = mint("tok", "viewer", symbols=["AAPL"])
+    calls = []
+
+    def provider():
+        calls.append(1)
+        return fresh
+
+    async def go():
+        events = []
+        c = tickgate.Client(gw.url + "/ws", token=mint("tok", "viewer", ttl=30, symbols=["AAPL"]),
+                            token_provider=provider, on_event=lambda n, i: events.append(n))
+        await c.connect()
+        deadline = time.monotonic() + 10
+        while c._token != fresh:  # the refresh runs off the server's token_expiring
+            assert time.monotonic() < deadline, "no refresh within 10 s"
+            await asyncio.sleep(0.01)
+        assert "token_expiring" in events and "error" not in events
+        assert (await c.heartbeat())["type"] == "heartbeat_ack"
+        with pytest.raises(tickgate.NotEntitled) as e:
+            await c.subscribe(["MSFT"])
+        assert e.value.symbols == ["MSFT"]
+        await c.close()
+    run(go())
+    assert len(calls) == 1
+
+
+def test_drain_advisory_moves_the_client_to_another_node_without_a_gap(redis_server, rgw, unmanaged_gw, rws):
+    """Node A drains (SIGTERM): the client gets {"type":"reconnect"}, leaves
+    at after_ms, and comes back through the balancer, which now names node
+    B (A's /ready is 503), where it recovers: every seq once."""
+    a, b, lb, pub = two_nodes(redis_server, rgw, unmanaged_gw, rws, "--feed.history_size=5000",
+                              "--server.shutdown_grace_ms=2000")
+    events = []
+
+    async def go():
+        c, it = await streaming(lb, events, pub)
+        seqs = []
+        async for u in it:
+            if not u.get("snapshot"):
+                seqs.append(u["seq"])
+            if len(seqs) == 20:
+                break
+        lb.backend = b.port
+        a.send_signal(signal.SIGTERM)
+        async for u in it:
+            seqs.append(u["seq"])
+            if c.stats["connects"] == 2 and u["seq"] >= pub.count - 1 and len(seqs) > 60:
+                break
+        pub.stop()
+        await c.close()
+        return seqs, c.stats
+
+    try:
+        seqs, stats = run(go(), 60)
+    finally:
+        pub.stop()
+        lb.close()
+    assert "reconnect" in [n for n, _ in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap or a duplicate"
+    assert stats["connects"] == 2 and stats["recovered"] == 1 and stats["missed"] == 0, stats
