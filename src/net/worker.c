@@ -14,10 +14,18 @@
 #include "net/websocket.h"
 
 #define TIMER_MS 100
+/* Queues are written at the end of each loop turn, and also after every
+ * FLUSH_EVERY_MAILS mails (ticks, mostly): under load one turn drains
+ * thousands of ticks, and without this the first tick's subscribers waited
+ * for the last one's fan-out. 64 ticks still fill each send well. */
+#ifndef FLUSH_EVERY_MAILS
+#define FLUSH_EVERY_MAILS 64
+#endif
 
 static void flush_dirty(struct worker *w) {
     struct conn *c = w->dirty;
     w->dirty = NULL;
+    w->mails_unflushed = 0;
     while (c) {
         struct conn *next = c->dirty_next;
         c->dirty = false;
@@ -235,7 +243,10 @@ void worker_retime(struct worker *w) {
 
 static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
     const struct worker_mail *kind = (const struct worker_mail *)m->type;
-    kind->run(data, m->ptr, m->a, m->b);
+    struct worker *w = data;
+    kind->run(w, m->ptr, m->a, m->b);
+    if (++w->mails_unflushed >= FLUSH_EVERY_MAILS)
+        flush_dirty(w);
 }
 
 static void run_shutdown(struct worker *w, void *ptr, uint64_t a, uint64_t b) {

@@ -136,6 +136,7 @@ struct worker {
     struct conn *conns;            /* every connection of this worker */
     uint64_t nconns;
     struct conn *dirty;            /* connections with output to flush */
+    uint32_t mails_unflushed;   /* mails run since the queues were last written */
     struct conn *timed;            /* connections with a deadline */
     struct conn_slab *slabs;       /* connection memory (net/conn.c) */
     struct conn *free_conns;       /* free slots in slabs */
