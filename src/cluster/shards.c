@@ -185,7 +185,7 @@ static void on_slots(redisAsyncContext *ac, void *r, void *priv) {
     /* The next attempts may start from any primary of this map. */
     s->nseeds = 1;
     for (int i = 0; i < s->map.n; i++) {
-        snprintf(s->seed[s->nseeds].host, sizeof(s->seed[0].host), "%s", s->map.at[i].host);
+        memcpy(s->seed[s->nseeds].host, s->map.at[i].host, sizeof(s->map.at[i].host)); /* NUL within: slots.c */
         s->seed[s->nseeds++].port = s->map.at[i].port;
     }
     for (int i = 0; i < s->map.n; i++)

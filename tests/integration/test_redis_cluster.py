@@ -11,8 +11,9 @@ create, two tickgate nodes. Every wait polls an event with a deadline."""
 import pytest
 
 from cluster_helpers import RedisCluster, cgw, cluster  # noqa: F401
-from conftest import get_metrics, mint, wait_until
+from conftest import api, get_metrics, mint, wait_until
 from redis_helpers import health, rws  # noqa: F401
+from wsraw import http_request
 from test_recovery import publish_n, read_seqs, recover
 
 SYMS = ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "MA", "XOM", "KO"]
@@ -117,3 +118,34 @@ def test_shard_killed_and_restarted_epochs_change_delivery_resumes(cluster, cgw,
     assert c["recovered"] == {kept[0]: True}, c
     assert read_seqs(y, kept[0], 8) == [6, 7, 8]
     assert get_metrics(a)["tickgate_redis_errors_total"] > 0
+
+
+def test_control_channel_on_every_node_blocks_and_broadcasts(cluster, cgw, rws):
+    """Admin broadcasts and IP blocks go over the sharded control channel,
+    which every node SSUBSCRIBEs on the registry's primary; the block list
+    is in the registry slot, so a node that joins later knows it."""
+    a, b = cgw(cluster, 0), cgw(cluster, 2)
+    ch = "websocket:{registry}:control"
+    reg = cluster.owner(ch).client()
+    try:
+        wait_until(lambda: reg.execute_command("PUBSUB", "SHARDNUMSUB", ch)[1] == 2, 10,
+                   "both nodes on the control channel")
+        admin = mint("boss", "admin")
+        t1, t2 = rws.open(a, mint("t1", "trader")), rws.open(b, mint("t2", "trader"))
+        r = api(b, "POST", "/api/admin/broadcast", admin, {"message": "cluster hello"})
+        assert r.status == 200, r
+        for ws in (t1, t2):
+            ws.expect("broadcast", message="cluster hello", **{"from": "boss"})
+        ip = "127.0.0.2"
+        v = rws.open(a, mint("v1", "viewer"), src=ip)
+        r = api(b, "POST", "/api/admin/block_ip", admin, {"ip": ip, "duration_s": 60})
+        assert r.status == 200, r
+        code, _, _ = v.raw.expect_close(1008, timeout=5)
+        assert code == 1008
+        assert reg.hget("websocket:{registry}:blocked", ip) is not None
+        late = cgw(cluster, 1)
+        wait_until(lambda: http_request(late.host, late.port, "GET", "/ready").status == 200, 10, "late node ready")
+        assert rws.handshake(late, src=ip).status == 403
+        assert t1.fence() == [] and t2.fence() == []
+    finally:
+        reg.close()
