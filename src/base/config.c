@@ -153,6 +153,9 @@ static const struct key KEYS[] = {
      "gives only the password and db"},
     {"redis", "sentinel_master", K_STR, F(redis.sentinel_master), "", 0, 0, NULL,
      "the primary's name at the sentinels (sentinel monitor <name> ...); set with sentinels"},
+    {"redis", "cluster", K_BOOL, F(redis.cluster), "false", 0, 0, NULL,
+     "redis.url names any node of a Redis Cluster (7.0+): keys spread over its shards by symbol, channels on "
+     "sharded pub/sub"},
     {"redis", "key_prefix", K_STR, F(redis.key_prefix), "websocket:", 0, 0, NULL,
      "prefix of every Redis key and channel"},
     {"redis", "node_ttl_s", K_INT, F(redis.node_ttl_s), "15", 2, 3600, NULL,
@@ -444,6 +447,14 @@ static int check_relations(const struct config *cfg, FILE *err) {
         fprintf(err, "tickgate: redis.%s: needs redis.%s too (Sentinel needs both, or neither)\n",
                 cfg->redis.sentinels[0] ? "sentinels" : "sentinel_master",
                 cfg->redis.sentinels[0] ? "sentinel_master" : "sentinels");
+        return -1;
+    }
+    if (cfg->redis.cluster && (!cfg->redis.url[0] || cfg->redis.sentinels[0])) {
+        fprintf(err, "tickgate: redis.cluster: needs redis.url (any node of the cluster) and no redis.sentinels\n");
+        return -1;
+    }
+    if (cfg->redis.cluster && strpbrk(cfg->redis.key_prefix, "{}")) {
+        fprintf(err, "tickgate: redis.key_prefix: no '{' or '}' with redis.cluster (the keys' hash tags are tickgate's)\n");
         return -1;
     }
     if (cfg->redis.sentinels[0] && config_check_hostports(cfg->redis.sentinels, 16) < 0) {

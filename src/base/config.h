@@ -90,6 +90,7 @@ struct config {
         char *url;                  /* redis://[:password@]host:port/db; "" = off */
         char *sentinels;            /* comma list HOST:PORT; "" = no Sentinel */
         char *sentinel_master;      /* the primary's name at the sentinels */
+        bool cluster;               /* redis.url names a node of a Redis Cluster */
         char *key_prefix;           /* prefix of every key and channel */
         int node_ttl_s;             /* node liveness key TTL */
         int reconnect_max_ms;       /* backoff cap */

@@ -8,7 +8,8 @@
  * P"node:<id>:users" (hash user -> connections), P"seq:<SYM>",
  * P"first:<SYM>", P"last:<SYM>", P"blocked" (hash ip -> until, 0 = no
  * end), with Sentinel P"writer:<SYM>" (sentinel.c). Channels: P"tick:<SYM>"
- * and P"control". */
+ * and P"control". On Redis Cluster: the same names with hash tags
+ * (P"seq:{SYM}", ..., P"{registry}:connections", ...; shards.h). */
 #include "cluster/engine.h"
 
 #include <errno.h>
@@ -32,7 +33,20 @@
 #define TICK_MS 1000
 
 void cluster_key(struct redis_engine *e, char *out, size_t len, const char *a, const char *b) {
-    snprintf(out, len, "%s%s%s", e->prefix, a, b ? b : "");
+    snprintf(out, len, "%s%s%s", e->rprefix, a, b ? b : "");
+}
+
+void cluster_sym_key(struct redis_engine *e, char *out, size_t len, const char *kind, const char *sym) {
+    snprintf(out, len, e->shards ? "%s%s{%s}" : "%s%s%s", e->prefix, kind, sym);
+}
+
+/* An EVALSHA of a registry script (KEYS[1]: the nodes set, scripts.c). */
+static int registry_script(struct redis_engine *e, redisCallbackFn *fn, void *priv, int script, const char *a,
+                           const char *b, const char *c) {
+    char nodes[160];
+    cluster_key(e, nodes, sizeof(nodes), "nodes", NULL);
+    return c ? link_cmdk(e, nodes, fn, priv, "EVALSHA %s 1 %s %s %s %s %s", e->sha[script], nodes, e->rprefix, a, b, c)
+             : link_cmdk(e, nodes, fn, priv, "EVALSHA %s 1 %s %s %s", e->sha[script], nodes, e->rprefix, a);
 }
 
 /* Each kind of failure (what) has its own rate limit: Redis away must not
@@ -56,6 +70,12 @@ static struct log_limit *limit_of(const char *what) {
 void redis_engine_count_error(struct redis_engine *e, const char *what, const char *detail) {
     atomic_fetch_add(&e->errors, 1);
     log_limited(limit_of(what), LOG_WARN, "redis: %s%s%s", what, detail ? ": " : "", detail ? detail : "");
+    /* A cluster's slot moved, or the cluster lost a slot: re-read the map
+     * (shards.h: a redirect is never followed). */
+    if (e->shards && detail &&
+        (strncmp(detail, "MOVED ", 6) == 0 || strncmp(detail, "ASK ", 4) == 0 || strncmp(detail, "CLUSTERDOWN", 11) == 0 ||
+         strncmp(detail, "TRYAGAIN", 8) == 0))
+        link_fail(e, "cluster slot map changed", false);
 }
 
 /* Generic reply check: errors are counted, never swallowed. A flushed
@@ -77,19 +97,19 @@ void redis_engine_became_up(struct redis_engine *e) {
     struct hub *h = e->hub;
     char k1[160], k2[200];
     for (int i = 0; i < RS_COUNT; i++)
-        link_cmd(e, on_reply, "SCRIPT LOAD", "SCRIPT LOAD %s", redis_script_text[i]);
+        link_cmd_each(e, on_reply, "SCRIPT LOAD", "SCRIPT LOAD %s", redis_script_text[i]);
     if (e->sentinel)
         sentinel_check_epochs(e); /* a new primary: epochs first, before any write-back or tick */
     atomic_store(&e->up, true);
     log_info("redis: up (%s:%d), node %s", e->host, e->port, e->node);
     int ttl = e->cfg->node_ttl_s;
     cluster_key(e, k1, sizeof(k1), "nodes", NULL);
-    link_cmd(e, on_reply, "SADD nodes", "SADD %s %s", k1, e->node);
+    link_cmdk(e, k1, on_reply, "SADD nodes", "SADD %s %s", k1, e->node);
     cluster_key(e, k1, sizeof(k1), "node:", e->node);
-    link_cmd(e, on_reply, "SET liveness", "SET %s 1 EX %d", k1, ttl);
+    link_cmdk(e, k1, on_reply, "SET liveness", "SET %s 1 EX %d", k1, ttl);
     /* Forget what this node wrote before (clients that left while Redis
      * was away included); the workers' resync below writes the live ones. */
-    link_cmd(e, on_reply, "clean node state", "EVALSHA %s 0 %s %s", e->sha[RS_CLEAN_NODE], e->prefix, e->node);
+    registry_script(e, on_reply, "clean node state", RS_CLEAN_NODE, e->node, NULL, NULL);
     for (uint32_t s = 0; s < h->syms->n; s++) {
         double first;
         int64_t seq = cluster_local_seq(h, s, &first);
@@ -97,16 +117,19 @@ void redis_engine_became_up(struct redis_engine *e) {
             continue;
         char fs[40];
         snprintf(fs, sizeof(fs), "%.17g", first);
-        cluster_key(e, k1, sizeof(k1), "seq:", h->syms->names[s]);
-        cluster_key(e, k2, sizeof(k2), "first:", h->syms->names[s]);
-        link_cmd(e, on_reply, "writeback", "EVALSHA %s 2 %s %s %lld %s", e->sha[RS_WRITEBACK], k1, k2,
-                 (long long)seq, fs);
+        cluster_sym_key(e, k1, sizeof(k1), "seq:", h->syms->names[s]);
+        cluster_sym_key(e, k2, sizeof(k2), "first:", h->syms->names[s]);
+        link_cmdk(e, k1, on_reply, "writeback", "EVALSHA %s 2 %s %s %lld %s", e->sha[RS_WRITEBACK], k1, k2,
+                  (long long)seq, fs);
     }
     cluster_key(e, k1, sizeof(k1), "blocked", NULL);
-    link_cmd(e, cluster_on_blocked_list, NULL, "HGETALL %s", k1);
+    link_cmdk(e, k1, cluster_on_blocked_list, NULL, "HGETALL %s", k1);
     cluster_key(e, k1, sizeof(k1), "control", NULL);
     cluster_key(e, k2, sizeof(k2), "beat:", e->node); /* the watchdog's proof that this link hears */
-    redisAsyncCommand(e->sub.ac, cluster_on_message, NULL, "SUBSCRIBE %s %s", k1, k2);
+    if (e->shards) /* a cluster: each primary's beat is subscribed with its link (shards.c) */
+        link_subscribe(e, k1, true);
+    else
+        redisAsyncCommand(e->sub.ac, cluster_on_message, NULL, "SUBSCRIBE %s %s", k1, k2);
     memset(e->subscribed, 0, h->syms->n * sizeof(bool));
     for (uint32_t s = 0; s < h->syms->n; s++)
         cluster_catch_up_reset(&e->catch_up[s]);
@@ -127,12 +150,12 @@ static void on_tick(uv_timer_t *t) {
     char k[160], now_s[24];
     int ttl = e->cfg->node_ttl_s;
     cluster_key(e, k, sizeof(k), "node:", e->node);
-    link_cmd(e, on_reply, "SET liveness", "SET %s 1 EX %d", k, ttl);
+    link_cmdk(e, k, on_reply, "SET liveness", "SET %s 1 EX %d", k, ttl);
     uint64_t now = uv_now(t->loop);
     if (now >= e->cleanup_due) {
         e->cleanup_due = now + (uint64_t)ttl * 1000 / 2;
         snprintf(now_s, sizeof(now_s), "%lld", (long long)time(NULL));
-        link_cmd(e, on_reply, "cleanup", "EVALSHA %s 0 %s %s", e->sha[RS_CLEANUP], e->prefix, now_s);
+        registry_script(e, on_reply, "cleanup", RS_CLEANUP, now_s, NULL, NULL);
     }
 }
 
@@ -145,6 +168,7 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
     case RM_PUBLISH: {
         struct tick_in *in = m->ptr;
         if (up && e->inflight >= (uint32_t)e->cfg->max_inflight) {
+            atomic_fetch_add(&e->inflight_full, 1);
             count_error(e, "link stalled", "redis.max_inflight ticks awaiting Redis");
             link_fail(e, "stalled: redis.max_inflight ticks awaiting Redis", true);
             up = false;
@@ -168,8 +192,7 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         if (up) {
             char lim[16];
             snprintf(lim, sizeof(lim), "%d", a->limit);
-            if (link_cmd(e, cluster_on_admit_reply, a, "EVALSHA %s 0 %s %s %s %s", e->sha[RS_ADMIT], e->prefix, e->node,
-                                  a->user, lim) == REDIS_OK)
+            if (registry_script(e, cluster_on_admit_reply, a, RS_ADMIT, e->node, a->user, lim) == REDIS_OK)
                 break;
         }
         a->ok = true; /* local limits only */
@@ -181,10 +204,10 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
     case RM_QUERY: {
         struct redis_query *q = m->ptr;
         char k[160], count[16];
-        cluster_key(e, k, sizeof(k), "history:", h->syms->names[q->sym]);
+        cluster_sym_key(e, k, sizeof(k), "history:", h->syms->names[q->sym]);
         snprintf(count, sizeof(count), "%u",
                  q->analysis || q->limit > h->history_size ? h->history_size : q->limit);
-        if (!up || link_cmd(e, cluster_on_query_reply, q, "XREVRANGE %s + - COUNT %s", k, count) != REDIS_OK) {
+        if (!up || link_cmdk(e, k, cluster_on_query_reply, q, "XREVRANGE %s + - COUNT %s", k, count) != REDIS_OK) {
             cluster_answer_locally(e, q);
             cluster_query_free(q);
         }
@@ -199,14 +222,14 @@ static void on_mail(struct mailbox *mb, struct mail *m, void *data) {
         if (up && control_parse(msg, strlen(msg), &cm) == 0) {
             char k[160], ip[64];
             cluster_key(e, k, sizeof(k), "control", NULL);
-            link_cmd(e, on_reply, "PUBLISH control", "PUBLISH %s %s", k, msg);
+            link_cmdk(e, k, on_reply, "PUBLISH control", "%s %s %s", e->shards ? "SPUBLISH" : "PUBLISH", k, msg);
             cluster_key(e, k, sizeof(k), "blocked", NULL); /* the shared block list */
             ip16_format(&cm.ip, ip, sizeof(ip));
             if (cm.kind == 'B')
-                link_cmd(e, on_reply, "HSET blocked", "HSET %s %s %lld", k, ip,
-                         cm.duration_s ? (long long)time(NULL) + cm.duration_s : 0LL);
+                link_cmdk(e, k, on_reply, "HSET blocked", "HSET %s %s %lld", k, ip,
+                          cm.duration_s ? (long long)time(NULL) + cm.duration_s : 0LL);
             else if (cm.kind == 'U')
-                link_cmd(e, on_reply, "HDEL blocked", "HDEL %s %s", k, ip);
+                link_cmdk(e, k, on_reply, "HDEL blocked", "HDEL %s %s", k, ip);
         }
         free(msg);
         break;
@@ -300,7 +323,7 @@ int redis_engine_append(struct redis_engine *e, const char *stream, int nfields,
     argv[1] = stream;
     argv[2] = "*";
     memcpy(argv + 3, fields, (size_t)nfields * sizeof(*fields));
-    if (link_cmd_argv(e, on_appended, c, 3 + nfields, argv) != REDIS_OK) {
+    if (link_cmdk_argv(e, stream, on_appended, c, 3 + nfields, argv) != REDIS_OK) {
         free(c);
         return -1;
     }
@@ -314,8 +337,8 @@ int redis_engine_last_price(struct redis_engine *e, uint32_t sym, void (*done)(v
     c->priced = done;
     c->priv = priv;
     char k[160];
-    cluster_key(e, k, sizeof(k), "last:", e->hub->syms->names[sym]);
-    if (link_cmd(e, on_last_price, c, "GET %s", k) != REDIS_OK) {
+    cluster_sym_key(e, k, sizeof(k), "last:", e->hub->syms->names[sym]);
+    if (link_cmdk(e, k, on_last_price, c, "GET %s", k) != REDIS_OK) {
         free(c);
         return -1;
     }
@@ -425,13 +448,26 @@ int redis_engine_start(struct redis_engine *e, const struct redis_engine_env *en
         free(e->password);
         return -1;
     }
+    if (e->cfg->cluster && e->db != 0) {
+        fprintf(stderr, "tickgate: redis.url: a Redis Cluster has database 0 only (redis.cluster is true)\n");
+        free(e->password);
+        return -1;
+    }
+    if (e->cfg->cluster && shards_init(e) < 0) {
+        free(e->password);
+        return -1;
+    }
     e->prefix = strdup(e->cfg->key_prefix);
+    if (e->prefix && asprintf(&e->rprefix, "%s%s", e->prefix, e->shards ? REGISTRY_TAG : "") < 0)
+        e->rprefix = NULL;
     e->subscribed = calloc(nsyms, sizeof(bool));
     e->catch_up = calloc(nsyms, sizeof(struct catch_up));
     e->echo = calloc((size_t)e->cfg->max_inflight, sizeof(struct echo_wait));
-    if (!e->prefix || !e->subscribed || !e->catch_up || !e->echo || redis_scripts_sha(e->sha) < 0 ||
+    if (!e->prefix || !e->rprefix || !e->subscribed || !e->catch_up || !e->echo || redis_scripts_sha(e->sha) < 0 ||
         mailbox_init(&e->inbox, loop, 65536, on_mail, e) < 0) {
         fprintf(stderr, "tickgate: cannot start the Redis engine: out of memory\n");
+        shards_free(e);
+        free(e->rprefix);
         free(e->prefix);
         free(e->subscribed);
         free(e->catch_up);
@@ -471,10 +507,10 @@ void redis_engine_stop(struct redis_engine *e) {
         char k[160], k2[200], now_s[24];
         cluster_key(e, k, sizeof(k), "node:", e->node);
         snprintf(now_s, sizeof(now_s), "%lld", (long long)time(NULL));
-        link_cmd(e, NULL, NULL, "DEL %s", k);
-        link_cmd(e, NULL, NULL, "EVALSHA %s 0 %s %s", e->sha[RS_CLEANUP], e->prefix, now_s);
+        link_cmdk(e, k, NULL, NULL, "DEL %s", k);
+        registry_script(e, NULL, NULL, RS_CLEANUP, now_s, NULL, NULL);
         snprintf(k2, sizeof(k2), "%s:users", k);
-        link_cmd(e, NULL, NULL, "DEL %s", k2);
+        link_cmdk(e, k2, NULL, NULL, "DEL %s", k2);
     }
     e->stopping = true;
     atomic_store(&e->up, false);
@@ -497,7 +533,9 @@ void redis_engine_free(struct redis_engine *e) {
         cluster_echo_pop(e);
     free(e->echo);
     free(e->prefix);
+    free(e->rprefix);
     free(e->password);
     sentinel_free(e);
+    shards_free(e);
     e->enabled = false;
 }

@@ -148,6 +148,8 @@ struct redis_engine {
     struct redis_engine_ops ops;    /* the rooms above */
     bool enabled;                   /* redis.url or redis.sentinels set */
     struct sentinel *sentinel;      /* redis.sentinels: they name host:port (cluster/sentinel.h); else NULL */
+    struct shards *shards;          /* redis.cluster: the primaries and slot map (cluster/shards.h); else NULL */
+    char *rprefix;                  /* the registry's key prefix (on a cluster: prefix + "{registry}:") */
     char host[256];
     int port, db;
     char *password;                 /* never logged */
@@ -177,6 +179,7 @@ struct redis_engine {
     _Atomic bool synced;            /* up once since start: the node's first sync is done (/ready) */
     _Atomic uint64_t errors;        /* redis_errors_total */
     _Atomic uint64_t published;     /* ticks sent through Redis */
+    _Atomic uint64_t inflight_full; /* times redis.max_inflight ticks awaited Redis (links dropped) */
 };
 
 

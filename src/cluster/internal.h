@@ -9,13 +9,19 @@
 #include "base/config.h"
 #include "cluster/engine.h"
 #include "cluster/link.h"
+#include "cluster/shards.h"
 
 struct hub;
 struct tick;
 struct recover_req;
+struct redisReply;
 
-/* out = prefix + a + b. */
+/* A registry key or channel: out = prefix + a + b (on a cluster the
+ * prefix carries the tag {registry}: shards.h). */
 void cluster_key(struct redis_engine *e, char *out, size_t len, const char *a, const char *b);
+/* A symbol's key or channel: prefix + kind + SYM (on a cluster
+ * prefix + kind + {SYM}, so all of a symbol's share one slot). */
+void cluster_sym_key(struct redis_engine *e, char *out, size_t len, const char *kind, const char *sym);
 
 /* engine.c */
 void redis_engine_became_up(struct redis_engine *e);
@@ -31,6 +37,7 @@ void redis_engine_echo_flush(struct redis_engine *e);  /* own ticks not heard ba
 #define echo_flush redis_engine_echo_flush
 void cluster_echo_pop(struct redis_engine *e);
 void cluster_on_message(redisAsyncContext *ac, void *r, void *priv); /* the pub/sub link's replies */
+void cluster_on_pubsub(struct redis_engine *e, struct redisReply *reply); /* ...and a cluster's sharded ones */
 void cluster_reconcile(struct redis_engine *e, uint32_t sym);         /* (un)subscribe sym as wanted */
 void cluster_catch_up_reset(struct catch_up *cu);
 int64_t cluster_local_seq(struct hub *h, uint32_t sym, double *first);

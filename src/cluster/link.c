@@ -13,6 +13,7 @@
 #include "cluster/engine.h"
 #include "cluster/scripts.h"
 #include "cluster/sentinel.h"
+#include "cluster/shards.h"
 #include "cluster/uv_adapter.h"
 
 #define BACKOFF_START_MS 100
@@ -27,7 +28,13 @@ static uint64_t wall_ms(void) {
 }
 
 bool link_live(const struct redis_engine *e, const redisAsyncContext *ac) {
-    return ac && ((ac == e->cmd.ac && !e->cmd.dead) || (ac == e->sub.ac && !e->sub.dead));
+    return ac && ((ac == e->cmd.ac && !e->cmd.dead) || (ac == e->sub.ac && !e->sub.dead) ||
+                  (e->shards && shards_live(e, ac)));
+}
+
+/* Any link not yet freed (a cluster's primaries' included). */
+static bool any_open(const struct redis_engine *e) {
+    return e->cmd.ac || e->sub.ac || (e->shards && shards_open(e));
 }
 
 static void set_down(struct redis_engine *e, const char *why) {
@@ -41,7 +48,7 @@ static void on_retry(uv_timer_t *t) { link_connect_all(t->data); }
  * before the fence (the last tick whose fate is unknown is past its
  * deadline in Redis, so a resumed Redis cannot publish it to us). */
 static void start_retry(struct redis_engine *e) {
-    if (e->stopping || e->cmd.ac || e->sub.ac || uv_is_active((uv_handle_t *)&e->retry))
+    if (e->stopping || any_open(e) || uv_is_active((uv_handle_t *)&e->retry))
         return;
     uint64_t delay = e->backoff_ms, now = now_ms(e);
     if (e->fence_ms > now && e->fence_ms - now > delay)
@@ -59,8 +66,10 @@ static void reap(struct redis_engine *e) {
     for (int i = 0; i < 2; i++)
         if (ls[i]->ac && ls[i]->dead)
             redisAsyncFree(ls[i]->ac); /* pending callbacks run with no reply; gone hook clears ->ac */
+    if (e->shards)
+        shards_reap(e);
     set_down(e, e->fail_why ? e->fail_why : "connection lost");
-    if (e->cmd.ac || e->sub.ac)
+    if (any_open(e))
         return;
     if (!e->stopping)
         start_retry(e);
@@ -71,7 +80,7 @@ static void reap(struct redis_engine *e) {
 static void on_reap(uv_timer_t *t) { reap(t->data); }
 
 void link_settle(struct redis_engine *e) {
-    if ((e->cmd.ac && e->cmd.dead) || (e->sub.ac && e->sub.dead))
+    if ((e->cmd.ac && e->cmd.dead) || (e->sub.ac && e->sub.dead) || (e->shards && shards_dead(e)))
         reap(e);
 }
 
@@ -85,9 +94,11 @@ void link_fail(struct redis_engine *e, const char *why, bool now) {
             marked = true;
         }
     }
+    if (e->shards && shards_mark_dead(e))
+        marked = true;
     if (marked)
         e->fail_why = why;
-    if (now || (!e->cmd.ac && !e->sub.ac))
+    if (now || !any_open(e))
         reap(e);
     else
         uv_timer_start(&e->reap, on_reap, 0, 0);
@@ -109,7 +120,11 @@ static void on_link_gone(void *arg, const char *err) {
         redis_engine_count_error(e, "connection lost", err);
         link_fail(e, "connection lost", false);
     }
-    if (e->cmd.ac || e->sub.ac)
+    link_after_gone(e);
+}
+
+void link_after_gone(struct redis_engine *e) {
+    if (any_open(e))
         return;
     if (e->stopping) {
         if (!uv_is_closing((uv_handle_t *)&e->reap))
@@ -122,6 +137,10 @@ static void on_link_gone(void *arg, const char *err) {
 /* Both handshakes answered: the engine writes its state back. */
 static void link_ready(struct redis_engine *e, struct redis_link *l) {
     l->ready = true;
+    if (e->shards) { /* a cluster: the seed's map names the links to open */
+        shards_ask_map(e);
+        return;
+    }
     if (e->cmd.ready && e->sub.ready) {
         e->backoff_ms = BACKOFF_START_MS;
         redis_engine_became_up(e);
@@ -188,6 +207,8 @@ static void on_connect(const redisAsyncContext *cac, int status) {
             sentinel_verify(e, ac); /* a replica is never written to */
         redisAsyncCommand(ac, on_handshake_reply, "SELECT", "SELECT %d", e->db);
         redisAsyncCommand(ac, on_cmd_ready, NULL, "TIME");
+    } else if (e->shards && ac != e->sub.ac) {
+        shards_on_connect(e, ac);
     } else {
         redisAsyncCommand(ac, on_sub_ready, NULL, "PING");
     }
@@ -205,8 +226,8 @@ void link_tune_socket(int fd, int timeout_ms) {
     setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
 }
 
-static bool open_link(struct redis_engine *e, struct redis_link *l) {
-    redisAsyncContext *ac = redisAsyncConnect(e->host, e->port);
+bool link_open(struct redis_engine *e, struct redis_link *l, const char *host, int port) {
+    redisAsyncContext *ac = redisAsyncConnect(host, port);
     if (!ac)
         return false;
     if (ac->err) {
@@ -229,7 +250,7 @@ static bool open_link(struct redis_engine *e, struct redis_link *l) {
 }
 
 void link_connect_all(struct redis_engine *e) {
-    if (e->stopping || e->cmd.ac || e->sub.ac)
+    if (e->stopping || any_open(e))
         return;
     if (e->sentinel)
         sentinel_ask(e); /* its answer opens the links */
@@ -238,7 +259,7 @@ void link_connect_all(struct redis_engine *e) {
 }
 
 void link_retry_now(struct redis_engine *e) {
-    if (e->stopping || e->cmd.ac || e->sub.ac)
+    if (e->stopping || any_open(e))
         return;
     uint64_t now = now_ms(e);
     uv_timer_stop(&e->retry);
@@ -250,27 +271,40 @@ void link_retry_now(struct redis_engine *e) {
 }
 
 void link_open_all(struct redis_engine *e) {
-    if (e->stopping || e->cmd.ac || e->sub.ac)
+    if (e->stopping || any_open(e))
         return;
     e->fail_why = NULL;
-    if (!open_link(e, &e->cmd) || !open_link(e, &e->sub))
+    if (e->shards) { /* a cluster: the seed link first (shards.h) */
+        shards_next_seed(e);
+        if (!link_open(e, &e->cmd, e->host, e->port))
+            link_fail(e, "connect failed", true);
+        return;
+    }
+    if (!link_open(e, &e->cmd, e->host, e->port) || !link_open(e, &e->sub, e->host, e->port))
         link_fail(e, "connect failed", true);
 }
 
-/* The command link when it counts, with its no-progress clock started
+/* A command link when it counts, with its no-progress clock started
  * if nothing was outstanding. */
-static redisAsyncContext *cmd_link(struct redis_engine *e) {
-    redisAsyncContext *ac = e->cmd.ac;
-    if (!ac || e->cmd.dead)
+redisAsyncContext *link_cmd_ac(struct redis_engine *e, struct redis_link *l) {
+    redisAsyncContext *ac = l->ac;
+    if (!ac || l->dead)
         return NULL;
     if (!ac->replies.head)
-        e->cmd.progress_ms = now_ms(e);
+        l->progress_ms = now_ms(e);
     return ac;
 }
 
-int link_vcmd(struct redis_engine *e, redisCallbackFn *fn, void *priv, const char *fmt, va_list ap) {
-    redisAsyncContext *ac = cmd_link(e);
+static redisAsyncContext *cmd_link(struct redis_engine *e) { return link_cmd_ac(e, &e->cmd); }
+
+int link_vcmd_link(struct redis_engine *e, struct redis_link *l, redisCallbackFn *fn, void *priv, const char *fmt,
+                   va_list ap) {
+    redisAsyncContext *ac = link_cmd_ac(e, l);
     return ac ? redisvAsyncCommand(ac, fn, priv, fmt, ap) : REDIS_ERR;
+}
+
+int link_vcmd(struct redis_engine *e, redisCallbackFn *fn, void *priv, const char *fmt, va_list ap) {
+    return link_vcmd_link(e, &e->cmd, fn, priv, fmt, ap);
 }
 
 int link_cmd(struct redis_engine *e, redisCallbackFn *fn, void *priv, const char *fmt, ...) {
@@ -307,6 +341,10 @@ static void on_watch(uv_timer_t *t) {
         link_fail(e, l->ready ? "stalled: no answer within redis.timeout_ms" : "connect timed out", true);
         return;
     }
+    if (e->shards) { /* a cluster: its primaries' links and beats */
+        shards_watch(e, now, timeout);
+        return;
+    }
     if (atomic_load(&e->up)) {
         char ch[200];
         snprintf(ch, sizeof(ch), "%sbeat:%s", e->prefix, e->node);
@@ -330,6 +368,8 @@ void link_init(struct redis_engine *e) {
 void link_stop(struct redis_engine *e) {
     uv_close((uv_handle_t *)&e->retry, NULL);
     uv_close((uv_handle_t *)&e->watch, NULL);
+    if (e->shards)
+        shards_stop(e);
     if (e->sub.ac) { /* nothing to flush on pub/sub */
         e->sub.dead = true;
         redisAsyncFree(e->sub.ac);
@@ -347,6 +387,6 @@ void link_stop(struct redis_engine *e) {
         e->cmd.dead = true;
         redisAsyncFree(e->cmd.ac);
     }
-    if (!e->cmd.ac && !e->sub.ac && !uv_is_closing((uv_handle_t *)&e->reap))
+    if (!any_open(e) && !uv_is_closing((uv_handle_t *)&e->reap))
         uv_close((uv_handle_t *)&e->reap, NULL);
 }

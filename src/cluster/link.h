@@ -23,6 +23,7 @@
 #include <hiredis/async.h>
 
 struct redis_engine;
+struct redis_link;
 
 /* The first attempt, and each retry: opens both links (with Sentinel,
  * after asking it for the primary: sentinel.h). */
@@ -34,6 +35,18 @@ void link_open_all(struct redis_engine *e);
 /* Links down: the next attempt now, backoff reset (a new primary is
  * known), yet never before the fence. */
 void link_retry_now(struct redis_engine *e);
+
+/* Opens link l to host:port (its handshake follows on connect). */
+bool link_open(struct redis_engine *e, struct redis_link *l, const char *host, int port);
+
+/* A link was freed: when none is left, the retry (or, stopping, the end). */
+void link_after_gone(struct redis_engine *e);
+
+/* Command link l's context when it counts (its no-progress clock started
+ * when it was idle), else NULL; a command on it. */
+redisAsyncContext *link_cmd_ac(struct redis_engine *e, struct redis_link *l);
+int link_vcmd_link(struct redis_engine *e, struct redis_link *l, redisCallbackFn *fn, void *priv, const char *fmt,
+                   va_list ap);
 
 /* Keepalive and TCP_USER_TIMEOUT on a Redis socket (timeout_ms bound). */
 void link_tune_socket(int fd, int timeout_ms);

@@ -7,6 +7,7 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,10 +60,19 @@ static bool take_reply(struct redis_engine *e, struct recover_item *it, redisRep
     return true;
 }
 
+/* A reply's priv is its item; until answered, the item's n holds its
+ * index, which leads back to the request (on a cluster the symbols'
+ * primaries answer in any order). */
+static struct recover_req *req_of(struct recover_item *it) {
+    return (struct recover_req *)((char *)(it - it->n) - offsetof(struct recover_req, items));
+}
+
 static void on_recover_reply(redisAsyncContext *ac, void *rep, void *priv) {
     struct redis_engine *e = ac->data;
-    struct recover_req *r = priv;
-    struct recover_item *it = &r->items[r->answered++];
+    struct recover_item *it = priv;
+    struct recover_req *r = req_of(it);
+    it->n = 0;
+    r->answered++;
     if (!take_reply(e, it, link_live(e, ac) ? rep : NULL)) {
         if (rep && ((redisReply *)rep)->type == REDIS_REPLY_ERROR)
             count_error(e, "recover script", ((redisReply *)rep)->str);
@@ -82,15 +92,17 @@ void cluster_recover(struct redis_engine *e, struct recover_req *r) {
         struct recover_item *it = &r->items[i];
         const char *name = h->syms->names[it->sym];
         char k1[128], k2[128], k3[128], from[24] = "", count[16];
-        cluster_key(e, k1, sizeof(k1), "epoch:", name);
-        cluster_key(e, k2, sizeof(k2), "history:", name);
-        cluster_key(e, k3, sizeof(k3), "seq:", name);
+        cluster_sym_key(e, k1, sizeof(k1), "epoch:", name);
+        cluster_sym_key(e, k2, sizeof(k2), "history:", name);
+        cluster_sym_key(e, k3, sizeof(k3), "seq:", name);
         if (it->want)
             snprintf(from, sizeof(from), "%llu", (unsigned long long)it->after + 1);
         snprintf(count, sizeof(count), "%u", h->history_size);
-        if (!up || link_cmd(e, on_recover_reply, r, "EVALSHA %s 3 %s %s %s %s %s %s", e->sha[RS_RECOVER], k1, k2, k3,
+        it->n = i; /* req_of() */
+        if (!up || link_cmdk(e, k1, on_recover_reply, it, "EVALSHA %s 3 %s %s %s %s %s %s", e->sha[RS_RECOVER], k1, k2, k3,
                             from, count, cluster_epoch_tag(e)) != REDIS_OK) {
             up = false;
+            it->n = 0;
             replay_fill_item(h, it);
             continue;
         }

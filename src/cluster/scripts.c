@@ -19,7 +19,8 @@
  * node sees one order. A tick past its deadline (Redis's clock) is
  * refused with -1: its sender gave up on this link and delivered it
  * itself, so running it now (a Redis that was stopped and resumed) would
- * deliver it twice. Returns the published message, which the sender keeps
+ * deliver it twice. ARGV[8] names the publish: PUBLISH, or SPUBLISH on a
+ * cluster (the channel is in the keys' slot). Returns the published message, which the sender keeps
  * until it hears its own tick back on the pub/sub link. */
 static const char PUBLISH_LUA[] =
     "local t = redis.call('TIME') "
@@ -41,7 +42,7 @@ static const char PUBLISH_LUA[] =
      * fail the XADD after the INCR: that stream cannot serve a recovery. */
     "if type(redis.pcall('XADD', KEYS[5], 'MAXLEN', ARGV[3], seq .. '-0', 't', msg)) == 'table' then "
     "  redis.call('DEL', KEYS[5]) redis.call('XADD', KEYS[5], 'MAXLEN', ARGV[3], seq .. '-0', 't', msg) end "
-    "redis.call('PUBLISH', KEYS[4], msg) "
+    "redis.call(ARGV[8], KEYS[4], msg) "
     "return msg";
 
 /* Recovery's question to the cluster (PROTOCOL.md section 13): the
@@ -64,6 +65,10 @@ static const char WRITEBACK_LUA[] =
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') "
     "if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end "
     "redis.call('SET', KEYS[2], ARGV[2], 'NX') return 1";
+
+/* The registry scripts (admission, a node's clean-up, the cleanup of
+ * dead nodes) declare KEYS[1] = the registry's nodes set: on a cluster
+ * it routes them to the registry's slot, where every key they touch is. */
 
 /* Per-user admission across every live node. */
 static const char ADMIT_LUA[] =

@@ -5,12 +5,13 @@
 #define TG_REDIS_SCRIPTS_H
 
 enum redis_script {
-    RS_PUBLISH,     /* KEYS seq first last channel history epoch; ARGV body start maxlen vol ts deadline_ms tag */
+    RS_PUBLISH,     /* KEYS seq first last channel history epoch; ARGV body start maxlen vol ts deadline_ms tag
+                       publish-command */
     RS_WRITEBACK,   /* KEYS seq first; ARGV seq first */
-    RS_ADMIT,       /* ARGV prefix node user limit */
+    RS_ADMIT,       /* KEYS nodes; ARGV registry-prefix node user limit */
     RS_RELEASE,     /* KEYS users-hash; ARGV user */
-    RS_CLEAN_NODE,  /* ARGV prefix node */
-    RS_CLEANUP,     /* ARGV prefix now_s */
+    RS_CLEAN_NODE,  /* KEYS nodes; ARGV registry-prefix node */
+    RS_CLEANUP,     /* KEYS nodes; ARGV registry-prefix now_s */
     RS_RECOVER,     /* KEYS epoch history seq; ARGV from_seq|'' count tag */
     RS_COUNT
 };

@@ -146,24 +146,24 @@ void cluster_handle_note(struct redis_engine *e, struct redis_note *n) {
     snprintf(users, sizeof(users), "%s:users", node);
     switch (n->kind) {
     case NOTE_OPEN:
-        link_cmd(e, on_reply, "HSET connections", "HSET %s %s %s", conns, n->cid, n->text);
-        link_cmd(e, on_reply, "SADD clients", "SADD %s %s", set, n->cid);
+        link_cmdk(e, conns, on_reply, "HSET connections", "HSET %s %s %s", conns, n->cid, n->text);
+        link_cmdk(e, set, on_reply, "SADD clients", "SADD %s %s", set, n->cid);
         if (n->resync && n->user)
-            link_cmd(e, on_reply, "HINCRBY users", "HINCRBY %s %s 1", users, n->user);
+            link_cmdk(e, users, on_reply, "HINCRBY users", "HINCRBY %s %s 1", users, n->user);
         break;
     case NOTE_SUBS:
-        link_cmd(e, on_reply, "HSET subscriptions", "HSET %s %s %s", subs, n->cid, n->text);
+        link_cmdk(e, subs, on_reply, "HSET subscriptions", "HSET %s %s %s", subs, n->cid, n->text);
         break;
     case NOTE_RELEASE_USER:
         if (n->user)
-            link_cmd(e, on_reply, "release user", "EVALSHA %s 1 %s %s", e->sha[RS_RELEASE], users, n->user);
+            link_cmdk(e, users, on_reply, "release user", "EVALSHA %s 1 %s %s", e->sha[RS_RELEASE], users, n->user);
         break;
     case NOTE_CLOSE:
-        link_cmd(e, on_reply, "HDEL connections", "HDEL %s %s", conns, n->cid);
-        link_cmd(e, on_reply, "HDEL subscriptions", "HDEL %s %s", subs, n->cid);
-        link_cmd(e, on_reply, "SREM clients", "SREM %s %s", set, n->cid);
+        link_cmdk(e, conns, on_reply, "HDEL connections", "HDEL %s %s", conns, n->cid);
+        link_cmdk(e, subs, on_reply, "HDEL subscriptions", "HDEL %s %s", subs, n->cid);
+        link_cmdk(e, set, on_reply, "SREM clients", "SREM %s %s", set, n->cid);
         if (n->user)
-            link_cmd(e, on_reply, "release user", "EVALSHA %s 1 %s %s", e->sha[RS_RELEASE], users, n->user);
+            link_cmdk(e, users, on_reply, "release user", "EVALSHA %s 1 %s %s", e->sha[RS_RELEASE], users, n->user);
         break;
     }
 }

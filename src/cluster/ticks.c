@@ -145,25 +145,25 @@ static struct catch_up *catch_up_of(struct redis_engine *e, void *tag, uint32_t 
 
 /* Subscribes or unsubscribes sym's channel to match local activity. */
 void cluster_reconcile(struct redis_engine *e, uint32_t sym) {
-    if (!atomic_load(&e->up) || !link_live(e, e->sub.ac))
+    if (!atomic_load(&e->up) || !link_sub_live(e))
         return;
     struct hub *h = e->hub;
     bool want = hub_is_active(h, sym) || hub_is_watched(h, sym); /* subscribers, resting orders */
     if (want == e->subscribed[sym])
         return;
     char ch[128];
-    cluster_key(e, ch, sizeof(ch), "tick:", h->syms->names[sym]);
+    cluster_sym_key(e, ch, sizeof(ch), "tick:", h->syms->names[sym]);
     if (want) {
         /* Catch-up: the newest history id now (marker), then SUBSCRIBE;
          * when both have answered, replay the stream from the marker. */
         char hk[160];
-        cluster_key(e, hk, sizeof(hk), "history:", h->syms->names[sym]);
+        cluster_sym_key(e, hk, sizeof(hk), "history:", h->syms->names[sym]);
         cluster_catch_up_reset(&e->catch_up[sym]);
         e->catch_up[sym].pending = true;
-        link_cmd(e, on_marker, catch_up_tag(e, sym), "XREVRANGE %s + - COUNT 1", hk);
-        redisAsyncCommand(e->sub.ac, cluster_on_message, NULL, "SUBSCRIBE %s", ch);
+        link_cmdk(e, hk, on_marker, catch_up_tag(e, sym), "XREVRANGE %s + - COUNT 1", hk);
+        link_subscribe(e, ch, true);
     } else {
-        redisAsyncCommand(e->sub.ac, NULL, NULL, "UNSUBSCRIBE %s", ch);
+        link_subscribe(e, ch, false);
         cluster_catch_up_reset(&e->catch_up[sym]);
     }
     e->subscribed[sym] = want;
@@ -225,13 +225,13 @@ static uint64_t msg_seq(struct redis_engine *e, const char *msg, size_t len) {
 static void catch_up_page(struct redis_engine *e, uint32_t sym) {
     struct catch_up *cu = &e->catch_up[sym];
     char k[160], from[40];
-    cluster_key(e, k, sizeof(k), "history:", e->hub->syms->names[sym]);
+    cluster_sym_key(e, k, sizeof(k), "history:", e->hub->syms->names[sym]);
     if (cu->last[0])
         snprintf(from, sizeof(from), "(%s", cu->last);
     else
         snprintf(from, sizeof(from), "%s", cu->marker[0] ? cu->marker : "-");
     cu->pages++;
-    if (link_cmd(e, on_catch_up, catch_up_tag(e, sym), "XRANGE %s %s + COUNT %u", k, from, CATCH_UP_TICKS) !=
+    if (link_cmdk(e, k, on_catch_up, catch_up_tag(e, sym), "XRANGE %s %s + COUNT %u", k, from, CATCH_UP_TICKS) !=
         REDIS_OK)
         cluster_catch_up_reset(cu); /* the link failed: its reconnect starts a new catch-up */
 }
@@ -276,8 +276,7 @@ static void on_catch_up(redisAsyncContext *ac, void *r, void *priv) {
  * of the stream's older ticks. Bound: CATCH_UP_TICKS held; past it the
  * oldest held one is dropped (the stream has it: the pages read up to it).
  * False when sym is not catching up. */
-static bool hold_tick(struct redis_engine *e, const char *ch, size_t chl, const char *msg, size_t len) {
-    int sym = symbols_find(e->hub->syms, ch, chl);
+static bool hold_tick(struct redis_engine *e, int sym, const char *msg, size_t len) {
     if (sym < 0 || !e->catch_up[sym].pending)
         return false;
     struct catch_up *cu = &e->catch_up[sym];
@@ -326,37 +325,56 @@ static void on_marker(redisAsyncContext *ac, void *r, void *priv) {
     maybe_catch_up(e, sym);
 }
 
-/* Pub/sub messages and SUBSCRIBE confirmations. */
-void cluster_on_message(redisAsyncContext *ac, void *r, void *priv) {
-    struct redis_engine *e = ac->data;
-    redisReply *reply = r;
-    if (!reply)
-        return;
+/* The symbol of a tick channel (P"tick:SYM", on a cluster P"tick:{SYM}"),
+ * or -1 when ch is not one. */
+static int tick_channel(struct redis_engine *e, const char *ch, size_t len) {
+    size_t pl = strlen(e->prefix), wrap = e->shards ? 1 : 0;
+    if (len <= pl + 5 + 2 * wrap || strncmp(ch, e->prefix, pl) != 0 || strncmp(ch + pl, "tick:", 5) != 0)
+        return -1;
+    const char *name = ch + pl + 5 + wrap;
+    if (wrap && (name[-1] != '{' || ch[len - 1] != '}'))
+        return -1;
+    return symbols_find(e->hub->syms, name, len - pl - 5 - 2 * wrap);
+}
+
+static bool is_kind(const redisReply *kind, const char *a) {
+    return kind->type == REDIS_REPLY_STRING &&
+           (strcmp(kind->str, a) == 0 || (kind->str[0] == 's' && strcmp(kind->str + 1, a) == 0));
+}
+
+/* Pub/sub messages and (S)SUBSCRIBE confirmations. */
+void cluster_on_pubsub(struct redis_engine *e, redisReply *reply) {
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
         return;
     redisReply *kind = reply->element[0], *ch = reply->element[1], *body = reply->element[2];
-    size_t pl = strlen(e->prefix);
-    if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "subscribe") == 0 && ch->type == REDIS_REPLY_STRING &&
-        ch->len > pl + 5 && strncmp(ch->str + pl, "tick:", 5) == 0 && link_live(e, e->cmd.ac)) {
+    if (ch->type != REDIS_REPLY_STRING)
+        return;
+    int sym = tick_channel(e, ch->str, ch->len);
+    if (is_kind(kind, "subscribe") && sym >= 0 && link_live(e, e->cmd.ac)) {
         /* Listening now: replay what was published since the marker;
          * hub_deliver skips what this node already has. */
-        int sym = symbols_find(e->hub->syms, ch->str + pl + 5, ch->len - pl - 5);
-        if (sym >= 0) {
-            e->catch_up[sym].have |= 2;
-            maybe_catch_up(e, (uint32_t)sym);
-        }
+        e->catch_up[sym].have |= 2;
+        maybe_catch_up(e, (uint32_t)sym);
         return;
     }
-    if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") != 0 || body->type != REDIS_REPLY_STRING)
+    if (!is_kind(kind, "message") || body->type != REDIS_REPLY_STRING)
         return;
-    if (ch->len > pl + 5 && strncmp(ch->str + pl, "tick:", 5) == 0) {
-        if (!hold_tick(e, ch->str + pl + 5, ch->len - pl - 5, body->str, body->len))
+    if (sym >= 0) {
+        if (!hold_tick(e, sym, body->str, body->len))
             deliver_tick(e, body->str, body->len);
         if (e->echo_n)
             echo_trim(e);
+        return;
     }
-    else if (ch->len == pl + 7 && strncmp(ch->str + pl, "control", 7) == 0)
+    char control[200];
+    cluster_key(e, control, sizeof(control), "control", NULL);
+    if (strcmp(ch->str, control) == 0)
         cluster_apply_control(e, body->str, body->len);
+}
+
+void cluster_on_message(redisAsyncContext *ac, void *r, void *priv) {
+    if (r)
+        cluster_on_pubsub(ac->data, r);
 }
 
 /* Sends a tick to the publish script. The tick stays ours until Redis
@@ -374,17 +392,17 @@ int cluster_send_publish(struct redis_engine *e, struct tick_in *in) {
     snprintf(ts, sizeof(ts), "%lld", (long long)(in->timestamp ? in->timestamp : hub_now_ms()));
     double sp = h->syms->start[in->sym] > 0 ? h->syms->start[in->sym] : in->price;
     snprintf(start, sizeof(start), "%.17g", sp);
-    cluster_key(e, k1, sizeof(k1), "seq:", name);
-    cluster_key(e, k2, sizeof(k2), "first:", name);
-    cluster_key(e, k3, sizeof(k3), "last:", name);
-    cluster_key(e, k4, sizeof(k4), "tick:", name);
-    cluster_key(e, k5, sizeof(k5), "history:", name);
-    cluster_key(e, k6, sizeof(k6), "epoch:", name);
+    cluster_sym_key(e, k1, sizeof(k1), "seq:", name);
+    cluster_sym_key(e, k2, sizeof(k2), "first:", name);
+    cluster_sym_key(e, k3, sizeof(k3), "last:", name);
+    cluster_sym_key(e, k4, sizeof(k4), "tick:", name);
+    cluster_sym_key(e, k5, sizeof(k5), "history:", name);
+    cluster_sym_key(e, k6, sizeof(k6), "epoch:", name);
     snprintf(hist, sizeof(hist), "%d", e->hub->history_size);
     snprintf(deadline, sizeof(deadline), "%lld", (long long)link_deadline_ms(e));
-    int rc = link_cmd(e, on_publish_reply, in, "EVALSHA %s 6 %s %s %s %s %s %s %s %s %s %s %s %s %s",
-                      e->sha[RS_PUBLISH], k1, k2, k3, k4, k5, k6, body, start, hist, vol, ts, deadline,
-                      cluster_epoch_tag(e));
+    int rc = link_cmdk(e, k1, on_publish_reply, in, "EVALSHA %s 6 %s %s %s %s %s %s %s %s %s %s %s %s %s %s",
+                       e->sha[RS_PUBLISH], k1, k2, k3, k4, k5, k6, body, start, hist, vol, ts, deadline,
+                       cluster_epoch_tag(e), e->shards ? "SPUBLISH" : "PUBLISH");
     if (rc == REDIS_OK) {
         e->inflight++;
         e->last_publish_ms = uv_now(e->loop);

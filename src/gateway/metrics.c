@@ -236,6 +236,9 @@ void metrics_respond(struct conn *c, bool keep) {
     put(&o, "tickgate_redis_up %d\n", redis_engine_up(gw->redis) ? 1 : 0);
     head(&o, "redis_errors_total", "counter", "Redis connection and command errors.");
     put(&o, "tickgate_redis_errors_total %llu\n", (unsigned long long)LOAD(gw->redis->errors));
+    head(&o, "redis_inflight_full_total", "counter",
+         "Times redis.max_inflight ticks awaited Redis: the links were dropped, ticks served locally meanwhile.");
+    put(&o, "tickgate_redis_inflight_full_total %llu\n", (unsigned long long)LOAD(gw->redis->inflight_full));
     head(&o, "redis_published_total", "counter", "Ticks sent through Redis for cluster-wide sequencing.");
     put(&o, "tickgate_redis_published_total %llu\n", (unsigned long long)LOAD(gw->redis->published));
     head(&o, "blocked_ips", "gauge", "IP addresses blocked now.");

@@ -686,6 +686,22 @@ static void test_check_hostports(void **state) {
     assert_int_equal(config_check_hostports("a:1,b:2,c:3", 2), -1);
 }
 
+/* redis.cluster: needs redis.url, no Sentinel, and a key prefix without
+ * braces (the hash tags are tickgate's). */
+static void test_cluster_relations(void **state) {
+    (void)state;
+    struct config c;
+    expect_reject(load(&c, "--redis.cluster=true", NULL), &c, "redis.cluster");
+    expect_reject(load(&c, "--redis.cluster=true", "--redis.url=redis://a:1", "--redis.sentinels=a:2",
+                       "--redis.sentinel_master=m", NULL),
+                  &c, "redis.cluster");
+    expect_reject(load(&c, "--redis.cluster=true", "--redis.url=redis://a:1", "--redis.key_prefix=x{y}:", NULL), &c,
+                  "redis.key_prefix");
+    expect_ok(load(&c, "--redis.cluster=true", "--redis.url=redis://a:1", NULL));
+    assert_true(c.redis.cluster);
+    config_free(&c);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -711,6 +727,7 @@ int main(void) {
         T(test_split_listen_bad),
         T(test_split_listen_hostlen),
         T(test_check_hostports),
+        T(test_cluster_relations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
