@@ -302,7 +302,10 @@ def test_accept_without_file_descriptors(gateway):
     threads = [threading.Thread(target=hammer, daemon=True) for _ in range(2)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    # Until a worker has hit EMFILE, paused its accepts and taken them up
+    # again: the path under test, seen in its own log lines.
+    wait_until(lambda: any("accepting again" in line for line in gw._stderr), 15,
+               "a worker to pause at EMFILE and accept again")
     stop.set()
     for t in threads:
         t.join(5)
