@@ -27,6 +27,16 @@ def run(coro, timeout=30):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+async def take_until(it, seqs, pred):
+    """Appends the seqs of live updates from it (snapshots skipped) to seqs
+    until pred() holds."""
+    async for u in it:
+        if not u.get("snapshot"):
+            seqs.append(u["seq"])
+        if pred():
+            return
+
+
 # ---------- without a server ----------
 
 def test_backoff_is_exponential_with_full_jitter_and_capped():
@@ -112,11 +122,7 @@ def test_stream_requests_and_typed_errors(redis_server, rgw, rws):
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: pub.publish([{"symbol": SYM, "price": 190 + i / 100} for i in range(5)]))
             got = []
-            async for u in it:
-                if not u.get("snapshot"):
-                    got.append(u["seq"])
-                if len(got) == 5:
-                    break
+            await take_until(it, got, lambda: len(got) == 5)
             assert got == list(range(got[0], got[0] + 5))
             hist = await c.get_history(SYM, limit=5)
             assert hist["type"] == "history" and len(hist["updates"]) == 5
@@ -162,15 +168,7 @@ def test_node_killed_and_restarted_every_seq_exactly_once(redis_server, rgw, unm
         loop = asyncio.get_running_loop()
         c, it = await streaming(lb, events, pub)
         seqs = []
-
-        async def take_until(pred):
-            async for u in it:
-                if not u.get("snapshot"):
-                    seqs.append(u["seq"])
-                if pred():
-                    return
-
-        await take_until(lambda: len(seqs) >= 20)
+        await take_until(it, seqs, lambda: len(seqs) >= 20)
         lb.backend = None
         a.kill()
         before = seqs[-1]
@@ -184,9 +182,9 @@ def test_node_killed_and_restarted_every_seq_exactly_once(redis_server, rgw, unm
         a = await loop.run_in_executor(None, restart)
         lb.backend = a.port
         back, live_at_restart = time.monotonic(), pub.count
-        await take_until(lambda: seqs[-1] > live_at_restart)
+        await take_until(it, seqs, lambda: seqs[-1] > live_at_restart)
         first_live = time.monotonic() - back
-        await take_until(lambda: seqs[-1] >= live_at_restart + 20)
+        await take_until(it, seqs, lambda: seqs[-1] >= live_at_restart + 20)
         pub.stop()
         await c.close()
         return seqs, before, live_at_restart, first_live, c.stats
@@ -262,11 +260,7 @@ def test_drain_advisory_moves_the_client_to_another_node_without_a_gap(redis_ser
     async def go():
         c, it = await streaming(lb, events, pub)
         seqs = []
-        async for u in it:
-            if not u.get("snapshot"):
-                seqs.append(u["seq"])
-            if len(seqs) == 20:
-                break
+        await take_until(it, seqs, lambda: len(seqs) == 20)
         lb.backend = b.port
         a.send_signal(signal.SIGTERM)
         async for u in it:
