@@ -184,6 +184,20 @@ def cmd_rate(a):
     return 0
 
 
+def cmd_maxrate(a):
+    """factor x the ticks/s a server's fan-out ramp delivered at its best step
+    (delivered msgs/s / subscribers); exit 1 when that run is missing."""
+    try:
+        with open(a.file) as f:
+            v = num(((json.load(f) or {}).get("lg") or {}).get("delivered_per_s"))
+    except (OSError, ValueError):
+        v = None
+    if not v:
+        return 1
+    print(max(1, int(v / a.conns * a.factor)))
+    return 0
+
+
 STALL_CPU_PCT = 60
 LOADGEN_BUSY_PCT = 90
 
@@ -424,6 +438,29 @@ def scenario_rows(params):
             ("lost", metric_lg("lost"), "int", "lo"),
         ] + cpu),
     ]
+    def at_lo(fn):  # the same server's figure at 0.8x its maximum
+        def f(r, p):
+            lo = load(p["dir"], p["server"], "sat_0.8")
+            return fn(lo, p) if lo and not lo.get("skipped") else (None, "")
+        return f
+    def if_delivered(fn):  # a latency with nothing delivered in the window is not a figure
+        def f(r, p):
+            return fn(r, p) if lg_get(r, "delivered") else (None, "")
+        return f
+    rows.append(("sat_1.2", f"saturation: {P('fanout_conns')} subscribers x 1 symbol at a fixed 0.8x and 1.2x "
+                            f"each server's own fan-out max (this run's ramp)", {}, [
+        ("p99 us at 0.8x max", at_lo(if_delivered(metric_lg("p99_us"))), "int", "lo"),
+        ("p99 us at 1.2x max", if_delivered(metric_lg("p99_us")), "int", "lo"),
+        ("p99 at 1.2x / p99 at 0.8x", ratio_to_plain("sat_0.8", if_delivered(metric_lg("p99_us"))), "f2", "lo"),
+        ("p99.9 us at 1.2x max", if_delivered(metric_lg("p999_us")), "int", "lo"),
+        ("delivered msgs/s at 1.2x", metric_lg("delivered_per_s"), "int", "hi"),
+        ("delivered % of published at 1.2x", lambda r, p: (
+            100 * lg_get(r, "all_delivered") / lg_get(r, "all_expected")
+            if lg_get(r, "all_expected") and lg_get(r, "all_delivered") is not None else None, ""), "f1", None),
+        ("server RSS MiB at 1.2x (end)", metric_rss_mib, "f1", "lo"),
+        ("server RSS high-water MiB at 1.2x", lambda r, p: (
+            lg_get(r, "server_hwm_kb") / 1024 if lg_get(r, "server_hwm_kb") else None, ""), "f1", "lo"),
+    ] + cpu))
     for i, n in enumerate(str(params.get("idle_conns", "")).split(), 1):
         rows.append((f"idle{i}", f"idle: {int(n):,} subscribed idle connections", {"conns": int(n)}, [
             ("connections held", metric_conns, "int", "hi"),
@@ -666,6 +703,10 @@ def main():
     r.add_argument("--timeout", type=float, required=True)
     r.add_argument("--log", required=True)
     r.add_argument("cmd", nargs=argparse.REMAINDER)
+    mr = sub.add_parser("maxrate")
+    mr.add_argument("--file", required=True)
+    mr.add_argument("--conns", type=int, required=True)
+    mr.add_argument("--factor", type=float, required=True)
     q = sub.add_parser("rate")
     q.add_argument("--dir", required=True)
     q.add_argument("--servers", required=True)
@@ -692,7 +733,7 @@ def main():
         if not a.cmd:
             ap.error("run needs the loadgen command after --")
         return cmd_run(a)
-    return {"rate": cmd_rate, "table": cmd_table, "stalled": cmd_stalled, "best": cmd_best,
+    return {"rate": cmd_rate, "maxrate": cmd_maxrate, "table": cmd_table, "stalled": cmd_stalled, "best": cmd_best,
             "median": cmd_median}[a.cmd_name](a)
 
 

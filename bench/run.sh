@@ -23,6 +23,8 @@
 #   SERVER_CPU (0)  LOADGEN_CPU (1)  SOURCES (127.0.0.1,127.0.0.2,127.0.0.3)
 #   TICKGATE_ARGS   extra --SECTION.KEY=VALUE flags for tickgate
 #   LATENCY_RATE    ticks/s for the latency scenario (default: derived from fan-out)
+#   saturation      the fan-out shape at a fixed 0.8x and 1.2x of each server's own
+#                   fan-out maximum (needs fanout in the same run): p99 and RSS past the max
 #   RAMP_RETRIES (1)  reruns of a ramp that failed on a stall, not saturation
 #   STORM_RUNS (3)    storm runs per server; the median is reported
 #   RESULTS_DIR (bench/results)
@@ -40,7 +42,7 @@ TICKGATE_BIN=$(abspath "${TICKGATE_BIN:-build/tickgate}")
 LOADGEN_BIN=$(abspath "${LOADGEN_BIN:-build/loadgen}")
 NODE=${NODE:-node}
 SERVERS=${SERVERS:-tickgate uws ws}
-SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market market2c latency idle storm storm_paced fanout_tls idle_tls storm_tls mix recovery nodes}
+SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market market2c latency saturation idle storm storm_paced fanout_tls idle_tls storm_tls mix recovery nodes}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 SOURCES=${SOURCES:-127.0.0.1,127.0.0.2,127.0.0.3}
@@ -406,6 +408,22 @@ for server in $SERVERS; do
         scenario "$server" latency $((LATENCY_DURATION + WARMUP)) \
             --conns "$FANOUT_CONNS" --symbols 1 --per 1 --dist uniform \
             --rate "$LATENCY_RATE" --duration "$LATENCY_DURATION" --warmup "$WARMUP"
+    fi
+    # Past the maximum: the fan-out shape at fixed rates below and above this
+    # server's own fan-out maximum (this run's ramp). A server that sheds
+    # (tickgate: limits.shed_after_ms) keeps its p99 near the one below the
+    # maximum; one that queues lets it grow with the backlog.
+    if want saturation; then
+        for f in 0.8 1.2; do
+            rate=$("$PY" "$ROOT/bench/measure.py" maxrate --file "$WORK/res/$server.fanout.json" \
+                --conns "$FANOUT_CONNS" --factor "$f") || {
+                skip "$server" "sat_$f" "no fan-out maximum in this run (run the fanout scenario too)"
+                continue
+            }
+            scenario "$server" "sat_$f" $((LATENCY_DURATION + WARMUP)) \
+                --conns "$FANOUT_CONNS" --symbols 1 --per 1 --dist uniform \
+                --rate "$rate" --duration "$LATENCY_DURATION" --warmup "$WARMUP"
+        done
     fi
     if want idle; then
         i=0

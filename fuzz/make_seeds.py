@@ -322,6 +322,7 @@ max_connections = 1000
 max_connections_per_ip = 10
 max_message_bytes = 65536
 slow_consumer = conflate
+shed_after_ms = 100
 heartbeat_interval_s = 30
 
 [security]

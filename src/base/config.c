@@ -114,6 +114,8 @@ static const struct key KEYS[] = {
      "bytes queued for one client before the slow-consumer policy applies"},
     {"limits", "slow_consumer", K_ENUM, F(limits.slow_consumer), "conflate", 0, 0, "conflate|disconnect",
      "over max_outbound_bytes: keep only the newest update per symbol, or close 1013"},
+    {"limits", "shed_after_ms", K_INT, F(limits.shed_after_ms), "100", 0, 60000, NULL,
+     "a worker behind by this much skips a tick whose symbol already has a newer one queued (0 = never)"},
     {"limits", "heartbeat_interval_s", K_INT, F(limits.heartbeat_interval_s), "30", 1, 86400, NULL,
      "seconds between server pings"},
     {"limits", "heartbeat_timeout_s", K_INT, F(limits.heartbeat_timeout_s), "90", 1, 86400, NULL,

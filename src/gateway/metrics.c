@@ -44,7 +44,7 @@ struct totals {
     uint64_t zmsgs, zsaved;
     uint64_t by_role[ROLE_COUNT], received[ACT_COUNT + 1], disc[DR_COUNT], viol[SV_COUNT], recoveries[2];
     uint64_t buckets[FANOUT_BUCKETS], fcount, fsum_ns;
-    uint64_t not_entitled[NE_COUNT], delayed_subs, throttled_subs, throttled_dropped, delay_conflated;
+    uint64_t not_entitled[NE_COUNT], delayed_subs, throttled_subs, throttled_dropped, delay_conflated, shed;
     int64_t last_sweep;
 };
 
@@ -81,6 +81,8 @@ static void gather(struct gateway *gw, struct totals *t) {
             t->throttled_dropped += LOAD(wl->throttled_dropped);
             t->delay_conflated += LOAD(wl->delay_conflated);
         }
+        if (gw->workers[i].subs)
+            t->shed += LOAD(gw->workers[i].subs->shed);
         for (int d = 0; d < DR_COUNT; d++)
             t->disc[d] += LOAD(s->disconnects[d]);
         for (int v = 0; v < SV_COUNT; v++)
@@ -225,6 +227,9 @@ void metrics_respond(struct conn *c, bool keep) {
     put(&o, "tickgate_throttled_dropped_total %llu\n", (unsigned long long)t.throttled_dropped);
     head(&o, "delay_conflated_total", "counter", "Delayed frames a delay line replaced (newest per resolution slot).");
     put(&o, "tickgate_delay_conflated_total %llu\n", (unsigned long long)t.delay_conflated);
+    head(&o, "shed_ticks_total", "counter",
+         "Ticks a worker behind by limits.shed_after_ms skipped: a newer one of the symbol was queued.");
+    put(&o, "tickgate_shed_ticks_total %llu\n", (unsigned long long)t.shed);
     head(&o, "slow_consumer_conflated_total", "counter", "Updates replaced by a newer one for a backed-up client.");
     put(&o, "tickgate_slow_consumer_conflated_total %llu\n", (unsigned long long)t.conflated);
     head(&o, "slow_consumer_disconnects_total", "counter", "Clients closed with 1013 as slow consumers.");
@@ -308,6 +313,7 @@ void stats_respond(struct conn *c, bool keep) {
         "workers", gw->nworkers);
     if (o) {
         json_object_set_new(o, "ws_compressed_messages_total", json_integer((json_int_t)t.zmsgs));
+        json_object_set_new(o, "shed_ticks_total", json_integer((json_int_t)t.shed));
         json_object_set_new(o, "ws_compressions_total", json_integer((json_int_t)ws_deflate_runs()));
         json_object_set_new(o, "ws_compression_saved_bytes_total", json_integer((json_int_t)t.zsaved));
         json_object_set_new(o, "blocked_ips", json_integer(atomic_load(&gw->guard->blocked)));

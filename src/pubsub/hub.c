@@ -147,6 +147,7 @@ static int fan_out_locked(struct hub *h, uint32_t sym, struct sym_state *s) {
     if (!b)
         return -ENOMEM;
     atomic_store_explicit(&b->refs, (unsigned)__builtin_popcountll(mask) + 1, memory_order_relaxed);
+    atomic_store_explicit(&s->posted_seq, s->last.seq, memory_order_relaxed);
     for (int w = 0; mask; w++, mask >>= 1) {
         if (!(mask & 1))
             continue;

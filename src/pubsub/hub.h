@@ -47,6 +47,7 @@ struct sym_state {
     uint32_t hist_count;
     char epoch[HUB_EPOCH_MAX + 1]; /* the seq numbering's epoch ("" = not known yet: Redis) */
     uint32_t epoch_gen;        /* bumped whenever epoch changes */
+    _Atomic uint64_t posted_seq; /* seq of the newest frame posted to the workers (read by their shedding) */
 };
 
 /* OHLC/VWAP over a window (PROTOCOL.md section 4, analysis). */

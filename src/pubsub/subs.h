@@ -8,6 +8,7 @@
 #ifndef TG_SUBS_H
 #define TG_SUBS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -73,6 +74,7 @@ struct worker_subs {
     struct hub *hub;
     struct worker_lanes *lanes; /* throttled and delayed subscribers (pubsub/lanes.h) */
     uint32_t n;                 /* symbols */
+    _Atomic uint64_t shed;      /* ticks skipped by a worker that had fallen behind (subs_deliver) */
     struct sub_list lists[];    /* real-time, unthrottled subscribers */
 };
 

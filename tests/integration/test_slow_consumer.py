@@ -160,6 +160,7 @@ def test_reading_client_is_not_a_slow_consumer(tickgate, jclients):
         "a promptly reading client lost %d of 1000 ticks (conflated_total %d)" \
         % (1000 - len(seen), m["tickgate_slow_consumer_conflated_total"])
     assert m["tickgate_slow_consumer_conflated_total"] == 0, m
+    assert m["tickgate_shed_ticks_total"] == 0, m
 
 
 def test_slow_consumer_disconnect_1013(tickgate, jclients):
@@ -268,3 +269,44 @@ def test_unsubscribe_while_congested_drops_held_update(tickgate, jclients):
     seqs = [m["seq"] for m in msgs[:i] if m["type"] == "price_update"]
     assert all(a < b for a, b in zip(seqs, seqs[1:]))
     assert get_stats(gw)["active_streams"] == 0
+
+
+def test_worker_behind_sheds_superseded_ticks(tickgate, jclients):
+    """Saturation (limits.shed_after_ms): a worker that falls behind skips a
+    tick whose symbol already has a newer one queued, instead of delivering
+    an ever older backlog. With the bound at 1 ms, bursts of 1000 ticks to
+    20 readers on one worker put it behind within a burst. Every reader
+    still sees strictly increasing seqs, every price true to its seq, the
+    newest tick of each burst, and exactly the ticks not shed: the skip is
+    per tick for the whole worker, never per client (nothing is conflated
+    per client, nothing dropped elsewhere)."""
+    n_readers = 20
+    gw = tickgate("--server.workers=1", "--limits.shed_after_ms=1", "--limits.max_messages_per_minute=100000",
+                  "--limits.max_connections_per_ip=100")
+    readers = [jclients.open(gw) for _ in range(n_readers)]
+    for r in readers:
+        r.subscribe(["AAPL"])
+    pub = Publisher(jclients.publisher(gw))
+    got = [[] for _ in readers]
+    for _ in range(20):  # bounded: a burst of 1000 takes the worker past 1 ms
+        pub.burst(1000)
+        for r, seen in zip(readers, got):
+            while not seen or seen[-1]["seq"] < pub.sent:
+                m = r.recv(timeout=10)
+                assert m["type"] == "price_update" and m["symbol"] == "AAPL", m
+                seen.append(m)
+        if get_metrics(gw)["tickgate_shed_ticks_total"] > 0:
+            break
+    m = get_metrics(gw)
+    shed = m["tickgate_shed_ticks_total"]
+    assert shed > 0, "a worker 1 ms behind never shed a tick in %d ticks" % pub.sent
+    assert m["tickgate_slow_consumer_conflated_total"] == 0 and m["tickgate_fanout_dropped_total"] == 0, m
+    for seen in got:
+        seqs = [t["seq"] for t in seen]
+        assert all(a < b for a, b in zip(seqs, seqs[1:])), "seqs not strictly increasing: %s" % seqs[:50]
+        assert seqs[-1] == pub.sent, "the newest tick of the last burst did not arrive"
+        assert len(seqs) == pub.sent - shed, "%d ticks read of %d published, %d shed" % (len(seqs), pub.sent, shed)
+        for t in seen:
+            assert t["price"] == price_of(t["seq"]) and t["volume"] == t["seq"], t
+    assert get_stats(gw)["shed_ticks_total"] == shed
+    print("%d of %d ticks shed" % (shed, pub.sent))
