@@ -90,6 +90,12 @@ $(BUILD)/loadgen: bench/loadgen.c bench/loadgen_tls.c bench/loadgen_tls.h
 	$(CC) -O2 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE bench/loadgen.c bench/loadgen_tls.c -o $@ \
 	  -lssl -lcrypto -lm -lz
 
+# io_uring against send/sendmsg for a round of fan-out sends (issue 21;
+# docs/performance.md). Needs liburing-dev; not part of `make test`.
+$(BUILD)/sendprobe: bench/sendprobe.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE bench/sendprobe.c -o $@ -luring -pthread
+
 bench: deps-bench $(BUILD)/tickgate $(BUILD)/loadgen
 	TICKGATE_BIN=$(CURDIR)/$(BUILD)/tickgate LOADGEN_BIN=$(CURDIR)/$(BUILD)/loadgen bash bench/run.sh
 
