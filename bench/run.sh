@@ -397,7 +397,8 @@ for server in $SERVERS; do
     fi
 done
 
-# Latency at a rate every server sustains: half the weakest fan-out maximum.
+# Latency at half the weakest fan-out maximum (ws left out when others ran:
+# see measure.py rate).
 if [ -z "${LATENCY_RATE:-}" ]; then
     LATENCY_RATE=$("$PY" "$ROOT/bench/measure.py" rate --dir "$WORK/res" --servers "$SERVERS" \
         --conns "$FANOUT_CONNS" --default 100)

@@ -112,11 +112,16 @@ static void on_closed(uv_handle_t *h) {
     w->nconns--;
     conn_set_deadline(c, 0);
     if (c->dirty) {
-        struct conn **pp = &w->dirty;
-        while (*pp && *pp != c)
+        struct conn **pp = &w->dirty, *prev = NULL;
+        while (*pp && *pp != c) {
+            prev = *pp;
             pp = &(*pp)->dirty_next;
-        if (*pp)
+        }
+        if (*pp) {
             *pp = c->dirty_next;
+            if (w->dirty_tail == c)
+                w->dirty_tail = prev;
+        }
     }
     conn_http_done(c);
     if (c->paused)
@@ -183,8 +188,12 @@ static void mark_dirty(struct conn *c) {
     if (c->dirty)
         return;
     c->dirty = true;
-    c->dirty_next = c->w->dirty;
-    c->w->dirty = c;
+    c->dirty_next = NULL;
+    if (c->w->dirty_tail)
+        c->w->dirty_tail->dirty_next = c;
+    else
+        c->w->dirty = c;
+    c->w->dirty_tail = c;
 }
 
 void conn_send(struct conn *c, struct outbuf *b) {

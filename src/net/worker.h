@@ -135,7 +135,9 @@ struct worker {
     bool rbuf_busy;                /* a read callback holds rbuf */
     struct conn *conns;            /* every connection of this worker */
     uint64_t nconns;
-    struct conn *dirty;            /* connections with output to flush */
+    struct conn *dirty;            /* connections with output to flush, oldest first */
+    struct conn *dirty_tail;       /* the newest on that list (NULL when empty) */
+    uv_idle_t flush_idle;          /* active while the list is not empty: the loop polls without blocking */
     uint32_t mails_unflushed;   /* mails run since the queues were last written */
     struct conn *timed;            /* connections with a deadline */
     struct conn_slab *slabs;       /* connection memory (net/conn.c) */

@@ -498,9 +498,9 @@ void subs_fan(struct sub_list *l, struct outbuf *b) {
     if (nz)
         atomic_fetch_add_explicit(&z->refs, nz, memory_order_relaxed);
     atomic_fetch_add_explicit(&b->refs, n - nz, memory_order_relaxed);
-    /* Fairness: the queues are written in the order they were filled (last
-     * first), so a fixed order would make the same subscribers wait for the
-     * whole fan-out every time. Each fan-out starts elsewhere: a golden-ratio
+    /* Fairness: the queues are written in the order they were filled
+     * (net/worker.c), so a fixed order would make the same subscribers wait
+     * for the whole fan-out every time. Each fan-out starts elsewhere: a golden-ratio
      * stride spreads consecutive starts over the whole list. */
     uint32_t start = n ? (l->rot += 2654435769u) % n : 0;
     for (uint32_t k = 0, i = start; k < n; k++, i = i + 1 == n ? 0 : i + 1) {
