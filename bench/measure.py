@@ -12,7 +12,8 @@
         fan-out delivered rate (ws left out when another server ran),
         divided by the fan-out subscriber count.
     measure.py maxrate --file F --conns N --factor X
-        Prints X times the tick rate of F's fan-out maximum (saturation).
+        Prints X times the tick rate of F's fan-out maximum (saturation):
+        below 1 its last passing step, from 1 its first failing one.
     measure.py stalled FILE
         Exit 0 when FILE is a ramp whose failing step found the server mostly
         idle (a delivery stall, not saturation): run.sh then runs it again.
@@ -197,16 +198,26 @@ def cmd_rate(a):
 
 
 def cmd_maxrate(a):
-    """factor x the ticks/s a server's fan-out ramp delivered at its best step
-    (delivered msgs/s / subscribers); exit 1 when that run is missing."""
+    """A fixed rate (ticks/s) below or above a server's fan-out maximum. The
+    ramp brackets the maximum between its last passing step and the first
+    failing one (1.25x apart), so a factor below 1 scales the last pass
+    (surely below the maximum) and a factor of 1 or more the first failure
+    (surely above it; the last pass when the ramp never failed). Exit 1 when
+    the fan-out run is missing."""
     try:
         with open(a.file) as f:
-            v = num(((json.load(f) or {}).get("lg") or {}).get("delivered_per_s"))
+            lg = (json.load(f) or {}).get("lg") or {}
     except (OSError, ValueError):
-        v = None
-    if not v:
+        lg = {}
+    best = num(lg.get("delivered_per_s"))
+    if not best:
         return 1
-    print(max(1, int(v / a.conns * a.factor)))
+    rate = best / a.conns
+    if a.factor >= 1:
+        failed = [num(st.get("rate")) for st in lg.get("steps") or [] if st.get("pass") is False]
+        if failed and failed[0]:
+            rate = failed[0]
+    print(max(1, int(rate * a.factor)))
     return 0
 
 
@@ -459,8 +470,9 @@ def scenario_rows(params):
         def f(r, p):
             return fn(r, p) if lg_get(r, "delivered") else (None, "")
         return f
-    rows.append(("sat_1.2", f"saturation: {P('fanout_conns')} subscribers x 1 symbol at a fixed 0.8x and 1.2x "
-                            f"each server's own fan-out max (this run's ramp)", {}, [
+    rows.append(("sat_1.2", f"saturation: {P('fanout_conns')} subscribers x 1 symbol at a fixed 0.8x the last "
+                            f"passing and 1.2x the first failing step of each server's own fan-out ramp (this run)",
+                 {}, [
         ("p99 us at 0.8x max", at_lo(if_delivered(metric_lg("p99_us"))), "int", "lo"),
         ("p99 us at 1.2x max", if_delivered(metric_lg("p99_us")), "int", "lo"),
         ("p99 at 1.2x / p99 at 0.8x", ratio_to_plain("sat_0.8", if_delivered(metric_lg("p99_us"))), "f2", "lo"),

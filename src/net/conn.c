@@ -216,7 +216,7 @@ void conn_send(struct conn *c, struct outbuf *b) {
         conn_close(c);
         return;
     }
-    if (outq_push(&c->out, b) < 0) {
+    if (outq_push(&c->out, b, (uint32_t)worker_now(c->w)) < 0) {
         log_rl(LOG_WARN, "conn %llu: out of memory queueing output; closing", (unsigned long long)c->id);
         conn_close(c);
         return;

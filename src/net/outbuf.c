@@ -43,7 +43,7 @@ void outbuf_unref(struct outbuf *b) {
     }
 }
 
-int outq_push(struct outq *q, struct outbuf *b) {
+int outq_push(struct outq *q, struct outbuf *b, uint32_t now_ms) {
     if (q->count == q->cap) {
         struct outq_item *n;
         uint32_t ncap = q->cap ? q->cap * 2 : OUTQ_INLINE;
@@ -64,6 +64,7 @@ int outq_push(struct outq *q, struct outbuf *b) {
     struct outq_item *it = &q->ring[(q->head + q->count) & (q->cap - 1)];
     it->b = b;
     it->off = 0;
+    it->at_ms = now_ms;
     q->count++;
     q->bytes += b->len;
     return 0;

@@ -70,6 +70,7 @@ void outbuf_unref(struct outbuf *b);
 struct outq_item {
     struct outbuf *b;
     uint32_t off;       /* bytes of b already on the wire (first item only) */
+    uint32_t at_ms;     /* loop ms (truncated) when queued: how long the oldest has waited */
 };
 
 #define OUTQ_INLINE 2
@@ -86,9 +87,9 @@ struct outq {
     struct outq_item inl[OUTQ_INLINE];
 };
 
-/* Appends b, taking over the caller's reference. 0 or -ENOMEM (then the
- * reference is dropped). */
-int outq_push(struct outq *q, struct outbuf *b);
+/* Appends b, queued at loop ms now_ms, taking over the caller's
+ * reference. 0 or -ENOMEM (then the reference is dropped). */
+int outq_push(struct outq *q, struct outbuf *b, uint32_t now_ms);
 
 static inline struct outq_item *outq_at(struct outq *q, uint32_t i) {
     return &q->ring[(q->head + i) & (q->cap - 1)];

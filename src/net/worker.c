@@ -35,6 +35,25 @@ static void on_idle(uv_idle_t *h) { (void)h; } /* its being active is the point 
 #define FLUSH_CHUNK 64
 #endif
 
+/* A queue whose socket took every write so far (not a slow reader) but
+ * whose oldest message has waited longer than limits.shed_after_ms means
+ * the sweeps themselves are behind: the fan-out sheds superseded ticks
+ * (pubsub/subs.c) until they catch up, so the backlog does not move into
+ * every connection's queue, where nothing sheds it. */
+static void note_wait(struct worker *w, struct conn *c) {
+    uint32_t after = (uint32_t)w->cfg->limits.shed_after_ms;
+    if (!after || c->writing || c->congested || !c->out.count)
+        return;
+    uint32_t now = (uint32_t)worker_now(w);
+    if (now - outq_at(&c->out, 0)->at_ms > after)
+        w->behind_ms = worker_now(w);
+}
+
+bool worker_behind(struct worker *w) {
+    uint64_t after = (uint64_t)w->cfg->limits.shed_after_ms;
+    return after && w->behind_ms && worker_now(w) - w->behind_ms < after;
+}
+
 static void flush_dirty(struct worker *w) {
     w->mails_unflushed = 0;
     for (int n = 0; n < FLUSH_CHUNK && w->dirty; n++) {
@@ -44,6 +63,8 @@ static void flush_dirty(struct worker *w) {
             w->dirty_tail = NULL;
         c->dirty = false;
         c->dirty_next = NULL;
+        if (n == 0)
+            note_wait(w, c); /* the oldest dirty queue of this pass speaks for it */
         conn_flush(c);
     }
     if (w->dirty)

@@ -138,6 +138,7 @@ struct worker {
     struct conn *dirty;            /* connections with output to flush, oldest first */
     struct conn *dirty_tail;       /* the newest on that list (NULL when empty) */
     uv_idle_t flush_idle;          /* active while the list is not empty: the loop polls without blocking */
+    uint64_t behind_ms;            /* loop ms a writable queue was last found older than limits.shed_after_ms; 0 = never */
     uint32_t mails_unflushed;   /* mails run since the queues were last written */
     struct conn *timed;            /* connections with a deadline */
     struct conn_slab *slabs;       /* connection memory (net/conn.c) */
@@ -211,5 +212,10 @@ void worker_conn_released(struct worker *w);
 
 /* Milliseconds of the worker's loop clock. */
 static inline uint64_t worker_now(struct worker *w) { return uv_now(&w->loop); }
+
+/* Whether the worker's sweeps are behind: within limits.shed_after_ms of
+ * finding a queue whose socket takes writes, yet whose oldest message had
+ * waited longer than that (net/worker.c). The fan-out sheds meanwhile. */
+bool worker_behind(struct worker *w);
 
 #endif

@@ -516,16 +516,17 @@ void subs_fan(struct sub_list *l, struct outbuf *b) {
 }
 
 /* Saturation (limits.shed_after_ms): a worker that has fallen behind by
- * more than the bound skips a tick whose symbol already has a newer frame
- * queued for it, so it catches up instead of delivering an ever older
- * backlog. It is the slow-consumer policy (newest per symbol) applied to the
+ * more than the bound — a tick waited that long in its queue of ticks, or a
+ * writable connection's queue that long for its sweep (net/worker.c) —
+ * skips a tick whose symbol already has a newer frame queued for it, so it
+ * catches up instead of delivering an ever older backlog. It is the slow-consumer policy (newest per symbol) applied to the
  * whole worker: subscribers see seq jump, never a stale tick, and the
  * newest tick of a burst always goes out (nothing newer is queued). The
  * test costs a clock read and one relaxed load per tick, nothing per
  * subscriber; a skipped tick costs nothing per subscriber either. */
 static bool shed(struct worker *w, const struct outbuf *b, uint64_t now) {
     uint64_t after = (uint64_t)w->cfg->limits.shed_after_ms * 1000000u;
-    return after && now - b->born_ns > after &&
+    return after && (now - b->born_ns > after || worker_behind(w)) &&
            b->seq < atomic_load_explicit(&w->subs->hub->st[b->sym].posted_seq, memory_order_relaxed);
 }
 
