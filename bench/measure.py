@@ -383,12 +383,19 @@ def metric_conns(r, p):
     return lg_get(r, "conns"), ""
 
 
+def in_scen(scen, fn):
+    """The same server's figure fn in another scenario of the run."""
+    def f(r, p):
+        other = load(p["dir"], p["server"], scen)
+        return fn(other, p) if other and not other.get("skipped") else (None, "")
+    return f
+
+
 def ratio_to_plain(plain_scen, fn):
     """A scenario's figure fn divided by the same server's in plain_scen."""
     def f(r, p):
         tls, _ = fn(r, p)
-        plain_r = load(p["dir"], p["server"], plain_scen)
-        plain, _ = fn(plain_r, p) if plain_r and not plain_r.get("skipped") else (None, "")
+        plain, _ = in_scen(plain_scen, fn)(r, p)
         return (tls / plain if tls and plain else None), ""
     return f
 
@@ -461,11 +468,6 @@ def scenario_rows(params):
             ("lost", metric_lg("lost"), "int", "lo"),
         ] + cpu),
     ]
-    def at_lo(fn):  # the same server's figure at 0.8x its maximum
-        def f(r, p):
-            lo = load(p["dir"], p["server"], "sat_0.8")
-            return fn(lo, p) if lo and not lo.get("skipped") else (None, "")
-        return f
     def if_delivered(fn):  # a latency with nothing delivered in the window is not a figure
         def f(r, p):
             return fn(r, p) if lg_get(r, "delivered") else (None, "")
@@ -473,7 +475,7 @@ def scenario_rows(params):
     rows.append(("sat_1.2", f"saturation: {P('fanout_conns')} subscribers x 1 symbol at a fixed 0.8x the last "
                             f"passing and 1.2x the first failing step of each server's own fan-out ramp (this run)",
                  {}, [
-        ("p99 us at 0.8x max", at_lo(if_delivered(metric_lg("p99_us"))), "int", "lo"),
+        ("p99 us at 0.8x max", in_scen("sat_0.8", if_delivered(metric_lg("p99_us"))), "int", "lo"),
         ("p99 us at 1.2x max", if_delivered(metric_lg("p99_us")), "int", "lo"),
         ("p99 at 1.2x / p99 at 0.8x", ratio_to_plain("sat_0.8", if_delivered(metric_lg("p99_us"))), "f2", "lo"),
         ("p99.9 us at 1.2x max", if_delivered(metric_lg("p999_us")), "int", "lo"),

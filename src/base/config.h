@@ -68,7 +68,8 @@ struct config {
         int max_messages_per_minute;  /* token bucket, burst = this */
         long max_outbound_bytes;    /* per-connection queue cap */
         int slow_consumer;          /* enum slow_consumer_policy */
-        int shed_after_ms;          /* a tick older than this at fan-out, with a newer one queued, is shed; 0 = never */
+        int shed_after_ms;          /* a worker behind by this (a tick's wait for fan-out, a writable queue's for its
+                                       slice) skips superseded ticks; 0 = never */
         int heartbeat_interval_s;   /* server ping period */
         int heartbeat_timeout_s;    /* silence before close 4000 */
         int sweep_interval_s;       /* sweeper period */

@@ -14,10 +14,11 @@
 #include "net/websocket.h"
 
 #define TIMER_MS 100
-/* Queues are written at the end of each loop turn, and also after every
- * FLUSH_EVERY_MAILS mails (ticks, mostly): under load one turn drains
- * thousands of ticks, and without this the first tick's subscribers waited
- * for the last one's fan-out. 64 ticks still fill each send well. */
+/* A pass of queue writes (flush_dirty) runs before and after each poll,
+ * and also after every FLUSH_EVERY_MAILS mails (ticks, mostly): under load
+ * one turn drains thousands of ticks, and without this the first tick's
+ * subscribers waited for the last one's fan-out. 64 ticks still fill each
+ * send well. */
 #ifndef FLUSH_EVERY_MAILS
 #define FLUSH_EVERY_MAILS 64
 #endif
@@ -44,9 +45,9 @@ static void note_wait(struct worker *w, struct conn *c) {
     uint32_t after = (uint32_t)w->cfg->limits.shed_after_ms;
     if (!after || c->writing || c->congested || !c->out.count)
         return;
-    uint32_t now = (uint32_t)worker_now(w);
-    if (now - outq_at(&c->out, 0)->at_ms > after)
-        w->behind_ms = worker_now(w);
+    uint64_t now = worker_now(w);
+    if ((uint32_t)now - outq_at(&c->out, 0)->at_ms > after)
+        w->behind_ms = now;
 }
 
 bool worker_behind(struct worker *w) {

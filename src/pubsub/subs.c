@@ -500,8 +500,8 @@ void subs_fan(struct sub_list *l, struct outbuf *b) {
     atomic_fetch_add_explicit(&b->refs, n - nz, memory_order_relaxed);
     /* Fairness: the queues are written in the order they were filled
      * (net/worker.c), so a fixed order would make the same subscribers wait
-     * for the whole fan-out every time. Each fan-out starts elsewhere: a golden-ratio
-     * stride spreads consecutive starts over the whole list. */
+     * for the whole fan-out every time. Each fan-out starts elsewhere: a
+     * golden-ratio stride spreads consecutive starts over the whole list. */
     uint32_t start = n ? (l->rot += 2654435769u) % n : 0;
     for (uint32_t k = 0, i = start; k < n; k++, i = i + 1 == n ? 0 : i + 1) {
         struct sub_entry *e = &l->v[i];
@@ -519,11 +519,12 @@ void subs_fan(struct sub_list *l, struct outbuf *b) {
  * more than the bound — a tick waited that long in its queue of ticks, or a
  * writable connection's queue that long for its sweep (net/worker.c) —
  * skips a tick whose symbol already has a newer frame queued for it, so it
- * catches up instead of delivering an ever older backlog. It is the slow-consumer policy (newest per symbol) applied to the
- * whole worker: subscribers see seq jump, never a stale tick, and the
- * newest tick of a burst always goes out (nothing newer is queued). The
- * test costs a clock read and one relaxed load per tick, nothing per
- * subscriber; a skipped tick costs nothing per subscriber either. */
+ * catches up instead of delivering an ever older backlog. It is the
+ * slow-consumer policy (newest per symbol) applied to the whole worker:
+ * subscribers see seq jump, never a stale tick, and the newest tick of a
+ * burst always goes out (nothing newer is queued). The test costs a clock
+ * read and one relaxed load per tick, nothing per subscriber; a skipped
+ * tick costs nothing per subscriber either. */
 static bool shed(struct worker *w, const struct outbuf *b, uint64_t now) {
     uint64_t after = (uint64_t)w->cfg->limits.shed_after_ms * 1000000u;
     return after && (now - b->born_ns > after || worker_behind(w)) &&
