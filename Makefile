@@ -90,6 +90,17 @@ $(BUILD)/loadgen: bench/loadgen.c bench/loadgen_tls.c bench/loadgen_tls.h
 	$(CC) -O2 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE bench/loadgen.c bench/loadgen_tls.c -o $@ \
 	  -lssl -lcrypto -lm -lz
 
+# A resumed TLS 1.3 handshake's server CPU inside the TLS library alone,
+# OpenSSL (with variants) and GnuTLS (issue 15; docs/performance.md). The
+# GnuTLS probe needs libgnutls28-dev; neither is part of `make test`.
+$(BUILD)/tlsprobe: bench/tlsprobe.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE bench/tlsprobe.c -o $@ -lssl -lcrypto
+
+$(BUILD)/tlsprobe-gnutls: bench/tlsprobe_gnutls.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE bench/tlsprobe_gnutls.c -o $@ -lgnutls
+
 # io_uring against send/sendmsg for a round of fan-out sends (issue 21;
 # docs/performance.md). Needs liburing-dev; not part of `make test`.
 $(BUILD)/sendprobe: bench/sendprobe.c
