@@ -5,9 +5,7 @@
 
 #include <string.h>
 
-#ifndef TG_VERSION
-#define TG_VERSION "0.1.0"
-#endif
+#include "base/config_keys.h"
 
 static const char USAGE[] =
     "usage: tickgate [--config FILE] [--SECTION.KEY=VALUE ...]\n"

@@ -1,6 +1,7 @@
 /* metrics.c - Prometheus text and JSON stats; see metrics.h. */
 #include "gateway/metrics.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,7 +11,6 @@
 
 #include "auth/auth.h"
 #include "gateway/protocol.h"
-#include "auth/auth.h"
 #include "auth/budget.h"
 #include "auth/guard.h"
 #include "base/audit.h"
@@ -151,6 +151,95 @@ bool metrics_authorized(struct conn *c) {
     return diff == 0;
 }
 
+/* A metric without labels: one value, in /metrics and, when stats is set,
+ * in /api/stats under the same name (one list, so the two cannot drift). */
+struct scalar {
+    const char *name, *type, *help;
+    int64_t v;
+    bool stats;
+};
+
+#define SCALARS_MAX 40
+
+static size_t scalars(struct gateway *gw, const struct totals *t, struct scalar *s) {
+    size_t n = 0;
+#define ADD(nm, ty, stats_, val, hlp)                                                                                   \
+    do {                                                                                                               \
+        assert(n < SCALARS_MAX);                                                                                       \
+        s[n++] = (struct scalar){nm, ty, hlp, (int64_t)(val), stats_};                                                 \
+    } while (0)
+    ADD("connections_total", "counter", true, t->ws_total, "WebSocket connections accepted.");
+    ADD("messages_sent_total", "counter", true, t->sent, "Messages queued to clients.");
+    ADD("ws_compressed_messages_total", "counter", true, t->zmsgs,
+        "Messages sent compressed (permessage-deflate), per receiving connection.");
+    ADD("ws_compressions_total", "counter", true, ws_deflate_runs(),
+        "Deflate runs on outbound data (a shared frame counts once).");
+    ADD("ws_compression_saved_bytes_total", "counter", true, t->zsaved,
+        "Bytes not sent thanks to compression, per receiving connection.");
+    ADD("bytes_sent_total", "counter", true, t->bytes, "Bytes written to client sockets.");
+    ADD("http_requests_total", "counter", true, t->http, "HTTP requests parsed.");
+    ADD("http_paused_connections", "gauge", true, t->http_paused,
+        "HTTP connections not read while their answers wait for the client.");
+    ADD("subscriptions", "gauge", true, t->subs, "Symbol subscriptions held by clients.");
+    ADD("active_streams", "gauge", true, atomic_load(&gw->hub->active_streams),
+        "Symbols with at least one local subscriber.");
+    ADD("ticks_published_total", "counter", true, LOAD(gw->hub->ticks_published), "Ticks sequenced by this node.");
+    ADD("fanout_dropped_total", "counter", true, LOAD(gw->hub->frames_dropped),
+        "Tick frames a full worker mailbox refused (must stay 0).");
+    ADD("rate_limited_total", "counter", true, t->rate_limited, "Client messages dropped by the rate limit.");
+    ADD("delayed_subscriptions", "gauge", false, t->delayed_subs, "Subscriptions delivered delayed by feed.delay_s.");
+    ADD("throttled_subscriptions", "gauge", false, t->throttled_subs, "Subscriptions delivered throttled ([throttle]).");
+    ADD("throttled_dropped_total", "counter", false, t->throttled_dropped,
+        "Updates a throttle replaced by a newer one (per lane).");
+    ADD("delay_conflated_total", "counter", false, t->delay_conflated,
+        "Delayed frames a delay line replaced (newest per resolution slot).");
+    ADD("shed_ticks_total", "counter", true, t->shed,
+        "Ticks a worker behind by limits.shed_after_ms skipped: a newer one of the symbol was queued.");
+    ADD("slow_consumer_conflated_total", "counter", true, t->conflated,
+        "Updates replaced by a newer one for a backed-up client.");
+    ADD("slow_consumer_disconnects_total", "counter", true, t->slow_disc, "Clients closed with 1013 as slow consumers.");
+    ADD("redis_up", "gauge", true, redis_engine_up(gw->redis) ? 1 : 0,
+        "1 when the Redis engine is connected (0 when down or not configured).");
+    ADD("redis_errors_total", "counter", true, LOAD(gw->redis->errors), "Redis connection and command errors.");
+    ADD("redis_inflight_full_total", "counter", false, LOAD(gw->redis->inflight_full),
+        "Times redis.max_inflight ticks awaited Redis: the links were dropped, ticks served locally meanwhile.");
+    ADD("redis_published_total", "counter", false, LOAD(gw->redis->published),
+        "Ticks sent through Redis for cluster-wide sequencing.");
+    ADD("blocked_ips", "gauge", true, atomic_load(&gw->guard->blocked), "IP addresses blocked now.");
+    ADD("handshakes_rate_limited_total", "counter", false, LOAD(gw->budgets->refused[BUDGET_CONNECT_IP]),
+        "WebSocket handshakes refused by the per-IP handshake rate.");
+    ADD("rate_budgets", "gauge", false, atomic_load(&gw->budgets->count),
+        "Rate buckets held: messages per user or anonymous IP, handshakes per IP.");
+    ADD("rate_budgets_evicted_total", "counter", false, LOAD(gw->budgets->evicted),
+        "Unused rate buckets forgotten before full (table bound).");
+    ADD("tls_reload_failures_total", "counter", false, gw->tls ? tls_ctx_reload_failures(gw->tls) : 0,
+        "SIGHUP reloads of the TLS certificate and key that failed (old pair kept).");
+    ADD("audit_events_dropped_total", "counter", true, LOAD(gw->audit->dropped),
+        "Audit events dropped because the writer's queue was full.");
+    ADD("audit_events_written_total", "counter", true, LOAD(gw->audit->written), "Audit events written.");
+    ADD("ready", "gauge", false, gateway_not_ready(gw) ? 0 : 1,
+        "1 while /ready answers 200 (serving, first Redis sync done, not draining).");
+    ADD("log_lines_suppressed_total", "counter", false, log_suppressed_total(),
+        "Repeated error lines not written (rate limit per call site).");
+    ADD("start_time_seconds", "gauge", false, gw->started_ms / 1000, "When this process started (Unix time).");
+    ADD("sweeper_last_run_timestamp_seconds", "gauge", true, t->last_sweep,
+        "When every worker's sweeper had last run.");
+#undef ADD
+    return n;
+}
+
+/* One family of labelled counters or gauges. */
+static void family(struct out *o, const char *name, const char *type, const char *help, const char *label,
+                   const char *const *keys, const uint64_t *vals, int n) {
+    head(o, name, type, help);
+    for (int i = 0; i < n; i++)
+        put(o, "tickgate_%s{%s=\"%s\"} %llu\n", name, label, keys[i], (unsigned long long)vals[i]);
+}
+
+static const char *NE_NAMES[NE_COUNT] = {"subscribe", "query", "trade"};
+static const char *RECOVERY_NAMES[2] = {"recovered", "missed"};
+static const char *RELOAD_NAMES[2] = {"applied", "refused"};
+
 void metrics_respond(struct conn *c, bool keep) {
     struct gateway *gw = gateway_of(c);
     struct totals t;
@@ -160,40 +249,32 @@ void metrics_respond(struct conn *c, bool keep) {
         conn_http_error(c, 500, "internal_error", "out of memory", NULL, false);
         return;
     }
-    head(&o, "connections", "gauge", "Open WebSocket connections by role.");
+    const char *roles[ROLE_COUNT], *discs[DR_COUNT], *authfs[AUTHF_COUNT];
+    uint64_t authf[AUTHF_COUNT], reloads[2] = {LOAD(gw->reloads[0]), LOAD(gw->reloads[1])};
     for (int r = 0; r < ROLE_COUNT; r++)
-        put(&o, "tickgate_connections{role=\"%s\"} %llu\n", role_name(r), (unsigned long long)t.by_role[r]);
-    head(&o, "connections_total", "counter", "WebSocket connections accepted.");
-    put(&o, "tickgate_connections_total %llu\n", (unsigned long long)t.ws_total);
-    head(&o, "disconnections_total", "counter", "WebSocket connections ended, by reason.");
+        roles[r] = role_name(r);
     for (int d = 0; d < DR_COUNT; d++)
-        put(&o, "tickgate_disconnections_total{reason=\"%s\"} %llu\n", protocol_disc_reason_name(d), (unsigned long long)t.disc[d]);
-    head(&o, "messages_received_total", "counter", "Client messages received, by type.");
-    for (int a = 0; a <= ACT_COUNT; a++)
-        put(&o, "tickgate_messages_received_total{type=\"%s\"} %llu\n", TYPE_NAMES[a],
-            (unsigned long long)t.received[a]);
-    head(&o, "messages_sent_total", "counter", "Messages queued to clients.");
-    put(&o, "tickgate_messages_sent_total %llu\n", (unsigned long long)t.sent);
-    head(&o, "ws_compressed_messages_total", "counter", "Messages sent compressed (permessage-deflate), per receiving connection.");
-    put(&o, "tickgate_ws_compressed_messages_total %llu\n", (unsigned long long)t.zmsgs);
-    head(&o, "ws_compressions_total", "counter", "Deflate runs on outbound data (a shared frame counts once).");
-    put(&o, "tickgate_ws_compressions_total %llu\n", (unsigned long long)ws_deflate_runs());
-    head(&o, "ws_compression_saved_bytes_total", "counter", "Bytes not sent thanks to compression, per receiving connection.");
-    put(&o, "tickgate_ws_compression_saved_bytes_total %llu\n", (unsigned long long)t.zsaved);
-    head(&o, "bytes_sent_total", "counter", "Bytes written to client sockets.");
-    put(&o, "tickgate_bytes_sent_total %llu\n", (unsigned long long)t.bytes);
-    head(&o, "http_requests_total", "counter", "HTTP requests parsed.");
-    put(&o, "tickgate_http_requests_total %llu\n", (unsigned long long)t.http);
-    head(&o, "http_paused_connections", "gauge", "HTTP connections not read while their answers wait for the client.");
-    put(&o, "tickgate_http_paused_connections %llu\n", (unsigned long long)t.http_paused);
-    head(&o, "subscriptions", "gauge", "Symbol subscriptions held by clients.");
-    put(&o, "tickgate_subscriptions %llu\n", (unsigned long long)t.subs);
-    head(&o, "active_streams", "gauge", "Symbols with at least one local subscriber.");
-    put(&o, "tickgate_active_streams %ld\n", atomic_load(&gw->hub->active_streams));
-    head(&o, "ticks_published_total", "counter", "Ticks sequenced by this node.");
-    put(&o, "tickgate_ticks_published_total %llu\n", (unsigned long long)LOAD(gw->hub->ticks_published));
-    head(&o, "fanout_dropped_total", "counter", "Tick frames a full worker mailbox refused (must stay 0).");
-    put(&o, "tickgate_fanout_dropped_total %llu\n", (unsigned long long)LOAD(gw->hub->frames_dropped));
+        discs[d] = protocol_disc_reason_name(d);
+    for (int f = 0; f < AUTHF_COUNT; f++) {
+        authfs[f] = auth_failure_str(f);
+        authf[f] = LOAD(gw->auth->failures[f]);
+    }
+    family(&o, "connections", "gauge", "Open WebSocket connections by role.", "role", roles, t.by_role, ROLE_COUNT);
+    family(&o, "disconnections_total", "counter", "WebSocket connections ended, by reason.", "reason", discs, t.disc,
+           DR_COUNT);
+    family(&o, "messages_received_total", "counter", "Client messages received, by type.", "type", TYPE_NAMES,
+           t.received, ACT_COUNT + 1);
+    family(&o, "security_violations_total", "counter", "Security violations, by kind.", "kind", SV_NAMES, t.viol,
+           SV_COUNT);
+    family(&o, "auth_failures_total", "counter", "Failed authentications, by reason.", "reason", authfs, authf,
+           AUTHF_COUNT);
+    family(&o, "entitlement_refusals_total", "counter",
+           "Requests for symbols the client is not entitled to, by request.", "request", NE_NAMES, t.not_entitled,
+           NE_COUNT);
+    family(&o, "recoveries_total", "counter", "Subscriptions that asked to recover, by result.", "result",
+           RECOVERY_NAMES, t.recoveries, 2);
+    family(&o, "config_reloads_total", "counter", "SIGHUP reloads, applied or refused (nothing changed).", "result",
+           RELOAD_NAMES, reloads, 2);
     head(&o, "fanout_seconds", "histogram", "Tick in to queued for its last local subscriber.");
     uint64_t cum = 0;
     for (int b = 0; b < FANOUT_BUCKETS; b++) {
@@ -205,74 +286,12 @@ void metrics_respond(struct conn *c, bool keep) {
     }
     put(&o, "tickgate_fanout_seconds_sum %.9f\ntickgate_fanout_seconds_count %llu\n", (double)t.fsum_ns / 1e9,
         (unsigned long long)t.fcount);
-    head(&o, "rate_limited_total", "counter", "Client messages dropped by the rate limit.");
-    put(&o, "tickgate_rate_limited_total %llu\n", (unsigned long long)t.rate_limited);
-    head(&o, "security_violations_total", "counter", "Security violations, by kind.");
-    for (int v = 0; v < SV_COUNT; v++)
-        put(&o, "tickgate_security_violations_total{kind=\"%s\"} %llu\n", SV_NAMES[v], (unsigned long long)t.viol[v]);
-    head(&o, "auth_failures_total", "counter", "Failed authentications, by reason.");
-    for (int f = 0; f < AUTHF_COUNT; f++)
-        put(&o, "tickgate_auth_failures_total{reason=\"%s\"} %llu\n", auth_failure_str(f),
-            (unsigned long long)LOAD(gw->auth->failures[f]));
-    static const char *NE_NAMES[NE_COUNT] = {"subscribe", "query", "trade"};
-    head(&o, "entitlement_refusals_total", "counter", "Requests for symbols the client is not entitled to, by request.");
-    for (int k = 0; k < NE_COUNT; k++)
-        put(&o, "tickgate_entitlement_refusals_total{request=\"%s\"} %llu\n", NE_NAMES[k],
-            (unsigned long long)t.not_entitled[k]);
-    head(&o, "delayed_subscriptions", "gauge", "Subscriptions delivered delayed by feed.delay_s.");
-    put(&o, "tickgate_delayed_subscriptions %llu\n", (unsigned long long)t.delayed_subs);
-    head(&o, "throttled_subscriptions", "gauge", "Subscriptions delivered throttled ([throttle]).");
-    put(&o, "tickgate_throttled_subscriptions %llu\n", (unsigned long long)t.throttled_subs);
-    head(&o, "throttled_dropped_total", "counter", "Updates a throttle replaced by a newer one (per lane).");
-    put(&o, "tickgate_throttled_dropped_total %llu\n", (unsigned long long)t.throttled_dropped);
-    head(&o, "delay_conflated_total", "counter", "Delayed frames a delay line replaced (newest per resolution slot).");
-    put(&o, "tickgate_delay_conflated_total %llu\n", (unsigned long long)t.delay_conflated);
-    head(&o, "shed_ticks_total", "counter",
-         "Ticks a worker behind by limits.shed_after_ms skipped: a newer one of the symbol was queued.");
-    put(&o, "tickgate_shed_ticks_total %llu\n", (unsigned long long)t.shed);
-    head(&o, "slow_consumer_conflated_total", "counter", "Updates replaced by a newer one for a backed-up client.");
-    put(&o, "tickgate_slow_consumer_conflated_total %llu\n", (unsigned long long)t.conflated);
-    head(&o, "slow_consumer_disconnects_total", "counter", "Clients closed with 1013 as slow consumers.");
-    put(&o, "tickgate_slow_consumer_disconnects_total %llu\n", (unsigned long long)t.slow_disc);
-    head(&o, "recoveries_total", "counter", "Subscriptions that asked to recover, by result.");
-    put(&o, "tickgate_recoveries_total{result=\"recovered\"} %llu\ntickgate_recoveries_total{result=\"missed\"} %llu\n",
-        (unsigned long long)t.recoveries[0], (unsigned long long)t.recoveries[1]);
-    head(&o, "redis_up", "gauge", "1 when the Redis engine is connected (0 when down or not configured).");
-    put(&o, "tickgate_redis_up %d\n", redis_engine_up(gw->redis) ? 1 : 0);
-    head(&o, "redis_errors_total", "counter", "Redis connection and command errors.");
-    put(&o, "tickgate_redis_errors_total %llu\n", (unsigned long long)LOAD(gw->redis->errors));
-    head(&o, "redis_inflight_full_total", "counter",
-         "Times redis.max_inflight ticks awaited Redis: the links were dropped, ticks served locally meanwhile.");
-    put(&o, "tickgate_redis_inflight_full_total %llu\n", (unsigned long long)LOAD(gw->redis->inflight_full));
-    head(&o, "redis_published_total", "counter", "Ticks sent through Redis for cluster-wide sequencing.");
-    put(&o, "tickgate_redis_published_total %llu\n", (unsigned long long)LOAD(gw->redis->published));
-    head(&o, "blocked_ips", "gauge", "IP addresses blocked now.");
-    put(&o, "tickgate_blocked_ips %ld\n", atomic_load(&gw->guard->blocked));
-    head(&o, "handshakes_rate_limited_total", "counter", "WebSocket handshakes refused by the per-IP handshake rate.");
-    put(&o, "tickgate_handshakes_rate_limited_total %llu\n",
-        (unsigned long long)LOAD(gw->budgets->refused[BUDGET_CONNECT_IP]));
-    head(&o, "rate_budgets", "gauge", "Rate buckets held: messages per user or anonymous IP, handshakes per IP.");
-    put(&o, "tickgate_rate_budgets %ld\n", atomic_load(&gw->budgets->count));
-    head(&o, "rate_budgets_evicted_total", "counter", "Unused rate buckets forgotten before full (table bound).");
-    put(&o, "tickgate_rate_budgets_evicted_total %llu\n", (unsigned long long)LOAD(gw->budgets->evicted));
-    head(&o, "tls_reload_failures_total", "counter", "SIGHUP reloads of the TLS certificate and key that failed (old pair kept).");
-    put(&o, "tickgate_tls_reload_failures_total %llu\n",
-        (unsigned long long)(gw->tls ? tls_ctx_reload_failures(gw->tls) : 0));
-    head(&o, "audit_events_dropped_total", "counter", "Audit events dropped because the writer's queue was full.");
-    put(&o, "tickgate_audit_events_dropped_total %llu\n", (unsigned long long)LOAD(gw->audit->dropped));
-    head(&o, "audit_events_written_total", "counter", "Audit events written.");
-    put(&o, "tickgate_audit_events_written_total %llu\n", (unsigned long long)LOAD(gw->audit->written));
-    head(&o, "ready", "gauge", "1 while /ready answers 200 (serving, first Redis sync done, not draining).");
-    put(&o, "tickgate_ready %d\n", gateway_not_ready(gw) ? 0 : 1);
-    head(&o, "config_reloads_total", "counter", "SIGHUP reloads, applied or refused (nothing changed).");
-    put(&o, "tickgate_config_reloads_total{result=\"applied\"} %llu\ntickgate_config_reloads_total{result=\"refused\"} %llu\n",
-        (unsigned long long)LOAD(gw->reloads[0]), (unsigned long long)LOAD(gw->reloads[1]));
-    head(&o, "log_lines_suppressed_total", "counter", "Repeated error lines not written (rate limit per call site).");
-    put(&o, "tickgate_log_lines_suppressed_total %llu\n", (unsigned long long)log_suppressed_total());
-    head(&o, "start_time_seconds", "gauge", "When this process started (Unix time).");
-    put(&o, "tickgate_start_time_seconds %llu\n", (unsigned long long)(gw->started_ms / 1000));
-    head(&o, "sweeper_last_run_timestamp_seconds", "gauge", "When every worker's sweeper had last run.");
-    put(&o, "tickgate_sweeper_last_run_timestamp_seconds %lld\n", (long long)t.last_sweep);
+    struct scalar s[SCALARS_MAX];
+    size_t n = scalars(gw, &t, s);
+    for (size_t i = 0; i < n; i++) {
+        head(&o, s[i].name, s[i].type, s[i].help);
+        put(&o, "tickgate_%s %lld\n", s[i].name, (long long)s[i].v);
+    }
     if (o.oom) {
         free(o.buf);
         conn_http_error(c, 500, "internal_error", "out of memory", NULL, false);
@@ -282,56 +301,47 @@ void metrics_respond(struct conn *c, bool keep) {
     free(o.buf);
 }
 
+static json_t *json_family(const char *const *keys, const uint64_t *vals, int n) {
+    json_t *o = json_object();
+    for (int i = 0; o && i < n; i++)
+        json_object_set_new(o, keys[i], json_integer((json_int_t)vals[i]));
+    return o;
+}
+
 void stats_respond(struct conn *c, bool keep) {
     struct gateway *gw = gateway_of(c);
     struct totals t;
     gather(gw, &t);
-    json_t *roles = json_object(), *disc = json_object(), *recv = json_object(), *viol = json_object(),
-           *authf = json_object();
+    const char *roles[ROLE_COUNT], *discs[DR_COUNT], *authfs[AUTHF_COUNT];
+    uint64_t authf[AUTHF_COUNT];
     for (int r = 0; r < ROLE_COUNT; r++)
-        json_object_set_new(roles, role_name(r), json_integer((json_int_t)t.by_role[r]));
+        roles[r] = role_name(r);
     for (int d = 0; d < DR_COUNT; d++)
-        json_object_set_new(disc, protocol_disc_reason_name(d), json_integer((json_int_t)t.disc[d]));
-    for (int a = 0; a <= ACT_COUNT; a++)
-        json_object_set_new(recv, TYPE_NAMES[a], json_integer((json_int_t)t.received[a]));
-    for (int v = 0; v < SV_COUNT; v++)
-        json_object_set_new(viol, SV_NAMES[v], json_integer((json_int_t)t.viol[v]));
-    for (int f = 0; f < AUTHF_COUNT; f++)
-        json_object_set_new(authf, auth_failure_str(f), json_integer((json_int_t)LOAD(gw->auth->failures[f])));
-    json_t *o = json_pack(
-        "{s:o, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:f, s:I, s:i}",
-        "connections", roles, "connections_open", (json_int_t)t.ws_open, "connections_total", (json_int_t)t.ws_total,
-        "disconnections_total", disc, "messages_received_total", recv, "messages_sent_total", (json_int_t)t.sent,
-        "bytes_sent_total", (json_int_t)t.bytes, "subscriptions", (json_int_t)t.subs, "active_streams",
-        (json_int_t)atomic_load(&gw->hub->active_streams), "ticks_published_total",
-        (json_int_t)LOAD(gw->hub->ticks_published), "fanout_dropped_total", (json_int_t)LOAD(gw->hub->frames_dropped),
-        "rate_limited_total", (json_int_t)t.rate_limited, "http_requests_total", (json_int_t)t.http,
-        "security_violations_total", viol, "auth_failures_total", authf, "slow_consumer_conflated_total",
-        (json_int_t)t.conflated, "slow_consumer_disconnects_total", (json_int_t)t.slow_disc,
-        "sweeper_last_run_timestamp_seconds", (json_int_t)t.last_sweep, "fanout_seconds_avg",
-        t.fcount ? (double)t.fsum_ns / 1e9 / (double)t.fcount : 0.0, "fanout_count", (json_int_t)t.fcount,
-        "workers", gw->nworkers);
-    if (o) {
-        json_object_set_new(o, "ws_compressed_messages_total", json_integer((json_int_t)t.zmsgs));
-        json_object_set_new(o, "shed_ticks_total", json_integer((json_int_t)t.shed));
-        json_object_set_new(o, "ws_compressions_total", json_integer((json_int_t)ws_deflate_runs()));
-        json_object_set_new(o, "ws_compression_saved_bytes_total", json_integer((json_int_t)t.zsaved));
-        json_object_set_new(o, "blocked_ips", json_integer(atomic_load(&gw->guard->blocked)));
-        json_object_set_new(o, "http_paused_connections", json_integer((json_int_t)t.http_paused));
-        json_object_set_new(o, "redis_up", json_integer(redis_engine_up(gw->redis) ? 1 : 0));
-        json_object_set_new(o, "recoveries_total",
-                            json_pack("{s:I, s:I}", "recovered", (json_int_t)t.recoveries[0], "missed",
-                                      (json_int_t)t.recoveries[1]));
-        json_object_set_new(o, "redis_errors_total", json_integer((json_int_t)LOAD(gw->redis->errors)));
-        json_object_set_new(o, "audit_events_dropped_total", json_integer((json_int_t)LOAD(gw->audit->dropped)));
-        json_object_set_new(o, "audit_events_written_total", json_integer((json_int_t)LOAD(gw->audit->written)));
+        discs[d] = protocol_disc_reason_name(d);
+    for (int f = 0; f < AUTHF_COUNT; f++) {
+        authfs[f] = auth_failure_str(f);
+        authf[f] = LOAD(gw->auth->failures[f]);
     }
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:f, s:I, s:i}", "connections",
+                          json_family(roles, t.by_role, ROLE_COUNT), "disconnections_total",
+                          json_family(discs, t.disc, DR_COUNT), "messages_received_total",
+                          json_family(TYPE_NAMES, t.received, ACT_COUNT + 1), "security_violations_total",
+                          json_family(SV_NAMES, t.viol, SV_COUNT), "auth_failures_total",
+                          json_family(authfs, authf, AUTHF_COUNT), "recoveries_total",
+                          json_family(RECOVERY_NAMES, t.recoveries, 2), "connections_open", (json_int_t)t.ws_open,
+                          "fanout_seconds_avg", t.fcount ? (double)t.fsum_ns / 1e9 / (double)t.fcount : 0.0,
+                          "fanout_count", (json_int_t)t.fcount, "workers", gw->nworkers);
+    struct scalar s[SCALARS_MAX];
+    size_t n = scalars(gw, &t, s);
+    for (size_t i = 0; o && i < n; i++)
+        if (s[i].stats)
+            json_object_set_new(o, s[i].name, json_integer((json_int_t)s[i].v));
+    char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
-    if (!s) {
+    if (!js) {
         conn_http_error(c, 500, "internal_error", "out of memory", NULL, false);
         return;
     }
-    conn_http_respond(c, 200, "application/json", s, strlen(s), NULL, keep);
-    free(s);
+    conn_http_respond(c, 200, "application/json", js, strlen(js), NULL, keep);
+    free(js);
 }

@@ -99,10 +99,7 @@ static void drop_mail(struct mail *m) {
         kind->drop(m->ptr, m->a, m->b);
 }
 
-static void close_handles(struct worker *w) {
-    if (w->stopped)
-        return;
-    w->stopped = true;
+static void close_listeners(struct worker *w) {
     if (w->listening) {
         uv_close((uv_handle_t *)&w->listener, NULL);
         w->listening = false;
@@ -111,6 +108,13 @@ static void close_handles(struct worker *w) {
         uv_close((uv_handle_t *)&w->tls_listener, NULL);
         w->tls_listening = false;
     }
+}
+
+static void close_handles(struct worker *w) {
+    if (w->stopped)
+        return;
+    w->stopped = true;
+    close_listeners(w);
     uv_close((uv_handle_t *)&w->timer, NULL);
     uv_close((uv_handle_t *)&w->sweeper, NULL);
     uv_close((uv_handle_t *)&w->liveness, NULL);
@@ -133,14 +137,7 @@ static void begin_shutdown(struct worker *w) {
     if (w->shutting_down)
         return;
     w->shutting_down = true;
-    if (w->listening) {
-        uv_close((uv_handle_t *)&w->listener, NULL);
-        w->listening = false;
-    }
-    if (w->tls_listening) {
-        uv_close((uv_handle_t *)&w->tls_listener, NULL);
-        w->tls_listening = false;
-    }
+    close_listeners(w);
     for (struct conn *c = w->conns; c; c = c->next) {
         if (c->phase == PHASE_WS)
             ws_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
