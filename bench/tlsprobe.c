@@ -12,12 +12,14 @@
  *   reuse      tickets, SSL objects recycled with SSL_clear
  *   tls12      TLS 1.2 abbreviated handshake (no key exchange at all)
  * and "x25519": one key generation plus one derivation, the key exchange
- * a resumed TLS 1.3 handshake (psk_dhe_ke, as browsers offer) must do.
+ * a resumed TLS 1.3 handshake (psk_dhe_ke, as browsers offer) must do;
+ * "idle": the heap an idle server SSL keeps (tickgate's TLS idle memory).
  *
  * Usage: tlsprobe CERT KEY [N]   (prints µs of server CPU per handshake) */
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +137,34 @@ static double run(SSL_CTX *sx, SSL_CTX *cx, enum variant v, int n, int *resumed)
     return total / n;
 }
 
+/* Heap an idle server SSL keeps after a full handshake with tickgate's
+ * settings (record buffers released), its BIOs replaced by one empty
+ * memory BIO so that only OpenSSL's own state counts. */
+static double idle_bytes(SSL_CTX *sx, SSL_CTX *cx, int n) {
+    SSL **held = calloc((size_t)n, sizeof(*held));
+    size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < n; i++) {
+        SSL *c = SSL_new(cx), *s = SSL_new(sx);
+        BIO *cb, *sb;
+        BIO_new_bio_pair(&cb, 0, &sb, 0);
+        SSL_set_bio(c, cb, cb);
+        SSL_set_bio(s, sb, sb);
+        SSL_set_connect_state(c);
+        SSL_set_accept_state(s);
+        handshake(c, s);
+        SSL_free(c);
+        BIO *m = BIO_new(BIO_s_mem());
+        SSL_set_bio(s, m, m);
+        SSL_free_buffers(s);
+        held[i] = s;
+    }
+    double per = ((double)mallinfo2().uordblks - (double)before) / n;
+    for (int i = 0; i < n; i++)
+        SSL_free(held[i]);
+    free(held);
+    return per;
+}
+
 static double x25519(int n) {
     EVP_PKEY *peer = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
     double t0 = cpu_us();
@@ -173,6 +203,12 @@ int main(int argc, char **argv) {
             SSL_CTX_free(sx);
         }
         printf("%-9s %7.1f us per key generation + derivation\n", "x25519", x25519(n));
+        SSL_CTX_set_max_proto_version(cx, TLS1_3_VERSION);
+        SSL_CTX *sx = server_ctx(argv[1], argv[2], V_TICKETS);
+        SSL_CTX_set_session_cache_mode(cx, SSL_SESS_CACHE_OFF);
+        printf("%-9s %7.0f bytes of heap per idle server SSL after a full handshake\n", "idle", idle_bytes(sx, cx, n));
+        SSL_CTX_set_session_cache_mode(cx, SSL_SESS_CACHE_CLIENT);
+        SSL_CTX_free(sx);
     }
     SSL_CTX_free(cx);
     return 0;
