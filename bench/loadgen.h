@@ -69,6 +69,7 @@ struct opts {
     bool storm, idle, json, spin;
     bool deflate;            /* offer permessage-deflate, inflate RSV1 frames */
     bool tls, tls_resume;    /* --tls, --tls-resume */
+    bool tls12;              /* --tls12: offer TLS 1.2 only */
     int concurrency;
     double timeout;          /* s; <= 0: derived */
     double drain_s;

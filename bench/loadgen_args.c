@@ -44,6 +44,7 @@ static void usage(FILE *f) {
             "  --deflate                  offer permessage-deflate; inflate RSV1 frames (zlib)\n"
             "  --tls                      every connection over TLS 1.3 (AES-128-GCM; no verification, no SNI)\n"
             "  --tls-resume               with --tls: fetch a session ticket first, resume it on every handshake\n"
+            "  --tls12                    with --tls: offer TLS 1.2 only (its abbreviated resumption has no key exchange)\n"
             "  --recover-storm K          stream in 3 steps of duration/3: subscribers 0..K-1 drop at step 1 and\n"
             "                             reconnect at step 2 subscribing with recover (tickgate's protocol)\n"
             "  --recover-gap M (50)       ticks per symbol published while they are away\n"
@@ -55,7 +56,7 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_PATH, OPT_CONNS, OPT_SYMBOLS, OPT_PREFIX, OPT_LIST, OPT_PER, OPT_DIST, OPT_RATE,
     OPT_DURATION, OPT_WARMUP, OPT_RAMP, OPT_STEP, OPT_PUBTOK, OPT_SUBTOK, OPT_SOURCES, OPT_BATCH, OPT_PID,
     OPT_STORM, OPT_IDLE, OPT_JSON, OPT_CONC, OPT_TIMEOUT, OPT_SEED, OPT_RING, OPT_DRAIN, OPT_SPIN, OPT_DEFLATE,
-    OPT_TLS, OPT_TLS_RESUME, OPT_RSTORM, OPT_RGAP, OPT_PUBPORT, OPT_HSRATE, OPT_HELP
+    OPT_TLS, OPT_TLS_RESUME, OPT_TLS12, OPT_RSTORM, OPT_RGAP, OPT_PUBPORT, OPT_HSRATE, OPT_HELP
 };
 
 static double num_arg(const char *name, const char *v, double lo, double hi) {
@@ -94,9 +95,9 @@ int args_parse(int argc, char **argv) {
         {"idle", 0, 0, OPT_IDLE}, {"json", 0, 0, OPT_JSON}, {"concurrency", 1, 0, OPT_CONC},
         {"timeout", 1, 0, OPT_TIMEOUT}, {"seed", 1, 0, OPT_SEED}, {"ring", 1, 0, OPT_RING},
         {"drain-s", 1, 0, OPT_DRAIN}, {"spin", 0, 0, OPT_SPIN}, {"deflate", 0, 0, OPT_DEFLATE},
-        {"tls", 0, 0, OPT_TLS}, {"tls-resume", 0, 0, OPT_TLS_RESUME}, {"recover-storm", 1, 0, OPT_RSTORM},
-        {"recover-gap", 1, 0, OPT_RGAP}, {"pub-port", 1, 0, OPT_PUBPORT}, {"hs-rate", 1, 0, OPT_HSRATE},
-        {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
+        {"tls", 0, 0, OPT_TLS}, {"tls-resume", 0, 0, OPT_TLS_RESUME}, {"tls12", 0, 0, OPT_TLS12},
+        {"recover-storm", 1, 0, OPT_RSTORM}, {"recover-gap", 1, 0, OPT_RGAP}, {"pub-port", 1, 0, OPT_PUBPORT},
+        {"hs-rate", 1, 0, OPT_HSRATE}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -148,6 +149,7 @@ int args_parse(int argc, char **argv) {
         case OPT_SPIN: O.spin = true; break;
         case OPT_TLS: O.tls = true; break;
         case OPT_TLS_RESUME: O.tls_resume = true; break;
+        case OPT_TLS12: O.tls12 = true; break;
         case OPT_RSTORM: O.rstorm = (int)num_arg("recover-storm", optarg, 1, 1e6); break;
         case OPT_RGAP: O.rgap = (int)num_arg("recover-gap", optarg, 1, 1e6); break;
         case OPT_HELP: usage(stdout); return 0;
@@ -162,8 +164,8 @@ int args_parse(int argc, char **argv) {
         fprintf(stderr, "loadgen: --handshake-only, --idle and --ramp exclude each other\n");
         return 1;
     }
-    if (O.tls_resume && !O.tls) {
-        fprintf(stderr, "loadgen: --tls-resume needs --tls\n");
+    if ((O.tls_resume || O.tls12) && !O.tls) {
+        fprintf(stderr, "loadgen: --tls-resume and --tls12 need --tls\n");
         return 1;
     }
     if (O.rstorm && (O.storm || O.idle || O.ramp || O.rstorm >= O.conns)) {

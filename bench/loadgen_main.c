@@ -166,7 +166,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     /* thousands of idle or short-lived connections: no record buffers kept */
-    if (O.tls && lt_init(O.tls_resume, O.idle || O.storm) < 0)
+    if (O.tls && lt_init(O.tls_resume, O.idle || O.storm, O.tls12) < 0)
         return 1;
     if (O.tls_resume)
         lt_prime(&srv_addr, hs_req_sub[0], hs_len_sub[0]); /* on failure (said), the handshakes are full ones */

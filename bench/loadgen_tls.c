@@ -25,13 +25,15 @@ static int on_new_session(SSL *s, SSL_SESSION *sess) {
     return 1;
 }
 
-int lt_init(bool resume, bool lean) {
+int lt_init(bool resume, bool lean, bool only12) {
     static const unsigned char alpn[] = "\x08http/1.1";
     ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx)
         goto fail;
     resuming = resume;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (only12)
+        SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     if (SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256") != 1 ||
         SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256") != 1 ||

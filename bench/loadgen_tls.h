@@ -19,8 +19,8 @@ struct ssl_st; /* OpenSSL's SSL */
 /* The client context. resume: keep the first session ticket any
  * connection receives and offer it on every later handshake. lean: release
  * OpenSSL's record buffers between reads (thousands of idle connections).
- * 0, or -1 with a message on stderr. */
-int lt_init(bool resume, bool lean);
+ * only12: offer TLS 1.2 only. 0, or -1 with a message on stderr. */
+int lt_init(bool resume, bool lean, bool only12);
 void lt_shutdown(void);
 
 /* A client SSL on the connected (or connecting) non-blocking socket fd, or
