@@ -11,9 +11,16 @@
         Prints the latency scenario's tick rate: half the weakest server's
         fan-out delivered rate (ws left out when another server ran),
         divided by the fan-out subscriber count.
-    measure.py maxrate --file F --conns N --factor X
+    measure.py maxrate --file F --conns N --factor X [--pass]
         Prints X times the tick rate of F's fan-out maximum (saturation):
-        below 1 its last passing step, from 1 its first failing one.
+        below 1 (or with --pass) its last passing step, from 1 its first
+        failing one.
+    measure.py holds FILE
+        Exit 0 when FILE, a fixed-rate run, held its rate: delivered >= 95%
+        of what was published in the window and p99 <= 100 ms (the ramp's
+        own test, applied to a whole run). run.sh's sustain scenario.
+    measure.py mark --file F --set K=V ...
+        Records run.sh's verdicts (integers) among F's loadgen figures.
     measure.py stalled FILE
         Exit 0 when FILE is a ramp whose failing step found the server mostly
         idle (a delivery stall, not saturation): run.sh then runs it again.
@@ -213,11 +220,42 @@ def cmd_maxrate(a):
     if not best:
         return 1
     rate = best / a.conns
-    if a.factor >= 1:
+    if a.factor >= 1 and not a.last_pass:
         failed = [num(st.get("rate")) for st in lg.get("steps") or [] if st.get("pass") is False]
         if failed and failed[0]:
             rate = failed[0]
     print(max(1, int(rate * a.factor)))
+    return 0
+
+
+HOLD_DELIVERED = 0.95
+HOLD_P99_US = 100000
+
+
+def cmd_holds(a):
+    try:
+        with open(a.file) as f:
+            lg = (json.load(f) or {}).get("lg") or {}
+    except (OSError, ValueError):
+        return 1
+    exp, got, p99 = num(lg.get("expected")), num(lg.get("delivered")), num(lg.get("p99_us"))
+    return 0 if exp and got is not None and got >= HOLD_DELIVERED * exp and p99 is not None and p99 <= HOLD_P99_US \
+        else 1
+
+
+def cmd_mark(a):
+    """Sets K=V (integers) in FILE's loadgen figures: how run.sh records
+    what it decided about a run (sustain: held, steps_down)."""
+    with open(a.file) as f:
+        r = json.load(f)
+    lg = r.get("lg")
+    if not isinstance(lg, dict):
+        return 1
+    for kv in a.set:
+        k, _, v = kv.partition("=")
+        lg[k] = int(v)
+    with open(a.file, "w") as f:
+        json.dump(r, f)
     return 0
 
 
@@ -405,6 +443,11 @@ def ratio_to_plain(plain_scen, fn):
 metric_vs_plain = ratio_to_plain("fanout", metric_cpu_ns_per_msg)
 
 
+def metric_sustained(r, p):
+    """The rate a sustain run held; none when even its last step down failed."""
+    return (lg_get(r, "delivered_per_s") if lg_get(r, "held") else None), ""
+
+
 def metric_resumed_pct(r, p):
     n, res = lg_get(r, "conns"), lg_get(r, "tls_resumed")
     return (100 * res / n if n and res is not None else None), ""
@@ -427,6 +470,13 @@ def scenario_rows(params):
         ("fanout", f"fan-out: {P('fanout_conns')} subscribers x 1 symbol, rate ramped to max", {}, [
             ("delivered msgs/s (max)", metric_ramp_max, "int", "hi"),
             ("lost", metric_lg("lost"), "int", "lo"),
+            ("p99 latency us", metric_lg("p99_us"), "int", "lo"),
+            ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
+        ] + cpu),
+        ("sustain", f"fan-out sustained: the ramp's best step held for {P('latency_duration')} s at a fixed rate, "
+                    f"stepped down 1.25x until it holds (>= 95% delivered, p99 <= 100 ms)", {}, [
+            ("delivered msgs/s held", metric_sustained, "int", "hi"),
+            ("steps down from the ramp's best", metric_lg("steps_down"), "int", "count"),
             ("p99 latency us", metric_lg("p99_us"), "int", "lo"),
             ("server CPU ns per msg", metric_cpu_ns_per_msg, "int", "lo"),
         ] + cpu),
@@ -637,7 +687,7 @@ def cmd_table(a):
                 t, v = vals.get("tickgate"), vals.get(o)
                 tb, ob = "≥" in marks.get("tickgate", ""), "≥" in marks.get(o, "")
                 bound = {(True, False): "≥", (False, True): "≤"}.get((tb, ob), "")
-                if t is None or not v:
+                if t is None or not v or better == "count":  # a count of decisions has no ratio
                     cells.append("n/a")
                 elif tb and ob:
                     cells.append("both ≥")  # neither saturated: no ratio
@@ -733,6 +783,12 @@ def main():
     mr.add_argument("--file", required=True)
     mr.add_argument("--conns", type=int, required=True)
     mr.add_argument("--factor", type=float, required=True)
+    mr.add_argument("--pass", dest="last_pass", action="store_true")
+    ho = sub.add_parser("holds")
+    ho.add_argument("file")
+    mk = sub.add_parser("mark")
+    mk.add_argument("--file", required=True)
+    mk.add_argument("--set", action="append", default=[])
     q = sub.add_parser("rate")
     q.add_argument("--dir", required=True)
     q.add_argument("--servers", required=True)
@@ -760,7 +816,7 @@ def main():
             ap.error("run needs the loadgen command after --")
         return cmd_run(a)
     return {"rate": cmd_rate, "maxrate": cmd_maxrate, "table": cmd_table, "stalled": cmd_stalled, "best": cmd_best,
-            "median": cmd_median}[a.cmd_name](a)
+            "median": cmd_median, "holds": cmd_holds, "mark": cmd_mark}[a.cmd_name](a)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@
 #   LATENCY_RATE    ticks/s for the latency scenario (default: derived from fan-out)
 #   saturation      the fan-out shape at a fixed 0.8x and 1.2x of each server's own
 #                   fan-out maximum (needs fanout in the same run): p99 and RSS past the max
+#   sustain         the fan-out ramp's best step held at a fixed rate for LATENCY_DURATION,
+#                   stepped down 1.25x (at most SUSTAIN_STEPS (6) times) until it holds
 #   RAMP_RETRIES (1)  reruns of a ramp that failed on a stall, not saturation
 #   STORM_RUNS (3)    storm runs per server; the median is reported
 #   RESULTS_DIR (bench/results)
@@ -42,7 +44,7 @@ TICKGATE_BIN=$(abspath "${TICKGATE_BIN:-build/tickgate}")
 LOADGEN_BIN=$(abspath "${LOADGEN_BIN:-build/loadgen}")
 NODE=${NODE:-node}
 SERVERS=${SERVERS:-tickgate uws ws}
-SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market market2c latency saturation idle storm storm_paced fanout_tls idle_tls storm_tls mix recovery nodes}
+SCENARIOS=${SCENARIOS:-fanout fanout2w fanoutz market market2c sustain latency saturation idle storm storm_paced fanout_tls idle_tls storm_tls mix recovery nodes}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 SOURCES=${SOURCES:-127.0.0.1,127.0.0.2,127.0.0.3}
@@ -405,6 +407,29 @@ if [ -z "${LATENCY_RATE:-}" ]; then
 fi
 
 for server in $SERVERS; do
+    # A ramp's 3-second steps flatter a server that falls behind slowly: hold
+    # the best step for a whole run, stepping down until delivery keeps up.
+    if want sustain; then
+        if rate=$("$PY" "$ROOT/bench/measure.py" maxrate --file "$WORK/res/$server.fanout.json" \
+            --conns "$FANOUT_CONNS" --factor 1 --pass); then
+            down=0 held=0
+            while :; do
+                scenario "$server" sustain $((LATENCY_DURATION + WARMUP)) \
+                    --conns "$FANOUT_CONNS" --symbols 1 --per 1 --dist uniform \
+                    --rate "$rate" --duration "$LATENCY_DURATION" --warmup "$WARMUP"
+                if "$PY" "$ROOT/bench/measure.py" holds "$WORK/res/$server.sustain.json"; then
+                    held=1
+                    break
+                fi
+                [ "$down" -lt "${SUSTAIN_STEPS:-6}" ] && [ $((rate * 4 / 5)) -ge 1 ] || break
+                down=$((down + 1)) rate=$((rate * 4 / 5))
+            done
+            "$PY" "$ROOT/bench/measure.py" mark --file "$WORK/res/$server.sustain.json" \
+                --set held=$held --set steps_down=$down || true
+        else
+            skip "$server" sustain "no fan-out maximum in this run (run the fanout scenario too)"
+        fi
+    fi
     if want latency; then
         scenario "$server" latency $((LATENCY_DURATION + WARMUP)) \
             --conns "$FANOUT_CONNS" --symbols 1 --per 1 --dist uniform \
@@ -632,7 +657,7 @@ say ""
     --param server_cpu="$SERVER_CPU" --param loadgen_cpu="$LOADGEN_CPU" \
     --param fanout_conns="$FANOUT_CONNS" --param market_conns="$MARKET_CONNS" \
     --param market_symbols="$MARKET_SYMBOLS" --param market_per="$MARKET_PER" \
-    --param latency_rate="$LATENCY_RATE" --param idle_conns="$IDLE_CONNS" --param storm_conns="$STORM_CONNS" \
+    --param latency_rate="$LATENCY_RATE" --param latency_duration="$LATENCY_DURATION" --param idle_conns="$IDLE_CONNS" --param storm_conns="$STORM_CONNS" \
     --param storm_runs="$STORM_RUNS" --param idle_tls_conns="$IDLE_TLS_CONNS" \
     --param mix_conns="$MIX_CONNS" --param mix_symbols="$MIX_SYMBOLS" --param mix_rate="$MIX_RATE" \
     --param recovery_conns="$RECOVERY_CONNS" --param recovery_steady="$RECOVERY_STEADY" \
