@@ -34,6 +34,16 @@ from wsraw import OP_PONG, OP_TEXT, BoundWS, WSRaw, build_frame, http_request, m
 CLK = os.sysconf("SC_CLK_TCK")
 
 
+def serving(gw):
+    """serves(), or False while the port refuses connections (every worker's
+    listener paused at EMFILE; each reopens a second later)."""
+    try:
+        serves(gw, timeout=2.0)
+        return True
+    except ConnectionRefusedError:
+        return False
+
+
 def serves(gw, timeout=5.0):
     """The server answers /health and echoes on a brand-new WebSocket."""
     r = http_request(gw.host, gw.port, "GET", "/health", timeout=timeout)
@@ -313,7 +323,9 @@ def test_accept_without_file_descriptors(gateway):
         s.close()
     # The window starts once the server answers a new client again (the
     # hammer's refused handshakes are behind it), not after a guessed settle.
-    serves(gw)
+    # While every worker is out of descriptors no listener is open, so the
+    # port refuses until the next reopen (at most a second): await that.
+    wait_until(lambda: serving(gw), 5, "a new client served once descriptors are free")
     c0, t0 = cpu_seconds(gw.pid), time.monotonic()
     time.sleep(2.0)
     load = (cpu_seconds(gw.pid) - c0) / (time.monotonic() - t0)
