@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import ROOT, SECRET, SECRET_FLAG, api, mint
+from conftest import ROOT, SECRET, SECRET_FLAG, api, mint, wait_until
 from test_lifecycle import run_tickgate
 
 
@@ -95,16 +95,23 @@ def test_space_instead_of_equals_is_explained():
     assert rc == 2 and "s3cr3t-value" not in err, err
 
 
+def start_logged(gw):
+    """The server's start-up lines on stderr, once read: "listening" comes on
+    stdout, and stderr is read by its own thread, so await the last start-up
+    line (every start-up warning is logged before it)."""
+    wait_until(lambda: " worker(s); ws " in gw.stderr, 10, "the start-up log line")
+    return gw.stderr
+
+
 def test_start_warns_when_tokens_cannot_be_verified(gateway, tmp_path):
-    gw = gateway()
-    assert re.search(r"warn auth: .*every JWT will be refused", gw.stderr), gw.stderr
-    gw2 = gateway(SECRET_FLAG)
-    assert "every JWT will be refused" not in gw2.stderr
+    err = start_logged(gateway())
+    assert re.search(r"warn auth: .*every JWT will be refused", err), err
+    assert "every JWT will be refused" not in start_logged(gateway(SECRET_FLAG))
 
 
 def test_start_warns_about_a_demo_directory_without_index(gateway, tmp_path):
-    gw = gateway("--server.static_dir=%s" % tmp_path)
-    assert "has no index.html" in gw.stderr, gw.stderr
+    err = start_logged(gateway("--server.static_dir=%s" % tmp_path))
+    assert "has no index.html" in err, err
 
 
 def test_unknown_user_gets_the_same_status_on_api_and_handshake(gateway, jclients, tmp_path):
