@@ -168,12 +168,17 @@ def cmd_run(a):
 
 # ---- results -------------------------------------------------------------
 
-def load(d, server, scen):
+def read_result(path):
+    """A result file's JSON, or None when it is missing or unreadable."""
     try:
-        with open(os.path.join(d, f"{server}.{scen}.json")) as f:
+        with open(path) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def load(d, server, scen):
+    return read_result(os.path.join(d, f"{server}.{scen}.json"))
 
 
 def num(v):
@@ -211,17 +216,14 @@ def cmd_maxrate(a):
     (surely below the maximum) and a factor of 1 or more the first failure
     (surely above it; the last pass when the ramp never failed). Exit 1 when
     the fan-out run is missing."""
-    try:
-        with open(a.file) as f:
-            lg = (json.load(f) or {}).get("lg") or {}
-    except (OSError, ValueError):
-        lg = {}
-    best = num(lg.get("delivered_per_s"))
+    r = read_result(a.file)
+    best = lg_get(r, "delivered_per_s")
     if not best:
         return 1
     rate = best / a.conns
     if a.factor >= 1 and not a.last_pass:
-        failed = [num(st.get("rate")) for st in lg.get("steps") or [] if st.get("pass") is False]
+        steps = ((r or {}).get("lg") or {}).get("steps") or []
+        failed = [num(st.get("rate")) for st in steps if st.get("pass") is False]
         if failed and failed[0]:
             rate = failed[0]
     print(max(1, int(rate * a.factor)))
@@ -233,12 +235,8 @@ HOLD_P99_US = 100000
 
 
 def cmd_holds(a):
-    try:
-        with open(a.file) as f:
-            lg = (json.load(f) or {}).get("lg") or {}
-    except (OSError, ValueError):
-        return 1
-    exp, got, p99 = num(lg.get("expected")), num(lg.get("delivered")), num(lg.get("p99_us"))
+    r = read_result(a.file)
+    exp, got, p99 = lg_get(r, "expected"), lg_get(r, "delivered"), lg_get(r, "p99_us")
     return 0 if exp and got is not None and got >= HOLD_DELIVERED * exp and p99 is not None and p99 <= HOLD_P99_US \
         else 1
 
@@ -276,23 +274,13 @@ def stalled(r):
 
 
 def cmd_stalled(a):
-    try:
-        with open(a.file) as f:
-            return 0 if stalled(json.load(f)) else 1
-    except (OSError, ValueError):
-        return 1
+    r = read_result(a.file)
+    return 0 if r is not None and stalled(r) else 1
 
 
 def load_runs(files):
     """The results of several attempts at one scenario (unreadable ones skipped)."""
-    runs = []
-    for fn in files:
-        try:
-            with open(fn) as f:
-                runs.append(json.load(f))
-        except (OSError, ValueError):
-            continue
-    return runs
+    return [r for r in map(read_result, files) if r is not None]
 
 
 def cmd_best(a):

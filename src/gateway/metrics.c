@@ -45,6 +45,7 @@ struct totals {
     uint64_t by_role[ROLE_COUNT], received[ACT_COUNT + 1], disc[DR_COUNT], viol[SV_COUNT], recoveries[2];
     uint64_t buckets[FANOUT_BUCKETS], fcount, fsum_ns;
     uint64_t not_entitled[NE_COUNT], delayed_subs, throttled_subs, throttled_dropped, delay_conflated, shed;
+    uint64_t authf[AUTHF_COUNT];
     int64_t last_sweep;
 };
 
@@ -97,6 +98,22 @@ static void gather(struct gateway *gw, struct totals *t) {
     }
     if (t->last_sweep == INT64_MAX)
         t->last_sweep = 0;
+    for (int f = 0; f < AUTHF_COUNT; f++)
+        t->authf[f] = LOAD(gw->auth->failures[f]);
+}
+
+/* The label values of the families both outputs list. */
+struct names {
+    const char *roles[ROLE_COUNT], *discs[DR_COUNT], *authfs[AUTHF_COUNT];
+};
+
+static void names_fill(struct names *n) {
+    for (int r = 0; r < ROLE_COUNT; r++)
+        n->roles[r] = role_name(r);
+    for (int d = 0; d < DR_COUNT; d++)
+        n->discs[d] = protocol_disc_reason_name(d);
+    for (int f = 0; f < AUTHF_COUNT; f++)
+        n->authfs[f] = auth_failure_str(f);
 }
 
 struct out {
@@ -163,7 +180,7 @@ struct scalar {
 
 static size_t scalars(struct gateway *gw, const struct totals *t, struct scalar *s) {
     size_t n = 0;
-#define ADD(nm, ty, stats_, val, hlp)                                                                                   \
+#define ADD(nm, ty, stats_, val, hlp)                                                                                  \
     do {                                                                                                               \
         assert(n < SCALARS_MAX);                                                                                       \
         s[n++] = (struct scalar){nm, ty, hlp, (int64_t)(val), stats_};                                                 \
@@ -188,7 +205,8 @@ static size_t scalars(struct gateway *gw, const struct totals *t, struct scalar 
         "Tick frames a full worker mailbox refused (must stay 0).");
     ADD("rate_limited_total", "counter", true, t->rate_limited, "Client messages dropped by the rate limit.");
     ADD("delayed_subscriptions", "gauge", false, t->delayed_subs, "Subscriptions delivered delayed by feed.delay_s.");
-    ADD("throttled_subscriptions", "gauge", false, t->throttled_subs, "Subscriptions delivered throttled ([throttle]).");
+    ADD("throttled_subscriptions", "gauge", false, t->throttled_subs,
+        "Subscriptions delivered throttled ([throttle]).");
     ADD("throttled_dropped_total", "counter", false, t->throttled_dropped,
         "Updates a throttle replaced by a newer one (per lane).");
     ADD("delay_conflated_total", "counter", false, t->delay_conflated,
@@ -197,7 +215,8 @@ static size_t scalars(struct gateway *gw, const struct totals *t, struct scalar 
         "Ticks a worker behind by limits.shed_after_ms skipped: a newer one of the symbol was queued.");
     ADD("slow_consumer_conflated_total", "counter", true, t->conflated,
         "Updates replaced by a newer one for a backed-up client.");
-    ADD("slow_consumer_disconnects_total", "counter", true, t->slow_disc, "Clients closed with 1013 as slow consumers.");
+    ADD("slow_consumer_disconnects_total", "counter", true, t->slow_disc,
+        "Clients closed with 1013 as slow consumers.");
     ADD("redis_up", "gauge", true, redis_engine_up(gw->redis) ? 1 : 0,
         "1 when the Redis engine is connected (0 when down or not configured).");
     ADD("redis_errors_total", "counter", true, LOAD(gw->redis->errors), "Redis connection and command errors.");
@@ -249,24 +268,17 @@ void metrics_respond(struct conn *c, bool keep) {
         conn_http_error(c, 500, "internal_error", "out of memory", NULL, false);
         return;
     }
-    const char *roles[ROLE_COUNT], *discs[DR_COUNT], *authfs[AUTHF_COUNT];
-    uint64_t authf[AUTHF_COUNT], reloads[2] = {LOAD(gw->reloads[0]), LOAD(gw->reloads[1])};
-    for (int r = 0; r < ROLE_COUNT; r++)
-        roles[r] = role_name(r);
-    for (int d = 0; d < DR_COUNT; d++)
-        discs[d] = protocol_disc_reason_name(d);
-    for (int f = 0; f < AUTHF_COUNT; f++) {
-        authfs[f] = auth_failure_str(f);
-        authf[f] = LOAD(gw->auth->failures[f]);
-    }
-    family(&o, "connections", "gauge", "Open WebSocket connections by role.", "role", roles, t.by_role, ROLE_COUNT);
-    family(&o, "disconnections_total", "counter", "WebSocket connections ended, by reason.", "reason", discs, t.disc,
+    struct names nm;
+    names_fill(&nm);
+    uint64_t reloads[2] = {LOAD(gw->reloads[0]), LOAD(gw->reloads[1])};
+    family(&o, "connections", "gauge", "Open WebSocket connections by role.", "role", nm.roles, t.by_role, ROLE_COUNT);
+    family(&o, "disconnections_total", "counter", "WebSocket connections ended, by reason.", "reason", nm.discs, t.disc,
            DR_COUNT);
     family(&o, "messages_received_total", "counter", "Client messages received, by type.", "type", TYPE_NAMES,
            t.received, ACT_COUNT + 1);
     family(&o, "security_violations_total", "counter", "Security violations, by kind.", "kind", SV_NAMES, t.viol,
            SV_COUNT);
-    family(&o, "auth_failures_total", "counter", "Failed authentications, by reason.", "reason", authfs, authf,
+    family(&o, "auth_failures_total", "counter", "Failed authentications, by reason.", "reason", nm.authfs, t.authf,
            AUTHF_COUNT);
     family(&o, "entitlement_refusals_total", "counter",
            "Requests for symbols the client is not entitled to, by request.", "request", NE_NAMES, t.not_entitled,
@@ -312,22 +324,14 @@ void stats_respond(struct conn *c, bool keep) {
     struct gateway *gw = gateway_of(c);
     struct totals t;
     gather(gw, &t);
-    const char *roles[ROLE_COUNT], *discs[DR_COUNT], *authfs[AUTHF_COUNT];
-    uint64_t authf[AUTHF_COUNT];
-    for (int r = 0; r < ROLE_COUNT; r++)
-        roles[r] = role_name(r);
-    for (int d = 0; d < DR_COUNT; d++)
-        discs[d] = protocol_disc_reason_name(d);
-    for (int f = 0; f < AUTHF_COUNT; f++) {
-        authfs[f] = auth_failure_str(f);
-        authf[f] = LOAD(gw->auth->failures[f]);
-    }
+    struct names nm;
+    names_fill(&nm);
     json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:f, s:I, s:i}", "connections",
-                          json_family(roles, t.by_role, ROLE_COUNT), "disconnections_total",
-                          json_family(discs, t.disc, DR_COUNT), "messages_received_total",
+                          json_family(nm.roles, t.by_role, ROLE_COUNT), "disconnections_total",
+                          json_family(nm.discs, t.disc, DR_COUNT), "messages_received_total",
                           json_family(TYPE_NAMES, t.received, ACT_COUNT + 1), "security_violations_total",
                           json_family(SV_NAMES, t.viol, SV_COUNT), "auth_failures_total",
-                          json_family(authfs, authf, AUTHF_COUNT), "recoveries_total",
+                          json_family(nm.authfs, t.authf, AUTHF_COUNT), "recoveries_total",
                           json_family(RECOVERY_NAMES, t.recoveries, 2), "connections_open", (json_int_t)t.ws_open,
                           "fanout_seconds_avg", t.fcount ? (double)t.fsum_ns / 1e9 / (double)t.fcount : 0.0,
                           "fanout_count", (json_int_t)t.fcount, "workers", gw->nworkers);

@@ -522,20 +522,20 @@ void subs_fan(struct sub_list *l, struct outbuf *b) {
  * catches up instead of delivering an ever older backlog. It is the
  * slow-consumer policy (newest per symbol) applied to the whole worker:
  * subscribers see seq jump, never a stale tick, and the newest tick of a
- * burst always goes out (nothing newer is queued). The test costs a clock
- * read and one relaxed load per tick, nothing per subscriber; a skipped
- * tick costs nothing per subscriber either. */
-static bool shed(struct worker *w, const struct outbuf *b, uint64_t now) {
+ * burst always goes out (nothing newer is queued). The test costs one
+ * relaxed load per tick, and a clock read only when a newer tick is queued;
+ * nothing per subscriber; a skipped tick costs nothing per subscriber
+ * either. */
+static bool shed(struct worker *w, const struct outbuf *b) {
     uint64_t after = (uint64_t)w->cfg->limits.shed_after_ms * 1000000u;
-    return after && (now - b->born_ns > after || worker_behind(w)) &&
-           b->seq < atomic_load_explicit(&w->subs->hub->st[b->sym].posted_seq, memory_order_relaxed);
+    return after && b->seq < atomic_load_explicit(&w->subs->hub->st[b->sym].posted_seq, memory_order_relaxed) &&
+           (worker_behind(w) || uv_hrtime() - b->born_ns > after);
 }
 
 void subs_deliver(struct worker *w, struct outbuf *b) {
     struct sub_list *l = &w->subs->lists[b->sym];
     if (l->n) {
-        uint64_t now = uv_hrtime();
-        if (shed(w, b, now)) {
+        if (shed(w, b)) {
             atomic_fetch_add_explicit(&w->subs->shed, 1, memory_order_relaxed);
         } else {
             subs_fan(l, b);
