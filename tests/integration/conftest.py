@@ -283,6 +283,15 @@ def wait_until(fn, timeout=10.0, what="condition", interval=0.02):
         time.sleep(interval)
 
 
+def wait_log(gw, pattern, timeout=10.0, start=0):
+    """Waits for a stderr line (from line index start) matching pattern:
+    stderr is read by its own thread, so a line may land after the server
+    is seen listening on stdout."""
+    rx = re.compile(pattern)
+    return wait_until(lambda: next((l for l in gw.stderr.splitlines()[start:] if rx.search(l)), None), timeout,
+                      "log line /%s/" % pattern)
+
+
 def http_json(gw, method, path, headers=None, body=b"", timeout=wsraw.DEFAULT_TIMEOUT):
     return wsraw.http_request(gw.host, gw.port, method, path, headers, body, timeout)
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import ROOT, SECRET, SECRET_FLAG, api, mint, wait_until
+from conftest import ROOT, SECRET, SECRET_FLAG, api, mint, wait_log
 from test_lifecycle import run_tickgate
 
 
@@ -96,10 +96,9 @@ def test_space_instead_of_equals_is_explained():
 
 
 def start_logged(gw):
-    """The server's start-up lines on stderr, once read: "listening" comes on
-    stdout, and stderr is read by its own thread, so await the last start-up
-    line (every start-up warning is logged before it)."""
-    wait_until(lambda: " worker(s); ws " in gw.stderr, 10, "the start-up log line")
+    """The server's start-up lines on stderr, once the last of them (every
+    start-up warning is logged before it) has been read."""
+    wait_log(gw, r" worker\(s\); ws ")
     return gw.stderr
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import wsraw
-from conftest import SECRET, SECRET_FLAG, http_json, mint, parse_metrics, wait_until
+from conftest import SECRET, SECRET_FLAG, http_json, mint, parse_metrics, wait_log, wait_until
 
 GOING_AWAY = 1001
 
@@ -20,13 +20,6 @@ def ready(gw):
     r = http_json(gw, "GET", "/ready")
     assert r.status in (200, 503), r
     return r.status, r.json()
-
-
-def wait_log(gw, pattern, timeout=10.0, start=0):
-    """Waits for a stderr line (from line index start) matching pattern."""
-    rx = re.compile(pattern)
-    return wait_until(lambda: next((l for l in gw.stderr.splitlines()[start:] if rx.search(l)), None), timeout,
-                      "log line /%s/" % pattern)
 
 
 # ---------------------------------------------------------------------------
